@@ -1,0 +1,37 @@
+# Thin wrapper over CMake/Ninja. `make serve` and `make test` are all a fresh Debian machine needs.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+KEEL_CUDA ?= auto
+DEB_PACKAGES := build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev \
+  libspdlog-dev libcpp-httplib-dev libpcre2-dev libxxhash-dev libutf8proc-dev libgtest-dev libgmock-dev \
+  libbenchmark-dev libzstd-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps configure build test serve bench clean tokenizers
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEEL_CUDA=$(KEEL_CUDA)
+
+configure: $(BUILD)/build.ninja
+
+build: deps configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+serve: build
+	$(BUILD)/keel serve --host 127.0.0.1 --port 8080
+
+bench: build
+	$(BUILD)/keel bench --backend cpu
+
+clean:
+	rm -rf $(BUILD)
