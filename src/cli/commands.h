@@ -1,0 +1,27 @@
+// Each subcommand lives in its own file and registers itself on the CLI11 app. Its callback stores the
+// process exit code in `exit_code`: 0 success, 1 user error (bad input), 2 usage, 3 doctor critical.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "base/status.h"
+
+namespace keel::cli {
+
+struct Context {
+  int exit_code = 0;
+};
+
+// Prints "error: <message>" to stderr and returns exit code 1.
+int report(const Status& status);
+
+void add_info(CLI::App& app, Context& ctx);
+void add_logits(CLI::App& app, Context& ctx);
+void add_generate(CLI::App& app, Context& ctx);
+void add_bench(CLI::App& app, Context& ctx);
+void add_tokenizer_commands(CLI::App& app, Context& ctx);
+void add_doctor(CLI::App& app, Context& ctx);
+
+}  // namespace keel::cli
