@@ -1,7 +1,42 @@
 #include "cli/commands.h"
+#include "cli/load_model.h"
+#include "engine/generate.h"
+#include "format/npy.h"
 
 namespace keel::cli {
 
-void add_logits(CLI::App& app, Context& ctx) {}
+namespace {
+
+struct LogitsArgs {
+  std::string dir, tokens, out, backend = "cpu";
+};
+
+int run_logits(const LogitsArgs& a) {
+  auto ids = parse_ids(a.tokens);
+  if (!ids.ok()) return report(ids.status().with_context("--tokens"));
+  model::LoadOptions options;
+  options.max_batch_tokens = std::min<int>(512, static_cast<int>(ids->size()));
+  options.kv_blocks = static_cast<int>((ids->size() + options.block_size - 1) / options.block_size);
+  auto lm = load_model(a.dir, a.backend, options);
+  if (!lm.ok()) return report(lm.status());
+  auto logits = engine::all_logits(*lm->model, *ids);
+  if (!logits.ok()) return report(logits.status());
+  const int64_t vocab = lm->model->config().vocab_size;
+  Status s = format::write_npy(env::Env::posix(), a.out, logits->data(), {static_cast<int64_t>(ids->size()), vocab});
+  if (!s.ok()) return report(s);
+  return 0;
+}
+
+}  // namespace
+
+void add_logits(CLI::App& app, Context& ctx) {
+  auto* cmd = app.add_subcommand("logits", "Write the logits at every position of a token sequence as .npy");
+  static LogitsArgs a;
+  cmd->add_option("MODEL_DIR", a.dir, "Hugging Face model directory")->required();
+  cmd->add_option("--tokens", a.tokens, "Token ids, space-separated")->required();
+  cmd->add_option("--out", a.out, "Output .npy file (float32 [n_tokens, vocab])")->required();
+  cmd->add_option("--backend", a.backend, "auto|cpu|cuda");
+  cmd->callback([&ctx] { ctx.exit_code = run_logits(a); });
+}
 
 }  // namespace keel::cli

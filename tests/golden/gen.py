@@ -93,7 +93,10 @@ def randomize(model, gemma):
     g = torch.Generator().manual_seed(SEED)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.dim() == 1 and "norm" in name:
+            if gemma and "embed_tokens" in name:
+                # gemma multiplies embeddings by sqrt(hidden); keep the residual stream near unit scale
+                p.copy_(torch.randn(p.shape, generator=g) / p.shape[-1] ** 0.5)
+            elif p.dim() == 1 and "norm" in name:
                 if gemma:
                     p.copy_(0.3 * torch.randn(p.shape, generator=g))
                 else:
@@ -126,6 +129,13 @@ def to_v4_style(cfg):
         cfg["rope_theta"] = rp["rope_theta"]
         scaling = {k: v for k, v in rp.items() if k != "rope_theta"}
         cfg["rope_scaling"] = scaling if scaling.get("rope_type", "default") != "default" else None
+    cfg.pop("_sliding_window_pattern", None)
+    if cfg.get("layer_types") and all(t == "full_attention" for t in cfg["layer_types"]):
+        cfg.pop("layer_types")  # 4.x configs of these families have none
+    if cfg.get("head_dim") == cfg["hidden_size"] // cfg["num_attention_heads"]:
+        cfg.pop("head_dim")  # 4.x llama/qwen2 configs derive it
+    if "num_local_experts" in cfg:
+        cfg["num_experts"] = cfg.pop("num_local_experts")
     if "dtype" in cfg:
         cfg["torch_dtype"] = cfg.pop("dtype")
     cfg.pop("transformers_version", None)

@@ -1,0 +1,49 @@
+// The CPU backend: the reference oracle. Plain loops, fp32 activations and accumulation, weights read in their
+// stored dtype (F32/F16/BF16) straight from the memory-mapped checkpoint, OpenMP across cores.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "backend/ops.h"
+
+namespace keel::backend {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  Result<Tensor> weight(DType dtype, int64_t rows, int64_t cols, const void* host) override;
+  Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override;
+  Status alloc_kv(const KvLayout& layout) override;
+  const KvLayout& kv_layout() const override { return kv_layout_; }
+  void copy_to_host(const Tensor& src, float* dst) override;
+  uint64_t bytes_allocated() const override { return bytes_allocated_; }
+
+  void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) override;
+  void rms_norm(const Tensor& x, const Tensor& w, float eps, bool add_one, Tensor& out) override;
+  void add(const Tensor& a, const Tensor& b, Tensor& out) override;
+  void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override;
+  void rope(Tensor& x, int head_dim, int rotary_dim, const int32_t* positions, const RopeTable& table) override;
+  void write_kv(int layer, const Tensor& k, const Tensor& v, const BatchMeta& batch) override;
+  void attention(int layer, const Tensor& q, const BatchMeta& batch, const AttentionParams& params,
+                 Tensor& out) override;
+  void glu(const Tensor& gate, const Tensor& up, GluActivation act, Tensor& out) override;
+  void moe(const Tensor& x, const MoeWeights& w, Tensor& out) override;
+  void softcap(Tensor& x, float cap) override;
+  void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, Tensor& out) override;
+
+  // The raw KV of one layer, for tests.
+  const float* k_cache(int layer) const { return k_cache_[layer].data(); }
+  const float* v_cache(int layer) const { return v_cache_[layer].data(); }
+
+ private:
+  std::vector<std::unique_ptr<float[]>> buffers_;
+  std::vector<std::vector<float>> k_cache_, v_cache_;
+  KvLayout kv_layout_;
+  uint64_t bytes_allocated_ = 0;
+  // MoE scratch, grown on first use and reused.
+  std::vector<float> moe_x_, moe_gate_, moe_up_, moe_y_;
+};
+
+}  // namespace keel::backend

@@ -1,0 +1,143 @@
+// backend::Backend — the seam between model code and memory/kernels.
+//
+// Model code never touches raw memory: it asks a Backend for buffers once, at start, and then calls ops sized
+// for fusion on a GPU. Every tensor is 2-D row-major [rows, cols]; a [tokens, heads*head_dim] activation is
+// viewed as [tokens*heads, head_dim] where an op works per head. A forward pass consumes a flattened Batch
+// (BatchMeta): the same structure for one prompt on the CPU and for hundreds of sequences on a GPU.
+//
+// The CPU backend is the oracle: plain, fp32 accumulation; every other backend is tested against it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/dtype.h"
+#include "base/status.h"
+
+namespace keel::backend {
+
+struct Tensor {
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+
+  bool empty() const { return data == nullptr; }
+  int64_t numel() const { return rows * cols; }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  // Rows [start, start+n) of this tensor.
+  Tensor row_slice(int64_t start, int64_t n) const {
+    return Tensor{static_cast<uint8_t*>(data) + start * cols * dtype_size(dtype), dtype, n, cols};
+  }
+  // The same bytes as [numel/cols_, cols_].
+  Tensor reshaped(int64_t new_cols) const { return Tensor{data, dtype, numel() / new_cols, new_cols}; }
+};
+
+// Paged KV storage: for each layer, K and V of shape [num_blocks, block_size, num_kv_heads, head_dim].
+struct KvLayout {
+  int num_layers = 0;
+  int num_blocks = 0;
+  int block_size = 16;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  DType dtype = DType::kF32;
+
+  size_t bytes_per_block_per_layer() const {
+    return static_cast<size_t>(block_size) * num_kv_heads * head_dim * dtype_size(dtype) * 2;
+  }
+  size_t total_bytes() const { return bytes_per_block_per_layer() * num_layers * num_blocks; }
+};
+
+// One sequence's part of a flattened batch. Its query rows are [q_start, q_start + q_len); after this step its
+// KV holds kv_len tokens at positions 0..kv_len-1, the queries being the last q_len of them.
+struct SeqSlice {
+  int32_t q_start = 0;
+  int32_t q_len = 0;
+  int32_t kv_len = 0;
+  std::vector<int32_t> block_table;  // physical block of each logical block
+};
+
+struct BatchMeta {
+  std::vector<int32_t> positions;     // [tokens]
+  std::vector<int32_t> slot_mapping;  // [tokens] physical KV slot = block * block_size + offset
+  std::vector<SeqSlice> seqs;
+  int num_tokens() const { return static_cast<int>(positions.size()); }
+};
+
+// Rotary embedding for one call: angle_i = position * inv_freq[i] over the first rotary_dim dims of each head
+// (rotate-half convention), cos/sin multiplied by attention_factor (yarn).
+struct RopeTable {
+  std::vector<float> inv_freq;  // [rotary_dim / 2]
+  float attention_factor = 1.0f;
+};
+
+struct AttentionParams {
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  float scale = 1.0f;
+  int sliding_window = 0;  // >0: query at p sees keys at p-window+1 .. p
+  float softcap = 0.0f;    // >0: scores = softcap * tanh(scores / softcap)
+};
+
+enum class GluActivation { kSilu, kGeluTanh };
+
+struct ExpertWeights {
+  Tensor gate;  // [moe_intermediate, hidden]
+  Tensor up;    // [moe_intermediate, hidden]
+  Tensor down;  // [hidden, moe_intermediate]
+};
+
+struct MoeWeights {
+  Tensor router;  // [num_experts, hidden]
+  std::vector<ExpertWeights> experts;
+  int top_k = 0;
+  bool norm_topk_prob = false;
+  GluActivation activation = GluActivation::kSilu;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // --- Memory. Called at start only; the forward pass allocates nothing.
+  // A weight from host bytes (the CPU may keep a view of the mapping; a GPU copies it up).
+  virtual Result<Tensor> weight(DType dtype, int64_t rows, int64_t cols, const void* host) = 0;
+  virtual Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) = 0;
+  virtual Status alloc_kv(const KvLayout& layout) = 0;
+  virtual const KvLayout& kv_layout() const = 0;
+  virtual void copy_to_host(const Tensor& src, float* dst) = 0;  // as float32
+  virtual uint64_t bytes_allocated() const = 0;
+
+  // --- Ops. Output tensors have the rows of their inputs; `out` may alias an input where noted.
+  // out[i] = table[tokens[i]] * scale
+  virtual void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) = 0;
+  // Per row: x / rms(x) * w (add_one: * (1 + w)). out may alias x.
+  virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, bool add_one, Tensor& out) = 0;
+  // out = a + b (out may alias a).
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  // out[M,N] = x[M,K] * w[N,K]^T (+ bias[N]).
+  virtual void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) = 0;
+  // In place on x [tokens, heads*head_dim]; positions has one entry per row of x.
+  virtual void rope(Tensor& x, int head_dim, int rotary_dim, const int32_t* positions, const RopeTable& table) = 0;
+  // Stores k, v [tokens, kv_heads*head_dim] of `layer` at batch.slot_mapping.
+  virtual void write_kv(int layer, const Tensor& k, const Tensor& v, const BatchMeta& batch) = 0;
+  // Causal paged attention of q [tokens, heads*head_dim] against `layer`'s KV; out has q's shape.
+  virtual void attention(int layer, const Tensor& q, const BatchMeta& batch, const AttentionParams& params,
+                         Tensor& out) = 0;
+  // out = act(gate) * up.
+  virtual void glu(const Tensor& gate, const Tensor& up, GluActivation act, Tensor& out) = 0;
+  // Top-k routed mixture of experts; out [tokens, hidden].
+  virtual void moe(const Tensor& x, const MoeWeights& w, Tensor& out) = 0;
+  // x = cap * tanh(x / cap), in place.
+  virtual void softcap(Tensor& x, float cap) = 0;
+  // out[i] = x[rows[i]].
+  virtual void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, Tensor& out) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace keel::backend

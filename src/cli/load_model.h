@@ -1,0 +1,24 @@
+// Shared by the model subcommands: picks a backend and loads a model directory onto it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/ops.h"
+#include "model/model.h"
+
+namespace keel::cli {
+
+struct LoadedModel {
+  std::unique_ptr<backend::Backend> backend;
+  std::unique_ptr<model::Model> model;
+};
+
+Result<LoadedModel> load_model(const std::string& dir, const std::string& backend_name,
+                               const model::LoadOptions& options);
+
+// "1 2 3" or "1,2,3" -> ids; names the bad entry.
+Result<std::vector<int32_t>> parse_ids(const std::string& text);
+
+}  // namespace keel::cli

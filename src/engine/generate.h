@@ -1,0 +1,28 @@
+// Single-sequence generation on a loaded model: chunked prefill into paged KV, then one token per step.
+// The server's scheduler batches many sequences; this is the path of `keel generate` and `keel run`.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "model/model.h"
+
+namespace keel::engine {
+
+struct GenerateOptions {
+  int max_tokens = 16;
+  SamplingParams sampling;
+  std::vector<int32_t> stop_token_ids;  // generation ends after emitting one of these
+};
+
+// Called with each new token; return false to stop early.
+using TokenCallback = std::function<bool(int32_t)>;
+
+Result<std::vector<int32_t>> generate(model::Model& model, const std::vector<int32_t>& prompt,
+                                      const GenerateOptions& options, const TokenCallback& on_token = nullptr);
+
+// The logits of every position of one sequence, [prompt.size(), vocab], computed in chunks.
+Result<std::vector<float>> all_logits(model::Model& model, const std::vector<int32_t>& tokens);
+
+}  // namespace keel::engine

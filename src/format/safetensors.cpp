@@ -1,0 +1,130 @@
+#include "format/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+namespace keel::format {
+
+using nlohmann::json;
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string TensorView::shape_str() const {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(env::Env* env, const std::string& path) {
+  KEEL_ASSIGN_OR_RETURN(auto mapping, env->map_file(path));
+  const uint8_t* base = mapping->data();
+  const size_t size = mapping->size();
+  if (size < 8) return corruption("{}: file is {} bytes, too short for a safetensors header", path, size);
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; i--) header_len = (header_len << 8) | base[i];
+  if (header_len > size - 8)
+    return corruption("{}: header length {} exceeds the file size {} (truncated file?)", path, header_len, size);
+  json header = json::parse(base + 8, base + 8 + header_len, nullptr, false);
+  if (header.is_discarded() || !header.is_object())
+    return corruption("{}: header is not a JSON object", path);
+  const uint64_t data_start = 8 + header_len;
+  const uint64_t data_size = size - data_start;
+
+  auto file = std::unique_ptr<SafetensorsFile>(new SafetensorsFile());
+  for (auto& [name, info] : header.items()) {
+    if (name == "__metadata__") continue;
+    auto where = [&] { return fmt::format("{}: tensor '{}'", path, name); };
+    if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") ||
+        !info.contains("data_offsets"))
+      return corruption("{}: header entry needs dtype, shape and data_offsets", where());
+    TensorView t;
+    t.name = name;
+    t.file = path;
+    if (!info["dtype"].is_string()) return corruption("{}: dtype is not a string", where());
+    auto dtype = parse_dtype(info["dtype"].get<std::string>());
+    if (!dtype.ok()) return dtype.status().with_context(where());
+    t.dtype = *dtype;
+    if (!info["shape"].is_array()) return corruption("{}: shape is not an array", where());
+    for (auto& d : info["shape"]) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 0)
+        return corruption("{}: shape {} has a non-integer or negative dimension", where(), info["shape"].dump());
+      t.shape.push_back(d.get<int64_t>());
+    }
+    auto& off = info["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      return corruption("{}: data_offsets must be two unsigned integers", where());
+    uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
+    if (begin > end || end > data_size)
+      return corruption("{}: data_offsets [{}, {}] fall outside the {} data bytes (truncated file?)", where(),
+                        begin, end, data_size);
+    if (end - begin != t.nbytes())
+      return corruption("{}: shape {} of {} needs {} bytes but data_offsets span {}", where(), t.shape_str(),
+                        dtype_name(t.dtype), t.nbytes(), end - begin);
+    t.data = base + data_start + begin;
+    file->tensors_.emplace(name, std::move(t));
+  }
+  file->mapping_ = std::move(mapping);
+  return file;
+}
+
+Result<WeightFiles> WeightFiles::open(env::Env* env, const std::string& dir) {
+  std::vector<std::string> paths;
+  const std::string index_path = env::join_path(dir, "model.safetensors.index.json");
+  const std::string single_path = env::join_path(dir, "model.safetensors");
+  std::map<std::string, std::string> expected;  // tensor -> shard, from the index
+  if (env->file_exists(index_path)) {
+    KEEL_ASSIGN_OR_RETURN(std::string text, env->read_file(index_path));
+    json index = json::parse(text, nullptr, false);
+    if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") ||
+        !index["weight_map"].is_object())
+      return corruption("{}: expected a JSON object with a weight_map object", index_path);
+    std::set<std::string> shards;
+    for (auto& [name, shard] : index["weight_map"].items()) {
+      if (!shard.is_string()) return corruption("{}: weight_map['{}'] is not a string", index_path, name);
+      expected[name] = shard.get<std::string>();
+      shards.insert(shard.get<std::string>());
+    }
+    for (auto& s : shards) paths.push_back(env::join_path(dir, s));
+  } else if (env->file_exists(single_path)) {
+    paths.push_back(single_path);
+  } else {
+    return not_found("{}: no model.safetensors or model.safetensors.index.json", dir);
+  }
+
+  WeightFiles wf;
+  for (auto& p : paths) {
+    KEEL_ASSIGN_OR_RETURN(auto file, SafetensorsFile::open(env, p));
+    wf.files_.push_back(std::move(file));
+  }
+  for (auto& f : wf.files_) {
+    for (auto& [name, t] : f->tensors()) {
+      if (wf.index_.count(name))
+        return corruption("tensor '{}' appears in both {} and {}", name, wf.index_[name]->file, t.file);
+      wf.index_[name] = &t;
+    }
+  }
+  for (auto& [name, shard] : expected) {
+    if (!wf.index_.count(name))
+      return corruption("{}: tensor '{}' is listed in shard {} but that file does not hold it", index_path,
+                        name, shard);
+  }
+  return wf;
+}
+
+const TensorView* WeightFiles::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : it->second;
+}
+
+uint64_t WeightFiles::total_bytes() const {
+  uint64_t n = 0;
+  for (auto& [name, t] : index_) n += t->nbytes();
+  return n;
+}
+
+}  // namespace keel::format

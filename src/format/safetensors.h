@@ -1,0 +1,55 @@
+// safetensors: an 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}},
+// then the raw tensor bytes. Files are memory-mapped; tensors are views into the mapping.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "env/env.h"
+#include "base/dtype.h"
+
+namespace keel::format {
+
+struct TensorView {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;
+  std::string file;  // which file it came from, for error messages
+
+  int64_t numel() const;
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  std::string shape_str() const;  // "[256, 64]"
+};
+
+// One .safetensors file, mapped for the lifetime of this object.
+class SafetensorsFile {
+ public:
+  static Result<std::unique_ptr<SafetensorsFile>> open(env::Env* env, const std::string& path);
+  const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+
+ private:
+  std::unique_ptr<env::MappedFile> mapping_;
+  std::map<std::string, TensorView> tensors_;
+};
+
+// All tensors of a model directory: model.safetensors, or the shards named by
+// model.safetensors.index.json.
+class WeightFiles {
+ public:
+  static Result<WeightFiles> open(env::Env* env, const std::string& model_dir);
+
+  const TensorView* find(const std::string& name) const;
+  const std::map<std::string, const TensorView*>& all() const { return index_; }
+  uint64_t total_bytes() const;
+
+ private:
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorView*> index_;
+};
+
+}  // namespace keel::format

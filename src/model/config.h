@@ -1,0 +1,96 @@
+// ModelConfig: everything the forward pass needs to know about a model, parsed from a Hugging Face
+// config.json in either the transformers 4.x style (rope_theta + rope_scaling) or the 5.x style
+// (rope_parameters, possibly per layer type). Family quirks become plain fields here, so the forward pass
+// is written once.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "env/env.h"
+
+namespace keel::model {
+
+enum class Arch { kLlama, kMistral, kQwen2, kQwen3, kQwen3Moe, kGemma3 };
+enum class RopeType { kDefault, kLinear, kDynamic, kLlama3, kYarn };
+enum class Activation { kSilu, kGeluTanh };
+
+const char* arch_name(Arch arch);
+const char* rope_type_name(RopeType type);
+
+struct RopeConfig {
+  RopeType type = RopeType::kDefault;
+  double theta = 10000.0;
+  double factor = 1.0;
+  double partial_rotary_factor = 1.0;
+  // llama3
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int original_max_position_embeddings = 0;
+  // yarn
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  bool truncate = true;
+  double attention_factor = 0.0;  // 0: derived from factor/mscale
+  double mscale = 0.0;
+  double mscale_all_dim = 0.0;
+};
+
+struct LayerSpec {
+  bool sliding = false;  // attends to the last `sliding_window` positions only
+  bool moe = false;      // sparse MoE MLP instead of the dense one
+};
+
+struct ModelConfig {
+  std::string architecture;  // "LlamaForCausalLM"
+  Arch arch = Arch::kLlama;
+  std::string dtype;  // as config.json states it ("bfloat16"), informational
+
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int intermediate_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int max_position_embeddings = 0;
+  float rms_norm_eps = 1e-6f;
+  bool tie_word_embeddings = false;
+
+  bool qkv_bias = false;     // qwen2 always; llama/qwen3/gemma3 with attention_bias
+  bool o_bias = false;       // llama/qwen3/gemma3 with attention_bias
+  bool mlp_bias = false;     // llama mlp_bias
+  bool qk_norm = false;      // qwen3, qwen3_moe, gemma3: RMSNorm over head_dim before rope
+  bool norm_add_one = false; // gemma: y = x_hat * (1 + w)
+  bool sandwich_norms = false;  // gemma3: post-attention and pre/post-feedforward norms
+  float embed_scale = 1.0f;  // gemma: sqrt(hidden_size), rounded to the weights' dtype
+  float attn_scale = 0.0f;   // 1/sqrt(head_dim), or 1/sqrt(query_pre_attn_scalar)
+  float attn_softcap = 0.0f;   // 0 = off
+  float final_softcap = 0.0f;  // 0 = off
+  Activation activation = Activation::kSilu;
+  int sliding_window = 0;  // 0 = no sliding layers
+
+  RopeConfig rope;        // full-attention layers
+  RopeConfig rope_local;  // sliding layers (gemma3's rope_local_base_freq); equals rope elsewhere
+
+  // MoE (qwen3_moe)
+  int num_experts = 0;
+  int num_experts_per_tok = 0;
+  int moe_intermediate_size = 0;
+  bool norm_topk_prob = false;
+
+  std::vector<LayerSpec> layers;
+  int bos_token_id = -1;
+  std::vector<int> eos_token_ids;
+
+  int rotary_dim() const { return static_cast<int>(head_dim * rope.partial_rotary_factor); }
+  int q_size() const { return num_heads * head_dim; }
+  int kv_size() const { return num_kv_heads * head_dim; }
+};
+
+// Parses config.json text; `where` names the file in error messages.
+Result<ModelConfig> parse_config(const std::string& json_text, const std::string& where);
+Result<ModelConfig> load_config(env::Env* env, const std::string& model_dir);
+
+}  // namespace keel::model

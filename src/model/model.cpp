@@ -1,0 +1,165 @@
+#include "model/model.h"
+
+#include <algorithm>
+
+#include "model/rope.h"
+
+namespace keel::model {
+
+using backend::Tensor;
+
+Result<std::unique_ptr<Model>> Model::load(env::Env* env, const std::string& dir, backend::Backend* backend,
+                                           const LoadOptions& options) {
+  auto model = std::unique_ptr<Model>(new Model());
+  if (!env->is_directory(dir)) return not_found("{}: not a directory", dir);
+  KEEL_ASSIGN_OR_RETURN(model->config_, load_config(env, dir));
+  KEEL_ASSIGN_OR_RETURN(model->files_, format::WeightFiles::open(env, dir));
+  model->backend_ = backend;
+  model->options_ = options;
+  KEEL_ASSIGN_OR_RETURN(model->weights_, bind_weights(model->config_, model->files_, backend));
+  if (options.max_batch_tokens <= 0)
+    return invalid_argument("max_batch_tokens={} must be positive", options.max_batch_tokens);
+  KEEL_RETURN_IF_ERROR(model->allocate_workspace());
+  backend::KvLayout kv;
+  kv.num_layers = model->config_.num_layers;
+  kv.block_size = options.block_size;
+  kv.num_kv_heads = model->config_.num_kv_heads;
+  kv.head_dim = model->config_.head_dim;
+  kv.num_blocks = options.kv_blocks > 0 ? options.kv_blocks
+                                        : (model->config_.max_position_embeddings + kv.block_size - 1) / kv.block_size;
+  KEEL_RETURN_IF_ERROR(backend->alloc_kv(kv));
+  return model;
+}
+
+Status Model::allocate_workspace() {
+  const ModelConfig& c = config_;
+  const int64_t T = options_.max_batch_tokens;
+  int64_t inter = c.intermediate_size;
+  auto alloc = [&](int64_t cols, Tensor* t) -> Status {
+    KEEL_ASSIGN_OR_RETURN(*t, backend_->alloc(DType::kF32, T, cols));
+    return Status();
+  };
+  KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.x));
+  KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.h));
+  KEEL_RETURN_IF_ERROR(alloc(c.q_size(), &ws_.q));
+  KEEL_RETURN_IF_ERROR(alloc(c.kv_size(), &ws_.k));
+  KEEL_RETURN_IF_ERROR(alloc(c.kv_size(), &ws_.v));
+  KEEL_RETURN_IF_ERROR(alloc(c.q_size(), &ws_.attn));
+  KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.o));
+  KEEL_RETURN_IF_ERROR(alloc(inter, &ws_.gate));
+  KEEL_RETURN_IF_ERROR(alloc(inter, &ws_.up));
+  KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.mlp));
+  KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.logit_in));
+  KEEL_RETURN_IF_ERROR(alloc(c.vocab_size, &ws_.logits));
+  return Status();
+}
+
+uint64_t Model::kv_bytes_per_token() const {
+  return 2ull * config_.num_layers * config_.num_kv_heads * config_.head_dim * dtype_size(kv_layout().dtype);
+}
+
+Status Model::forward(const Batch& batch, std::vector<float>* logits) {
+  const ModelConfig& c = config_;
+  const int T = static_cast<int>(batch.tokens.size());
+  if (T == 0) return invalid_argument("forward: empty batch");
+  if (T > options_.max_batch_tokens)
+    return invalid_argument("forward: {} tokens exceed max_batch_tokens={}", T, options_.max_batch_tokens);
+  if (static_cast<int>(batch.meta.positions.size()) != T || static_cast<int>(batch.meta.slot_mapping.size()) != T)
+    return internal_error("forward: positions/slot_mapping sizes differ from the {} tokens", T);
+  for (int32_t tok : batch.tokens)
+    if (tok < 0 || tok >= c.vocab_size)
+      return invalid_argument("token id {} is outside the vocabulary [0, {})", tok, c.vocab_size);
+  const int max_slot = kv_layout().num_blocks * kv_layout().block_size;
+  for (int32_t s : batch.meta.slot_mapping)
+    if (s < 0 || s >= max_slot) return internal_error("forward: KV slot {} outside the pool of {}", s, max_slot);
+
+  backend::Backend& B = *backend_;
+  Tensor x = ws_.x.row_slice(0, T), h = ws_.h.row_slice(0, T), q = ws_.q.row_slice(0, T),
+         k = ws_.k.row_slice(0, T), v = ws_.v.row_slice(0, T), attn = ws_.attn.row_slice(0, T),
+         o = ws_.o.row_slice(0, T), mlp = ws_.mlp.row_slice(0, T);
+
+  // Rope tables: one for full layers, one for sliding layers; dynamic NTK depends on each sequence's length,
+  // so it is applied per sequence.
+  const bool dynamic = c.rope.type == RopeType::kDynamic || c.rope_local.type == RopeType::kDynamic;
+  auto table_for = [&](const RopeConfig& rc, int seq_len) {
+    return make_rope_table(rc, c.head_dim, c.max_position_embeddings, seq_len);
+  };
+  int longest = 0;
+  for (auto& s : batch.meta.seqs) longest = std::max(longest, s.kv_len);
+  const backend::RopeTable global_table = table_for(c.rope, longest);
+  const backend::RopeTable local_table = table_for(c.rope_local, longest);
+  auto apply_rope = [&](Tensor& t, bool sliding) {
+    const RopeConfig& rc = sliding ? c.rope_local : c.rope;
+    if (!dynamic) {
+      B.rope(t, c.head_dim, c.rotary_dim(), batch.meta.positions.data(), sliding ? local_table : global_table);
+      return;
+    }
+    for (auto& s : batch.meta.seqs) {
+      Tensor part = t.row_slice(s.q_start, s.q_len);
+      B.rope(part, c.head_dim, c.rotary_dim(), batch.meta.positions.data() + s.q_start, table_for(rc, s.kv_len));
+    }
+  };
+
+  B.embed(weights_.embed, batch.tokens.data(), T, c.embed_scale, x);
+  for (int li = 0; li < c.num_layers; li++) {
+    const LayerWeights& L = weights_.layers[li];
+    const LayerSpec& spec = c.layers[li];
+    // Attention block.
+    B.rms_norm(x, L.input_norm, c.rms_norm_eps, c.norm_add_one, h);
+    B.gemm(h, L.q, L.q_bias.empty() ? nullptr : &L.q_bias, q);
+    B.gemm(h, L.k, L.k_bias.empty() ? nullptr : &L.k_bias, k);
+    B.gemm(h, L.v, L.v_bias.empty() ? nullptr : &L.v_bias, v);
+    if (c.qk_norm) {
+      Tensor qh = q.reshaped(c.head_dim), kh = k.reshaped(c.head_dim);
+      B.rms_norm(qh, L.q_norm, c.rms_norm_eps, c.norm_add_one, qh);
+      B.rms_norm(kh, L.k_norm, c.rms_norm_eps, c.norm_add_one, kh);
+    }
+    apply_rope(q, spec.sliding);
+    apply_rope(k, spec.sliding);
+    B.write_kv(li, k, v, batch.meta);
+    backend::AttentionParams ap;
+    ap.num_heads = c.num_heads;
+    ap.num_kv_heads = c.num_kv_heads;
+    ap.head_dim = c.head_dim;
+    ap.scale = c.attn_scale;
+    ap.sliding_window = spec.sliding ? c.sliding_window : 0;
+    ap.softcap = c.attn_softcap;
+    B.attention(li, q, batch.meta, ap, attn);
+    B.gemm(attn, L.o, L.o_bias.empty() ? nullptr : &L.o_bias, o);
+    if (c.sandwich_norms) B.rms_norm(o, L.post_attn_norm, c.rms_norm_eps, c.norm_add_one, o);
+    B.add(x, o, x);
+
+    // MLP block.
+    const Tensor& ffn_norm = c.sandwich_norms ? L.pre_ffn_norm : L.post_attn_norm;
+    B.rms_norm(x, ffn_norm, c.rms_norm_eps, c.norm_add_one, h);
+    if (spec.moe) {
+      B.moe(h, L.moe, mlp);
+    } else {
+      Tensor gate = ws_.gate.row_slice(0, T), up = ws_.up.row_slice(0, T);
+      B.gemm(h, L.gate, L.gate_bias.empty() ? nullptr : &L.gate_bias, gate);
+      B.gemm(h, L.up, L.up_bias.empty() ? nullptr : &L.up_bias, up);
+      B.glu(gate, up, c.activation == Activation::kSilu ? backend::GluActivation::kSilu
+                                                        : backend::GluActivation::kGeluTanh, gate);
+      B.gemm(gate, L.down, L.down_bias.empty() ? nullptr : &L.down_bias, mlp);
+    }
+    if (c.sandwich_norms) B.rms_norm(mlp, L.post_ffn_norm, c.rms_norm_eps, c.norm_add_one, mlp);
+    B.add(x, mlp, x);
+  }
+
+  // Logits only for the rows that need them.
+  const int n = static_cast<int>(batch.logit_rows.size());
+  logits->resize(static_cast<size_t>(n) * c.vocab_size);
+  if (n == 0) return Status();
+  if (n > T) return internal_error("forward: {} logit rows for a batch of {} tokens", n, T);
+  for (int32_t r : batch.logit_rows)
+    if (r < 0 || r >= T) return internal_error("forward: logit row {} outside the batch of {}", r, T);
+  Tensor sel = ws_.logit_in.row_slice(0, n), out = ws_.logits.row_slice(0, n);
+  B.gather_rows(x, batch.logit_rows, sel);
+  B.rms_norm(sel, weights_.final_norm, c.rms_norm_eps, c.norm_add_one, sel);
+  B.gemm(sel, weights_.lm_head, nullptr, out);
+  if (c.final_softcap > 0) B.softcap(out, c.final_softcap);
+  B.copy_to_host(out, logits->data());
+  return Status();
+}
+
+}  // namespace keel::model

@@ -1,0 +1,61 @@
+// Model: a Hugging Face decoder-only model loaded onto a backend. One forward pass, written once against
+// backend::Backend, serves every supported family; the family's quirks are fields of ModelConfig.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/ops.h"
+#include "env/env.h"
+#include "format/safetensors.h"
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace keel::model {
+
+// A flattened batch: the tokens of every sequence in this step, back to back.
+struct Batch {
+  std::vector<int32_t> tokens;
+  backend::BatchMeta meta;          // positions, KV slots, per-sequence slices
+  std::vector<int32_t> logit_rows;  // rows of `tokens` whose next-token logits are wanted
+};
+
+struct LoadOptions {
+  int max_batch_tokens = 512;  // activation buffers are sized for this many tokens per forward
+  int kv_blocks = 0;           // KV pool size in blocks (0: enough for max_position_embeddings... capped)
+  int block_size = 16;
+};
+
+class Model {
+ public:
+  static Result<std::unique_ptr<Model>> load(env::Env* env, const std::string& dir, backend::Backend* backend,
+                                             const LoadOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const backend::KvLayout& kv_layout() const { return backend_->kv_layout(); }
+  int max_batch_tokens() const { return options_.max_batch_tokens; }
+
+  // Runs the batch; `logits` receives [batch.logit_rows.size(), vocab] float32, row-major.
+  Status forward(const Batch& batch, std::vector<float>* logits);
+
+  // KV bytes per token over all layers, in the backend's KV dtype.
+  uint64_t kv_bytes_per_token() const;
+
+ private:
+  Model() = default;
+  Status allocate_workspace();
+
+  ModelConfig config_;
+  format::WeightFiles files_;
+  ModelWeights weights_;
+  backend::Backend* backend_ = nullptr;
+  LoadOptions options_;
+
+  struct Workspace {
+    backend::Tensor x, h, q, k, v, attn, o, gate, up, mlp, logit_in, logits;
+  } ws_;
+};
+
+}  // namespace keel::model

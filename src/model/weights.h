@@ -1,0 +1,37 @@
+// Binds a checkpoint's tensors to the model's layer structure, checking every name, shape and dtype against
+// the config before anything runs, and hands them to the backend (a view on CPU, an upload on a GPU).
+#pragma once
+
+#include <vector>
+
+#include "backend/ops.h"
+#include "format/safetensors.h"
+#include "model/config.h"
+
+namespace keel::model {
+
+struct LayerWeights {
+  backend::Tensor input_norm, post_attn_norm;
+  backend::Tensor pre_ffn_norm, post_ffn_norm;  // gemma3 sandwich norms
+  backend::Tensor q, k, v, o;
+  backend::Tensor q_bias, k_bias, v_bias, o_bias;
+  backend::Tensor q_norm, k_norm;
+  backend::Tensor gate, up, down;  // dense MLP
+  backend::Tensor gate_bias, up_bias, down_bias;
+  backend::MoeWeights moe;  // sparse MLP (layer spec moe)
+};
+
+struct ModelWeights {
+  backend::Tensor embed;    // [vocab, hidden]
+  backend::Tensor lm_head;  // [vocab, hidden]; the embedding when tied
+  backend::Tensor final_norm;
+  std::vector<LayerWeights> layers;
+  uint64_t parameter_count = 0;
+  uint64_t bytes = 0;
+  DType dtype = DType::kF32;  // of the largest share of bytes
+};
+
+Result<ModelWeights> bind_weights(const ModelConfig& config, const format::WeightFiles& files,
+                                  backend::Backend* backend);
+
+}  // namespace keel::model
