@@ -1,0 +1,40 @@
+#include "doctor/doctor.h"
+
+#include "doctor/log_scan.h"
+#include "doctor/startup.h"
+
+namespace keel::doctor {
+
+DoctorReport run_doctor(const DoctorOptions& options, env::Env* env, ProbeSource& source,
+                        const KnownIssues& db) {
+  DoctorReport report;
+  report.platform = probe_platform(source, options.cache_dir);
+  report.findings = startup_findings(report.platform, db);
+  LogScan scan = scan_logs(env, options.logs, db);
+  for (auto& finding : scan.findings) {
+    for (auto& line : finding.evidence) add_evidence(report.findings, finding, line);
+  }
+  report.problems = std::move(scan.problems);
+  sort_by_severity(report.findings);
+  return report;
+}
+
+int doctor_exit_code(const DoctorReport& report) {
+  if (has_critical(report.findings)) return 3;
+  if (!report.problems.empty()) return 1;
+  return 0;
+}
+
+nlohmann::json report_to_json(const DoctorReport& report) {
+  nlohmann::json findings = nlohmann::json::array();
+  for (const auto& f : report.findings) {
+    findings.push_back({{"id", f.id},
+                        {"severity", severity_name(f.severity)},
+                        {"title", f.title},
+                        {"evidence", f.evidence},
+                        {"advice", f.advice}});
+  }
+  return {{"platform", platform_to_json(report.platform)}, {"findings", findings}};
+}
+
+}  // namespace keel::doctor
