@@ -1,0 +1,102 @@
+// keel against HF `tokenizers` on the real Qwen3, Llama 3 and Gemma 3 tokenizer files (`make tokenizers`),
+// with the goldens written by tests/golden/gen_tokenizers.py.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <memory>
+
+#include "env/env.h"
+#include "tokenizer/stream_decoder.h"
+#include "tokenizer/tokenizer.h"
+
+namespace keel::tokenizer {
+namespace {
+
+using nlohmann::json;
+
+std::string npm_dir(const std::string& name) {
+  return std::string(KEEL_SOURCE_DIR) + "/.npm-tokenizers/" + name + "/package/models";
+}
+
+// Loading Gemma's 33 MB tokenizer.json takes a while: each tokenizer is loaded once per process.
+const Tokenizer* shared_tokenizer(const std::string& name) {
+  static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
+  auto it = cache.find(name);
+  if (it != cache.end()) return it->second.get();
+  auto tok = Tokenizer::load(npm_dir(name));
+  if (!tok.ok()) {
+    ADD_FAILURE() << tok.status().message();
+    return nullptr;
+  }
+  return (cache[name] = std::make_unique<Tokenizer>(std::move(tok).value())).get();
+}
+
+json goldens(const std::string& name) {
+  auto text = env::Env::posix()->read_file(std::string(KEEL_SOURCE_DIR) + "/tests/golden/tokenizers/" + name + ".json");
+  if (!text.ok()) return json();
+  return json::parse(text.value());
+}
+
+std::string show(const std::string& s) { return json(s).dump(); }
+
+class Golden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Golden, EncodeMatchesHuggingFaceWithAndWithoutSpecialTokens) {
+  const Tokenizer* tok = shared_tokenizer(GetParam());
+  ASSERT_NE(tok, nullptr);
+  json g = goldens(GetParam());
+  ASSERT_TRUE(g.contains("cases"));
+  ASSERT_GE(g["cases"].size(), 100u);
+  size_t failed = 0;
+  for (const json& c : g["cases"]) {
+    std::string text = c["text"];
+    auto ids = tok->encode(text, false);
+    auto ids_special = tok->encode(text, true);
+    if (ids != c["ids"].get<std::vector<int32_t>>()) {
+      ++failed;
+      ADD_FAILURE() << "text " << show(text) << "\n  keel " << json(ids).dump() << "\n  HF   " << c["ids"].dump();
+    } else {
+      EXPECT_EQ(ids_special, c["ids_special"].get<std::vector<int32_t>>()) << show(text);
+    }
+  }
+  EXPECT_EQ(failed, 0u) << "of " << g["cases"].size();
+}
+
+TEST_P(Golden, DecodeMatchesHuggingFace) {
+  const Tokenizer* tok = shared_tokenizer(GetParam());
+  ASSERT_NE(tok, nullptr);
+  json g = goldens(GetParam());
+  for (const json& c : g["cases"]) {
+    auto ids = c["ids_special"].get<std::vector<int32_t>>();
+    EXPECT_EQ(tok->decode(ids, false), c["decoded"].get<std::string>()) << show(c["text"]);
+    EXPECT_EQ(tok->decode(ids, true), c["decoded_skip"].get<std::string>()) << show(c["text"]);
+  }
+  for (const json& c : g["decode_cases"]) {
+    auto ids = c["ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(tok->decode(ids, false), c["decoded"].get<std::string>()) << c["ids"].dump();
+    EXPECT_EQ(tok->decode(ids, true), c["decoded_skip"].get<std::string>()) << c["ids"].dump();
+  }
+}
+
+TEST_P(Golden, StreamingDecodeConcatenatesToTheFullDecode) {
+  const Tokenizer* tok = shared_tokenizer(GetParam());
+  ASSERT_NE(tok, nullptr);
+  json g = goldens(GetParam());
+  for (const json& c : g["cases"]) {
+    auto ids = c["ids_special"].get<std::vector<int32_t>>();
+    for (bool skip : {false, true}) {
+      StreamDecoder stream(*tok, skip);
+      std::string all;
+      for (int32_t id : ids) all += stream.step(id);
+      all += stream.flush();
+      EXPECT_EQ(all, c[skip ? "decoded_skip" : "decoded"].get<std::string>()) << show(c["text"]);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(RealTokenizers, Golden, ::testing::Values("qwen3", "llama3", "gemma3"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace keel::tokenizer
