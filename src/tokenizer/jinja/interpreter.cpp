@@ -249,7 +249,6 @@ Status Interpreter::exec_for(const Stmt& s, Frame& frame, std::string& out) {
     return Status();
   }
   const int64_t n = static_cast<int64_t>(items.size());
-  Value parent_loop = lookup("loop", frame);
   for (int64_t i = 0; i < n; ++i) {
     Frame f{{}, &frame};
     KEEL_RETURN_IF_ERROR(bind(f, items[static_cast<size_t>(i)]));
@@ -262,12 +261,8 @@ Status Interpreter::exec_for(const Stmt& s, Frame& frame, std::string& out) {
     d.set("first", Value(i == 0));
     d.set("last", Value(i == n - 1));
     d.set("length", Value(n));
-    int64_t depth = 1;
-    if (parent_loop.is_dict()) {
-      if (const Value* pd = parent_loop.as_dict().find(Value("depth"))) depth = pd->as_int() + 1;
-    }
-    d.set("depth", Value(depth));
-    d.set("depth0", Value(depth - 1));
+    d.set("depth", Value(1));  // only recursive loops (unsupported) go deeper
+    d.set("depth0", Value(0));
     d.set("previtem", i > 0 ? items[static_cast<size_t>(i - 1)] : Value::undefined("there is no previous item"));
     d.set("nextitem", i + 1 < n ? items[static_cast<size_t>(i + 1)] : Value::undefined("there is no next item"));
     d.set("cycle", Value::callable("cycle", [i](Interpreter&, CallArgs& a) -> Result<Value> {
