@@ -25,16 +25,19 @@ int doctor_exit_code(const DoctorReport& report) {
   return 0;
 }
 
-nlohmann::json report_to_json(const DoctorReport& report) {
-  nlohmann::json findings = nlohmann::json::array();
+nlohmann::ordered_json report_to_json(const DoctorReport& report) {
+  nlohmann::ordered_json findings = nlohmann::ordered_json::array();
   for (const auto& f : report.findings) {
-    findings.push_back({{"id", f.id},
+    findings.push_back(nlohmann::ordered_json{{"id", f.id},
                         {"severity", severity_name(f.severity)},
                         {"title", f.title},
                         {"evidence", f.evidence},
                         {"advice", f.advice}});
   }
-  return {{"platform", platform_to_json(report.platform)}, {"findings", findings}};
+  nlohmann::ordered_json out;
+  out["platform"] = platform_to_json(report.platform);
+  out["findings"] = std::move(findings);
+  return out;
 }
 
 }  // namespace keel::doctor

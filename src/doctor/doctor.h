@@ -32,7 +32,7 @@ DoctorReport run_doctor(const DoctorOptions& options, env::Env* env, ProbeSource
 int doctor_exit_code(const DoctorReport& report);
 
 // {"platform": {...}, "findings": [{"id", "severity", "title", "evidence": [..], "advice"}]}
-nlohmann::json report_to_json(const DoctorReport& report);
+nlohmann::ordered_json report_to_json(const DoctorReport& report);
 std::string report_to_text(const DoctorReport& report);
 
 }  // namespace keel::doctor

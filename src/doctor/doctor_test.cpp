@@ -41,14 +41,18 @@ TEST(Doctor, UnreadableLogExitsOneUnlessSomethingIsCritical) {
 
 TEST(Doctor, JsonHasExactlyPlatformAndFindings) {
   DoctorReport report = doctor_with_logs({"nvidia-xid-13.dmesg.log", "nvidia-xid-48.dmesg.log"});
-  nlohmann::json j = report_to_json(report);
+  nlohmann::ordered_json j = report_to_json(report);
   ASSERT_TRUE(j.is_object());
-  EXPECT_EQ(j.size(), 2u);
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j.begin().key(), "platform");  // the documented order
   EXPECT_TRUE(j["platform"].is_object());
   ASSERT_TRUE(j["findings"].is_array());
   ASSERT_EQ(j["findings"].size(), 2u);
   for (const auto& f : j["findings"]) {
-    EXPECT_EQ(f.size(), 5u);
+    ASSERT_EQ(f.size(), 5u);
+    std::vector<std::string> keys;
+    for (auto it = f.begin(); it != f.end(); ++it) keys.push_back(it.key());
+    EXPECT_EQ(keys, (std::vector<std::string>{"id", "severity", "title", "evidence", "advice"}));
     for (const char* key : {"id", "severity", "title", "advice"}) EXPECT_TRUE(f[key].is_string()) << key;
     ASSERT_TRUE(f["evidence"].is_array());
     EXPECT_FALSE(f["evidence"].empty());
@@ -63,8 +67,8 @@ TEST(Doctor, JsonHasExactlyPlatformAndFindings) {
 }
 
 TEST(Doctor, JsonOfCleanRunHasEmptyFindings) {
-  nlohmann::json j = report_to_json(doctor_with_logs({}));
-  EXPECT_EQ(j["findings"], nlohmann::json::array());
+  nlohmann::ordered_json j = report_to_json(doctor_with_logs({}));
+  EXPECT_EQ(j["findings"], nlohmann::ordered_json::array());
 }
 
 TEST(Doctor, TextReportShowsSeverityEvidenceAndAdvice) {

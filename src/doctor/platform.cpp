@@ -181,7 +181,7 @@ void probe_cache_dir(ProbeSource& source, const std::string& cache_dir, Platform
   p.cache_dir_free_bytes = *free_bytes;
 }
 
-nlohmann::json bytes_or_unknown(const std::optional<uint64_t>& bytes) {
+nlohmann::ordered_json bytes_or_unknown(const std::optional<uint64_t>& bytes) {
   if (!bytes) return kUnknown;
   return *bytes;
 }
@@ -216,8 +216,8 @@ Platform probe_platform(ProbeSource& source, const std::string& cache_dir) {
   return p;
 }
 
-nlohmann::json platform_to_json(const Platform& p) {
-  using nlohmann::json;
+nlohmann::ordered_json platform_to_json(const Platform& p) {
+  using json = nlohmann::ordered_json;
   json gpus = json::array();
   for (const auto& g : p.nvidia.gpus) {
     gpus.push_back({{"index", g.index},

@@ -91,7 +91,7 @@ std::unique_ptr<ProbeSource> host_probe_source(env::Env* env, std::string root =
 // parent when it does not exist yet).
 Platform probe_platform(ProbeSource& source, const std::string& cache_dir);
 
-nlohmann::json platform_to_json(const Platform& platform);
+nlohmann::ordered_json platform_to_json(const Platform& platform);
 
 // "1.5.10" vs "1.10": numeric dotted comparison; non-numeric parts compare as text. -1, 0 or 1.
 int compare_versions(const std::string& a, const std::string& b);
