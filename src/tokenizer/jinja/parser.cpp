@@ -643,6 +643,8 @@ class Parser {
 
   Result<ExprPtr> parse_call(ExprPtr callee) {
     auto call = node(Expr::Kind::kCall, cur());
+    call->line = callee->line;  // errors point at what was called, not at its '('
+    call->column = callee->column;
     call->args.push_back(std::move(callee));
     KEEL_RETURN_IF_ERROR(parse_call_args(*call));
     return call;
