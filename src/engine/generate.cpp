@@ -6,9 +6,6 @@
 
 namespace keel::engine {
 
-namespace {
-
-// Appends tokens [begin, end) of `seq` to its block table and builds the batch that runs them.
 Result<model::Batch> chunk_batch(kv::BlockPool& pool, kv::BlockTable& table, const std::vector<int32_t>& seq,
                                  int begin, int end, bool all_logits) {
   KEEL_RETURN_IF_ERROR(table.append(pool, end - begin));
@@ -31,6 +28,8 @@ Result<model::Batch> chunk_batch(kv::BlockPool& pool, kv::BlockTable& table, con
   }
   return b;
 }
+
+namespace {
 
 Status check_fits(const model::Model& model, size_t tokens) {
   const auto& layout = model.kv_layout();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/sampler.h"
+#include "kv/block_pool.h"
 #include "model/model.h"
 
 namespace keel::engine {
@@ -21,6 +22,11 @@ using TokenCallback = std::function<bool(int32_t)>;
 
 Result<std::vector<int32_t>> generate(model::Model& model, const std::vector<int32_t>& prompt,
                                       const GenerateOptions& options, const TokenCallback& on_token = nullptr);
+
+// Appends tokens [begin, end) of `seq` to `table` (taking blocks from `pool`) and builds the batch that runs
+// them; logits for every row or only the last.
+Result<model::Batch> chunk_batch(kv::BlockPool& pool, kv::BlockTable& table, const std::vector<int32_t>& seq,
+                                 int begin, int end, bool all_logits);
 
 // The logits of every position of one sequence, [prompt.size(), vocab], computed in chunks.
 Result<std::vector<float>> all_logits(model::Model& model, const std::vector<int32_t>& tokens);

@@ -17,22 +17,27 @@ Result<std::unique_ptr<Model>> Model::load(env::Env* env, const std::string& dir
   model->backend_ = backend;
   model->options_ = options;
   KEEL_ASSIGN_OR_RETURN(model->weights_, bind_weights(model->config_, model->files_, backend));
-  if (options.max_batch_tokens <= 0)
-    return invalid_argument("max_batch_tokens={} must be positive", options.max_batch_tokens);
-  KEEL_RETURN_IF_ERROR(model->allocate_workspace());
-  backend::KvLayout kv;
-  kv.num_layers = model->config_.num_layers;
-  kv.block_size = options.block_size;
-  kv.num_kv_heads = model->config_.num_kv_heads;
-  kv.head_dim = model->config_.head_dim;
-  kv.num_blocks = options.kv_blocks > 0 ? options.kv_blocks
-                                        : (model->config_.max_position_embeddings + kv.block_size - 1) / kv.block_size;
-  KEEL_RETURN_IF_ERROR(backend->alloc_kv(kv));
+  KEEL_RETURN_IF_ERROR(model->init_buffers());
   return model;
 }
 
-Status Model::allocate_workspace() {
+Result<std::unique_ptr<Model>> Model::synthetic(const ModelConfig& config, backend::Backend* backend,
+                                                const LoadOptions& options, uint64_t seed) {
+  auto model = std::unique_ptr<Model>(new Model());
+  model->config_ = config;
+  model->backend_ = backend;
+  model->options_ = options;
+  KEEL_ASSIGN_OR_RETURN(model->weights_, synthetic_weights(config, backend, seed));
+  KEEL_RETURN_IF_ERROR(model->init_buffers());
+  return model;
+}
+
+// Activation buffers for max_batch_tokens and the KV pool: everything the forward pass touches.
+Status Model::init_buffers() {
   const ModelConfig& c = config_;
+  if (options_.max_batch_tokens <= 0)
+    return invalid_argument("max_batch_tokens={} must be positive", options_.max_batch_tokens);
+  if (options_.block_size <= 0) return invalid_argument("block size {} must be positive", options_.block_size);
   const int64_t T = options_.max_batch_tokens;
   int64_t inter = c.intermediate_size;
   auto alloc = [&](int64_t cols, Tensor* t) -> Status {
@@ -51,7 +56,14 @@ Status Model::allocate_workspace() {
   KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.mlp));
   KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.logit_in));
   KEEL_RETURN_IF_ERROR(alloc(c.vocab_size, &ws_.logits));
-  return Status();
+  backend::KvLayout kv;
+  kv.num_layers = c.num_layers;
+  kv.block_size = options_.block_size;
+  kv.num_kv_heads = c.num_kv_heads;
+  kv.head_dim = c.head_dim;
+  kv.num_blocks = options_.kv_blocks > 0 ? options_.kv_blocks
+                                         : (c.max_position_embeddings + kv.block_size - 1) / kv.block_size;
+  return backend_->alloc_kv(kv);
 }
 
 uint64_t Model::kv_bytes_per_token() const {

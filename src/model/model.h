@@ -32,6 +32,10 @@ class Model {
   static Result<std::unique_ptr<Model>> load(env::Env* env, const std::string& dir, backend::Backend* backend,
                                              const LoadOptions& options);
 
+  // A model of `config`'s exact shape with random bf16 weights, for benchmarks.
+  static Result<std::unique_ptr<Model>> synthetic(const ModelConfig& config, backend::Backend* backend,
+                                                  const LoadOptions& options, uint64_t seed);
+
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const backend::KvLayout& kv_layout() const { return backend_->kv_layout(); }
@@ -45,7 +49,7 @@ class Model {
 
  private:
   Model() = default;
-  Status allocate_workspace();
+  Status init_buffers();
 
   ModelConfig config_;
   format::WeightFiles files_;

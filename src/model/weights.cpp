@@ -8,11 +8,13 @@ namespace {
 
 class Binder {
  public:
-  Binder(const format::WeightFiles& files, backend::Backend* backend) : files_(files), backend_(backend) {}
+  Binder(const format::WeightFiles* files, backend::Backend* backend, ModelWeights* out, uint64_t seed)
+      : files_(files), backend_(backend), out_(out), rng_(seed) {}
 
   // Looks up `name`, checks it has `shape` (1-D when cols == 0), and makes it a backend tensor.
   Status bind(const std::string& name, int64_t rows, int64_t cols, const char* meaning, backend::Tensor* out) {
-    const format::TensorView* t = files_.find(name);
+    if (files_ == nullptr) return synthesize(name, rows, cols == 0 ? 1 : cols, out);
+    const format::TensorView* t = files_->find(name);
     if (t == nullptr) return not_found("tensor '{}' ({}) is missing from the checkpoint", name, meaning);
     std::vector<int64_t> want = cols == 0 ? std::vector<int64_t>{rows} : std::vector<int64_t>{rows, cols};
     if (t->shape != want) {
@@ -26,7 +28,8 @@ class Binder {
   // A 2-D slice [row0, row0+rows) of expert `e` of a fused 3-D expert tensor [experts, R, C].
   Status bind_expert_slice(const std::string& name, int experts, int64_t full_rows, int64_t cols, int e,
                            int64_t row0, int64_t rows, const char* meaning, backend::Tensor* out) {
-    const format::TensorView* t = files_.find(name);
+    if (files_ == nullptr) return synthesize(name, rows, cols, out);
+    const format::TensorView* t = files_->find(name);
     if (t == nullptr) return not_found("tensor '{}' ({}) is missing from the checkpoint", name, meaning);
     std::vector<int64_t> want{experts, full_rows, cols};
     if (t->shape != want)
@@ -39,7 +42,7 @@ class Binder {
     return make(slice, rows, cols, out, first ? t->numel() : 0);
   }
 
-  bool has(const std::string& name) const { return files_.find(name) != nullptr; }
+  bool has(const std::string& name) const { return files_ != nullptr && files_->find(name) != nullptr; }
   uint64_t parameters() const { return parameters_; }
   uint64_t bytes() const { return bytes_; }
   DType dominant_dtype() const {
@@ -63,19 +66,35 @@ class Binder {
     return Status();
   }
 
-  const format::WeightFiles& files_;
+  // Uniform bf16 values with the spread of a trained model's weights (std ~0.02); norms near 1.
+  Status synthesize(const std::string& name, int64_t rows, int64_t cols, backend::Tensor* out) {
+    const int64_t n = rows * cols;
+    auto buf = std::make_unique<uint16_t[]>(n);
+    const bool norm = cols == 1;
+    for (int64_t i = 0; i < n; i++) {
+      rng_ ^= rng_ << 13, rng_ ^= rng_ >> 7, rng_ ^= rng_ << 17;  // xorshift64
+      const float u = static_cast<float>(rng_ >> 40) / static_cast<float>(1 << 24) - 0.5f;
+      buf[i] = float_to_bf16(norm ? 1.0f + 0.1f * u : 0.07f * u);
+    }
+    format::TensorView t;
+    t.name = name;
+    t.dtype = DType::kBF16;
+    t.shape = {rows, cols};
+    t.data = reinterpret_cast<const uint8_t*>(buf.get());
+    out_->owned.push_back(std::move(buf));
+    return make(t, rows, cols, out);
+  }
+
+  const format::WeightFiles* files_;
   backend::Backend* backend_;
+  ModelWeights* out_;
+  uint64_t rng_;
   uint64_t parameters_ = 0;
   uint64_t bytes_ = 0;
   std::map<DType, uint64_t> bytes_by_dtype_;
 };
 
-}  // namespace
-
-Result<ModelWeights> bind_weights(const ModelConfig& c, const format::WeightFiles& files,
-                                  backend::Backend* backend) {
-  Binder b(files, backend);
-  ModelWeights w;
+Status bind_all(const ModelConfig& c, Binder& b, ModelWeights& w) {
   const int64_t H = c.hidden_size, D = c.head_dim, Q = c.q_size(), KV = c.kv_size();
   KEEL_RETURN_IF_ERROR(b.bind("model.embed_tokens.weight", c.vocab_size, H, "vocab_size x hidden_size", &w.embed));
   KEEL_RETURN_IF_ERROR(b.bind("model.norm.weight", H, 0, "hidden_size", &w.final_norm));
@@ -152,6 +171,23 @@ Result<ModelWeights> bind_weights(const ModelConfig& c, const format::WeightFile
   w.parameter_count = b.parameters();
   w.bytes = b.bytes();
   w.dtype = b.dominant_dtype();
+  return Status();
+}
+
+}  // namespace
+
+Result<ModelWeights> bind_weights(const ModelConfig& config, const format::WeightFiles& files,
+                                  backend::Backend* backend) {
+  ModelWeights w;
+  Binder b(&files, backend, &w, 0);
+  KEEL_RETURN_IF_ERROR(bind_all(config, b, w));
+  return w;
+}
+
+Result<ModelWeights> synthetic_weights(const ModelConfig& config, backend::Backend* backend, uint64_t seed) {
+  ModelWeights w;
+  Binder b(nullptr, backend, &w, seed | 1);
+  KEEL_RETURN_IF_ERROR(bind_all(config, b, w));
   return w;
 }
 

@@ -2,6 +2,7 @@
 // the config before anything runs, and hands them to the backend (a view on CPU, an upload on a GPU).
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "backend/ops.h"
@@ -22,6 +23,8 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
+  // Storage of synthetic weights (the checkpoint's mapping holds real ones).
+  std::vector<std::unique_ptr<uint16_t[]>> owned;
   backend::Tensor embed;    // [vocab, hidden]
   backend::Tensor lm_head;  // [vocab, hidden]; the embedding when tied
   backend::Tensor final_norm;
@@ -33,5 +36,8 @@ struct ModelWeights {
 
 Result<ModelWeights> bind_weights(const ModelConfig& config, const format::WeightFiles& files,
                                   backend::Backend* backend);
+
+// Random bf16 weights of the exact shapes `config` implies (no checkpoint), for benchmarks.
+Result<ModelWeights> synthetic_weights(const ModelConfig& config, backend::Backend* backend, uint64_t seed);
 
 }  // namespace keel::model

@@ -26,6 +26,24 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+// Dot of float x with a bf16 row, converting in registers: decode (one input row) streams weights through
+// this once, so it must not write a converted copy first.
+inline float dot_bf16(const float* a, const uint16_t* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; j++) {
+      const uint32_t u = static_cast<uint32_t>(b[i + j]) << 16;
+      float f;
+      std::memcpy(&f, &u, sizeof(f));
+      acc[j] += a[i + j] * f;
+    }
+  }
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; i++) s += a[i] * bf16_to_float(b[i]);
+  return s;
+}
+
 // Row `r` of a weight as float: a pointer into the weight itself for F32, else converted into `buf`.
 inline const float* row_as_float(const Tensor& w, int64_t r, float* buf) {
   const uint8_t* base = static_cast<const uint8_t*>(w.data) + r * w.cols * dtype_size(w.dtype);
@@ -58,6 +76,18 @@ void gemm_f32(const float* x, int64_t m, const Tensor& w, const Tensor* bias, fl
       }
       for (int64_t i = 0; i < m; i++) out[i * n + j] = dot(x + i * k, wr, k) + b;
     }
+  }
+}
+
+// Few input rows (decode): convert weights in registers instead of through a buffer.
+void gemv_bf16(const float* x, int64_t m, const Tensor& w, const Tensor* bias, float* out) {
+  const int64_t n = w.rows, k = w.cols;
+  const uint16_t* wd = static_cast<const uint16_t*>(w.data);
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < n; j++) {
+    float b = 0.0f;
+    if (bias) to_float(bias->dtype, static_cast<const uint8_t*>(bias->data) + j * dtype_size(bias->dtype), &b, 1);
+    for (int64_t i = 0; i < m; i++) out[i * n + j] = dot_bf16(x + i * k, wd + j * k, k) + b;
   }
 }
 
@@ -122,6 +152,10 @@ void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& out) {
 
 void CpuBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) {
   assert(x.cols == w.cols && out.cols == w.rows && out.rows == x.rows);
+  if (w.dtype == DType::kBF16 && x.rows <= 4) {
+    gemv_bf16(f32(x), x.rows, w, bias, f32(out));
+    return;
+  }
   gemm_f32(f32(x), x.rows, w, bias, f32(out));
 }
 

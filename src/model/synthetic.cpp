@@ -1,0 +1,56 @@
+#include "model/synthetic.h"
+
+#include <cmath>
+
+namespace keel::model {
+
+namespace {
+
+ModelConfig dense(Arch arch, const char* architecture, int vocab, int hidden, int inter, int layers, int heads,
+                  int kv_heads, int head_dim, double theta) {
+  ModelConfig c;
+  c.arch = arch;
+  c.architecture = architecture;
+  c.dtype = "bfloat16";
+  c.vocab_size = vocab;
+  c.hidden_size = hidden;
+  c.intermediate_size = inter;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = head_dim;
+  c.max_position_embeddings = 8192;
+  c.rope.theta = theta;
+  c.rope_local = c.rope;
+  c.attn_scale = static_cast<float>(1.0 / std::sqrt(head_dim));
+  c.layers.assign(layers, LayerSpec{});
+  c.qk_norm = arch == Arch::kQwen3 || arch == Arch::kQwen3Moe;
+  return c;
+}
+
+}  // namespace
+
+std::vector<std::string> synthetic_names() { return {"llama-100m", "llama3-8b", "qwen3-8b", "qwen3-30b-a3b"}; }
+
+Result<ModelConfig> synthetic_config(const std::string& name) {
+  if (name == "llama-100m")  // a ~125M-parameter llama: the CPU benchmark's default
+    return dense(Arch::kLlama, "LlamaForCausalLM", 32000, 768, 2048, 12, 12, 4, 64, 10000.0);
+  if (name == "llama3-8b")
+    return dense(Arch::kLlama, "LlamaForCausalLM", 128256, 4096, 14336, 32, 32, 8, 128, 500000.0);
+  if (name == "qwen3-8b")
+    return dense(Arch::kQwen3, "Qwen3ForCausalLM", 151936, 4096, 12288, 36, 32, 8, 128, 1000000.0);
+  if (name == "qwen3-30b-a3b") {
+    ModelConfig c = dense(Arch::kQwen3Moe, "Qwen3MoeForCausalLM", 151936, 2048, 6144, 48, 32, 4, 128, 1000000.0);
+    c.num_experts = 128;
+    c.num_experts_per_tok = 8;
+    c.moe_intermediate_size = 768;
+    c.norm_topk_prob = true;
+    for (auto& l : c.layers) l.moe = true;
+    return c;
+  }
+  std::string known;
+  for (auto& n : synthetic_names()) known += (known.empty() ? "" : ", ") + n;
+  return invalid_argument("--synthetic {}: unknown shape (expected one of {})", name, known);
+}
+
+}  // namespace keel::model
