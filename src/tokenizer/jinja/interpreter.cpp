@@ -97,6 +97,9 @@ Result<Value> arithmetic(const std::string& op, const Value& a, const Value& b) 
     }
     return Value::list(std::move(items), b.as_list().is_tuple);
   }
+  if (op == "+" && (a.is_string() || a.is_list())) {  // Python's own wording
+    return invalid_argument("can only concatenate {} (not \"{}\") to {}", a.type_name(), b.type_name(), a.type_name());
+  }
   return invalid_argument("unsupported operand type(s) for {}: '{}' and '{}'", op, a.type_name(), b.type_name());
 }
 

@@ -215,11 +215,52 @@ Result<Value> string_method(const std::string& s, const std::string& name, CallA
     if (!cur.empty()) lines.emplace_back(cur);
     return Value::list(std::move(lines));
   }
+  if (name == "removeprefix" || name == "removesuffix") {
+    KEEL_ASSIGN_OR_RETURN(std::string x, string_arg(a, 0, "prefix", name.c_str()));
+    if (x.size() > s.size()) return Value(s);
+    if (name == "removeprefix") return Value(s.compare(0, x.size(), x) == 0 ? s.substr(x.size()) : s);
+    return Value(s.compare(s.size() - x.size(), x.size(), x) == 0 ? s.substr(0, s.size() - x.size()) : s);
+  }
+  if (name == "partition" || name == "rpartition") {
+    KEEL_ASSIGN_OR_RETURN(std::string sep, string_arg(a, 0, "sep", name.c_str()));
+    if (sep.empty()) return invalid_argument("empty separator");
+    size_t p = name == "partition" ? s.find(sep) : s.rfind(sep);
+    if (p == std::string::npos) {
+      return name == "partition" ? Value::list({Value(s), Value(""), Value("")}, true)
+                                 : Value::list({Value(""), Value(""), Value(s)}, true);
+    }
+    return Value::list({Value(s.substr(0, p)), Value(sep), Value(s.substr(p + sep.size()))}, true);
+  }
+  if (name == "ljust" || name == "rjust" || name == "center" || name == "zfill") {
+    int64_t width = a.get(0, "width", Value(0)).as_int();
+    std::string fill = name == "zfill" ? "0" : a.get(1, "fillchar", Value(" ")).str();
+    int64_t len = static_cast<int64_t>(utf8_length(s));
+    if (width <= len) return Value(s);
+    int64_t pad = width - len;
+    auto rep = [&](int64_t n) {
+      std::string r;
+      for (int64_t i = 0; i < n; ++i) r += fill;
+      return r;
+    };
+    if (name == "ljust") return Value(s + rep(pad));
+    if (name == "rjust") return Value(rep(pad) + s);
+    if (name == "zfill") {
+      if (!s.empty() && (s[0] == '-' || s[0] == '+')) return Value(s.substr(0, 1) + rep(pad) + s.substr(1));
+      return Value(rep(pad) + s);
+    }
+    int64_t left = pad / 2 + (pad & width & 1);
+    return Value(rep(left) + s + rep(pad - left));
+  }
+  if (name == "casefold") return Value(python_lower(s));
+  if (name == "isascii") {
+    return Value(std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }));
+  }
+  if (name == "isnumeric" || name == "isdecimal") return Value(python_is(s, "isdigit"));
   if (name == "isdigit" || name == "isalpha" || name == "isalnum" || name == "isspace" || name == "isupper" ||
       name == "islower") {
     return Value(python_is(s, name));
   }
-  return invalid_argument("'str' object has no attribute '{}'", name);
+  return unsupported("str.{}() is not supported in chat templates", name);
 }
 
 Result<Value> dict_method(const Value& d, const std::string& name, CallArgs& a) {
@@ -320,7 +361,11 @@ const std::set<std::string>& string_methods() {
       "startswith", "endswith", "strip",  "lstrip", "rstrip",     "split",   "rsplit",  "replace",
       "upper",      "lower",    "title",  "capitalize", "format", "join",    "find",    "rfind",
       "index",      "rindex",   "count",  "splitlines", "isdigit", "isalpha", "isalnum", "isspace",
-      "isupper",    "islower"};
+      "isupper",    "islower",  "removeprefix", "removesuffix", "partition", "rpartition", "ljust", "rjust",
+      "center",     "zfill",    "casefold", "isascii", "isnumeric", "isdecimal",
+      // Python has these too; `is defined` must see them even though calling them is unsupported
+      "encode", "expandtabs", "format_map", "maketrans", "translate", "isidentifier", "isprintable", "istitle",
+      "swapcase"};
   return names;
 }
 
