@@ -109,6 +109,22 @@ Result<Bpe> Bpe::from_json(const Json& m, const std::string& where) {
     bpe.byte_tokens_[b] = it == bpe.vocab_.end() ? -1 : it->second;
   }
 
+  const std::string meta = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+  if (!bpe.ignore_merges_ && bpe.vocab_.count(meta) > 0) {
+    bool usable = true;
+    for (const auto& [token, id] : bpe.vocab_) {
+      for (size_t at = token.find(meta, 1); at != std::string::npos; at = token.find(meta, at + 1)) {
+        if (at >= meta.size() && token.compare(at - meta.size(), meta.size(), meta) == 0) continue;
+        // A crossing token must stand for its own text: not a byte token or unk in disguise.
+        if (token.find("<0x") != std::string::npos || (!unk.empty() && token.find(unk) != std::string::npos)) {
+          usable = false;
+        }
+        bpe.crossings_.emplace_back(token, at);
+      }
+    }
+    if (usable && bpe.crossings_.size() <= 64) bpe.split_before_ = meta;
+  }
+
   KEEL_ASSIGN_OR_RETURN(const Json* merges, get_field(m, "merges", where));
   if (!merges->is_array()) return corruption("{}.merges: expected an array, got {}", where, merges->type_name());
   bpe.merges_->reserve(merges->size());
@@ -160,6 +176,23 @@ const std::string* Bpe::id_to_token(int32_t id) const {
 }
 
 void Bpe::tokenize(std::string_view word, std::vector<int32_t>& out) const {
+  if (split_before_.empty()) return tokenize_one(word, out);
+  const std::string& cut = split_before_;
+  size_t start = 0;
+  for (size_t at = word.find(cut, 1); at != std::string_view::npos; at = word.find(cut, at + cut.size())) {
+    if (at >= cut.size() && word.compare(at - cut.size(), cut.size(), cut) == 0) continue;  // inside a "▁▁" run
+    bool crossed = false;
+    for (const auto& [token, offset] : crossings_) {
+      crossed = crossed || (at >= offset && word.substr(at - offset).starts_with(token));
+    }
+    if (crossed) continue;
+    tokenize_one(word.substr(start, at - start), out);
+    start = at;
+  }
+  tokenize_one(word.substr(start), out);
+}
+
+void Bpe::tokenize_one(std::string_view word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
   if (ignore_merges_) {
     auto it = vocab_.find(word);

@@ -3,6 +3,7 @@
 // ones with <0xXX> byte tokens (Gemma) alike: the pre-tokenizer decides what a "word" is.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -44,6 +45,7 @@ class Bpe {
   struct MergeTable;
   struct Cache;
 
+  void tokenize_one(std::string_view word, std::vector<int32_t>& out) const;
   void merge_word(std::string_view word, std::vector<int32_t>& out) const;
 
   TokenMap vocab_;
@@ -57,6 +59,12 @@ class Bpe {
   bool fuse_unk_ = false;
   bool ignore_merges_ = false;
   std::array<int32_t, 256> byte_tokens_{};  // id of <0xXX>, or -1
+  // SentencePiece-style models (Gemma) see whole sentences as one word. A merge can only join across a
+  // "▁" that follows another character if some vocab token has "▁" there (Gemma has one: ">▁</"). So
+  // words are cut before such a "▁" unless one of those tokens matches around it, and the pieces reuse
+  // the cache: the same ids, several times faster. Empty when the vocab does not allow it.
+  std::string split_before_;
+  std::vector<std::pair<std::string, size_t>> crossings_;  // (token, offset of its inner "▁")
 };
 
 }  // namespace keel::tokenizer

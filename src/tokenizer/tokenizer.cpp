@@ -115,7 +115,7 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
 Result<Tokenizer> Tokenizer::load(const std::string& dir, env::Env* env) {
   if (env == nullptr) env = env::Env::posix();
   std::string path = env::join_path(dir, "tokenizer.json");
-  if (!env->file_exists(path)) return not_found("{}: no tokenizer.json in this directory", dir);
+  if (!env->file_exists(path)) return not_found("no tokenizer.json in the directory ({})", dir);
   KEEL_ASSIGN_OR_RETURN(std::string tokenizer_json, env->read_file(path));
   std::string config, generation;
   for (auto [name, out] : {std::pair{"tokenizer_config.json", &config}, {"generation_config.json", &generation}}) {
@@ -125,7 +125,7 @@ Result<Tokenizer> Tokenizer::load(const std::string& dir, env::Env* env) {
     }
   }
   auto tok = from_json(tokenizer_json, config, generation);
-  if (!tok.ok()) return tok.status().with_context(dir);
+  if (!tok.ok()) return Status(tok.status().code(), fmt::format("{} ({})", tok.status().message(), dir));
   return tok;
 }
 
