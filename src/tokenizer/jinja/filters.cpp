@@ -340,7 +340,11 @@ Result<Value> apply_filter(Interpreter& in, const std::string& name, const Value
     double x = v.as_float() * scale;
     if (method == "common") {
       if (v.is_int() || v.is_bool()) return Value(v.as_int());
-      x = std::nearbyint(x);  // Python's round() is round-half-even
+      // Python's round() rounds the exact binary value half-to-even, which is what printf's %.Nf does
+      if (precision >= 0 && std::isfinite(v.as_float())) {
+        return Value(std::strtod(fmt::format("{:.{}f}", v.as_float(), precision).c_str(), nullptr));
+      }
+      x = std::nearbyint(x);
     } else if (method == "ceil") {
       x = std::ceil(x);
     } else if (method == "floor") {
