@@ -1,0 +1,245 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+namespace keel::engine {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone: return "none";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+  }
+  return "?";
+}
+
+namespace {
+
+// Per-request state the scheduler's Sequence does not carry.
+struct RequestState {
+  Request request;
+  Sampler sampler;
+  EventCallback callback;
+  std::vector<int32_t> stop_ids;
+};
+
+}  // namespace
+
+Engine::Engine(model::Model* model, const EngineOptions& options)
+    : model_(model),
+      options_(options),
+      scheduler_(model->kv_layout().num_blocks, model->kv_layout().block_size, options.max_num_seqs,
+                 std::min(options.max_num_batched_tokens, model->max_batch_tokens())) {
+  if (options_.max_model_len <= 0) options_.max_model_len = model->config().max_position_embeddings;
+  options_.max_model_len = std::min(options_.max_model_len, model->config().max_position_embeddings);
+  stats_.kv_blocks_total = model->kv_layout().num_blocks;
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<uint64_t> Engine::submit(Request request, EventCallback callback) {
+  const int prompt = static_cast<int>(request.prompt.size());
+  if (prompt == 0) return invalid_argument("the prompt is empty");
+  if (request.max_tokens < 1) return invalid_argument("max_tokens={} must be at least 1", request.max_tokens);
+  KEEL_RETURN_IF_ERROR(request.sampling.validate());
+  const int vocab = model_->config().vocab_size;
+  for (int32_t t : request.prompt)
+    if (t < 0 || t >= vocab) return invalid_argument("token id {} is outside the vocabulary [0, {})", t, vocab);
+  // The context guard: refuse before anything is allocated.
+  const int64_t total = static_cast<int64_t>(prompt) + request.max_tokens;
+  if (total > options_.max_model_len)
+    return invalid_argument(
+        "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the prompt, "
+        "{} for the completion). Please reduce the length of the prompt or max_tokens.",
+        options_.max_model_len, total, prompt, request.max_tokens);
+  if (total > scheduler_.capacity_tokens())
+    return invalid_argument(
+        "The KV cache holds at most {} tokens, but this request needs {} ({} in the prompt, {} for the "
+        "completion).",
+        scheduler_.capacity_tokens(), total, prompt, request.max_tokens);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (draining_ || stopping_) return resource_exhausted("the server is shutting down and admits no new requests");
+  const uint64_t id = next_id_++;
+  incoming_.push_back({id, {std::move(request), std::move(callback)}});
+  cv_.notify_all();
+  return id;
+}
+
+void Engine::cancel(uint64_t request_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_.push_back(request_id);
+  cv_.notify_all();
+}
+
+void Engine::drain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  draining_ = true;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void Engine::loop() {
+  std::unordered_map<uint64_t, std::unique_ptr<RequestState>> requests;
+  uint64_t finished_count = 0;
+  auto finish = [&](uint64_t id, FinishReason reason, const std::string& error) {
+    auto it = requests.find(id);
+    if (it == requests.end()) return;
+    Event e;
+    e.request_id = id;
+    e.finish = reason;
+    e.error = error;
+    if (Sequence* seq = scheduler_.find(id)) {
+      e.prompt_tokens = seq->prompt_len;
+      e.completion_tokens = seq->generated();
+    }
+    scheduler_.finish(id);
+    it->second->callback(e);
+    requests.erase(it);
+    finished_count++;
+  };
+
+  std::vector<float> logits;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !incoming_.empty() || !cancelled_.empty() || !scheduler_.idle(); });
+      if (stopping_) break;
+      for (auto& [id, rc] : incoming_) {
+        const SamplingParams sampling = rc.first.sampling;
+        auto state = std::make_unique<RequestState>(
+            RequestState{std::move(rc.first), Sampler(sampling), std::move(rc.second), {}});
+        state->stop_ids = state->request.stop_token_ids;
+        if (!state->request.ignore_eos)
+          for (int e : model_->config().eos_token_ids) state->stop_ids.push_back(e);
+        scheduler_.add(std::make_unique<Sequence>(id, state->request.prompt, model_->kv_layout().block_size));
+        requests[id] = std::move(state);
+      }
+      incoming_.clear();
+      std::vector<uint64_t> cancelled;
+      cancelled.swap(cancelled_);
+      lock.unlock();
+      for (uint64_t id : cancelled) finish(id, FinishReason::kCancelled, "");
+    }
+    if (scheduler_.idle()) {
+      publish_stats(0, 0, std::exchange(finished_count, 0), false);
+      continue;
+    }
+
+    StepPlan plan = scheduler_.schedule();
+    if (plan.chunks.empty()) {
+      publish_stats(0, 0, std::exchange(finished_count, 0), false);
+      continue;
+    }
+    model::Batch batch;
+    for (const Chunk& c : plan.chunks) {
+      backend::SeqSlice slice;
+      slice.q_start = static_cast<int32_t>(batch.tokens.size());
+      slice.q_len = c.end - c.begin;
+      slice.kv_len = c.end;
+      slice.block_table = c.seq->table.blocks();
+      for (int p = c.begin; p < c.end; p++) {
+        batch.tokens.push_back(c.seq->tokens[p]);
+        batch.meta.positions.push_back(p);
+        batch.meta.slot_mapping.push_back(c.seq->table.slot(p));
+      }
+      if (c.samples()) batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
+      batch.meta.seqs.push_back(std::move(slice));
+    }
+    Status s = model_->forward(batch, &logits);
+    if (!s.ok()) {
+      for (const Chunk& c : plan.chunks) finish(c.seq->id, FinishReason::kError, s.message());
+      publish_stats(0, 0, std::exchange(finished_count, 0), true);
+      continue;
+    }
+    scheduler_.advance(plan);
+
+    const int vocab = model_->config().vocab_size;
+    int row = 0;
+    uint64_t prompt_tokens = 0, generated = 0;
+    std::vector<uint64_t> done;
+    std::vector<std::pair<uint64_t, FinishReason>> finished;
+    for (const Chunk& c : plan.chunks) {
+      Sequence* seq = c.seq;
+      prompt_tokens += std::max(0, std::min(c.end, seq->prompt_len) - c.begin);
+      if (!c.samples()) continue;
+      RequestState& st = *requests.at(seq->id);
+      const float* l = logits.data() + static_cast<size_t>(row++) * vocab;
+      const int32_t tok = st.sampler.sample(l, vocab, seq->tokens);
+      seq->tokens.push_back(tok);
+      generated++;
+      Event e;
+      e.request_id = seq->id;
+      e.token = tok;
+      e.prompt_tokens = seq->prompt_len;
+      e.completion_tokens = seq->generated();
+      if (st.request.top_logprobs >= 0) {
+        // Log-softmax of the model's raw distribution.
+        const float mx = *std::max_element(l, l + vocab);
+        double sum = 0;
+        for (int v = 0; v < vocab; v++) sum += std::exp(static_cast<double>(l[v]) - mx);
+        const float lse = mx + static_cast<float>(std::log(sum));
+        e.chosen = {tok, l[tok] - lse};
+        std::vector<int32_t> order(vocab);
+        for (int v = 0; v < vocab; v++) order[v] = v;
+        const int k = std::min(st.request.top_logprobs, vocab);
+        std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                          [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+        for (int i = 0; i < k; i++) e.top.push_back({order[i], l[order[i]] - lse});
+      }
+      if (std::find(st.stop_ids.begin(), st.stop_ids.end(), tok) != st.stop_ids.end())
+        e.finish = FinishReason::kStop;
+      else if (seq->generated() >= st.request.max_tokens ||
+               static_cast<int>(seq->tokens.size()) >= options_.max_model_len)
+        e.finish = FinishReason::kLength;
+      st.callback(e);
+      if (e.finish != FinishReason::kNone) finished.push_back({seq->id, e.finish});
+    }
+    for (auto& [id, reason] : finished) {
+      scheduler_.finish(id);
+      requests.erase(id);
+      finished_count++;
+    }
+    publish_stats(prompt_tokens, generated, std::exchange(finished_count, 0), true);
+  }
+  // Shutting down: every request still known gets a final event.
+  std::vector<uint64_t> left;
+  for (auto& [id, st] : requests) left.push_back(id);
+  for (uint64_t id : left) finish(id, FinishReason::kCancelled, "");
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, rc] : incoming_) {
+    Event e;
+    e.request_id = id;
+    e.finish = FinishReason::kCancelled;
+    rc.second(e);
+  }
+  incoming_.clear();
+}
+
+void Engine::publish_stats(uint64_t prompt_tokens, uint64_t generated, uint64_t finished, bool stepped) {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.steps += stepped ? 1 : 0;
+  stats_.prompt_tokens += prompt_tokens;
+  stats_.generated_tokens += generated;
+  stats_.requests_finished += finished;
+  stats_.preemptions = scheduler_.preemptions();
+  stats_.running = scheduler_.num_running();
+  stats_.waiting = scheduler_.num_waiting() + static_cast<int>(incoming_.size());
+  stats_.kv_blocks_used = scheduler_.pool().num_used();
+}
+
+}  // namespace keel::engine

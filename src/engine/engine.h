@@ -1,0 +1,112 @@
+// Engine: continuous batching over a paged KV cache (vLLM style). Requests arrive from any thread; one engine
+// thread runs steps: each step the Scheduler picks the running decodes plus prefill chunks within the token
+// budget, the model runs them as one flattened batch, and each request's new token goes to its callback.
+//
+// The engine works in token ids only. Text (detokenization, stop strings, chat templates) belongs to the
+// server, which cancels a request when one of its stop strings appears.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "model/model.h"
+
+namespace keel::engine {
+
+enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled", "error"
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+};
+
+struct Request {
+  std::vector<int32_t> prompt;
+  int max_tokens = 16;
+  SamplingParams sampling;
+  std::vector<int32_t> stop_token_ids;  // finish (reason stop) after emitting one of these
+  bool ignore_eos = false;              // else the model's eos ids are stop ids too
+  int top_logprobs = -1;                // -1: no logprobs; 0: the chosen token's; n: and the n most likely
+};
+
+// What a request's callback receives, on the engine thread; it must return quickly and never block.
+struct Event {
+  uint64_t request_id = 0;
+  int32_t token = -1;  // -1 when the event carries no token (error, cancellation)
+  TokenLogprob chosen;
+  std::vector<TokenLogprob> top;  // top_logprobs alternatives, most likely first
+  FinishReason finish = FinishReason::kNone;  // set on the request's last event
+  std::string error;                          // with kError
+  int prompt_tokens = 0;
+  int completion_tokens = 0;  // including this event's token
+};
+using EventCallback = std::function<void(const Event&)>;
+
+struct EngineOptions {
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 512;  // per step: decodes + prefill chunks
+  int max_model_len = 0;             // 0: the model's context
+};
+
+struct EngineStats {
+  int running = 0;
+  int waiting = 0;
+  int kv_blocks_used = 0;
+  int kv_blocks_total = 0;
+  uint64_t steps = 0;
+  uint64_t prompt_tokens = 0;      // processed in total
+  uint64_t generated_tokens = 0;   // in total
+  uint64_t preemptions = 0;
+  uint64_t requests_finished = 0;
+};
+
+class Engine {
+ public:
+  Engine(model::Model* model, const EngineOptions& options);
+  ~Engine();  // stops the engine thread; unfinished requests get kCancelled
+
+  // Validates and queues; the callback then receives one event per generated token, the last with its
+  // finish reason. Fails at once (without queueing) for an empty prompt, bad sampling parameters, or a
+  // prompt + max_tokens that the context or the KV pool can never hold (code kInvalidArgument; the message
+  // carries the numbers).
+  Result<uint64_t> submit(Request request, EventCallback callback);
+  // Frees the request's blocks within one step; its callback gets a final kCancelled event.
+  void cancel(uint64_t request_id);
+  // Stops admitting (submit fails with kResourceExhausted) and lets running requests finish.
+  void drain();
+
+  EngineStats stats() const;
+  const model::Model& model() const { return *model_; }
+
+ private:
+  void loop();
+  void publish_stats(uint64_t prompt_tokens, uint64_t generated, uint64_t finished, bool stepped);
+
+  model::Model* model_;
+  EngineOptions options_;
+  Scheduler scheduler_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<uint64_t, std::pair<Request, EventCallback>>> incoming_;
+  std::vector<uint64_t> cancelled_;
+  std::atomic<uint64_t> next_id_{1};
+  bool stopping_ = false;
+  bool draining_ = false;
+  EngineStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace keel::engine

@@ -1,0 +1,90 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+
+namespace keel::engine {
+
+Scheduler::Scheduler(int num_blocks, int block_size, int max_num_seqs, int max_num_batched_tokens)
+    : pool_(num_blocks, block_size), max_num_seqs_(max_num_seqs), max_num_batched_tokens_(max_num_batched_tokens) {}
+
+void Scheduler::add(std::unique_ptr<Sequence> seq) { waiting_.push_back(std::move(seq)); }
+
+void Scheduler::preempt(Sequence* seq) {
+  seq->table.release_all(pool_);
+  seq->num_computed = 0;
+  seq->num_preemptions++;
+  preemptions_++;
+  auto it = std::find_if(running_.begin(), running_.end(), [&](auto& p) { return p.get() == seq; });
+  waiting_.push_front(std::move(*it));
+  running_.erase(it);
+}
+
+StepPlan Scheduler::schedule() {
+  StepPlan plan;
+  int budget = max_num_batched_tokens_;
+  // Running sequences first, oldest first.
+  for (size_t i = 0; i < running_.size() && budget > 0;) {
+    Sequence* seq = running_[i].get();
+    const int remaining = static_cast<int>(seq->tokens.size()) - seq->num_computed;
+    const int n = std::min(remaining, budget);
+    // Free blocks by preempting the newest running sequences until this one fits.
+    bool self_preempted = false;
+    while (!pool_.can_allocate(seq->table.blocks_needed(n))) {
+      Sequence* victim = running_.back().get();
+      plan.preempted.push_back(victim->id);  // newer than seq, so not yet planned this step
+      preempt(victim);
+      if (victim == seq) {
+        self_preempted = true;
+        break;
+      }
+    }
+    if (self_preempted) break;
+    (void)seq->table.append(pool_, n);  // cannot fail: checked above
+    plan.chunks.push_back(Chunk{seq, seq->num_computed, seq->num_computed + n});
+    budget -= n;
+    i++;
+  }
+  // Then waiting sequences in arrival order, while they fit.
+  while (!waiting_.empty() && budget > 0 && static_cast<int>(running_.size()) < max_num_seqs_) {
+    Sequence* seq = waiting_.front().get();
+    const int remaining = static_cast<int>(seq->tokens.size()) - seq->num_computed;
+    const int n = std::min(remaining, budget);
+    if (!pool_.can_allocate(seq->table.blocks_needed(n))) break;
+    (void)seq->table.append(pool_, n);
+    plan.chunks.push_back(Chunk{seq, seq->num_computed, seq->num_computed + n});
+    budget -= n;
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  return plan;
+}
+
+void Scheduler::advance(const StepPlan& plan) {
+  for (const Chunk& c : plan.chunks) c.seq->num_computed = c.end;
+}
+
+bool Scheduler::finish(uint64_t id) {
+  auto it = std::find_if(running_.begin(), running_.end(), [&](auto& p) { return p->id == id; });
+  if (it != running_.end()) {
+    (*it)->table.release_all(pool_);
+    running_.erase(it);
+    return true;
+  }
+  auto wt = std::find_if(waiting_.begin(), waiting_.end(), [&](auto& p) { return p->id == id; });
+  if (wt != waiting_.end()) {
+    (*wt)->table.release_all(pool_);
+    waiting_.erase(wt);
+    return true;
+  }
+  return false;
+}
+
+Sequence* Scheduler::find(uint64_t id) {
+  for (auto& s : running_)
+    if (s->id == id) return s.get();
+  for (auto& s : waiting_)
+    if (s->id == id) return s.get();
+  return nullptr;
+}
+
+}  // namespace keel::engine

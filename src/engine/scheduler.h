@@ -1,0 +1,85 @@
+// Scheduler: continuous batching with chunked prefill (vLLM style), as plain bookkeeping.
+//
+// Each step fills a token budget: first the running sequences (a decode is one token; a sequence still
+// prefilling takes a chunk), then waiting sequences in arrival order (FIFO: a sequence that does not fit
+// blocks the ones behind it). When the KV pool runs out, the newest running sequence is preempted: its
+// blocks are freed and it goes back to the front of the queue to be recomputed later, tokens kept, so no
+// request is ever lost.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "kv/block_pool.h"
+
+namespace keel::engine {
+
+struct Sequence {
+  Sequence(uint64_t id, std::vector<int32_t> prompt, int block_size)
+      : id(id), tokens(std::move(prompt)), prompt_len(static_cast<int>(tokens.size())), table(block_size) {}
+
+  uint64_t id;
+  std::vector<int32_t> tokens;  // prompt + generated so far
+  int prompt_len;
+  int num_computed = 0;         // leading tokens whose KV is in the cache
+  kv::BlockTable table;
+  int num_preemptions = 0;
+
+  int generated() const { return static_cast<int>(tokens.size()) - prompt_len; }
+};
+
+// Tokens [begin, end) of `seq` run this step; when end reaches the sequence's length, a token is sampled.
+struct Chunk {
+  Sequence* seq = nullptr;
+  int begin = 0;
+  int end = 0;
+  bool samples() const { return end == static_cast<int>(seq->tokens.size()); }
+};
+
+struct StepPlan {
+  std::vector<Chunk> chunks;
+  std::vector<uint64_t> preempted;
+  int num_tokens() const {
+    int n = 0;
+    for (auto& c : chunks) n += c.end - c.begin;
+    return n;
+  }
+};
+
+class Scheduler {
+ public:
+  Scheduler(int num_blocks, int block_size, int max_num_seqs, int max_num_batched_tokens);
+
+  void add(std::unique_ptr<Sequence> seq);
+  // Plans one step and reserves its KV slots. After the forward pass, call `advance` with the plan.
+  StepPlan schedule();
+  // Marks the plan's chunks computed.
+  void advance(const StepPlan& plan);
+  // Removes a sequence (finished or cancelled) and frees its blocks; false if unknown.
+  bool finish(uint64_t id);
+  Sequence* find(uint64_t id);
+
+  int num_running() const { return static_cast<int>(running_.size()); }
+  int num_waiting() const { return static_cast<int>(waiting_.size()); }
+  bool idle() const { return running_.empty() && waiting_.empty(); }
+  const kv::BlockPool& pool() const { return pool_; }
+  uint64_t preemptions() const { return preemptions_; }
+  // Most tokens one sequence can ever hold: the whole pool.
+  int capacity_tokens() const { return pool_.num_blocks() * pool_.block_size(); }
+
+ private:
+  void preempt(Sequence* seq);
+
+  kv::BlockPool pool_;
+  int max_num_seqs_;
+  int max_num_batched_tokens_;
+  std::vector<std::unique_ptr<Sequence>> running_;  // arrival order: newest last
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  uint64_t preemptions_ = 0;
+};
+
+}  // namespace keel::engine
