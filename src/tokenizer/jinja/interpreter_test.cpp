@@ -24,6 +24,7 @@ std::string render(const std::string& source, const char* vars_json) {
   return *out;
 }
 
+
 TEST(Jinja, TrimBlocksRemovesNewlineAfterTag) {
   EXPECT_EQ(render(R"J({% if true %}
 A
@@ -319,6 +320,79 @@ TEST(Jinja, Qwen3ThinkSplit) {
   EXPECT_EQ(render(R"J({% set c = '<think>\nr\n</think>\n\nanswer' %}{{ c.split('</think>')[-1].lstrip('\n') }}|{{ c.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') }})J",
                    R"J({})J"),
             R"J(answer|r)J");
+}
+
+TEST(Jinja, RawKeepsNewlineAfterOpeningTag) {
+  EXPECT_EQ(render(R"J({% raw %}
+  a
+  {% endraw %}
+b)J",
+                   R"J({})J"),
+            R"J(
+  a
+b)J");
+}
+
+TEST(Jinja, LoopBodyWhitespaceWithTrimAndLstrip) {
+  EXPECT_EQ(render(R"J({% for i in [1,2] %}
+  {{ i }}
+{% endfor %}
+)J",
+                   R"J({})J"),
+            R"J(  1
+  2
+)J");
+}
+
+TEST(Jinja, MinusInsideLoopTags) {
+  EXPECT_EQ(render(R"J({% for i in [1,2] -%}
+  {{ i }}
+{%- endfor %})J",
+                   R"J({})J"),
+            R"J(12)J");
+}
+
+TEST(Jinja, PlusDisablesLstripMinusStrips) {
+  EXPECT_EQ(render(R"J(text
+    {%+ if true %}kept{% endif %}
+    {%- if true %}gone{% endif %})J",
+                   R"J({})J"),
+            R"J(text
+    keptgone)J");
+}
+
+TEST(Jinja, MacroBodyWhitespace) {
+  EXPECT_EQ(render(R"J({% macro f() %}
+  body
+{% endmacro %}
+[{{ f() }}])J",
+                   R"J({})J"),
+            R"J([  body
+])J");
+}
+
+TEST(Jinja, RoundIsHalfEvenOnExactValue) {
+  EXPECT_EQ(render(R"J({{ 2.675 | round(2) }} {{ 0.5 | round }} {{ 1.5 | round }} {{ 2.5 | round }} {{ 2.1 | round(0, 'floor') }})J",
+                   R"J({})J"),
+            R"J(2.67 0.0 2.0 2.0 2.0)J");
+}
+
+TEST(Jinja, JinjaTitleVsStrTitle) {
+  EXPECT_EQ(render(R"J({{ "o'neil mc-donald" | title }} {{ "o'neil".title() }})J",
+                   R"J({})J"),
+            R"J(O'neil Mc-Donald O'Neil)J");
+}
+
+TEST(Jinja, RangeAndSums) {
+  EXPECT_EQ(render(R"J({{ range(5)[::-1] | list }} {{ range(3, 0, -1) | list }} {{ true + 1 }} {{ 1 in [true] }})J",
+                   R"J({})J"),
+            R"J([4, 3, 2, 1, 0] [3, 2, 1] 2 True)J");
+}
+
+TEST(Jinja, MapWithDefault) {
+  EXPECT_EQ(render(R"J({{ messages | map(attribute='missing', default='?') | list }} {{ messages | selectattr('role', 'in', ['user']) | map(attribute='role') | list }})J",
+                   R"J({"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})J"),
+            R"J(['?', '?', '?'] ['user'])J");
 }
 
 }  // namespace

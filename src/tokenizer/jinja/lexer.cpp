@@ -156,7 +156,8 @@ class Lexer {
     bool minus = false;
     if (p < src_.size() && (src_[p] == '-' || src_[p] == '+')) minus = src_[p++] == '-';
     if (src_.compare(p, 2, "%}") != 0) return false;
-    size_t content = after_tag_end(p, minus, false, p + 2, true, line_starting);
+    // jinja2 applies `-` after `{% raw %}` but not trim_blocks
+    size_t content = after_tag_end(p, minus, false, p + 2, false, line_starting);
     size_t search = content;
     while (true) {
       size_t open = src_.find("{%", search);
@@ -175,7 +176,15 @@ class Lexer {
       if (q < src_.size() && (src_[q] == '-' || src_[q] == '+')) close_minus = src_[q++] == '-';
       if (src_.compare(q, 2, "%}") != 0) return false;
       std::string text = src_.substr(content, open - content);
-      if (end_minus) text = rstrip_all(text);
+      if (end_minus) {
+        text = rstrip_all(text);
+      } else if (opt_.lstrip_blocks && src_[open + 2] != '+') {
+        size_t l_pos = text.rfind('\n');
+        if (l_pos != std::string::npos &&
+            std::all_of(text.begin() + static_cast<long>(l_pos + 1), text.end(), is_space)) {
+          text.resize(l_pos + 1);
+        }
+      }
       push_text(text, content);
       pos = after_tag_end(q, close_minus, false, q + 2, true, line_starting);
       (void)tag;
