@@ -63,7 +63,7 @@ Status Ledger::release(const std::string& id, std::string_view by) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = buffers_.find(id);
   if (it == buffers_.end()) {
-    return internal_error("ledger: release of {} by {} without any acquire: no such buffer was ever acquired", id,
+    return internal_error("ledger: release of {} by {} without a matching acquire: the buffer was never acquired", id,
                           by.empty() ? "(unknown)" : by);
   }
   Buffer& b = it->second;

@@ -1,0 +1,43 @@
+// Governor: the plan, the ledger and the alloc log together, as the server holds them. Every buffer reserved at
+// start goes through reserve() right after it is allocated; requests go through check_request() before any
+// block is taken for them.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "memory/alloc_log.h"
+#include "memory/ledger.h"
+#include "memory/plan.h"
+
+namespace keel::memory {
+
+class Governor {
+ public:
+  // `log` may be null (no --alloc-log). `env` supplies the ledger's clock and must outlive the governor.
+  Governor(Plan plan, env::Env* env, std::unique_ptr<AllocLog> log);
+
+  const Plan& plan() const { return plan_; }
+  Ledger& ledger() { return ledger_; }
+  const Ledger& ledger() const { return ledger_; }
+
+  // Counts a buffer just allocated (ledger acquire, alloc-log line when large). Fails with kResourceExhausted
+  // when it took more than 1% over what the plan set aside for it (a planning bug: the plan no longer proves
+  // that everything fits), or with the ledger's error.
+  Status reserve(const std::string& id, std::string_view purpose, uint64_t planned, uint64_t actual,
+                 std::string_view dtype, std::string_view by);
+  // The matching release at shutdown.
+  Status unreserve(const std::string& id, std::string_view by) { return ledger_.release(id, by); }
+
+  Status check_request(int64_t prompt_tokens, int64_t max_tokens, std::string_view prompt_word = "messages") const {
+    return plan_.check_request(prompt_tokens, max_tokens, prompt_word);
+  }
+
+ private:
+  Plan plan_;
+  Ledger ledger_;
+  std::unique_ptr<AllocLog> log_;
+};
+
+}  // namespace keel::memory
