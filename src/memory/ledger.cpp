@@ -95,7 +95,8 @@ Status Ledger::check_balanced() const {
   for (const auto& [id, b] : buffers_) {
     if (b.acquires == b.releases) continue;
     ++unbalanced;
-    out += "\n" + history_locked(id, b);
+    out += '\n';
+    out += history_locked(id, b);
   }
   if (unbalanced == 0) return Status();
   return internal_error("ledger: {} {} not balanced at shutdown:{}", unbalanced,
