@@ -1,0 +1,196 @@
+#include "memory/alloc_log.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "memory/governor.h"
+#include "memory/test_env.h"
+
+namespace keel::memory {
+namespace {
+
+constexpr uint64_t MiB = 1ull << 20;
+constexpr uint64_t GiB = 1ull << 30;
+
+std::vector<nlohmann::ordered_json> parse_lines(const std::string& text) {
+  std::vector<nlohmann::ordered_json> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::ordered_json::parse(line));
+  return out;
+}
+
+AllocEntry kv_entry(uint64_t bytes) {
+  AllocEntry e;
+  e.purpose = "kv_pool";
+  e.planned = bytes;
+  e.actual = bytes;
+  e.model = "qwen3-8b";
+  e.dtype = "bf16";
+  e.batch = 2048;
+  e.context = 32768;
+  e.budget = 64 * GiB;
+  e.in_use = 20 * GiB;
+  return e;
+}
+
+TEST(AllocLog, WritesOneJsonLinePerLargeAllocation) {
+  testing::MemEnv env;
+  auto log = AllocLog::open(&env, "/logs/alloc.jsonl");
+  ASSERT_TRUE(log.ok()) << log.status().message();
+  ASSERT_TRUE((*log)->record(kv_entry(4 * GiB)).ok());
+  AllocEntry weights = kv_entry(16 * GiB);
+  weights.purpose = "weights";
+  weights.actual = 16 * GiB + 4096;
+  weights.batch.reset();
+  weights.in_use.reset();
+  env.clock_micros += 2500000;
+  ASSERT_TRUE((*log)->record(weights).ok());
+
+  std::string text = env.contents("/logs/alloc.jsonl");
+  EXPECT_EQ(text.substr(0, text.find('\n')),
+            R"({"time":"2025-11-26T10:00:00.000Z","purpose":"kv_pool","bytes":4294967296,"planned":4294967296,)"
+            R"("actual":4294967296,"model":"qwen3-8b","dtype":"bf16","batch":2048,"context":32768,)"
+            R"("budget":68719476736,"in_use":21474836480})");
+  auto lines = parse_lines(text);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1]["time"], "2025-11-26T10:00:02.500Z");
+  EXPECT_EQ(lines[1]["purpose"], "weights");
+  EXPECT_EQ(lines[1]["bytes"], 16 * GiB + 4096);
+  EXPECT_EQ(lines[1]["planned"], 16 * GiB);
+  EXPECT_EQ(lines[1]["actual"], 16 * GiB + 4096);
+  EXPECT_FALSE(lines[1].contains("batch"));
+  EXPECT_FALSE(lines[1].contains("in_use"));
+  EXPECT_EQ(lines[1]["context"], 32768);
+  EXPECT_EQ((*log)->lines_written(), 2u);
+  EXPECT_EQ(env.syncs(), 2);  // each line is durable before record() returns
+}
+
+TEST(AllocLog, AllocationsBelow64MiBAreNotWritten) {
+  testing::MemEnv env;
+  auto log = AllocLog::open(&env, "alloc.jsonl");
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE((*log)->record(kv_entry(64 * MiB - 1)).ok());
+  EXPECT_EQ(env.contents("alloc.jsonl"), "");
+  ASSERT_TRUE((*log)->record(kv_entry(64 * MiB)).ok());
+  auto lines = parse_lines(env.contents("alloc.jsonl"));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0]["bytes"], 64 * MiB);
+  // An allocation planned large but taken small is still worth a line: the plan was wrong.
+  AllocEntry e = kv_entry(0);
+  e.planned = 128 * MiB;
+  e.actual = 1 * MiB;
+  ASSERT_TRUE((*log)->record(e).ok());
+  EXPECT_EQ((*log)->lines_written(), 2u);
+}
+
+TEST(AllocLog, AppendsToAnExistingLog) {
+  testing::MemEnv env;
+  ASSERT_TRUE(env.write_file_atomic("alloc.jsonl", "{\"purpose\":\"earlier run\"}\n").ok());
+  auto log = AllocLog::open(&env, "alloc.jsonl");
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE((*log)->record(kv_entry(GiB)).ok());
+  auto lines = parse_lines(env.contents("alloc.jsonl"));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["purpose"], "earlier run");
+  EXPECT_EQ(lines[1]["purpose"], "kv_pool");
+}
+
+TEST(AllocLog, UnwritablePathIsAStartupErrorNamingTheFlag) {
+  testing::MemEnv env;
+  auto log = AllocLog::open(&env, "/readonly/alloc.jsonl");
+  ASSERT_FALSE(log.ok());
+  EXPECT_EQ(log.status().code(), Code::kIOError);
+  EXPECT_EQ(log.status().message(),
+            "--alloc-log /readonly/alloc.jsonl: cannot open for appending: create /readonly/alloc.jsonl: Permission "
+            "denied");
+
+  auto posix = AllocLog::open(env::Env::posix(), "/nonexistent/keel/alloc.jsonl");
+  ASSERT_FALSE(posix.ok());
+  EXPECT_TRUE(posix.status().message().starts_with("--alloc-log /nonexistent/keel/alloc.jsonl: cannot open"))
+      << posix.status().message();
+}
+
+TEST(AllocLog, LinesFromManyThreadsStayWhole) {
+  testing::MemEnv env;
+  auto log = AllocLog::open(&env, "alloc.jsonl");
+  ASSERT_TRUE(log.ok());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) EXPECT_TRUE((*log)->record(kv_entry(GiB)).ok());
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(parse_lines(env.contents("alloc.jsonl")).size(), 200u);
+}
+
+Plan big_plan() {
+  PlanInputs in;
+  in.model = "llama-8b";
+  in.weight_bytes = 15 * GiB;
+  in.shape = {.num_layers = 32, .num_heads = 32, .num_kv_heads = 8, .head_dim = 128, .hidden_size = 4096,
+              .intermediate_size = 14336, .vocab_size = 128256, .kv_dtype_bytes = 2};
+  in.max_model_len = 8192;
+  in.max_num_seqs = 4;
+  in.max_num_batched_tokens = 512;
+  in.max_process_memory = "40GB";
+  auto plan = make_plan(in, {"host", 64 * GiB, 0}, std::nullopt);
+  EXPECT_TRUE(plan.ok()) << plan.status().message();
+  return *plan;
+}
+
+TEST(Governor, ReserveCountsTheBufferAndLogsItWithThePlansContext) {
+  testing::MemEnv env;
+  auto log = AllocLog::open(&env, "alloc.jsonl");
+  ASSERT_TRUE(log.ok());
+  Plan plan = big_plan();
+  Governor gov(plan, &env, std::move(log).value());
+  ASSERT_TRUE(gov.reserve("weights", "weights", plan.weight_bytes, plan.weight_bytes, "bf16", "loader").ok());
+  ASSERT_TRUE(gov.reserve("kv_pool", "kv_pool", plan.kv_bytes, plan.kv_bytes, "bf16", "backend").ok());
+  ASSERT_TRUE(gov.reserve("scratch", "activations", 1 * MiB, 1 * MiB, "f32", "model").ok());  // below 64 MiB
+
+  EXPECT_EQ(gov.ledger().allocations_total(), 3u);
+  EXPECT_EQ(gov.ledger().bytes_reserved(), plan.weight_bytes + plan.kv_bytes + MiB);
+  auto lines = parse_lines(env.contents("alloc.jsonl"));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1]["purpose"], "kv_pool");
+  EXPECT_EQ(lines[1]["model"], "llama-8b");
+  EXPECT_EQ(lines[1]["batch"], 512);
+  EXPECT_EQ(lines[1]["context"], 8192);
+  EXPECT_EQ(lines[1]["budget"], 40 * GiB);
+  EXPECT_EQ(lines[1]["in_use"], plan.weight_bytes + plan.kv_bytes);
+
+  EXPECT_FALSE(gov.ledger().check_balanced().ok());
+  ASSERT_TRUE(gov.unreserve("scratch", "model").ok());
+  ASSERT_TRUE(gov.unreserve("kv_pool", "backend").ok());
+  ASSERT_TRUE(gov.unreserve("weights", "loader").ok());
+  EXPECT_TRUE(gov.ledger().check_balanced().ok());
+  EXPECT_FALSE(gov.unreserve("weights", "loader").ok());
+}
+
+TEST(Governor, AllocationOverItsPlanIsRefused) {
+  testing::MemEnv env;
+  Governor gov(big_plan(), &env, nullptr);
+  EXPECT_TRUE(gov.reserve("a", "activations", 100 * MiB, 101 * MiB, "f32", "model").ok());  // within 1%
+  Status s = gov.reserve("b", "activations", 100 * MiB, 102 * MiB, "f32", "model");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Code::kResourceExhausted);
+  EXPECT_EQ(s.message(), "memory: b (activations) took 102.0 MiB but the plan set aside 100.0 MiB; the plan no "
+                         "longer proves that everything fits");
+  EXPECT_EQ(gov.ledger().holders("b"), 0);
+}
+
+TEST(Governor, ContextGuardUsesThePlan) {
+  testing::MemEnv env;
+  Governor gov(big_plan(), &env, nullptr);
+  EXPECT_TRUE(gov.check_request(8000, 192).ok());
+  EXPECT_EQ(gov.check_request(8000, 193).code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace keel::memory
