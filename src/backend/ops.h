@@ -103,34 +103,48 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
 
+  // --- Configuration, before any weight is bound. `weights` is the checkpoint's dominant dtype; a backend
+  // picks its activation dtype from it (the CPU always computes in F32; CUDA in the weights' dtype).
+  virtual void set_weights_dtype(DType weights) {}
+  // Dtype of GEMM inputs (normed hidden states, attention and GLU outputs) and of the KV cache. The residual
+  // stream, q/k/v and GEMM outputs are always F32.
+  virtual DType act_dtype() const { return DType::kF32; }
+  virtual DType kv_dtype() const { return DType::kF32; }
+
   // --- Memory. Called at start only; the forward pass allocates nothing.
   // A weight from host bytes (the CPU may keep a view of the mapping; a GPU copies it up).
   virtual Result<Tensor> weight(DType dtype, int64_t rows, int64_t cols, const void* host) = 0;
   virtual Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) = 0;
   virtual Status alloc_kv(const KvLayout& layout) = 0;
   virtual const KvLayout& kv_layout() const = 0;
-  virtual void copy_to_host(const Tensor& src, float* dst) = 0;  // as float32
+  virtual void copy_to_host(const Tensor& src, float* dst) = 0;        // as float32
+  virtual void copy_from_host(const float* src, Tensor& dst) = 0;      // from float32
   virtual uint64_t bytes_allocated() const = 0;
+  virtual uint64_t allocations() const = 0;  // count of device/host buffer allocations so far
+
+  // --- Per forward pass: makes the batch's metadata visible to the ops (a GPU uploads it once).
+  virtual void begin_forward(const BatchMeta& batch) {}
 
   // --- Ops. Output tensors have the rows of their inputs; `out` may alias an input where noted.
   // out[i] = table[tokens[i]] * scale
   virtual void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) = 0;
-  // Per row: x / rms(x) * w (add_one: * (1 + w)). out may alias x.
+  // Per row: x / rms(x) * w (add_one: * (1 + w)); x is F32, out F32 or act_dtype. out may alias x.
   virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, bool add_one, Tensor& out) = 0;
   // out = a + b (out may alias a).
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
   // out[M,N] = x[M,K] * w[N,K]^T (+ bias[N]).
   virtual void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) = 0;
-  // In place on x [tokens, heads*head_dim]; positions has one entry per row of x.
-  virtual void rope(Tensor& x, int head_dim, int rotary_dim, const int32_t* positions, const RopeTable& table) = 0;
+  // In place on x [tokens, heads*head_dim], whose row r is batch row first_row + r (its position).
+  virtual void rope(Tensor& x, int head_dim, int rotary_dim, const BatchMeta& batch, int first_row,
+                    const RopeTable& table) = 0;
   // Stores k, v [tokens, kv_heads*head_dim] of `layer` at batch.slot_mapping.
   virtual void write_kv(int layer, const Tensor& k, const Tensor& v, const BatchMeta& batch) = 0;
   // Causal paged attention of q [tokens, heads*head_dim] against `layer`'s KV; out has q's shape.
   virtual void attention(int layer, const Tensor& q, const BatchMeta& batch, const AttentionParams& params,
                          Tensor& out) = 0;
-  // out = act(gate) * up.
+  // out = act(gate) * up; gate, up F32, out act_dtype.
   virtual void glu(const Tensor& gate, const Tensor& up, GluActivation act, Tensor& out) = 0;
-  // Top-k routed mixture of experts; out [tokens, hidden].
+  // Top-k routed mixture of experts; x act_dtype, out F32 [tokens, hidden].
   virtual void moe(const Tensor& x, const MoeWeights& w, Tensor& out) = 0;
   // x = cap * tanh(x / cap), in place.
   virtual void softcap(Tensor& x, float cap) = 0;

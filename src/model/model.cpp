@@ -1,12 +1,27 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <map>
 
 #include "model/rope.h"
 
 namespace keel::model {
 
 using backend::Tensor;
+
+namespace {
+
+DType dominant_dtype(const format::WeightFiles& files) {
+  std::map<DType, uint64_t> bytes;
+  for (auto& [name, t] : files.all()) bytes[t->dtype] += t->nbytes();
+  DType best = DType::kF32;
+  uint64_t most = 0;
+  for (auto& [d, n] : bytes)
+    if (n > most) most = n, best = d;
+  return best;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Model>> Model::load(env::Env* env, const std::string& dir, backend::Backend* backend,
                                            const LoadOptions& options) {
@@ -16,6 +31,7 @@ Result<std::unique_ptr<Model>> Model::load(env::Env* env, const std::string& dir
   KEEL_ASSIGN_OR_RETURN(model->files_, format::WeightFiles::open(env, dir));
   model->backend_ = backend;
   model->options_ = options;
+  backend->set_weights_dtype(dominant_dtype(model->files_));
   KEEL_ASSIGN_OR_RETURN(model->weights_, bind_weights(model->config_, model->files_, backend));
   KEEL_RETURN_IF_ERROR(model->init_buffers());
   return model;
@@ -27,6 +43,7 @@ Result<std::unique_ptr<Model>> Model::synthetic(const ModelConfig& config, backe
   model->config_ = config;
   model->backend_ = backend;
   model->options_ = options;
+  backend->set_weights_dtype(DType::kBF16);
   KEEL_ASSIGN_OR_RETURN(model->weights_, synthetic_weights(config, backend, seed));
   KEEL_RETURN_IF_ERROR(model->init_buffers());
   return model;
@@ -39,28 +56,31 @@ Status Model::init_buffers() {
     return invalid_argument("max_batch_tokens={} must be positive", options_.max_batch_tokens);
   if (options_.block_size <= 0) return invalid_argument("block size {} must be positive", options_.block_size);
   const int64_t T = options_.max_batch_tokens;
-  int64_t inter = c.intermediate_size;
-  auto alloc = [&](int64_t cols, Tensor* t) -> Status {
-    KEEL_ASSIGN_OR_RETURN(*t, backend_->alloc(DType::kF32, T, cols));
+  const int64_t inter = c.intermediate_size;
+  const DType act = backend_->act_dtype();
+  auto alloc = [&](int64_t cols, Tensor* t, DType dtype = DType::kF32) -> Status {
+    KEEL_ASSIGN_OR_RETURN(*t, backend_->alloc(dtype, T, cols));
     return Status();
   };
   KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.x));
-  KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.h));
+  KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.h, act));
   KEEL_RETURN_IF_ERROR(alloc(c.q_size(), &ws_.q));
   KEEL_RETURN_IF_ERROR(alloc(c.kv_size(), &ws_.k));
   KEEL_RETURN_IF_ERROR(alloc(c.kv_size(), &ws_.v));
-  KEEL_RETURN_IF_ERROR(alloc(c.q_size(), &ws_.attn));
+  KEEL_RETURN_IF_ERROR(alloc(c.q_size(), &ws_.attn, act));
   KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.o));
   KEEL_RETURN_IF_ERROR(alloc(inter, &ws_.gate));
   KEEL_RETURN_IF_ERROR(alloc(inter, &ws_.up));
+  KEEL_RETURN_IF_ERROR(alloc(inter, &ws_.act, act));
   KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.mlp));
-  KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.logit_in));
+  KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.logit_in, act));
   KEEL_RETURN_IF_ERROR(alloc(c.vocab_size, &ws_.logits));
   backend::KvLayout kv;
   kv.num_layers = c.num_layers;
   kv.block_size = options_.block_size;
   kv.num_kv_heads = c.num_kv_heads;
   kv.head_dim = c.head_dim;
+  kv.dtype = backend_->kv_dtype();
   kv.num_blocks = options_.kv_blocks > 0 ? options_.kv_blocks
                                          : (c.max_position_embeddings + kv.block_size - 1) / kv.block_size;
   return backend_->alloc_kv(kv);
@@ -103,15 +123,16 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   auto apply_rope = [&](Tensor& t, bool sliding) {
     const RopeConfig& rc = sliding ? c.rope_local : c.rope;
     if (!dynamic) {
-      B.rope(t, c.head_dim, c.rotary_dim(), batch.meta.positions.data(), sliding ? local_table : global_table);
+      B.rope(t, c.head_dim, c.rotary_dim(), batch.meta, 0, sliding ? local_table : global_table);
       return;
     }
     for (auto& s : batch.meta.seqs) {
       Tensor part = t.row_slice(s.q_start, s.q_len);
-      B.rope(part, c.head_dim, c.rotary_dim(), batch.meta.positions.data() + s.q_start, table_for(rc, s.kv_len));
+      B.rope(part, c.head_dim, c.rotary_dim(), batch.meta, s.q_start, table_for(rc, s.kv_len));
     }
   };
 
+  B.begin_forward(batch.meta);
   B.embed(weights_.embed, batch.tokens.data(), T, c.embed_scale, x);
   for (int li = 0; li < c.num_layers; li++) {
     const LayerWeights& L = weights_.layers[li];
@@ -147,12 +168,12 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
     if (spec.moe) {
       B.moe(h, L.moe, mlp);
     } else {
-      Tensor gate = ws_.gate.row_slice(0, T), up = ws_.up.row_slice(0, T);
+      Tensor gate = ws_.gate.row_slice(0, T), up = ws_.up.row_slice(0, T), act = ws_.act.row_slice(0, T);
       B.gemm(h, L.gate, L.gate_bias.empty() ? nullptr : &L.gate_bias, gate);
       B.gemm(h, L.up, L.up_bias.empty() ? nullptr : &L.up_bias, up);
       B.glu(gate, up, c.activation == Activation::kSilu ? backend::GluActivation::kSilu
-                                                        : backend::GluActivation::kGeluTanh, gate);
-      B.gemm(gate, L.down, L.down_bias.empty() ? nullptr : &L.down_bias, mlp);
+                                                        : backend::GluActivation::kGeluTanh, act);
+      B.gemm(act, L.down, L.down_bias.empty() ? nullptr : &L.down_bias, mlp);
     }
     if (c.sandwich_norms) B.rms_norm(mlp, L.post_ffn_norm, c.rms_norm_eps, c.norm_add_one, mlp);
     B.add(x, mlp, x);
@@ -165,10 +186,10 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   if (n > T) return internal_error("forward: {} logit rows for a batch of {} tokens", n, T);
   for (int32_t r : batch.logit_rows)
     if (r < 0 || r >= T) return internal_error("forward: logit row {} outside the batch of {}", r, T);
-  Tensor sel = ws_.logit_in.row_slice(0, n), out = ws_.logits.row_slice(0, n);
-  B.gather_rows(x, batch.logit_rows, sel);
-  B.rms_norm(sel, weights_.final_norm, c.rms_norm_eps, c.norm_add_one, sel);
-  B.gemm(sel, weights_.lm_head, nullptr, out);
+  Tensor rows = ws_.o.row_slice(0, n), normed = ws_.logit_in.row_slice(0, n), out = ws_.logits.row_slice(0, n);
+  B.gather_rows(x, batch.logit_rows, rows);
+  B.rms_norm(rows, weights_.final_norm, c.rms_norm_eps, c.norm_add_one, normed);
+  B.gemm(normed, weights_.lm_head, nullptr, out);
   if (c.final_softcap > 0) B.softcap(out, c.final_softcap);
   B.copy_to_host(out, logits->data());
   return Status();

@@ -58,7 +58,9 @@ class Model {
   LoadOptions options_;
 
   struct Workspace {
-    backend::Tensor x, h, q, k, v, attn, o, gate, up, mlp, logit_in, logits;
+    // F32: the residual stream x, q/k/v, GEMM outputs (o, gate, up, mlp), logits.
+    // act_dtype: GEMM inputs (h, attn, act, logit_in).
+    backend::Tensor x, h, q, k, v, attn, o, gate, up, act, mlp, logit_in, logits;
   } ws_;
 };
 

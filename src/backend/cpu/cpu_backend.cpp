@@ -103,6 +103,7 @@ Result<Tensor> CpuBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
   size_t n = static_cast<size_t>(rows * cols);
   buffers_.emplace_back(new float[n]());
   bytes_allocated_ += n * sizeof(float);
+  allocations_++;
   return Tensor{buffers_.back().get(), dtype, rows, cols};
 }
 
@@ -113,10 +114,15 @@ Status CpuBackend::alloc_kv(const KvLayout& layout) {
   k_cache_.assign(layout.num_layers, std::vector<float>(per_layer, 0.0f));
   v_cache_.assign(layout.num_layers, std::vector<float>(per_layer, 0.0f));
   bytes_allocated_ += 2 * per_layer * layout.num_layers * sizeof(float);
+  allocations_ += 2 * layout.num_layers;
   return Status();
 }
 
 void CpuBackend::copy_to_host(const Tensor& src, float* dst) { to_float(src.dtype, src.data, dst, src.numel()); }
+
+void CpuBackend::copy_from_host(const float* src, Tensor& dst) {
+  std::memcpy(dst.data, src, static_cast<size_t>(dst.numel()) * sizeof(float));
+}
 
 void CpuBackend::embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) {
   const int64_t d = table.cols;
@@ -159,7 +165,9 @@ void CpuBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tens
   gemm_f32(f32(x), x.rows, w, bias, f32(out));
 }
 
-void CpuBackend::rope(Tensor& x, int head_dim, int rotary_dim, const int32_t* positions, const RopeTable& table) {
+void CpuBackend::rope(Tensor& x, int head_dim, int rotary_dim, const BatchMeta& batch, int first_row,
+                      const RopeTable& table) {
+  const int32_t* positions = batch.positions.data() + first_row;
   const int half = rotary_dim / 2;
   const int64_t heads = x.cols / head_dim;
 #pragma omp parallel for schedule(static) if (x.rows > 16)

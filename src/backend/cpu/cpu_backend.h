@@ -18,13 +18,16 @@ class CpuBackend final : public Backend {
   Status alloc_kv(const KvLayout& layout) override;
   const KvLayout& kv_layout() const override { return kv_layout_; }
   void copy_to_host(const Tensor& src, float* dst) override;
+  void copy_from_host(const float* src, Tensor& dst) override;
   uint64_t bytes_allocated() const override { return bytes_allocated_; }
+  uint64_t allocations() const override { return allocations_; }
 
   void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, float eps, bool add_one, Tensor& out) override;
   void add(const Tensor& a, const Tensor& b, Tensor& out) override;
   void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override;
-  void rope(Tensor& x, int head_dim, int rotary_dim, const int32_t* positions, const RopeTable& table) override;
+  void rope(Tensor& x, int head_dim, int rotary_dim, const BatchMeta& batch, int first_row,
+            const RopeTable& table) override;
   void write_kv(int layer, const Tensor& k, const Tensor& v, const BatchMeta& batch) override;
   void attention(int layer, const Tensor& q, const BatchMeta& batch, const AttentionParams& params,
                  Tensor& out) override;
@@ -42,6 +45,7 @@ class CpuBackend final : public Backend {
   std::vector<std::vector<float>> k_cache_, v_cache_;
   KvLayout kv_layout_;
   uint64_t bytes_allocated_ = 0;
+  uint64_t allocations_ = 0;
   // MoE scratch, grown on first use and reused.
   std::vector<float> moe_x_, moe_gate_, moe_up_, moe_y_;
 };
