@@ -1,0 +1,69 @@
+// Chained block hashes (xxh3-128): a full KV block is named by H(model fingerprint, parent hash, its token
+// ids), so equal names mean equal prefixes of the same model and KV layout. The model fingerprint covers
+// the weights' identity, dtype, KV layout and keel's KV format version: a block from another model or
+// layout can never match.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/dtype.h"
+#include "base/status.h"
+#include "env/env.h"
+
+namespace keel::cache {
+
+// Bumped whenever the bytes of a KV block change meaning (layout of K/V within a block, scaling, rope
+// applied or not). Old caches then stop matching instead of being misread.
+inline constexpr uint32_t kKvFormatVersion = 1;
+
+struct Hash128 {
+  uint64_t lo = 0;
+  uint64_t hi = 0;
+
+  bool is_zero() const { return lo == 0 && hi == 0; }
+  friend bool operator==(const Hash128&, const Hash128&) = default;
+  // 32 lowercase hex digits, high half first.
+  std::string hex() const;
+  static Result<Hash128> parse_hex(std::string_view hex);
+};
+
+using BlockHash = Hash128;
+using ModelFingerprint = Hash128;
+
+struct Hash128Hasher {
+  size_t operator()(const Hash128& h) const { return static_cast<size_t>(h.lo ^ (h.hi * 0x9e3779b97f4a7c15ull)); }
+};
+
+// How KV is laid out in one block; part of the fingerprint and of every SSD record.
+struct KvLayout {
+  uint32_t num_layers = 0;
+  uint32_t num_kv_heads = 0;
+  uint32_t head_dim = 0;
+  uint32_t block_size = 0;  // tokens per block
+  DType kv_dtype = DType::kBF16;
+  friend bool operator==(const KvLayout&, const KvLayout&) = default;
+};
+
+// `weights_identity` names the weights (weights_identity() below, or any caller-chosen string that changes
+// whenever the weights do); `weights_dtype` is the dtype the model computes in ("BF16").
+ModelFingerprint model_fingerprint(std::string_view weights_identity, std::string_view weights_dtype,
+                                   const KvLayout& layout, uint32_t kv_format_version = kKvFormatVersion);
+
+// The identity of the weights in `model_dir`: for every *.safetensors file in name order, its name, size
+// and JSON header (names, dtypes, shapes, offsets of every tensor). Cheap (reads headers only) and changes
+// when any tensor is added, reshaped or retyped, or a file is replaced by one of another size.
+Result<std::string> weights_identity(env::Env* env, const std::string& model_dir);
+
+// The hash of the first block has a zero parent.
+BlockHash block_hash(const ModelFingerprint& fingerprint, const BlockHash& parent, std::span<const int32_t> tokens);
+
+// Hashes of every full block of `tokens` (a trailing partial block has none), each chained on the last.
+std::vector<BlockHash> hash_blocks(const ModelFingerprint& fingerprint, std::span<const int32_t> tokens,
+                                   int block_size);
+
+}  // namespace keel::cache
