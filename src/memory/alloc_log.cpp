@@ -4,24 +4,22 @@
 
 #include <algorithm>
 
-#include "memory/ledger.h"
-
 namespace keel::memory {
 
-Result<std::unique_ptr<AllocLog>> AllocLog::open(env::Env* env, const std::string& path) {
+Result<std::unique_ptr<AllocLog>> AllocLog::open(env::Env* env, const std::string& path, WallClock clock) {
   auto file = env->new_writable_file(path, /*truncate=*/false);
   if (!file.ok()) {
     return Status(file.status().code(),
                   fmt::format("--alloc-log {}: cannot open for appending: {}", path, file.status().message()));
   }
-  return std::unique_ptr<AllocLog>(new AllocLog(env, path, std::move(file).value()));
+  return std::unique_ptr<AllocLog>(new AllocLog(std::move(clock), path, std::move(file).value()));
 }
 
 Status AllocLog::record(const AllocEntry& e) {
   if (std::max(e.actual, e.planned) < kThresholdBytes) return Status();
   // Keys in the order a reader scans them; "bytes" repeats "actual" for readers that know only one size.
   nlohmann::ordered_json j;
-  j["time"] = iso8601_utc(env_->now_micros());
+  j["time"] = iso8601_utc(clock_());
   j["purpose"] = e.purpose;
   j["bytes"] = e.actual;
   j["planned"] = e.planned;

@@ -11,6 +11,7 @@
 
 #include "base/status.h"
 #include "env/env.h"
+#include "memory/ledger.h"
 
 namespace keel::memory {
 
@@ -30,8 +31,9 @@ class AllocLog {
  public:
   static constexpr uint64_t kThresholdBytes = 64ull << 20;
 
-  // Opens `path` for appending. An unwritable path is a startup error naming it and the flag.
-  static Result<std::unique_ptr<AllocLog>> open(env::Env* env, const std::string& path);
+  // Opens `path` through `env` for appending. An unwritable path is a startup error naming it and the flag.
+  static Result<std::unique_ptr<AllocLog>> open(env::Env* env, const std::string& path,
+                                                WallClock clock = system_wall_micros);
 
   // Appends and syncs one line when entry.actual (or, failing that, planned) is at least kThresholdBytes;
   // smaller allocations are not written. Thread-safe.
@@ -41,10 +43,10 @@ class AllocLog {
   const std::string& path() const { return path_; }
 
  private:
-  AllocLog(env::Env* env, std::string path, std::unique_ptr<env::WritableFile> file)
-      : env_(env), path_(std::move(path)), file_(std::move(file)) {}
+  AllocLog(WallClock clock, std::string path, std::unique_ptr<env::WritableFile> file)
+      : clock_(std::move(clock)), path_(std::move(path)), file_(std::move(file)) {}
 
-  env::Env* env_;
+  WallClock clock_;
   std::string path_;
   mutable std::mutex mu_;
   std::unique_ptr<env::WritableFile> file_;

@@ -40,7 +40,7 @@ AllocEntry kv_entry(uint64_t bytes) {
 
 TEST(AllocLog, WritesOneJsonLinePerLargeAllocation) {
   testing::MemEnv env;
-  auto log = AllocLog::open(&env, "/logs/alloc.jsonl");
+  auto log = AllocLog::open(&env, "/logs/alloc.jsonl", env.clock());
   ASSERT_TRUE(log.ok()) << log.status().message();
   ASSERT_TRUE((*log)->record(kv_entry(4 * GiB)).ok());
   AllocEntry weights = kv_entry(16 * GiB);
@@ -72,7 +72,7 @@ TEST(AllocLog, WritesOneJsonLinePerLargeAllocation) {
 
 TEST(AllocLog, AllocationsBelow64MiBAreNotWritten) {
   testing::MemEnv env;
-  auto log = AllocLog::open(&env, "alloc.jsonl");
+  auto log = AllocLog::open(&env, "alloc.jsonl", env.clock());
   ASSERT_TRUE(log.ok());
   ASSERT_TRUE((*log)->record(kv_entry(64 * MiB - 1)).ok());
   EXPECT_EQ(env.contents("alloc.jsonl"), "");
@@ -91,7 +91,7 @@ TEST(AllocLog, AllocationsBelow64MiBAreNotWritten) {
 TEST(AllocLog, AppendsToAnExistingLog) {
   testing::MemEnv env;
   ASSERT_TRUE(env.write_file_atomic("alloc.jsonl", "{\"purpose\":\"earlier run\"}\n").ok());
-  auto log = AllocLog::open(&env, "alloc.jsonl");
+  auto log = AllocLog::open(&env, "alloc.jsonl", env.clock());
   ASSERT_TRUE(log.ok());
   ASSERT_TRUE((*log)->record(kv_entry(GiB)).ok());
   auto lines = parse_lines(env.contents("alloc.jsonl"));
@@ -102,7 +102,7 @@ TEST(AllocLog, AppendsToAnExistingLog) {
 
 TEST(AllocLog, UnwritablePathIsAStartupErrorNamingTheFlag) {
   testing::MemEnv env;
-  auto log = AllocLog::open(&env, "/readonly/alloc.jsonl");
+  auto log = AllocLog::open(&env, "/readonly/alloc.jsonl", env.clock());
   ASSERT_FALSE(log.ok());
   EXPECT_EQ(log.status().code(), Code::kIOError);
   EXPECT_EQ(log.status().message(),
@@ -117,7 +117,7 @@ TEST(AllocLog, UnwritablePathIsAStartupErrorNamingTheFlag) {
 
 TEST(AllocLog, LinesFromManyThreadsStayWhole) {
   testing::MemEnv env;
-  auto log = AllocLog::open(&env, "alloc.jsonl");
+  auto log = AllocLog::open(&env, "alloc.jsonl", env.clock());
   ASSERT_TRUE(log.ok());
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
@@ -146,10 +146,10 @@ Plan big_plan() {
 
 TEST(Governor, ReserveCountsTheBufferAndLogsItWithThePlansContext) {
   testing::MemEnv env;
-  auto log = AllocLog::open(&env, "alloc.jsonl");
+  auto log = AllocLog::open(&env, "alloc.jsonl", env.clock());
   ASSERT_TRUE(log.ok());
   Plan plan = big_plan();
-  Governor gov(plan, &env, std::move(log).value());
+  Governor gov(plan, std::move(log).value(), env.clock());
   ASSERT_TRUE(gov.reserve("weights", "weights", plan.weight_bytes, plan.weight_bytes, "bf16", "loader").ok());
   ASSERT_TRUE(gov.reserve("kv_pool", "kv_pool", plan.kv_bytes, plan.kv_bytes, "bf16", "backend").ok());
   ASSERT_TRUE(gov.reserve("scratch", "activations", 1 * MiB, 1 * MiB, "f32", "model").ok());  // below 64 MiB
@@ -175,7 +175,7 @@ TEST(Governor, ReserveCountsTheBufferAndLogsItWithThePlansContext) {
 
 TEST(Governor, AllocationOverItsPlanIsRefused) {
   testing::MemEnv env;
-  Governor gov(big_plan(), &env, nullptr);
+  Governor gov(big_plan(), nullptr, env.clock());
   EXPECT_TRUE(gov.reserve("a", "activations", 100 * MiB, 101 * MiB, "f32", "model").ok());  // within 1%
   Status s = gov.reserve("b", "activations", 100 * MiB, 102 * MiB, "f32", "model");
   ASSERT_FALSE(s.ok());
@@ -187,7 +187,7 @@ TEST(Governor, AllocationOverItsPlanIsRefused) {
 
 TEST(Governor, ContextGuardUsesThePlan) {
   testing::MemEnv env;
-  Governor gov(big_plan(), &env, nullptr);
+  Governor gov(big_plan(), nullptr, env.clock());
   EXPECT_TRUE(gov.check_request(8000, 192).ok());
   EXPECT_EQ(gov.check_request(8000, 193).code(), Code::kInvalidArgument);
 }

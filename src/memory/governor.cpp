@@ -4,8 +4,8 @@
 
 namespace keel::memory {
 
-Governor::Governor(Plan plan, env::Env* env, std::unique_ptr<AllocLog> log)
-    : plan_(std::move(plan)), ledger_(env), log_(std::move(log)) {}
+Governor::Governor(Plan plan, std::unique_ptr<AllocLog> log, WallClock clock)
+    : plan_(std::move(plan)), ledger_(std::move(clock)), log_(std::move(log)) {}
 
 Status Governor::reserve(const std::string& id, std::string_view purpose, uint64_t planned, uint64_t actual,
                          std::string_view dtype, std::string_view by) {

@@ -15,8 +15,8 @@ namespace keel::memory {
 
 class Governor {
  public:
-  // `log` may be null (no --alloc-log). `env` supplies the ledger's clock and must outlive the governor.
-  Governor(Plan plan, env::Env* env, std::unique_ptr<AllocLog> log);
+  // `log` may be null (no --alloc-log).
+  Governor(Plan plan, std::unique_ptr<AllocLog> log, WallClock clock = system_wall_micros);
 
   const Plan& plan() const { return plan_; }
   Ledger& ledger() { return ledger_; }

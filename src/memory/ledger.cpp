@@ -1,5 +1,6 @@
 #include "memory/ledger.h"
 
+#include <chrono>
 #include <ctime>
 
 #include "base/units.h"
@@ -29,14 +30,19 @@ std::string iso8601_utc(uint64_t micros) {
                      tm.tm_hour, tm.tm_min, tm.tm_sec, (micros / 1000) % 1000);
 }
 
-Ledger::Ledger(env::Env* env) : env_(env) {}
+uint64_t system_wall_micros() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(duration_cast<microseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+Ledger::Ledger(WallClock clock) : clock_(std::move(clock)) {}
 
 void Ledger::add_event(Buffer& b, LedgerEvent::Kind kind, std::string_view by) {
   if (b.events.size() == kMaxHistory) {
     b.events.pop_front();
     ++b.dropped_events;
   }
-  b.events.push_back({kind, step_, env_->now_micros(), std::string(by)});
+  b.events.push_back({kind, step_, clock_(), std::string(by)});
 }
 
 Status Ledger::acquire(const std::string& id, std::string_view purpose, uint64_t bytes, std::string_view by) {

@@ -6,21 +6,26 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
 
 #include "base/status.h"
-#include "env/env.h"
 
 namespace keel::memory {
+
+// Wall-clock microseconds since the Unix epoch. env::Env::now_micros() is a steady clock (right for timeouts,
+// wrong for the dates in a history or a log line), so the wall clock is its own seam; tests pass a fake.
+using WallClock = std::function<uint64_t()>;
+uint64_t system_wall_micros();
 
 struct LedgerEvent {
   enum class Kind { kAcquire, kRelease, kBadRelease };
   Kind kind = Kind::kAcquire;
   int64_t step = 0;          // the engine step when it happened (set_step), -1 before the first step
-  uint64_t time_micros = 0;  // from the Env's clock
+  uint64_t time_micros = 0;  // wall clock
   std::string by;            // who: "CpuBackend::alloc_kv", "engine", ...
 };
 
@@ -29,8 +34,7 @@ class Ledger {
   // Each buffer keeps its last kMaxHistory events; older ones are counted, not kept.
   static constexpr size_t kMaxHistory = 32;
 
-  // `env` supplies the clock (Env::posix() in the server, a fake in tests); it must outlive the ledger.
-  explicit Ledger(env::Env* env);
+  explicit Ledger(WallClock clock = system_wall_micros);
 
   // Counts one acquire of buffer `id`. Taking it from zero holders is an allocation (counted, its bytes
   // reserved). Fails with kInternal when the buffer is held under another purpose or size.
@@ -67,7 +71,7 @@ class Ledger {
   void add_event(Buffer& b, LedgerEvent::Kind kind, std::string_view by);
   std::string history_locked(const std::string& id, const Buffer& b) const;
 
-  env::Env* env_;
+  WallClock clock_;
   mutable std::mutex mu_;
   std::map<std::string, Buffer> buffers_;
   int64_t step_ = -1;

@@ -17,7 +17,7 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 
 TEST(Ledger, ReleaseWithoutAcquireIsReportedWithHistory) {
   testing::MemEnv env;
-  Ledger ledger(&env);
+  Ledger ledger(env.clock());
   ledger.set_step(3);
   ASSERT_TRUE(ledger.acquire("kv_pool#0", "kv_pool", 256 * MiB, "CpuBackend::alloc_kv").ok());
   env.clock_micros += 1500000;
@@ -42,7 +42,7 @@ TEST(Ledger, ReleaseWithoutAcquireIsReportedWithHistory) {
 
 TEST(Ledger, ReleaseOfABufferNeverAcquiredNamesIt) {
   testing::MemEnv env;
-  Ledger ledger(&env);
+  Ledger ledger(env.clock());
   Status s = ledger.release("weights#lm_head", "model");
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.code(), Code::kInternal);
@@ -52,7 +52,7 @@ TEST(Ledger, ReleaseOfABufferNeverAcquiredNamesIt) {
 
 TEST(Ledger, UnbalancedBuffersAreListedAtShutdown) {
   testing::MemEnv env;
-  Ledger ledger(&env);
+  Ledger ledger(env.clock());
   ASSERT_TRUE(ledger.acquire("weights", "weights", 100 * MiB, "loader").ok());
   ASSERT_TRUE(ledger.acquire("activations", "activations", 10 * MiB, "model").ok());
   ASSERT_TRUE(ledger.acquire("kv_pool", "kv_pool", 50 * MiB, "backend").ok());
@@ -76,7 +76,7 @@ TEST(Ledger, UnbalancedBuffersAreListedAtShutdown) {
 
 TEST(Ledger, CountsAllocationsBytesAndThoseAfterWarmUp) {
   testing::MemEnv env;
-  Ledger ledger(&env);
+  Ledger ledger(env.clock());
   ASSERT_TRUE(ledger.acquire("a", "weights", 100, "t").ok());
   ASSERT_TRUE(ledger.acquire("b", "kv_pool", 20, "t").ok());
   ASSERT_TRUE(ledger.acquire("b", "kv_pool", 20, "t").ok());  // a second holder is not an allocation
@@ -97,7 +97,7 @@ TEST(Ledger, CountsAllocationsBytesAndThoseAfterWarmUp) {
 
 TEST(Ledger, AcquireOfAHeldBufferUnderAnotherSizeFails) {
   testing::MemEnv env;
-  Ledger ledger(&env);
+  Ledger ledger(env.clock());
   ASSERT_TRUE(ledger.acquire("x", "activations", 64, "a").ok());
   Status s = ledger.acquire("x", "activations", 128, "b");
   ASSERT_FALSE(s.ok());
@@ -108,7 +108,7 @@ TEST(Ledger, AcquireOfAHeldBufferUnderAnotherSizeFails) {
 
 TEST(Ledger, HistoryKeepsTheLastEventsAndCountsTheRest) {
   testing::MemEnv env;
-  Ledger ledger(&env);
+  Ledger ledger(env.clock());
   for (size_t i = 0; i < Ledger::kMaxHistory + 5; ++i) ASSERT_TRUE(ledger.acquire("x", "p", 1, "t").ok());
   std::string h = ledger.history("x");
   EXPECT_TRUE(contains(h, "... 5 earlier events")) << h;
@@ -117,7 +117,7 @@ TEST(Ledger, HistoryKeepsTheLastEventsAndCountsTheRest) {
 
 TEST(Ledger, ConcurrentAcquireAndReleaseBalance) {
   testing::MemEnv env;
-  Ledger ledger(&env);
+  Ledger ledger(env.clock());
   constexpr int kThreads = 8, kRounds = 2000;
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};
@@ -145,6 +145,8 @@ TEST(Ledger, ConcurrentAcquireAndReleaseBalance) {
 TEST(Ledger, TimesAreIso8601Utc) {
   EXPECT_EQ(iso8601_utc(1764151200123456), "2025-11-26T10:00:00.123Z");
   EXPECT_EQ(iso8601_utc(0), "1970-01-01T00:00:00.000Z");
+  // A date (after 2023-11-14), not the seconds since boot that a steady clock gives.
+  EXPECT_GT(system_wall_micros(), 1700000000000000ull);
 }
 
 }  // namespace

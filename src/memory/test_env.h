@@ -8,12 +8,16 @@
 #include <string>
 
 #include "env/env.h"
+#include "memory/ledger.h"
 
 namespace keel::memory::testing {
 
 class MemEnv final : public env::Env {
  public:
   uint64_t clock_micros = 1764151200000000;  // 2025-11-26T10:00:00Z
+  WallClock clock() {
+    return [this] { return clock_micros; };
+  }
 
   std::string contents(const std::string& path) {
     std::lock_guard<std::mutex> lock(mu_);
