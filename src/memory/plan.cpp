@@ -70,10 +70,12 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 }  // namespace
 
 uint64_t activation_bytes(const ModelShape& s, int64_t tokens) {
-  // x, h, o, mlp, logit_in: hidden each; q and attention output; k and v; gate and up; logits.
-  uint64_t per_token = 5ull * s.hidden_size + 2ull * s.num_heads * s.head_dim + 2ull * s.num_kv_heads * s.head_dim +
-                       2ull * s.intermediate_size + static_cast<uint64_t>(s.vocab_size);
-  return per_token * static_cast<uint64_t>(tokens) * s.activation_dtype_bytes;
+  const uint64_t q = static_cast<uint64_t>(s.num_heads) * s.head_dim, kv = static_cast<uint64_t>(s.num_kv_heads) * s.head_dim;
+  // Always f32: x, o, mlp (hidden each), q, k, v, gate, up, logits.
+  const uint64_t f32 = 3ull * s.hidden_size + q + 2 * kv + 2ull * s.intermediate_size + s.vocab_size;
+  // In the backend's activation dtype: h, logit_in (hidden each), attention output (q), activated MLP (intermediate).
+  const uint64_t act = 2ull * s.hidden_size + q + s.intermediate_size;
+  return (f32 * 4 + act * s.activation_dtype_bytes) * static_cast<uint64_t>(tokens);
 }
 
 uint64_t Plan::main_total() const {
@@ -150,7 +152,7 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
   p.kv_bytes = static_cast<uint64_t>(p.kv_blocks) * p.kv_bytes_per_block;
 
   const std::string& main = p.main_memory.name;
-  const std::string act_dtype = in.shape.activation_dtype_bytes == 4 ? "f32" : "16-bit";
+  const std::string act_dtype = in.shape.activation_dtype_bytes == 4 ? "f32" : "f32 and 16-bit";
   p.lines.push_back({"weights", main, p.weight_bytes, ""});
   p.lines.push_back({"activations", main, p.activation_bytes,
                      fmt::format("{} batched tokens x {} ({})", in.max_num_batched_tokens,

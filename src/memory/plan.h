@@ -23,7 +23,7 @@ struct ModelShape {
   int intermediate_size = 0;  // the widest MLP (for MoE: the widest one the backend allocates per token)
   int vocab_size = 0;
   int kv_dtype_bytes = 4;          // bytes per KV element (f32 on the CPU backend)
-  int activation_dtype_bytes = 4;  // bytes per activation element (f32 on the CPU backend)
+  int activation_dtype_bytes = 4;  // bytes per element of Backend::act_dtype() buffers (f32 on the CPU backend)
 
   // K and V of one token across all layers.
   uint64_t kv_bytes_per_token() const {
@@ -104,8 +104,8 @@ struct Plan {
                        std::string_view prompt_word = "messages") const;
 };
 
-// Activation buffers for a batch of `tokens` rows: the residual stream, q/k/v, attention output, MLP gate/up and
-// the logits, each `tokens` rows wide (what Model::init_buffers allocates).
+// Activation buffers for a batch of `tokens` rows, as Model::init_buffers allocates them: the residual stream,
+// q/k/v, attention output, MLP gate/up/activated and the logits. Governor::reserve refuses a drift over 1%.
 uint64_t activation_bytes(const ModelShape& shape, int64_t tokens);
 
 // Computes the plan. `host` is the machine's RAM; `device` is the accelerator's memory when a GPU backend runs

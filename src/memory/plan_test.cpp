@@ -14,13 +14,13 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 
 // A toy shape whose numbers are easy by hand: 512 B of KV per token (2 x 2 layers x 2 kv heads x 16 x f32),
 // 8 KiB per 16-token block, 4 KiB of activations per batched token
-// (5 x 64 hidden + 2 x 64 q + 2 x 32 kv + 2 x 128 intermediate + 256 vocab = 1024 floats).
+// (5 x 64 hidden + 2 x 64 q + 2 x 32 kv + 3 x 128 intermediate + 128 vocab = 1024 floats).
 PlanInputs toy(const std::string& budget) {
   PlanInputs in;
   in.model = "toy";
   in.weight_bytes = 10 * MiB;
   in.shape = {.num_layers = 2, .num_heads = 4, .num_kv_heads = 2, .head_dim = 16, .hidden_size = 64,
-              .intermediate_size = 128, .vocab_size = 256};
+              .intermediate_size = 128, .vocab_size = 128};
   in.max_model_len = 2048;  // 128 blocks = 1 MiB of KV per sequence
   in.max_num_seqs = 4;      // 512 blocks = 4 MiB wanted
   in.max_num_batched_tokens = 256;  // 1 MiB of activations
@@ -35,6 +35,9 @@ MemoryReport host(uint64_t total = 100 * MiB, uint64_t free = 0) { return {"host
 TEST(Plan, LinesFollowTheShape) {
   EXPECT_EQ(toy("1GB").shape.kv_bytes_per_token(), 512u);
   EXPECT_EQ(activation_bytes(toy("1GB").shape, 1), 4096u);
+  ModelShape half = toy("1GB").shape;
+  half.activation_dtype_bytes = 2;  // h, logit_in, attention output, activated MLP: 2 x 64 + 64 + 128 = 320
+  EXPECT_EQ(activation_bytes(half, 1), 4096u - 320 * 2);
   auto plan = make_plan(toy("16MB"), host(), std::nullopt);
   ASSERT_TRUE(plan.ok()) << plan.status().message();
   EXPECT_EQ(plan->weight_bytes, 10 * MiB);
@@ -104,8 +107,8 @@ TEST(Plan, RefusalForALargeModelReadsInGiB) {
   auto plan = make_plan(in, host(64 * GiB), std::nullopt);
   ASSERT_FALSE(plan.ok());
   const std::string& m = plan.status().message();
-  EXPECT_TRUE(contains(m, "memory plan: weights 15.0 GiB + activations 1.4 GiB + overhead 512.0 MiB + KV for one "
-                          "32768-token sequence 4.0 GiB = 20.9 GiB exceed the budget of 16.0 GiB "
+  EXPECT_TRUE(contains(m, "memory plan: weights 15.0 GiB + activations 1.5 GiB + overhead 512.0 MiB + KV for one "
+                          "32768-token sequence 4.0 GiB = 21.0 GiB exceed the budget of 16.0 GiB "
                           "(--max-process-memory 16GB); lower --max-model-len"))
       << m;
 }
