@@ -23,15 +23,6 @@ Status located(int line, int column, const Status& s) {
     std::move(keel_r_).value();                                       \
   })
 
-std::string object_type_repr(const Value& obj) {
-  if (obj.is_none()) return "None";
-  return obj.type_name() + " object";
-}
-
-Value missing_attr(const Value& obj, const std::string& name) {
-  return Value::undefined(fmt::format("'{}' has no attribute '{}'", object_type_repr(obj), name));
-}
-
 int64_t py_floordiv(int64_t a, int64_t b) {
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
