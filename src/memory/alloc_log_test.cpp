@@ -185,6 +185,22 @@ TEST(Governor, AllocationOverItsPlanIsRefused) {
   EXPECT_EQ(gov.ledger().holders("b"), 0);
 }
 
+TEST(Governor, BuffersThatAddUpOverThePlanAreCaught) {
+  testing::MemEnv env;
+  Plan plan = big_plan();
+  Governor gov(plan, nullptr, env.clock());
+  ASSERT_TRUE(gov.reserve("weights", "weights", plan.weight_bytes, plan.weight_bytes, "bf16", "loader").ok());
+  ASSERT_TRUE(gov.reserve("kv_pool", "kv_pool", plan.kv_bytes, plan.kv_bytes, "bf16", "backend").ok());
+  ASSERT_TRUE(gov.reserve("act.0", "activations", plan.activation_bytes, plan.activation_bytes, "f32", "m").ok());
+  EXPECT_TRUE(gov.check_within_plan().ok());
+  // A second buffer of the full activation size: each one is within its own plan, together they are not.
+  ASSERT_TRUE(gov.reserve("act.1", "activations", plan.activation_bytes, plan.activation_bytes, "f32", "m").ok());
+  Status s = gov.check_within_plan();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Code::kResourceExhausted);
+  EXPECT_TRUE(s.message().starts_with("memory: ")) << s.message();
+}
+
 TEST(Governor, ContextGuardUsesThePlan) {
   testing::MemEnv env;
   Governor gov(big_plan(), nullptr, env.clock());
