@@ -136,7 +136,8 @@ NvidiaInfo probe_nvml() {
     }
     if (pm_fn) {
       nvmlEnableState_t mode = 0;
-      gpu.persistence_mode = enable_state(pm_fn(dev, &mode), mode);
+      nvmlReturn_t rc = pm_fn(dev, &mode);  // before reading `mode`: argument order is unspecified
+      gpu.persistence_mode = enable_state(rc, mode);
     }
     if (rows_fn) {
       unsigned corr = 0, unc = 0, pending = 0, failure = 0;
