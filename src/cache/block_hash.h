@@ -35,8 +35,14 @@ struct Hash128 {
 using BlockHash = Hash128;
 using ModelFingerprint = Hash128;
 
+// Real hashes are uniform already; the splitmix64 finalizer keeps hand-made ones (tests) from colliding.
 struct Hash128Hasher {
-  size_t operator()(const Hash128& h) const { return static_cast<size_t>(h.lo ^ (h.hi * 0x9e3779b97f4a7c15ull)); }
+  size_t operator()(const Hash128& h) const {
+    uint64_t x = h.lo ^ ((h.hi << 29) | (h.hi >> 35));
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return static_cast<size_t>(x ^ (x >> 31));
+  }
 };
 
 // How KV is laid out in one block; part of the fingerprint and of every SSD record.

@@ -1,0 +1,183 @@
+#include "cache/ssd_format.h"
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace keel::cache::ssd {
+
+namespace {
+
+// Byte offsets within the header (docs/FORMAT-SSD.md).
+constexpr size_t kOffVersion = 4;
+constexpr size_t kOffHeaderBytes = 6;
+constexpr size_t kOffFingerprint = 8;
+constexpr size_t kOffHash = 24;
+constexpr size_t kOffParent = 40;
+constexpr size_t kOffTokens = 56;
+constexpr size_t kOffLayers = 60;
+constexpr size_t kOffKvHeads = 64;
+constexpr size_t kOffHeadDim = 68;
+constexpr size_t kOffBlockSize = 72;
+constexpr size_t kOffKvDtype = 76;
+constexpr size_t kOffPayloadLength = 80;
+constexpr size_t kOffHeaderCheck = 88;
+constexpr size_t kOffRecordCheck = 96;
+static_assert(kOffRecordCheck + 8 == kHeaderBytes);
+
+template <typename T>
+void put(uint8_t* p, size_t off, T v) {
+  std::memcpy(p + off, &v, sizeof(T));
+}
+template <typename T>
+T get(const uint8_t* p, size_t off) {
+  T v;
+  std::memcpy(&v, p + off, sizeof(T));
+  return v;
+}
+void put_hash(uint8_t* p, size_t off, const Hash128& h) {
+  put(p, off, h.lo);
+  put(p, off + 8, h.hi);
+}
+Hash128 get_hash(const uint8_t* p, size_t off) { return Hash128{get<uint64_t>(p, off), get<uint64_t>(p, off + 8)}; }
+
+uint64_t record_checksum(const uint8_t* header, const uint8_t* payload, uint64_t n) {
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  XXH3_64bits_update(&state, header, kOffRecordCheck);
+  XXH3_64bits_update(&state, payload, n);
+  return XXH3_64bits_digest(&state);
+}
+
+bool has_magic(const uint8_t* p) { return std::memcmp(p, kMagic, sizeof(kMagic)) == 0; }
+
+// The next offset >= from where a record magic starts, or size.
+uint64_t next_magic(const uint8_t* data, size_t size, uint64_t from) {
+  if (size < sizeof(kMagic)) return size;
+  for (uint64_t o = from; o + sizeof(kMagic) <= size; o++) {
+    const void* hit = std::memchr(data + o, kMagic[0], size - sizeof(kMagic) + 1 - o);
+    if (hit == nullptr) return size;
+    o = static_cast<const uint8_t*>(hit) - data;
+    if (has_magic(data + o)) return o;
+  }
+  return size;
+}
+
+}  // namespace
+
+const char* problem_name(Problem p) {
+  switch (p) {
+    case Problem::kNone: return "ok";
+    case Problem::kBadMagic: return "not a record (bad magic)";
+    case Problem::kTruncatedHeader: return "truncated header";
+    case Problem::kVersion: return "unknown format version";
+    case Problem::kHeaderChecksum: return "header checksum mismatch";
+    case Problem::kTruncatedPayload: return "truncated payload";
+    case Problem::kPayloadChecksum: return "payload checksum mismatch";
+  }
+  return "?";
+}
+
+void encode_header(const RecordHeader& h, std::span<const uint8_t> payload, uint8_t* out) {
+  std::memset(out, 0, kHeaderBytes);
+  std::memcpy(out, kMagic, sizeof(kMagic));
+  put<uint16_t>(out, kOffVersion, h.version);
+  put<uint16_t>(out, kOffHeaderBytes, static_cast<uint16_t>(kHeaderBytes));
+  put_hash(out, kOffFingerprint, h.fingerprint);
+  put_hash(out, kOffHash, h.hash);
+  put_hash(out, kOffParent, h.parent);
+  put<uint32_t>(out, kOffTokens, h.n_tokens);
+  put<uint32_t>(out, kOffLayers, h.layout.num_layers);
+  put<uint32_t>(out, kOffKvHeads, h.layout.num_kv_heads);
+  put<uint32_t>(out, kOffHeadDim, h.layout.head_dim);
+  put<uint32_t>(out, kOffBlockSize, h.layout.block_size);
+  put<uint8_t>(out, kOffKvDtype, static_cast<uint8_t>(h.layout.kv_dtype));
+  put<uint64_t>(out, kOffPayloadLength, payload.size());
+  put<uint64_t>(out, kOffHeaderCheck, XXH3_64bits(out, kOffHeaderCheck));
+  put<uint64_t>(out, kOffRecordCheck, record_checksum(out, payload.data(), payload.size()));
+}
+
+Problem parse_header(const uint8_t* p, size_t available, RecordHeader* out) {
+  if (available < sizeof(kMagic)) {
+    // A write torn inside the magic itself.
+    return std::memcmp(p, kMagic, available) == 0 ? Problem::kTruncatedHeader : Problem::kBadMagic;
+  }
+  if (!has_magic(p)) return Problem::kBadMagic;
+  if (available < kHeaderBytes) return Problem::kTruncatedHeader;
+  if (get<uint16_t>(p, kOffVersion) != kFormatVersion || get<uint16_t>(p, kOffHeaderBytes) != kHeaderBytes)
+    return Problem::kVersion;
+  if (get<uint64_t>(p, kOffHeaderCheck) != XXH3_64bits(p, kOffHeaderCheck)) return Problem::kHeaderChecksum;
+  uint8_t dtype = get<uint8_t>(p, kOffKvDtype);
+  if (dtype > static_cast<uint8_t>(DType::kBF16)) return Problem::kVersion;
+  RecordHeader h;
+  h.version = kFormatVersion;
+  h.fingerprint = get_hash(p, kOffFingerprint);
+  h.hash = get_hash(p, kOffHash);
+  h.parent = get_hash(p, kOffParent);
+  h.n_tokens = get<uint32_t>(p, kOffTokens);
+  h.layout.num_layers = get<uint32_t>(p, kOffLayers);
+  h.layout.num_kv_heads = get<uint32_t>(p, kOffKvHeads);
+  h.layout.head_dim = get<uint32_t>(p, kOffHeadDim);
+  h.layout.block_size = get<uint32_t>(p, kOffBlockSize);
+  h.layout.kv_dtype = static_cast<DType>(dtype);
+  h.payload_length = get<uint64_t>(p, kOffPayloadLength);
+  h.header_check = get<uint64_t>(p, kOffHeaderCheck);
+  h.record_check = get<uint64_t>(p, kOffRecordCheck);
+  if (h.payload_length > available - kHeaderBytes) return Problem::kTruncatedPayload;
+  *out = h;
+  return Problem::kNone;
+}
+
+bool verify_payload(const uint8_t* record, const RecordHeader& header) {
+  return record_checksum(record, record + kHeaderBytes, header.payload_length) == header.record_check;
+}
+
+SegmentScan scan_segment(const uint8_t* data, size_t size, bool verify_payloads) {
+  SegmentScan scan;
+  uint64_t offset = 0;
+  while (offset < size) {
+    RecordHeader h;
+    Problem problem = parse_header(data + offset, size - offset, &h);
+    if (problem == Problem::kNone && verify_payloads && !verify_payload(data + offset, h)) {
+      // The header is sound, so its length can be trusted to find the next record.
+      scan.problems.push_back(ScanProblem{offset, Problem::kPayloadChecksum});
+      offset += kHeaderBytes + h.payload_length;
+      continue;
+    }
+    if (problem == Problem::kNone) {
+      scan.records.push_back(ScannedRecord{offset, h});
+      offset += kHeaderBytes + h.payload_length;
+      continue;
+    }
+    scan.problems.push_back(ScanProblem{offset, problem});
+    offset = next_magic(data, size, offset + 1);
+  }
+  return scan;
+}
+
+std::string segment_name(uint64_t id) { return fmt::format("keel-{:010d}.seg", id); }
+
+std::optional<uint64_t> parse_segment_name(const std::string& name) {
+  // keel-NNNNNNNNNN.seg
+  if (name.size() != 19 || !name.starts_with("keel-") || !name.ends_with(".seg")) return std::nullopt;
+  uint64_t id = 0;
+  for (size_t i = 5; i < 15; i++) {
+    if (name[i] < '0' || name[i] > '9') return std::nullopt;
+    id = id * 10 + static_cast<uint64_t>(name[i] - '0');
+  }
+  return id;
+}
+
+Result<std::vector<SegmentFile>> list_segments(env::Env* env, const std::string& dir) {
+  KEEL_ASSIGN_OR_RETURN(std::vector<std::string> names, env->list_dir(dir));
+  std::vector<SegmentFile> out;
+  for (const std::string& name : names) {
+    if (auto id = parse_segment_name(name)) out.push_back(SegmentFile{*id, name, env::join_path(dir, name)});
+  }
+  std::sort(out.begin(), out.end(), [](const SegmentFile& a, const SegmentFile& b) { return a.id < b.id; });
+  return out;
+}
+
+}  // namespace keel::cache::ssd

@@ -1,0 +1,82 @@
+// The SSD tier's on-disk format (docs/FORMAT-SSD.md describes every byte): segment files named
+// keel-NNNNNNNNNN.seg, each a sequence of self-describing records {header, payload}. Encoding, decoding and
+// scanning live here so the tier and `keel cache` read the bytes the same way.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cache/block_hash.h"
+#include "env/env.h"
+
+namespace keel::cache::ssd {
+
+inline constexpr uint8_t kMagic[4] = {'K', 'V', 'B', 'K'};
+inline constexpr uint16_t kFormatVersion = 1;
+inline constexpr size_t kHeaderBytes = 104;
+
+struct RecordHeader {
+  uint16_t version = kFormatVersion;
+  ModelFingerprint fingerprint;
+  BlockHash hash;
+  BlockHash parent;
+  uint32_t n_tokens = 0;
+  KvLayout layout;
+  uint64_t payload_length = 0;
+  uint64_t header_check = 0;  // filled by encode_header / parse_header
+  uint64_t record_check = 0;
+};
+
+// Why a record is not served.
+enum class Problem {
+  kNone,
+  kBadMagic,         // bytes where a record should start are not one (garbage, or a flipped magic)
+  kTruncatedHeader,  // the segment ends inside a header (a torn write)
+  kVersion,          // a format version this keel does not read
+  kHeaderChecksum,   // the header's own checksum does not match (bit flip)
+  kTruncatedPayload, // the header is sound but the segment ends inside the payload (a torn write)
+  kPayloadChecksum,  // the checksum over header and payload does not match (bit flip in the payload)
+};
+const char* problem_name(Problem p);
+
+// Fills out[0..kHeaderBytes) for `header` followed by `payload`, computing both checksums.
+void encode_header(const RecordHeader& header, std::span<const uint8_t> payload, uint8_t* out);
+// Decodes and checks the header at data[0..available): magic, version, header checksum, and that the
+// payload lies within `available`. The payload checksum is verify_payload()'s job.
+Problem parse_header(const uint8_t* data, size_t available, RecordHeader* out);
+// Checks the record checksum of a record whose header parsed; `record` points at the header.
+bool verify_payload(const uint8_t* record, const RecordHeader& header);
+
+struct ScannedRecord {
+  uint64_t offset;  // of the header within the segment
+  RecordHeader header;
+};
+struct ScanProblem {
+  uint64_t offset;
+  Problem problem;
+};
+struct SegmentScan {
+  std::vector<ScannedRecord> records;
+  std::vector<ScanProblem> problems;
+};
+// Walks a segment front to back. Sound records are listed; each run of bytes that is not one is listed
+// once as a problem, and the walk resumes at the next record magic (a checksummed header that fails its
+// check is not trusted for its length). With verify_payloads, a payload whose checksum fails is a problem
+// too; otherwise only headers are read, which is what makes a restart fast.
+SegmentScan scan_segment(const uint8_t* data, size_t size, bool verify_payloads);
+
+struct SegmentFile {
+  uint64_t id;
+  std::string name;
+  std::string path;
+};
+std::string segment_name(uint64_t id);
+std::optional<uint64_t> parse_segment_name(const std::string& name);
+// keel's segment files in `dir`, oldest (lowest id) first; files of any other name are not keel's.
+Result<std::vector<SegmentFile>> list_segments(env::Env* env, const std::string& dir);
+
+}  // namespace keel::cache::ssd
