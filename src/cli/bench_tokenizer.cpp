@@ -2,6 +2,7 @@
 // compared with HF tokenizers (tests/golden/gen_tokenizers.py --bench-text times HF on the same file, which
 // tests/golden/tokenizer_texts.py writes).
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -34,6 +35,16 @@ std::string default_text() {
   return text;
 }
 
+// FNV-1a 64 over the ids as little-endian int32, as tests/golden/gen_tokenizers.py prints for HF's ids.
+uint64_t ids_fnv1a(const std::vector<int32_t>& ids) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (int32_t id : ids) {
+    auto u = static_cast<uint32_t>(id);
+    for (int k = 0; k < 4; ++k) h = (h ^ ((u >> (8 * k)) & 0xFF)) * 0x100000001b3ull;
+  }
+  return h;
+}
+
 int run_bench_tokenizer(const BenchTokenizerArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
   auto tok = tokenizer::Tokenizer::load(a.dir);
@@ -64,11 +75,13 @@ int run_bench_tokenizer(const BenchTokenizerArgs& a) {
   streamed += stream.flush().size();
   double stream_s = seconds_since(t3);
   std::printf("tokenizer %s: load %.2f s, vocab %d\n", a.dir.c_str(), load_s, tok->vocab_size());
-  std::printf("encode: %zu bytes -> %zu ids, best of %d: %.3f s, %.2f MB/s (single thread)\n", text.size(),
-              ids.size(), std::max(1, a.repeats), best, text.size() / best / 1e6);
+  std::printf("encode: %zu bytes -> %zu ids (fnv1a %016llx), best of %d: %.3f s, %.2f MB/s (single thread)\n",
+              text.size(), ids.size(), static_cast<unsigned long long>(ids_fnv1a(ids)), std::max(1, a.repeats), best,
+              text.size() / best / 1e6);
   std::printf("decode: %.3f s, %.2f MB/s; stream decode: %.3f s, %.2f us/token; round trip %s\n", decode_s,
               decoded.size() / decode_s / 1e6, stream_s, stream_s / std::max<size_t>(1, ids.size()) * 1e6,
-              decoded == text && streamed == decoded.size() ? "exact" : "differs");
+              decoded == text ? "exact" : "differs (normalized)");
+  if (streamed != decoded.size()) return report(internal_error("stream decode gave {} bytes, decode {}", streamed, decoded.size()));
   return 0;
 }
 

@@ -88,13 +88,22 @@ def compare_transformers(d, cases):
             "example": example}
 
 
+def ids_fnv1a(ids):
+    """FNV-1a 64 over the ids as little-endian int32: `keel bench-tokenizer` prints the same."""
+    h = 0xcbf29ce484222325
+    for i in ids:
+        for b in int(i).to_bytes(4, "little", signed=True):
+            h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
 def time_encode(tok, text, repeats=3):
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         ids = tok.encode(text, add_special_tokens=False).ids
         best = min(best, time.perf_counter() - t0)
-    return best, len(ids)
+    return best, ids
 
 
 def main():
@@ -122,10 +131,11 @@ def main():
             with open(args.bench_text, encoding="utf-8", newline="") as f:
                 text = f.read()
             n_bytes = len(text.encode("utf-8"))
-            secs, n_ids = time_encode(tok, text)
-            speed["results"][name] = {"bytes": n_bytes, "ids": n_ids, "seconds": secs,
-                                      "mb_per_s": n_bytes / secs / 1e6}
-            print(name, "HF encode", f"{n_bytes / secs / 1e6:.2f} MB/s", n_ids, "ids", flush=True)
+            secs, ids = time_encode(tok, text)
+            speed["results"][name] = {"bytes": n_bytes, "ids": len(ids), "ids_fnv1a": ids_fnv1a(ids),
+                                      "seconds": secs, "mb_per_s": n_bytes / secs / 1e6}
+            print(name, "HF encode", f"{n_bytes / secs / 1e6:.2f} MB/s", len(ids), "ids", ids_fnv1a(ids),
+                  flush=True)
     if args.bench_text:
         with open(os.path.join(args.out, "hf_speed.json"), "w") as f:
             json.dump(speed, f, indent=1)

@@ -50,7 +50,7 @@ def _nfd(s):
     return unicodedata.normalize("NFD", s)
 
 
-def golden_texts(n=160, seed=4):
+def golden_texts(n=200, seed=4):
     rng = random.Random(seed)
     texts = []
     for group in FRAGMENTS.values():
@@ -65,6 +65,8 @@ def golden_texts(n=160, seed=4):
         "<bos><bos> double bos", "<unused7><unused99>x", _nfd("Crème brûlée à la française"),
         "\u00a0\u00a0\u00a0  \u00a0", " " * 40 + "x", "\n" * 25, "\t \n" * 12, "a" * 300,
         "abc" * 80, "1" * 50, "🙂" * 20, "".join(chr(0x4e00 + i) for i in range(60)),
+        "<b> </b> and <i>  </i>", "a > </tag> >   </x>", "<p>\n</p> <br/> </br>", ">▁</ literal",
+        "▁leading meta ▁▁ twice", "Ａ＇Ｓ ſ ﬀ K Å",
     ])
     pool = [f for group in FRAGMENTS.values() for f in group] + SPECIALS
     while len(texts) < n:
