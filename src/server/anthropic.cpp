@@ -1,0 +1,177 @@
+#include "server/anthropic.h"
+
+#include <limits>
+
+#include "server/request_fields.h"
+#include "server/sse.h"
+
+namespace keel::server {
+
+namespace {
+
+// Anthropic content: a string or an array of blocks; only text blocks are supported (joined).
+Result<std::string> content_text(const json& content, const std::string& where) {
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) {
+    return invalid_argument("{}: expected a string or an array of content blocks, got {}", where, describe(content));
+  }
+  std::string text;
+  for (size_t i = 0; i < content.size(); ++i) {
+    const json& block = content[i];
+    std::string at = fmt::format("{}[{}]", where, i);
+    if (!block.is_object()) return invalid_argument("{}: expected an object, got {}", at, describe(block));
+    if (!block.contains("type") || !block["type"].is_string()) return invalid_argument("{}.type: expected a string", at);
+    if (block["type"] != "text") {
+      return invalid_argument("{}.type: only \"text\" blocks are supported, got {}", at, block["type"].dump());
+    }
+    if (!block.contains("text") || !block["text"].is_string()) return invalid_argument("{}.text: expected a string", at);
+    text += block["text"].get<std::string>();
+  }
+  return text;
+}
+
+json message_usage(const Completion& c) {
+  return json{{"input_tokens", c.prompt_tokens()}, {"output_tokens", c.completion_tokens()}};
+}
+
+class MessagesWriter : public ResponseWriter {
+ public:
+  explicit MessagesWriter(ResponseContext ctx) : ctx_(std::move(ctx)) {}
+
+  json response(const Piece& all, const Completion& c) const override {
+    return json{{"id", ctx_.id},
+                {"type", "message"},
+                {"role", "assistant"},
+                {"model", ctx_.model},
+                {"content", json::array({json{{"type", "text"}, {"text", all.text}}})},
+                {"stop_reason", anthropic_stop_reason(all)},
+                {"stop_sequence", all.stop_sequence.empty() ? json(nullptr) : json(all.stop_sequence)},
+                {"usage", message_usage(c)}};
+  }
+
+  std::string stream_start(const Completion& c) const override {
+    json message{{"id", ctx_.id},
+                 {"type", "message"},
+                 {"role", "assistant"},
+                 {"model", ctx_.model},
+                 {"content", json::array()},
+                 {"stop_reason", nullptr},
+                 {"stop_sequence", nullptr},
+                 {"usage", {{"input_tokens", c.prompt_tokens()}, {"output_tokens", 0}}}};
+    std::string out = sse_event("message_start", json{{"type", "message_start"}, {"message", std::move(message)}});
+    out += sse_event("content_block_start", json{{"type", "content_block_start"},
+                                                 {"index", 0},
+                                                 {"content_block", {{"type", "text"}, {"text", ""}}}});
+    out += sse_event("ping", json{{"type", "ping"}});
+    return out;
+  }
+
+  std::string stream_piece(const Piece& piece, const Completion& c) const override {
+    if (piece.text.empty()) return "";
+    return sse_event("content_block_delta", json{{"type", "content_block_delta"},
+                                                 {"index", 0},
+                                                 {"delta", {{"type", "text_delta"}, {"text", piece.text}}}});
+  }
+
+  std::string stream_end(const Piece& last, const Completion& c) const override {
+    std::string out = sse_event("content_block_stop", json{{"type", "content_block_stop"}, {"index", 0}});
+    json delta{{"stop_reason", anthropic_stop_reason(last)},
+               {"stop_sequence", last.stop_sequence.empty() ? json(nullptr) : json(last.stop_sequence)}};
+    out += sse_event("message_delta", json{{"type", "message_delta"},
+                                           {"delta", std::move(delta)},
+                                           {"usage", {{"output_tokens", c.completion_tokens()}}}});
+    out += sse_event("message_stop", json{{"type", "message_stop"}});
+    return out;
+  }
+
+  std::string stream_error(const ApiError& error) const override {
+    return sse_event("error", error.to_json(ApiFlavor::kAnthropic));
+  }
+
+ private:
+  ResponseContext ctx_;
+};
+
+}  // namespace
+
+const char* anthropic_stop_reason(const Piece& last) {
+  if (!last.stop_sequence.empty()) return "stop_sequence";
+  return last.finish == Finish::kLength ? "max_tokens" : "end_turn";
+}
+
+Result<GenerationSpec> parse_messages_request(const json& body) {
+  GenerationSpec spec;
+  spec.is_chat = true;
+  KEEL_RETURN_IF_ERROR(read_string(body, "model", &spec.model));
+  if (!has(body, "max_tokens")) return invalid_argument("max_tokens: required");
+  int max_tokens = 0;
+  KEEL_RETURN_IF_ERROR(read_int(body, "max_tokens", 1, std::numeric_limits<int32_t>::max(), &max_tokens));
+  spec.max_tokens = max_tokens;
+
+  if (has(body, "system")) {
+    KEEL_ASSIGN_OR_RETURN(std::string system, content_text(body["system"], "system"));
+    spec.messages.push_back(json{{"role", "system"}, {"content", system}});
+  }
+  if (!has(body, "messages")) return invalid_argument("messages: required");
+  const json& messages = body["messages"];
+  if (!messages.is_array() || messages.empty()) {
+    return invalid_argument("messages: expected a non-empty array of messages, got {}", describe(messages));
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    std::string at = fmt::format("messages[{}]", i);
+    if (!m.is_object()) return invalid_argument("{}: expected an object, got {}", at, describe(m));
+    if (!m.contains("role") || !m["role"].is_string() || (m["role"] != "user" && m["role"] != "assistant")) {
+      return invalid_argument("{}.role: expected \"user\" or \"assistant\"", at);
+    }
+    if (!m.contains("content")) return invalid_argument("{}.content: required", at);
+    KEEL_ASSIGN_OR_RETURN(std::string text, content_text(m["content"], at + ".content"));
+    spec.messages.push_back(json{{"role", m["role"]}, {"content", text}});
+  }
+  if (has(body, "tools")) {
+    const json& tools = body["tools"];
+    if (!tools.is_array()) return invalid_argument("tools: expected an array, got {}", describe(tools));
+    // Chat templates expect OpenAI's function shape.
+    spec.tools = json::array();
+    for (size_t i = 0; i < tools.size(); ++i) {
+      const json& t = tools[i];
+      if (!t.is_object() || !t.contains("name") || !t["name"].is_string()) {
+        return invalid_argument("tools[{}].name: expected a string", i);
+      }
+      json fn{{"name", t["name"]}};
+      if (t.contains("description")) fn["description"] = t["description"];
+      if (t.contains("input_schema")) fn["parameters"] = t["input_schema"];
+      spec.tools.push_back(json{{"type", "function"}, {"function", std::move(fn)}});
+    }
+  }
+  if (has(body, "thinking")) {
+    const json& th = body["thinking"];
+    if (!th.is_object() || !th.contains("type") || !th["type"].is_string()) {
+      return invalid_argument("thinking.type: expected \"enabled\" or \"disabled\"");
+    }
+    spec.template_kwargs = json{{"enable_thinking", th["type"] == "enabled"}};
+  }
+  auto& s = spec.request.sampling;
+  KEEL_RETURN_IF_ERROR(read_float(body, "temperature", 0.0, 1.0, &s.temperature));
+  KEEL_RETURN_IF_ERROR(read_float(body, "top_p", 0.0, 1.0, &s.top_p));
+  if (has(body, "top_p") && s.top_p == 0.0f) return invalid_argument("top_p: must be > 0, got 0");
+  KEEL_RETURN_IF_ERROR(read_int(body, "top_k", 0, std::numeric_limits<int32_t>::max(), &s.top_k));
+  KEEL_RETURN_IF_ERROR(s.validate());
+  if (has(body, "stop_sequences")) {
+    if (!body["stop_sequences"].is_array()) {
+      return invalid_argument("stop_sequences: expected an array of strings, got {}", describe(body["stop_sequences"]));
+    }
+    KEEL_RETURN_IF_ERROR(read_stop(body, "stop_sequences", &spec.stop));
+  }
+  KEEL_RETURN_IF_ERROR(read_bool(body, "stream", &spec.stream));
+  if (has(body, "metadata") && !body["metadata"].is_object()) {
+    return invalid_argument("metadata: expected an object, got {}", describe(body["metadata"]));
+  }
+  return spec;
+}
+
+std::unique_ptr<ResponseWriter> make_messages_writer(ResponseContext ctx) {
+  return std::make_unique<MessagesWriter>(std::move(ctx));
+}
+
+}  // namespace keel::server

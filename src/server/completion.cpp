@@ -1,0 +1,129 @@
+#include "server/completion.h"
+
+namespace keel::server {
+
+using Clock = std::chrono::steady_clock;
+
+Completion::Completion(Generator* generator, const tokenizer::Tokenizer* tokenizer, std::vector<std::string> stops)
+    : generator_(generator),
+      tokenizer_(tokenizer),
+      queue_(std::make_shared<Queue>()),
+      decoder_(*tokenizer, /*skip_special=*/true),
+      stop_(std::move(stops)) {}
+
+Completion::~Completion() { cancel(); }
+
+Result<std::shared_ptr<Completion>> Completion::start(Generator* generator, const tokenizer::Tokenizer* tokenizer,
+                                                      GenerationRequest request, std::vector<std::string> stops,
+                                                      std::shared_ptr<Metrics> metrics) {
+  std::shared_ptr<Completion> c(new Completion(generator, tokenizer, std::move(stops)));
+  c->prompt_tokens_ = static_cast<int>(request.prompt.size());
+  c->want_logprobs_ = request.top_logprobs >= 0;
+  // The callback runs on the generator's thread: it timestamps, counts and enqueues, nothing more.
+  struct Timing {
+    Clock::time_point submitted = Clock::now();
+    Clock::time_point last;
+    bool first = true;
+  };
+  auto timing = std::make_shared<Timing>();
+  auto callback = [queue = c->queue_, metrics, timing](const TokenEvent& event) {
+    if (event.token >= 0 && metrics) {
+      Clock::time_point now = Clock::now();
+      if (timing->first) {
+        metrics->observe_ttft(std::chrono::duration<double>(now - timing->submitted).count());
+        timing->first = false;
+      } else {
+        metrics->observe_itl(std::chrono::duration<double>(now - timing->last).count());
+      }
+      timing->last = now;
+      metrics->add_generation_tokens(1);
+    }
+    {
+      std::lock_guard lock(queue->mu);
+      queue->events.push_back(event);
+    }
+    queue->cv.notify_one();
+  };
+  int prompt_tokens = c->prompt_tokens_;
+  KEEL_ASSIGN_OR_RETURN(c->id_, generator->submit(std::move(request), std::move(callback)));
+  if (metrics) metrics->add_prompt_tokens(prompt_tokens);
+  return c;
+}
+
+void Completion::consume(const TokenEvent& event, Piece* piece) {
+  if (event.token >= 0) {
+    completion_tokens_++;
+    if (want_logprobs_) piece->logprobs.push_back({event.token, event.chosen.logprob, event.top});
+    StopMatcher::Output out = stop_.feed(decoder_.step(event.token));
+    piece->text += out.text;
+    if (out.matched) {
+      finished_ = true;
+      piece->finished = true;
+      piece->finish = Finish::kStop;
+      piece->stop_sequence = out.stop;
+      if (event.finish == Finish::kNone) cancel();
+      return;
+    }
+  }
+  if (event.finish == Finish::kNone) return;
+  if (event.finish == Finish::kStop || event.finish == Finish::kLength) {
+    StopMatcher::Output out = stop_.feed(decoder_.flush());
+    piece->text += out.text;
+    if (out.matched) {
+      piece->finish = Finish::kStop;
+      piece->stop_sequence = out.stop;
+    } else {
+      piece->text += stop_.flush();
+      piece->finish = event.finish;
+    }
+  } else {
+    piece->finish = event.finish;
+    piece->error = event.error.empty() ? "generation was cancelled" : event.error;
+  }
+  finished_ = true;
+  piece->finished = true;
+  cancel_sent_ = true;  // the generator is done with this request
+}
+
+Piece Completion::next(std::chrono::milliseconds timeout) {
+  Piece piece;
+  if (finished_) {
+    piece.finished = true;
+    return piece;
+  }
+  std::deque<TokenEvent> events;
+  {
+    std::unique_lock lock(queue_->mu);
+    queue_->cv.wait_for(lock, timeout, [&] { return !queue_->events.empty(); });
+    events.swap(queue_->events);
+  }
+  for (const TokenEvent& e : events) {
+    consume(e, &piece);
+    if (finished_) break;
+  }
+  return piece;
+}
+
+Piece Completion::wait() {
+  Piece all;
+  while (!all.finished) {
+    Piece p = next(std::chrono::milliseconds(200));
+    all.text += p.text;
+    for (auto& e : p.logprobs) all.logprobs.push_back(std::move(e));
+    if (p.finished) {
+      all.finished = true;
+      all.finish = p.finish;
+      all.stop_sequence = p.stop_sequence;
+      all.error = p.error;
+    }
+  }
+  return all;
+}
+
+void Completion::cancel() {
+  if (cancel_sent_ || id_ == 0) return;
+  cancel_sent_ = true;
+  generator_->cancel(id_);
+}
+
+}  // namespace keel::server

@@ -1,0 +1,148 @@
+// Test support: a Generator that "generates" the bytes of a script, one token per byte (the test tokenizer maps
+// byte b to id b), then end-of-sequence. It runs its own thread like the engine, one token per request per step.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <list>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "server/generator.h"
+
+namespace keel::server {
+
+class FakeGenerator : public Generator {
+ public:
+  std::string script = "Hello world! This is keel.";
+  int32_t eos_id = 257;
+  int max_len = 4096;
+  bool endless = false;  // repeat the script until max_tokens (or cancel)
+  std::chrono::milliseconds step_delay{0};
+
+  FakeGenerator() : thread_([this] { loop(); }) {}
+  ~FakeGenerator() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  Result<uint64_t> submit(GenerationRequest request, TokenCallback callback) override {
+    std::lock_guard lock(mu_);
+    if (draining_) return resource_exhausted("draining");
+    size_t need = request.prompt.size() + static_cast<size_t>(request.max_tokens);
+    if (need > static_cast<size_t>(max_len)) {
+      return invalid_argument("prompt ({} tokens) + max_tokens ({}) = {} exceeds the context ({})",
+                              request.prompt.size(), request.max_tokens, need, max_len);
+    }
+    uint64_t id = next_id_++;
+    last_request = request;
+    active_.push_back(Active{id, std::move(request), std::move(callback)});
+    cv_.notify_all();
+    return id;
+  }
+
+  void cancel(uint64_t id) override {
+    std::lock_guard lock(mu_);
+    cancelled_.insert(id);
+    cancel_calls.insert(id);
+    cv_.notify_all();
+  }
+
+  void drain() override {
+    std::lock_guard lock(mu_);
+    draining_ = true;
+  }
+
+  GeneratorStats stats() const override {
+    std::lock_guard lock(mu_);
+    GeneratorStats s;
+    s.running = static_cast<int>(active_.size());
+    s.kv_blocks_total = 64;
+    s.allocations_after_warmup = 0;
+    return s;
+  }
+
+  int max_model_len() const override { return max_len; }
+
+  int active() const {
+    std::lock_guard lock(mu_);
+    return static_cast<int>(active_.size());
+  }
+  bool was_cancelled(uint64_t id) const {
+    std::lock_guard lock(mu_);
+    return cancel_calls.count(id) > 0;
+  }
+  size_t cancel_count() const {
+    std::lock_guard lock(mu_);
+    return cancel_calls.size();
+  }
+  GenerationRequest last() const {
+    std::lock_guard lock(mu_);
+    return last_request;
+  }
+
+ private:
+  struct Active {
+    uint64_t id;
+    GenerationRequest request;
+    TokenCallback callback;
+    int generated = 0;
+  };
+
+  void loop() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stopping_ || !active_.empty(); });
+      if (stopping_) break;
+      for (auto it = active_.begin(); it != active_.end();) {
+        TokenEvent e;
+        if (cancelled_.count(it->id)) {
+          e.finish = Finish::kCancelled;
+        } else {
+          const int n = static_cast<int>(script.size());
+          const bool at_end = !endless && it->generated >= n;
+          e.token = at_end ? eos_id : static_cast<unsigned char>(script[it->generated % n]);
+          e.chosen = {e.token, -0.5f};
+          for (int k = 0; k < it->request.top_logprobs; ++k) e.top.push_back({e.token + k, -0.5f - k});
+          it->generated++;
+          if (at_end && !it->request.ignore_eos) {
+            e.finish = Finish::kStop;
+          } else if (it->generated >= it->request.max_tokens) {
+            e.finish = Finish::kLength;
+          }
+        }
+        it->callback(e);
+        it = e.finish == Finish::kNone ? std::next(it) : active_.erase(it);
+      }
+      if (step_delay.count() > 0) {
+        lock.unlock();
+        std::this_thread::sleep_for(step_delay);
+        lock.lock();
+      }
+    }
+    for (auto& a : active_) {
+      TokenEvent e;
+      e.finish = Finish::kCancelled;
+      a.callback(e);
+    }
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::list<Active> active_;
+  std::set<uint64_t> cancelled_;
+  uint64_t next_id_ = 1;
+  bool draining_ = false;
+  bool stopping_ = false;
+  GenerationRequest last_request;
+  std::set<uint64_t> cancel_calls;
+  std::thread thread_;  // last: starts once everything above exists
+};
+
+}  // namespace keel::server

@@ -1,0 +1,245 @@
+// The generation routes' common path: parse → prompt ids → context guard → admission → Completion → one JSON
+// response or an SSE stream. Also /tokenize and /detokenize, which share the prompt building.
+#include <httplib.h>
+
+#include "server/anthropic.h"
+#include "server/openai.h"
+#include "server/request_fields.h"
+#include "server/server.h"
+
+namespace keel::server {
+
+namespace {
+
+// How long a stream writer waits for tokens before looking at the connection again.
+constexpr std::chrono::milliseconds kStreamPoll{100};
+
+Result<json> parse_body(const httplib::Request& req) {
+  json body;
+  try {
+    body = json::parse(req.body);
+  } catch (const json::parse_error& e) {
+    return invalid_argument("request body is not valid JSON: {}", e.what());
+  }
+  if (!body.is_object()) return invalid_argument("request body: expected a JSON object, got {}", describe(body));
+  return body;
+}
+
+std::string context_message(int limit, size_t prompt, int max_tokens, bool chat) {
+  return fmt::format(
+      "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the {}, {} in "
+      "the completion). Please reduce the length of the {} or completion.",
+      limit, prompt + static_cast<size_t>(max_tokens), prompt, chat ? "messages" : "prompt", max_tokens,
+      chat ? "messages" : "prompt");
+}
+
+// Registers a request as in flight for as long as its Completion is being written.
+class InFlight {
+ public:
+  InFlight(std::atomic<int>* count, std::mutex* mu, std::set<uint64_t>* active)
+      : count_(count), mu_(mu), active_(active) {
+    count_->fetch_add(1);
+  }
+  ~InFlight() {
+    if (id_ != 0) {
+      std::lock_guard lock(*mu_);
+      active_->erase(id_);
+    }
+    count_->fetch_sub(1);
+  }
+  void set_id(uint64_t id) {
+    id_ = id;
+    std::lock_guard lock(*mu_);
+    active_->insert(id);
+  }
+
+ private:
+  std::atomic<int>* count_;
+  std::mutex* mu_;
+  std::set<uint64_t>* active_;
+  uint64_t id_ = 0;
+};
+
+ApiError finish_error(const Piece& last) {
+  if (last.finish == Finish::kCancelled) {
+    return ApiError::overloaded(503, "the request was cancelled (the server is shutting down)");
+  }
+  return ApiError::internal("generation failed: " + last.error);
+}
+
+}  // namespace
+
+void Server::chat(const httplib::Request& req, httplib::Response& res) { generate(req, res, Route::kChat); }
+void Server::completions(const httplib::Request& req, httplib::Response& res) {
+  generate(req, res, Route::kCompletions);
+}
+void Server::messages(const httplib::Request& req, httplib::Response& res) { generate(req, res, Route::kMessages); }
+
+Result<std::vector<int32_t>> Server::prompt_ids(const GenerationSpec& spec) const {
+  if (spec.is_chat) {
+    if (!model_.chat_template) {
+      return invalid_argument("messages: the model has no chat template; use /v1/completions with a prompt");
+    }
+    Result<std::string> text =
+        model_.chat_template->render(spec.messages, spec.tools, spec.add_generation_prompt, spec.template_kwargs);
+    if (!text.ok()) return invalid_argument("messages: the chat template failed: {}", text.status().message());
+    // The template writes the special tokens itself, as apply_chat_template(tokenize=True) does.
+    return model_.tokenizer->encode(*text, /*add_special=*/false);
+  }
+  if (spec.prompt_is_ids) return spec.request.prompt;
+  return model_.tokenizer->encode(spec.prompt_text, /*add_special=*/true);
+}
+
+void Server::generate(const httplib::Request& req, httplib::Response& res, Route route) {
+  const ApiFlavor flavor = route == Route::kMessages ? ApiFlavor::kAnthropic : ApiFlavor::kOpenAI;
+  auto fail = [&](const ApiError& e) { send_error(res, e, flavor); };
+
+  Result<json> body = parse_body(req);
+  if (!body.ok()) return fail(ApiError::from_status(body.status()));
+  Result<GenerationSpec> parsed = route == Route::kChat          ? parse_chat_request(*body)
+                                  : route == Route::kCompletions ? parse_completion_request(*body, model_.tokenizer->vocab_size())
+                                                                 : parse_messages_request(*body);
+  if (!parsed.ok()) return fail(ApiError::from_status(parsed.status()));
+  GenerationSpec& spec = *parsed;
+  if (Status s = check_model(spec.model); !s.ok()) return fail(ApiError::not_found(s.message(), "model_not_found"));
+
+  Result<std::vector<int32_t>> prompt = prompt_ids(spec);
+  if (!prompt.ok()) return fail(ApiError::from_status(prompt.status()));
+  if (prompt->empty()) return fail(ApiError::bad_request("prompt: empty after tokenization", "prompt"));
+
+  // The context guard, before anything is queued or allocated.
+  const int limit = model_.generator->max_model_len();
+  const size_t n_prompt = prompt->size();
+  if (n_prompt >= static_cast<size_t>(limit)) {
+    return fail(ApiError::context_length(context_message(limit, n_prompt, spec.max_tokens.value_or(1), spec.is_chat)));
+  }
+  const int max_tokens = spec.max_tokens.value_or(limit - static_cast<int>(n_prompt));
+  if (n_prompt + static_cast<size_t>(max_tokens) > static_cast<size_t>(limit)) {
+    return fail(ApiError::context_length(context_message(limit, n_prompt, max_tokens, spec.is_chat)));
+  }
+
+  if (draining_) return fail(ApiError::overloaded(503, "the server is shutting down"));
+  auto in_flight = std::make_shared<InFlight>(&in_flight_, &mu_, &active_);
+  if (in_flight_ > options_.max_concurrent) {
+    return fail(ApiError::overloaded(
+        429, fmt::format("too many requests in flight (limit {}); retry shortly", options_.max_concurrent)));
+  }
+
+  GenerationRequest request = std::move(spec.request);
+  request.prompt = std::move(*prompt);
+  request.max_tokens = max_tokens;
+  ResponseContext ctx;
+  ctx.model = model_.name;
+  ctx.created = static_cast<int64_t>(std::time(nullptr));
+  ctx.tokenizer = model_.tokenizer;
+  ctx.include_usage = spec.include_usage;
+  ctx.logprobs = request.top_logprobs >= 0;
+  if (spec.echo) ctx.echo = spec.prompt_is_ids ? model_.tokenizer->decode(request.prompt, false) : spec.prompt_text;
+
+  Result<std::shared_ptr<Completion>> started =
+      Completion::start(model_.generator, model_.tokenizer, std::move(request), std::move(spec.stop), metrics_);
+  if (!started.ok()) {
+    const Status& s = started.status();
+    if (s.code() == Code::kInvalidArgument) return fail(ApiError::context_length(s.message()));
+    if (s.code() == Code::kResourceExhausted) return fail(ApiError::overloaded(503, s.message()));
+    return fail(ApiError::internal(s.message()));
+  }
+  std::shared_ptr<Completion> completion = *started;
+  in_flight->set_id(completion->id());
+
+  std::shared_ptr<ResponseWriter> writer;
+  switch (route) {
+    case Route::kChat:
+      ctx.id = new_id("chatcmpl-");
+      writer = make_chat_writer(std::move(ctx));
+      break;
+    case Route::kCompletions:
+      ctx.id = new_id("cmpl-");
+      writer = make_completion_writer(std::move(ctx));
+      break;
+    case Route::kMessages:
+      ctx.id = new_id("msg_");
+      writer = make_messages_writer(std::move(ctx));
+      break;
+  }
+
+  if (!spec.stream) {
+    Piece all = completion->wait();
+    if (all.finish == Finish::kCancelled || all.finish == Finish::kError) return fail(finish_error(all));
+    send_json(res, writer->response(all, *completion));
+    return;
+  }
+
+  res.status = 200;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  auto started_stream = std::make_shared<bool>(false);
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [completion, writer, started_stream](size_t, httplib::DataSink& sink) {
+        auto send = [&](const std::string& bytes) { return bytes.empty() || sink.write(bytes.data(), bytes.size()); };
+        if (!*started_stream) {
+          *started_stream = true;
+          if (!send(writer->stream_start(*completion))) return false;
+        }
+        Piece piece = completion->next(kStreamPoll);
+        if (!piece.text.empty() || !piece.logprobs.empty()) {
+          // A failed write means the client went away: returning false ends the stream, and the releaser
+          // below cancels the generation.
+          if (!send(writer->stream_piece(piece, *completion))) return false;
+        }
+        if (!piece.finished) return sink.is_writable();
+        bool ok = piece.finish == Finish::kCancelled || piece.finish == Finish::kError
+                      ? send(writer->stream_error(finish_error(piece)))
+                      : send(writer->stream_end(piece, *completion));
+        if (ok) sink.done();
+        return ok;
+      },
+      [completion, in_flight](bool) { completion->cancel(); });
+}
+
+void Server::tokenize(const httplib::Request& req, httplib::Response& res) {
+  auto fail = [&](const ApiError& e) { send_error(res, e, ApiFlavor::kOpenAI); };
+  Result<json> body = parse_body(req);
+  if (!body.ok()) return fail(ApiError::from_status(body.status()));
+  std::string model;
+  if (Status s = read_string(*body, "model", &model); !s.ok()) return fail(ApiError::from_status(s));
+  if (Status s = check_model(model); !s.ok()) return fail(ApiError::not_found(s.message(), "model_not_found"));
+
+  std::vector<int32_t> ids;
+  if (has(*body, "messages")) {
+    Result<GenerationSpec> spec = parse_chat_request(*body);
+    if (!spec.ok()) return fail(ApiError::from_status(spec.status()));
+    Result<std::vector<int32_t>> p = prompt_ids(*spec);
+    if (!p.ok()) return fail(ApiError::from_status(p.status()));
+    ids = std::move(*p);
+  } else if (has(*body, "prompt")) {
+    std::string prompt;
+    bool add_special = true;
+    if (Status s = read_string(*body, "prompt", &prompt); !s.ok()) return fail(ApiError::from_status(s));
+    if (Status s = read_bool(*body, "add_special_tokens", &add_special); !s.ok()) {
+      return fail(ApiError::from_status(s));
+    }
+    ids = model_.tokenizer->encode(prompt, add_special);
+  } else {
+    return fail(ApiError::bad_request("prompt: required (or messages)", "prompt"));
+  }
+  send_json(res, json{{"count", ids.size()}, {"max_model_len", model_.generator->max_model_len()}, {"tokens", ids}});
+}
+
+void Server::detokenize(const httplib::Request& req, httplib::Response& res) {
+  auto fail = [&](const ApiError& e) { send_error(res, e, ApiFlavor::kOpenAI); };
+  Result<json> body = parse_body(req);
+  if (!body.ok()) return fail(ApiError::from_status(body.status()));
+  std::string model;
+  if (Status s = read_string(*body, "model", &model); !s.ok()) return fail(ApiError::from_status(s));
+  if (Status s = check_model(model); !s.ok()) return fail(ApiError::not_found(s.message(), "model_not_found"));
+  if (!has(*body, "tokens")) return fail(ApiError::bad_request("tokens: required", "tokens"));
+  std::vector<int32_t> ids;
+  if (Status s = read_token_ids((*body)["tokens"], "tokens", model_.tokenizer->vocab_size(), &ids); !s.ok()) {
+    return fail(ApiError::from_status(s));
+  }
+  send_json(res, json{{"prompt", model_.tokenizer->decode(ids, /*skip_special=*/false)}});
+}
+
+}  // namespace keel::server

@@ -1,0 +1,100 @@
+#include "server/metrics.h"
+
+#include <fmt/format.h>
+
+namespace keel::server {
+
+Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::observe(double value) {
+  size_t i = 0;
+  while (i < bounds_.size() && value > bounds_[i]) ++i;
+  counts_[i]++;
+  sum_ += value;
+  count_++;
+}
+
+void Histogram::render(const std::string& name, std::string* out) const {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    *out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, bounds_[i], cumulative);
+  }
+  cumulative += counts_.back();
+  *out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, cumulative);
+  *out += fmt::format("{}_sum {}\n", name, sum_);
+  *out += fmt::format("{}_count {}\n", name, count_);
+}
+
+// TTFT spans a CPU prefill of thousands of tokens (seconds); ITL is one decode step (milliseconds).
+Metrics::Metrics()
+    : ttft_({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80}),
+      itl_({0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+            0.75, 1, 2.5}) {}
+
+void Metrics::count_request(const std::string& route, int status) {
+  std::lock_guard lock(mu_);
+  requests_[{route, status}]++;
+}
+
+void Metrics::add_prompt_tokens(int64_t n) {
+  std::lock_guard lock(mu_);
+  prompt_tokens_ += n;
+}
+
+void Metrics::add_generation_tokens(int64_t n) {
+  std::lock_guard lock(mu_);
+  generation_tokens_ += n;
+}
+
+void Metrics::observe_ttft(double seconds) {
+  std::lock_guard lock(mu_);
+  ttft_.observe(seconds);
+}
+
+void Metrics::observe_itl(double seconds) {
+  std::lock_guard lock(mu_);
+  itl_.observe(seconds);
+}
+
+std::string Metrics::render(const GeneratorStats& stats) const {
+  std::lock_guard lock(mu_);
+  std::string out;
+  out += "# HELP keel_http_requests_total HTTP requests answered, by route and status code.\n";
+  out += "# TYPE keel_http_requests_total counter\n";
+  for (const auto& [key, n] : requests_) {
+    out += fmt::format("keel_http_requests_total{{route=\"{}\",status=\"{}\"}} {}\n", key.first, key.second, n);
+  }
+  out += "# HELP keel_prompt_tokens_total Prompt tokens of admitted requests.\n";
+  out += "# TYPE keel_prompt_tokens_total counter\n";
+  out += fmt::format("keel_prompt_tokens_total {}\n", prompt_tokens_);
+  out += "# HELP keel_generation_tokens_total Tokens generated.\n";
+  out += "# TYPE keel_generation_tokens_total counter\n";
+  out += fmt::format("keel_generation_tokens_total {}\n", generation_tokens_);
+  out += "# HELP keel_time_to_first_token_seconds Time from admission to the first generated token.\n";
+  out += "# TYPE keel_time_to_first_token_seconds histogram\n";
+  ttft_.render("keel_time_to_first_token_seconds", &out);
+  out += "# HELP keel_inter_token_latency_seconds Time between consecutive tokens of one request.\n";
+  out += "# TYPE keel_inter_token_latency_seconds histogram\n";
+  itl_.render("keel_inter_token_latency_seconds", &out);
+  out += "# HELP keel_requests_running Requests in the running batch.\n";
+  out += "# TYPE keel_requests_running gauge\n";
+  out += fmt::format("keel_requests_running {}\n", stats.running);
+  out += "# HELP keel_requests_waiting Requests queued for admission.\n";
+  out += "# TYPE keel_requests_waiting gauge\n";
+  out += fmt::format("keel_requests_waiting {}\n", stats.waiting);
+  out += "# HELP keel_kv_blocks_used KV cache blocks held by sequences.\n";
+  out += "# TYPE keel_kv_blocks_used gauge\n";
+  out += fmt::format("keel_kv_blocks_used {}\n", stats.kv_blocks_used);
+  out += "# HELP keel_kv_blocks_total KV cache blocks in the pool.\n";
+  out += "# TYPE keel_kv_blocks_total gauge\n";
+  out += fmt::format("keel_kv_blocks_total {}\n", stats.kv_blocks_total);
+  if (stats.allocations_after_warmup >= 0) {
+    out += "# HELP keel_device_allocations_after_warmup Device allocations made after warm-up (should stay 0).\n";
+    out += "# TYPE keel_device_allocations_after_warmup gauge\n";
+    out += fmt::format("keel_device_allocations_after_warmup {}\n", stats.allocations_after_warmup);
+  }
+  return out;
+}
+
+}  // namespace keel::server

@@ -1,0 +1,323 @@
+#include "server/openai.h"
+
+#include <limits>
+
+#include "server/request_fields.h"
+#include "server/sse.h"
+
+namespace keel::server {
+
+namespace {
+
+constexpr int kMaxTokensLimit = std::numeric_limits<int32_t>::max();
+
+// Fields both OpenAI routes read the same way.
+Status read_common(const json& body, GenerationSpec* spec) {
+  KEEL_RETURN_IF_ERROR(read_string(body, "model", &spec->model));
+  int n = 1;
+  KEEL_RETURN_IF_ERROR(read_int(body, "n", 1, 128, &n));
+  if (n != 1) return invalid_argument("n: only n=1 is supported, got {}", n);
+  KEEL_RETURN_IF_ERROR(read_sampling(body, &spec->request.sampling));
+  KEEL_RETURN_IF_ERROR(read_stop(body, "stop", &spec->stop));
+  if (has(body, "stop_token_ids")) {
+    KEEL_RETURN_IF_ERROR(read_token_ids(body["stop_token_ids"], "stop_token_ids",
+                                        std::numeric_limits<int32_t>::max(), &spec->request.stop_token_ids));
+  }
+  KEEL_RETURN_IF_ERROR(read_bool(body, "ignore_eos", &spec->request.ignore_eos));
+  KEEL_RETURN_IF_ERROR(read_bool(body, "stream", &spec->stream));
+  if (has(body, "stream_options")) {
+    const json& so = body["stream_options"];
+    if (!so.is_object()) return invalid_argument("stream_options: expected an object, got {}", describe(so));
+    Status s = read_bool(so, "include_usage", &spec->include_usage);
+    if (!s.ok()) return invalid_argument("stream_options.{}", s.message());
+  }
+  int max_tokens = 0;
+  for (const char* name : {"max_tokens", "max_completion_tokens"}) {
+    if (!has(body, name)) continue;
+    KEEL_RETURN_IF_ERROR(read_int(body, name, 1, kMaxTokensLimit, &max_tokens));
+    spec->max_tokens = max_tokens;
+  }
+  return Status();
+}
+
+// OpenAI content: a string, null, or an array of {"type": "text", "text": ...} parts (joined).
+Result<json> normalize_content(const json& content, const std::string& where) {
+  if (content.is_string() || content.is_null()) return content;
+  if (!content.is_array()) {
+    return invalid_argument("{}: expected a string or an array of content parts, got {}", where, describe(content));
+  }
+  std::string text;
+  for (size_t i = 0; i < content.size(); ++i) {
+    const json& part = content[i];
+    std::string at = fmt::format("{}[{}]", where, i);
+    if (!part.is_object()) return invalid_argument("{}: expected an object, got {}", at, describe(part));
+    std::string type;
+    KEEL_RETURN_IF_ERROR(read_string(part, "type", &type).with_context(at));
+    if (type != "text") return invalid_argument("{}.type: only \"text\" parts are supported, got \"{}\"", at, type);
+    if (!part.contains("text") || !part["text"].is_string()) {
+      return invalid_argument("{}.text: expected a string", at);
+    }
+    text += part["text"].get<std::string>();
+  }
+  return json(text);
+}
+
+json logprob_token(const tokenizer::Tokenizer& tok, int32_t id, float logprob) {
+  std::string text = tok.decode(std::vector<int32_t>{id}, false);
+  json bytes = json::array();
+  for (unsigned char c : text) bytes.push_back(static_cast<int>(c));
+  return json{{"token", text}, {"logprob", logprob}, {"bytes", std::move(bytes)}};
+}
+
+json chat_logprobs(const tokenizer::Tokenizer& tok, const std::vector<LogprobEntry>& entries) {
+  json content = json::array();
+  for (const auto& e : entries) {
+    json item = logprob_token(tok, e.token, e.logprob);
+    json top = json::array();
+    for (const auto& t : e.top) top.push_back(logprob_token(tok, t.token, t.logprob));
+    item["top_logprobs"] = std::move(top);
+    content.push_back(std::move(item));
+  }
+  return json{{"content", std::move(content)}};
+}
+
+json completion_logprobs(const tokenizer::Tokenizer& tok, const std::vector<LogprobEntry>& entries,
+                         size_t text_offset) {
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array(), offsets = json::array();
+  for (const auto& e : entries) {
+    std::string text = tok.decode(std::vector<int32_t>{e.token}, false);
+    tokens.push_back(text);
+    token_logprobs.push_back(e.logprob);
+    json alternatives = json::object();
+    for (const auto& t : e.top) alternatives[tok.decode(std::vector<int32_t>{t.token}, false)] = t.logprob;
+    top.push_back(std::move(alternatives));
+    offsets.push_back(text_offset);
+    text_offset += text.size();
+  }
+  return json{{"tokens", std::move(tokens)},
+              {"token_logprobs", std::move(token_logprobs)},
+              {"top_logprobs", std::move(top)},
+              {"text_offset", std::move(offsets)}};
+}
+
+json usage(const Completion& c) {
+  return json{{"prompt_tokens", c.prompt_tokens()},
+              {"completion_tokens", c.completion_tokens()},
+              {"total_tokens", c.prompt_tokens() + c.completion_tokens()}};
+}
+
+json openai_error_chunk(const ApiError& error) { return error.to_json(ApiFlavor::kOpenAI); }
+
+class ChatWriter : public ResponseWriter {
+ public:
+  explicit ChatWriter(ResponseContext ctx) : ctx_(std::move(ctx)) {}
+
+  json response(const Piece& all, const Completion& c) const override {
+    json choice{{"index", 0},
+                {"message", {{"role", "assistant"}, {"content", all.text}}},
+                {"logprobs", ctx_.logprobs ? chat_logprobs(*ctx_.tokenizer, all.logprobs) : json(nullptr)},
+                {"finish_reason", openai_finish_reason(all.finish)}};
+    if (!all.stop_sequence.empty()) choice["stop_reason"] = all.stop_sequence;
+    return json{{"id", ctx_.id},         {"object", "chat.completion"},
+                {"created", ctx_.created}, {"model", ctx_.model},
+                {"choices", json::array({std::move(choice)})}, {"usage", usage(c)}};
+  }
+
+  std::string stream_start(const Completion& c) const override {
+    json delta{{"role", "assistant"}, {"content", ""}};
+    return sse_data(chunk(json{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr},
+                               {"finish_reason", nullptr}}));
+  }
+
+  std::string stream_piece(const Piece& piece, const Completion& c) const override {
+    json choice{{"index", 0},
+                {"delta", {{"content", piece.text}}},
+                {"logprobs", piece.logprobs.empty() ? json(nullptr) : chat_logprobs(*ctx_.tokenizer, piece.logprobs)},
+                {"finish_reason", nullptr}};
+    return sse_data(chunk(std::move(choice)));
+  }
+
+  std::string stream_end(const Piece& last, const Completion& c) const override {
+    std::string out;
+    json choice{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr},
+                {"finish_reason", openai_finish_reason(last.finish)}};
+    if (!last.stop_sequence.empty()) choice["stop_reason"] = last.stop_sequence;
+    out += sse_data(chunk(std::move(choice)));
+    if (ctx_.include_usage) {
+      json final = chunk(nullptr);
+      final["choices"] = json::array();
+      final["usage"] = usage(c);
+      out += sse_data(final);
+    }
+    out += sse_done();
+    return out;
+  }
+
+  std::string stream_error(const ApiError& error) const override {
+    return sse_data(openai_error_chunk(error)) + sse_done();
+  }
+
+ private:
+  json chunk(json choice) const {
+    json out{{"id", ctx_.id}, {"object", "chat.completion.chunk"}, {"created", ctx_.created}, {"model", ctx_.model},
+             {"choices", choice.is_null() ? json::array() : json::array({std::move(choice)})}};
+    if (ctx_.include_usage) out["usage"] = nullptr;
+    return out;
+  }
+
+  ResponseContext ctx_;
+};
+
+class CompletionWriter : public ResponseWriter {
+ public:
+  explicit CompletionWriter(ResponseContext ctx) : ctx_(std::move(ctx)) {}
+
+  json response(const Piece& all, const Completion& c) const override {
+    json choice{{"index", 0},
+                {"text", ctx_.echo + all.text},
+                {"logprobs", ctx_.logprobs ? completion_logprobs(*ctx_.tokenizer, all.logprobs, ctx_.echo.size())
+                                          : json(nullptr)},
+                {"finish_reason", openai_finish_reason(all.finish)}};
+    if (!all.stop_sequence.empty()) choice["stop_reason"] = all.stop_sequence;
+    return json{{"id", ctx_.id},         {"object", "text_completion"},
+                {"created", ctx_.created}, {"model", ctx_.model},
+                {"choices", json::array({std::move(choice)})}, {"usage", usage(c)}};
+  }
+
+  std::string stream_start(const Completion& c) const override {
+    if (ctx_.echo.empty()) return "";
+    return sse_data(chunk(json{{"index", 0}, {"text", ctx_.echo}, {"logprobs", nullptr}, {"finish_reason", nullptr}}));
+  }
+
+  std::string stream_piece(const Piece& piece, const Completion& c) const override {
+    json lp = piece.logprobs.empty() ? json(nullptr) : completion_logprobs(*ctx_.tokenizer, piece.logprobs, 0);
+    return sse_data(
+        chunk(json{{"index", 0}, {"text", piece.text}, {"logprobs", std::move(lp)}, {"finish_reason", nullptr}}));
+  }
+
+  std::string stream_end(const Piece& last, const Completion& c) const override {
+    std::string out;
+    json choice{{"index", 0}, {"text", ""}, {"logprobs", nullptr},
+                {"finish_reason", openai_finish_reason(last.finish)}};
+    if (!last.stop_sequence.empty()) choice["stop_reason"] = last.stop_sequence;
+    out += sse_data(chunk(std::move(choice)));
+    if (ctx_.include_usage) {
+      json final = chunk(nullptr);
+      final["usage"] = usage(c);
+      out += sse_data(final);
+    }
+    out += sse_done();
+    return out;
+  }
+
+  std::string stream_error(const ApiError& error) const override {
+    return sse_data(openai_error_chunk(error)) + sse_done();
+  }
+
+ private:
+  json chunk(json choice) const {
+    json out{{"id", ctx_.id}, {"object", "text_completion"}, {"created", ctx_.created}, {"model", ctx_.model},
+             {"choices", choice.is_null() ? json::array() : json::array({std::move(choice)})}};
+    if (ctx_.include_usage) out["usage"] = nullptr;
+    return out;
+  }
+
+  ResponseContext ctx_;
+};
+
+}  // namespace
+
+const char* openai_finish_reason(Finish finish) { return finish == Finish::kLength ? "length" : "stop"; }
+
+Result<GenerationSpec> parse_chat_request(const json& body) {
+  GenerationSpec spec;
+  spec.is_chat = true;
+  if (!has(body, "messages")) return invalid_argument("messages: required");
+  const json& messages = body["messages"];
+  if (!messages.is_array() || messages.empty()) {
+    return invalid_argument("messages: expected a non-empty array of messages, got {}", describe(messages));
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    std::string at = fmt::format("messages[{}]", i);
+    if (!m.is_object()) return invalid_argument("{}: expected an object, got {}", at, describe(m));
+    if (!m.contains("role") || !m["role"].is_string()) return invalid_argument("{}.role: expected a string", at);
+    json message = m;
+    if (m.contains("content")) {
+      KEEL_ASSIGN_OR_RETURN(message["content"], normalize_content(m["content"], at + ".content"));
+    } else if (!m.contains("tool_calls")) {
+      return invalid_argument("{}.content: required", at);
+    }
+    spec.messages.push_back(std::move(message));
+  }
+  if (has(body, "tools")) {
+    if (!body["tools"].is_array()) return invalid_argument("tools: expected an array, got {}", describe(body["tools"]));
+    spec.tools = body["tools"];
+  }
+  if (has(body, "chat_template_kwargs")) {
+    if (!body["chat_template_kwargs"].is_object()) {
+      return invalid_argument("chat_template_kwargs: expected an object, got {}", describe(body["chat_template_kwargs"]));
+    }
+    spec.template_kwargs = body["chat_template_kwargs"];
+  }
+  KEEL_RETURN_IF_ERROR(read_bool(body, "add_generation_prompt", &spec.add_generation_prompt));
+  if (has(body, "response_format")) {
+    const json& rf = body["response_format"];
+    if (!rf.is_object() || !rf.contains("type") || rf["type"] != "text") {
+      return invalid_argument("response_format: only {{\"type\": \"text\"}} is supported");
+    }
+  }
+  KEEL_RETURN_IF_ERROR(read_common(body, &spec));
+  bool logprobs = false;
+  KEEL_RETURN_IF_ERROR(read_bool(body, "logprobs", &logprobs));
+  int top = 0;
+  KEEL_RETURN_IF_ERROR(read_int(body, "top_logprobs", 0, 20, &top));
+  if (has(body, "top_logprobs") && !logprobs) return invalid_argument("top_logprobs: requires logprobs=true");
+  if (logprobs) spec.request.top_logprobs = top;
+  return spec;
+}
+
+Result<GenerationSpec> parse_completion_request(const json& body, int32_t vocab) {
+  GenerationSpec spec;
+  spec.max_tokens = 16;  // the OpenAI default for /v1/completions
+  if (!has(body, "prompt")) return invalid_argument("prompt: required");
+  const json& prompt = body["prompt"];
+  const json* one = &prompt;
+  if (prompt.is_array() && !prompt.empty() && (prompt[0].is_string() || prompt[0].is_array())) {
+    if (prompt.size() != 1) {
+      return invalid_argument("prompt: only one prompt per request is supported, got {}", prompt.size());
+    }
+    one = &prompt[0];
+  }
+  if (one->is_string()) {
+    spec.prompt_text = one->get<std::string>();
+  } else if (one->is_array()) {
+    spec.prompt_is_ids = true;
+    KEEL_RETURN_IF_ERROR(read_token_ids(*one, "prompt", vocab, &spec.request.prompt));
+  } else {
+    return invalid_argument("prompt: expected a string, an array of token ids, or a one-element array of either, "
+                            "got {}", describe(prompt));
+  }
+  KEEL_RETURN_IF_ERROR(read_common(body, &spec));
+  KEEL_RETURN_IF_ERROR(read_bool(body, "echo", &spec.echo));
+  int best_of = 1;
+  KEEL_RETURN_IF_ERROR(read_int(body, "best_of", 1, 128, &best_of));
+  if (best_of != 1) return invalid_argument("best_of: only best_of=1 is supported, got {}", best_of);
+  std::string suffix;
+  KEEL_RETURN_IF_ERROR(read_string(body, "suffix", &suffix));
+  if (!suffix.empty()) return invalid_argument("suffix: not supported");
+  int logprobs = -1;
+  KEEL_RETURN_IF_ERROR(read_int(body, "logprobs", 0, 20, &logprobs));
+  spec.request.top_logprobs = logprobs;
+  return spec;
+}
+
+std::unique_ptr<ResponseWriter> make_chat_writer(ResponseContext ctx) {
+  return std::make_unique<ChatWriter>(std::move(ctx));
+}
+
+std::unique_ptr<ResponseWriter> make_completion_writer(ResponseContext ctx) {
+  return std::make_unique<CompletionWriter>(std::move(ctx));
+}
+
+}  // namespace keel::server

@@ -1,0 +1,115 @@
+#include "server/request_fields.h"
+
+#include <cmath>
+#include <limits>
+
+namespace keel::server {
+
+std::string describe(const json& value) {
+  std::string text = value.dump();
+  if (text.size() > 40) text = text.substr(0, 37) + "...";
+  return fmt::format("{} {}", value.type_name(), text);
+}
+
+bool has(const json& body, const char* name) {
+  auto it = body.find(name);
+  return it != body.end() && !it->is_null();
+}
+
+Status read_float(const json& body, const char* name, double lo, double hi, float* out) {
+  if (!has(body, name)) return Status();
+  const json& v = body[name];
+  if (!v.is_number()) return invalid_argument("{}: expected a number, got {}", name, describe(v));
+  double d = v.get<double>();
+  if (!(d >= lo && d <= hi)) return invalid_argument("{}: expected a number in [{}, {}], got {}", name, lo, hi, d);
+  *out = static_cast<float>(d);
+  return Status();
+}
+
+Status read_int(const json& body, const char* name, int64_t lo, int64_t hi, int* out) {
+  if (!has(body, name)) return Status();
+  const json& v = body[name];
+  bool integral = v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
+                                            std::abs(v.get<double>()) < 1e15);
+  if (!integral) return invalid_argument("{}: expected an integer, got {}", name, describe(v));
+  int64_t i = v.is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(v.get<uint64_t>(), INT64_MAX))
+              : v.is_number_integer() ? v.get<int64_t>()
+                                      : static_cast<int64_t>(v.get<double>());
+  if (i < lo || i > hi) return invalid_argument("{}: expected an integer in [{}, {}], got {}", name, lo, hi, i);
+  *out = static_cast<int>(i);
+  return Status();
+}
+
+Status read_uint64(const json& body, const char* name, uint64_t* out) {
+  if (!has(body, name)) return Status();
+  const json& v = body[name];
+  if (!v.is_number_integer()) return invalid_argument("{}: expected an integer, got {}", name, describe(v));
+  // Negative seeds are accepted (some clients send -1); their two's-complement bits seed the generator.
+  *out = v.is_number_unsigned() ? v.get<uint64_t>() : static_cast<uint64_t>(v.get<int64_t>());
+  return Status();
+}
+
+Status read_bool(const json& body, const char* name, bool* out) {
+  if (!has(body, name)) return Status();
+  const json& v = body[name];
+  if (!v.is_boolean()) return invalid_argument("{}: expected true or false, got {}", name, describe(v));
+  *out = v.get<bool>();
+  return Status();
+}
+
+Status read_string(const json& body, const char* name, std::string* out) {
+  if (!has(body, name)) return Status();
+  const json& v = body[name];
+  if (!v.is_string()) return invalid_argument("{}: expected a string, got {}", name, describe(v));
+  *out = v.get<std::string>();
+  return Status();
+}
+
+Status read_stop(const json& body, const char* name, std::vector<std::string>* out) {
+  if (!has(body, name)) return Status();
+  const json& v = body[name];
+  if (v.is_string()) {
+    out->push_back(v.get<std::string>());
+    return Status();
+  }
+  if (!v.is_array()) return invalid_argument("{}: expected a string or an array of strings, got {}", name, describe(v));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_string()) return invalid_argument("{}[{}]: expected a string, got {}", name, i, describe(v[i]));
+    out->push_back(v[i].get<std::string>());
+  }
+  return Status();
+}
+
+Status read_token_ids(const json& value, const std::string& name, int32_t vocab, std::vector<int32_t>* out) {
+  if (!value.is_array()) return invalid_argument("{}: expected an array of token ids, got {}", name, describe(value));
+  out->reserve(value.size());
+  for (size_t i = 0; i < value.size(); ++i) {
+    const json& t = value[i];
+    if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab) {
+      return invalid_argument("{}[{}]: expected a token id in [0, {}), got {}", name, i, vocab, describe(t));
+    }
+    out->push_back(static_cast<int32_t>(t.get<int64_t>()));
+  }
+  return Status();
+}
+
+Status read_sampling(const json& body, engine::SamplingParams* out) {
+  constexpr double kBig = 1e9;
+  KEEL_RETURN_IF_ERROR(read_float(body, "temperature", 0.0, 2.0, &out->temperature));
+  KEEL_RETURN_IF_ERROR(read_float(body, "top_p", 0.0, 1.0, &out->top_p));
+  if (has(body, "top_p") && out->top_p == 0.0f) return invalid_argument("top_p: must be > 0, got 0");
+  int top_k = out->top_k;
+  KEEL_RETURN_IF_ERROR(read_int(body, "top_k", -1, std::numeric_limits<int32_t>::max(), &top_k));
+  out->top_k = top_k < 0 ? 0 : top_k;  // -1 means off, as in vLLM
+  KEEL_RETURN_IF_ERROR(read_float(body, "min_p", 0.0, 1.0, &out->min_p));
+  KEEL_RETURN_IF_ERROR(read_float(body, "presence_penalty", -2.0, 2.0, &out->presence_penalty));
+  KEEL_RETURN_IF_ERROR(read_float(body, "frequency_penalty", -2.0, 2.0, &out->frequency_penalty));
+  KEEL_RETURN_IF_ERROR(read_float(body, "repetition_penalty", 0.0, kBig, &out->repetition_penalty));
+  if (has(body, "repetition_penalty") && out->repetition_penalty == 0.0f) {
+    return invalid_argument("repetition_penalty: must be > 0, got 0");
+  }
+  KEEL_RETURN_IF_ERROR(read_uint64(body, "seed", &out->seed));
+  return out->validate();
+}
+
+}  // namespace keel::server

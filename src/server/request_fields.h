@@ -1,0 +1,36 @@
+// Readers for JSON request fields. An absent or null field leaves the default; a wrong type or a value out of
+// range is an error whose message starts with the field's name ("temperature: expected a number in [0, 2],
+// got \"hot\""), which ApiError turns into OpenAI's `param`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/status.h"
+#include "engine/sampler.h"
+
+namespace keel::server {
+
+using json = nlohmann::ordered_json;
+
+// Short description of a JSON value for error messages: its type and, when short, its text.
+std::string describe(const json& value);
+
+bool has(const json& body, const char* name);  // present and not null
+Status read_float(const json& body, const char* name, double lo, double hi, float* out);
+Status read_int(const json& body, const char* name, int64_t lo, int64_t hi, int* out);
+Status read_uint64(const json& body, const char* name, uint64_t* out);
+Status read_bool(const json& body, const char* name, bool* out);
+Status read_string(const json& body, const char* name, std::string* out);
+// A string or an array of strings.
+Status read_stop(const json& body, const char* name, std::vector<std::string>* out);
+// An array of token ids, each in [0, vocab).
+Status read_token_ids(const json& value, const std::string& name, int32_t vocab, std::vector<int32_t>* out);
+
+// The sampling fields shared by the OpenAI routes (temperature, top_p, top_k, min_p, seed, penalties).
+Status read_sampling(const json& body, engine::SamplingParams* out);
+
+}  // namespace keel::server

@@ -1,0 +1,196 @@
+#include "server/server.h"
+
+#include <httplib.h>
+
+#include <csignal>
+#include <ctime>
+#include <thread>
+
+#include "server/request_fields.h"
+
+namespace keel::server {
+
+namespace {
+
+constexpr auto kDump = nlohmann::ordered_json::error_handler_t::replace;
+
+ApiFlavor flavor_of_path(const std::string& path) {
+  return path.rfind("/v1/messages", 0) == 0 ? ApiFlavor::kAnthropic : ApiFlavor::kOpenAI;
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options, ServedModel model)
+    : options_(std::move(options)),
+      model_(std::move(model)),
+      metrics_(std::make_shared<Metrics>()),
+      http_(std::make_unique<httplib::Server>()),
+      created_(static_cast<int64_t>(std::time(nullptr))),
+      rng_(std::random_device{}()) {
+  int threads = options_.max_concurrent + 16;
+  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http_->set_payload_max_length(options_.max_body_bytes);
+  http_->set_read_timeout(30, 0);
+  http_->set_write_timeout(30, 0);
+  install_routes();
+}
+
+Server::~Server() {
+  if (http_->is_running()) http_->stop();
+}
+
+void Server::send_json(httplib::Response& res, const json& body, int status) const {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, kDump), "application/json");
+}
+
+void Server::send_error(httplib::Response& res, const ApiError& error, ApiFlavor flavor) const {
+  if (error.retry_after_s > 0) res.set_header("Retry-After", std::to_string(error.retry_after_s));
+  send_json(res, error.to_json(flavor), error.status);
+}
+
+bool Server::authorized(const httplib::Request& req) const {
+  if (options_.api_key.empty()) return true;
+  if (req.get_header_value("x-api-key") == options_.api_key) return true;
+  return req.get_header_value("Authorization") == "Bearer " + options_.api_key;
+}
+
+void Server::add_route(const char* method, const std::string& pattern, ApiFlavor flavor, Handler handler) {
+  auto wrapped = [this, pattern, flavor, handler](const httplib::Request& req, httplib::Response& res) {
+    try {
+      if (pattern != "/health" && !authorized(req)) {
+        send_error(res, ApiError::unauthorized(), flavor);
+      } else {
+        (this->*handler)(req, res);
+      }
+    } catch (const std::exception& e) {
+      send_error(res, ApiError::internal(fmt::format("internal error: {}", e.what())), flavor);
+    } catch (...) {
+      send_error(res, ApiError::internal("internal error"), flavor);
+    }
+    metrics_->count_request(pattern, res.status);
+  };
+  if (std::string(method) == "GET") {
+    http_->Get(pattern, wrapped);
+  } else {
+    http_->Post(pattern, wrapped);
+  }
+}
+
+void Server::install_routes() {
+  add_route("GET", "/health", ApiFlavor::kOpenAI, &Server::health);
+  add_route("GET", "/metrics", ApiFlavor::kOpenAI, &Server::metrics_text);
+  add_route("GET", "/v1/models", ApiFlavor::kOpenAI, &Server::list_models);
+  add_route("GET", "/v1/models/(.+)", ApiFlavor::kOpenAI, &Server::get_model);
+  add_route("POST", "/v1/chat/completions", ApiFlavor::kOpenAI, &Server::chat);
+  add_route("POST", "/v1/completions", ApiFlavor::kOpenAI, &Server::completions);
+  add_route("POST", "/v1/messages", ApiFlavor::kAnthropic, &Server::messages);
+  add_route("POST", "/tokenize", ApiFlavor::kOpenAI, &Server::tokenize);
+  add_route("POST", "/detokenize", ApiFlavor::kOpenAI, &Server::detokenize);
+
+  // httplib's own answers (unknown path, malformed HTTP, body too large) get a JSON error body too. This runs
+  // for every status >= 400, so it leaves the handlers' own error bodies alone.
+  http_->set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
+                                                                       httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    ApiError error{res.status, "", "", "", 0};
+    if (res.status == 404) {
+      error.message = fmt::format("no route for {} {}", req.method, req.path);
+    } else if (res.status == 413) {
+      error.message = fmt::format("request body is larger than {} bytes", options_.max_body_bytes);
+    } else {
+      error.message = fmt::format("malformed HTTP request ({})", res.status);
+    }
+    send_error(res, error, flavor_of_path(req.path));
+    metrics_->count_request("other", res.status);
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  http_->set_exception_handler([this](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
+    send_error(res, ApiError::internal("internal error"), flavor_of_path(req.path));
+  });
+}
+
+Result<int> Server::bind() {
+  // httplib 0.11 writes with send(2) flags 0: a client that hung up would raise SIGPIPE and kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  int port = options_.port;
+  if (port == 0) {
+    port = http_->bind_to_any_port(options_.host);
+    if (port < 0) return io_error("cannot bind {} on any port", options_.host);
+  } else if (!http_->bind_to_port(options_.host, port)) {
+    return io_error("cannot bind {}:{} (in use, or not an address of this machine?)", options_.host, port);
+  }
+  return port;
+}
+
+void Server::run() { http_->listen_after_bind(); }
+
+void Server::shutdown() {
+  std::call_once(shutdown_once_, [this] {
+    draining_ = true;
+    model_.generator->drain();
+    auto deadline = std::chrono::steady_clock::now() + options_.shutdown_grace;
+    while (in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::set<uint64_t> ids;
+    {
+      std::lock_guard lock(mu_);
+      ids = active_;
+    }
+    for (uint64_t id : ids) model_.generator->cancel(id);
+    // Cancelled requests answer within one generator step; don't wait on a stuck one forever.
+    deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    http_->stop();
+  });
+}
+
+std::string Server::new_id(const char* prefix) {
+  std::lock_guard lock(mu_);
+  return fmt::format("{}{:016x}{:08x}", prefix, rng_(), static_cast<uint32_t>(rng_()));
+}
+
+Status Server::check_model(const std::string& requested) const {
+  if (requested.empty() || requested == model_.name) return Status();
+  return not_found("model '{}' not found; this server serves '{}'", requested, model_.name);
+}
+
+json Server::model_card() const {
+  return json{{"id", model_.name},
+              {"object", "model"},
+              {"created", created_},
+              {"owned_by", "keel"},
+              {"max_model_len", model_.generator->max_model_len()}};
+}
+
+void Server::health(const httplib::Request&, httplib::Response& res) {
+  if (draining_) {
+    send_json(res, json{{"status", "draining"}}, 503);
+  } else {
+    send_json(res, json{{"status", "ok"}});
+  }
+}
+
+void Server::metrics_text(const httplib::Request&, httplib::Response& res) {
+  res.set_content(metrics_->render(model_.generator->stats()), "text/plain; version=0.0.4");
+}
+
+void Server::list_models(const httplib::Request&, httplib::Response& res) {
+  send_json(res, json{{"object", "list"}, {"data", json::array({model_card()})}});
+}
+
+void Server::get_model(const httplib::Request& req, httplib::Response& res) {
+  std::string id = req.matches.size() > 1 ? std::string(req.matches[1]) : "";
+  if (id != model_.name) {
+    send_error(res, ApiError::not_found(fmt::format("model '{}' not found; this server serves '{}'", id, model_.name),
+                                        "model_not_found"),
+               ApiFlavor::kOpenAI);
+    return;
+  }
+  send_json(res, model_card());
+}
+
+}  // namespace keel::server

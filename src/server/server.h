@@ -1,0 +1,110 @@
+// Server: keel's HTTP API (OpenAI and Anthropic compatible) over a Generator. Text handling is per request
+// here — chat template, tokenization, incremental detokenization, stop strings — so the engine sees token ids
+// only. Handlers never throw past their boundary and never wait without a bound; see docs/HTTP.md.
+//
+//   server::Server http(options, {name, &generator, &tokenizer, &chat_template});
+//   KEEL_ASSIGN_OR_RETURN(int port, http.bind());
+//   http.run();        // until another thread calls http.shutdown()
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+
+#include "base/status.h"
+#include "server/api.h"
+#include "server/generator.h"
+#include "server/metrics.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace keel::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;         // 0: any free port (bind() returns it)
+  std::string api_key;     // "": no authentication
+  // Generation requests in flight at once; beyond it requests get 429 with Retry-After. Each streaming request
+  // holds one HTTP thread while it runs, so the thread pool is sized from this.
+  int max_concurrent = 256;
+  std::chrono::milliseconds shutdown_grace{30000};  // in-flight requests may finish within this, then are cancelled
+  size_t max_body_bytes = 32u << 20;
+};
+
+struct ServedModel {
+  std::string name;                                  // what /v1/models lists and requests must name
+  Generator* generator = nullptr;
+  const tokenizer::Tokenizer* tokenizer = nullptr;
+  const ChatTemplate* chat_template = nullptr;       // null: chat routes answer 400
+};
+
+class Server {
+ public:
+  Server(ServerOptions options, ServedModel model);
+  ~Server();
+
+  // Binds the listening socket; returns the port (the chosen one when options.port is 0).
+  Result<int> bind();
+  // Serves until shutdown(). Call after bind().
+  void run();
+  // Stops admitting (the generator drains, /health says 503), lets in-flight requests finish within the grace
+  // period, cancels the rest, then closes the listener so run() returns. Safe from any thread, once or more.
+  void shutdown();
+
+  const Metrics& metrics() const { return *metrics_; }
+  int in_flight() const { return in_flight_.load(); }
+
+ private:
+  enum class Route { kChat, kCompletions, kMessages };
+  using Handler = void (Server::*)(const httplib::Request&, httplib::Response&);
+
+  void install_routes();
+  // Wraps a handler: authentication, exceptions → 500, request counting.
+  void add_route(const char* method, const std::string& pattern, ApiFlavor flavor, Handler handler);
+  bool authorized(const httplib::Request& req) const;
+  void send_error(httplib::Response& res, const ApiError& error, ApiFlavor flavor) const;
+  void send_json(httplib::Response& res, const json& body, int status = 200) const;
+
+  void health(const httplib::Request& req, httplib::Response& res);
+  void metrics_text(const httplib::Request& req, httplib::Response& res);
+  void list_models(const httplib::Request& req, httplib::Response& res);
+  void get_model(const httplib::Request& req, httplib::Response& res);
+  void chat(const httplib::Request& req, httplib::Response& res);
+  void completions(const httplib::Request& req, httplib::Response& res);
+  void messages(const httplib::Request& req, httplib::Response& res);
+  void tokenize(const httplib::Request& req, httplib::Response& res);
+  void detokenize(const httplib::Request& req, httplib::Response& res);
+
+  void generate(const httplib::Request& req, httplib::Response& res, Route route);
+  // Builds the prompt ids of a parsed request (chat template or completion prompt).
+  Result<std::vector<int32_t>> prompt_ids(const GenerationSpec& spec) const;
+  Status check_model(const std::string& requested) const;
+  std::string new_id(const char* prefix);
+  json model_card() const;
+
+  ServerOptions options_;
+  ServedModel model_;
+  std::shared_ptr<Metrics> metrics_;
+  std::unique_ptr<httplib::Server> http_;
+  int64_t created_ = 0;
+
+  std::atomic<int> in_flight_{0};
+  std::atomic<bool> draining_{false};
+  std::mutex mu_;
+  std::set<uint64_t> active_;  // generator ids of in-flight requests, cancelled at the end of the grace period
+  std::mt19937_64 rng_;
+  std::once_flag shutdown_once_;
+};
+
+}  // namespace keel::server

@@ -1,0 +1,542 @@
+#include "server/server.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "server/test_server.h"
+
+namespace keel::server {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+struct SseEvent {
+  std::string event;
+  std::string data;
+};
+
+std::vector<SseEvent> parse_sse(const std::string& body) {
+  std::vector<SseEvent> out;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t end = body.find("\n\n", pos);
+    EXPECT_NE(end, std::string::npos) << "unterminated SSE event at " << pos << ": " << body.substr(pos);
+    if (end == std::string::npos) break;
+    std::string block = body.substr(pos, end - pos);
+    pos = end + 2;
+    SseEvent e;
+    size_t line_start = 0;
+    while (line_start <= block.size()) {
+      size_t nl = block.find('\n', line_start);
+      std::string line = block.substr(line_start, nl == std::string::npos ? std::string::npos : nl - line_start);
+      if (line.rfind("event: ", 0) == 0) e.event = line.substr(7);
+      if (line.rfind("data: ", 0) == 0) e.data = line.substr(6);
+      if (nl == std::string::npos) break;
+      line_start = nl + 1;
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
+std::string post_json(httplib::Client& c, const std::string& path, const json& body, int* status,
+                      const httplib::Headers& headers = {}) {
+  auto res = c.Post(path.c_str(), headers, body.dump(), "application/json");
+  if (!res) {
+    ADD_FAILURE() << "no response for " << path;
+    *status = 0;
+    return "";
+  }
+  *status = res->status;
+  return res->body;
+}
+
+json chat_body(json extra = json::object()) {
+  json body{{"model", "test-model"}, {"messages", {{{"role", "user"}, {"content", "Hi"}}}}};
+  for (auto& [k, v] : extra.items()) body[k] = v;
+  return body;
+}
+
+// Chat prompt ids under the test template: the rendered ChatML, byte per token plus special ids.
+size_t chat_prompt_tokens(const TestServer& s, const std::string& user) {
+  std::string text = "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
+  return s.tokenizer().encode(text, false).size();
+}
+
+void expect_openai_error(const std::string& body, const std::string& param = "") {
+  json j = json::parse(body, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << body;
+  ASSERT_TRUE(j.contains("error")) << body;
+  EXPECT_TRUE(j["error"]["message"].is_string()) << body;
+  EXPECT_TRUE(j["error"]["type"].is_string()) << body;
+  EXPECT_TRUE(j["error"].contains("param")) << body;
+  EXPECT_TRUE(j["error"].contains("code")) << body;
+  if (!param.empty()) {
+    EXPECT_EQ(j["error"]["param"], param) << body;
+  }
+}
+
+void expect_anthropic_error(const std::string& body, const std::string& type) {
+  json j = json::parse(body, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << body;
+  EXPECT_EQ(j["type"], "error") << body;
+  EXPECT_EQ(j["error"]["type"], type) << body;
+  EXPECT_TRUE(j["error"]["message"].is_string()) << body;
+}
+
+TEST(Server, HealthAnswersOk) {
+  TestServer s;
+  auto c = s.client();
+  auto res = c.Get("/health");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(json::parse(res->body)["status"], "ok");
+}
+
+TEST(Server, ModelsListsTheServedModel) {
+  TestServer s;
+  auto c = s.client();
+  auto res = c.Get("/v1/models");
+  ASSERT_TRUE(res);
+  json j = json::parse(res->body);
+  EXPECT_EQ(j["object"], "list");
+  ASSERT_EQ(j["data"].size(), 1u);
+  EXPECT_EQ(j["data"][0]["id"], "test-model");
+  EXPECT_EQ(j["data"][0]["object"], "model");
+  auto one = c.Get("/v1/models/test-model");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->status, 200);
+  auto missing = c.Get("/v1/models/other");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  expect_openai_error(missing->body);
+}
+
+TEST(Server, ChatCompletionReturnsTheTextFinishReasonAndExactUsage) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  json j = json::parse(post_json(c, "/v1/chat/completions", chat_body(), &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["model"], "test-model");
+  EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(j["choices"][0]["message"]["content"], s.generator.script);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(j["usage"]["prompt_tokens"], chat_prompt_tokens(s, "Hi"));
+  EXPECT_EQ(j["usage"]["completion_tokens"], s.generator.script.size() + 1);  // and the end-of-sequence token
+  EXPECT_EQ(j["usage"]["total_tokens"],
+            j["usage"]["prompt_tokens"].get<int>() + j["usage"]["completion_tokens"].get<int>());
+}
+
+TEST(Server, ChatPassesTemplateKwargsAndSamplingFields) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  json body = chat_body({{"chat_template_kwargs", {{"enable_thinking", false}}},
+                         {"temperature", 0.5},
+                         {"top_p", 0.9},
+                         {"top_k", 40},
+                         {"min_p", 0.05},
+                         {"seed", 7},
+                         {"presence_penalty", 0.5},
+                         {"frequency_penalty", 0.25},
+                         {"repetition_penalty", 1.1},
+                         {"max_completion_tokens", 3}});
+  json j = json::parse(post_json(c, "/v1/chat/completions", body, &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  GenerationRequest r = s.generator.last();
+  std::string expected = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n";
+  EXPECT_EQ(r.prompt, s.tokenizer().encode(expected, false));
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(r.sampling.top_p, 0.9f);
+  EXPECT_EQ(r.sampling.top_k, 40);
+  EXPECT_FLOAT_EQ(r.sampling.min_p, 0.05f);
+  EXPECT_EQ(r.sampling.seed, 7u);
+  EXPECT_FLOAT_EQ(r.sampling.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(r.sampling.frequency_penalty, 0.25f);
+  EXPECT_FLOAT_EQ(r.sampling.repetition_penalty, 1.1f);
+  EXPECT_EQ(r.max_tokens, 3);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["choices"][0]["message"]["content"], "Hel");
+}
+
+TEST(Server, MaxTokensDefaultsToWhatTheContextLeaves) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  post_json(c, "/v1/chat/completions", chat_body(), &status);
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(s.generator.last().max_tokens, s.generator.max_len - static_cast<int>(chat_prompt_tokens(s, "Hi")));
+}
+
+TEST(Server, ChatStreamFramesChunksAsTheOpenAIClientExpects) {
+  TestServer s;
+  s.generator.script = "h\xC3\xA9llo \xE4\xB8\x96\xE7\x95\x8C";  // multi-byte characters split over tokens
+  auto c = s.client();
+  int status = 0;
+  std::string body = post_json(c, "/v1/chat/completions",
+                               chat_body({{"stream", true}, {"stream_options", {{"include_usage", true}}}}), &status);
+  ASSERT_EQ(status, 200) << body;
+  auto events = parse_sse(body);
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.back().data, "[DONE]");
+  std::string text;
+  json first = json::parse(events[0].data);
+  EXPECT_EQ(first["object"], "chat.completion.chunk");
+  EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
+  std::string finish;
+  for (size_t i = 0; i + 2 < events.size(); ++i) {
+    json chunk = json::parse(events[i].data);
+    EXPECT_EQ(chunk["id"], first["id"]);
+    EXPECT_TRUE(chunk.contains("usage") && chunk["usage"].is_null());
+    ASSERT_EQ(chunk["choices"].size(), 1u);
+    const json& delta = chunk["choices"][0]["delta"];
+    if (delta.contains("content")) text += delta["content"].get<std::string>();
+    if (!chunk["choices"][0]["finish_reason"].is_null()) finish = chunk["choices"][0]["finish_reason"];
+  }
+  EXPECT_EQ(text, s.generator.script);
+  EXPECT_EQ(finish, "stop");
+  json usage_chunk = json::parse(events[events.size() - 2].data);
+  EXPECT_TRUE(usage_chunk["choices"].empty());
+  EXPECT_EQ(usage_chunk["usage"]["completion_tokens"], s.generator.script.size() + 1);
+  EXPECT_EQ(usage_chunk["usage"]["prompt_tokens"], chat_prompt_tokens(s, "Hi"));
+}
+
+TEST(Server, StreamedTextEqualsTheNonStreamedText) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  json plain = json::parse(post_json(c, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 12}}, &status));
+  std::string body = post_json(c, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 12}, {"stream", true}}, &status);
+  std::string text;
+  for (auto& e : parse_sse(body)) {
+    if (e.data == "[DONE]") continue;
+    json chunk = json::parse(e.data);
+    EXPECT_EQ(chunk["object"], "text_completion");
+    text += chunk["choices"][0]["text"].get<std::string>();
+  }
+  EXPECT_EQ(text, plain["choices"][0]["text"]);
+  EXPECT_EQ(text, s.generator.script.substr(0, 12));
+}
+
+TEST(Server, CompletionsAcceptTextAndTokenPromptsAndCountUsage) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  json j = json::parse(post_json(c, "/v1/completions", {{"prompt", "abc"}, {"max_tokens", 5}}, &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_EQ(j["choices"][0]["text"], "Hello");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 3);
+  EXPECT_EQ(j["usage"]["completion_tokens"], 5);
+  j = json::parse(post_json(c, "/v1/completions", {{"prompt", {1, 2, 3, 4}}, {"max_tokens", 2}}, &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 4);
+  EXPECT_EQ(s.generator.last().prompt, (std::vector<int32_t>{1, 2, 3, 4}));
+  j = json::parse(post_json(c, "/v1/completions", {{"prompt", {"ab"}}, {"max_tokens", 2}, {"echo", true}}, &status));
+  EXPECT_EQ(j["choices"][0]["text"], "abHe");
+}
+
+TEST(Server, StopStringCutsTextCancelsGenerationAndReportsIt) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  json j = json::parse(post_json(c, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 100}, {"stop", "world"}},
+                                 &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["choices"][0]["text"], "Hello ");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(j["choices"][0]["stop_reason"], "world");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 11);  // "Hello world" — the token completing the match counts
+  EXPECT_EQ(s.generator.cancel_count(), 1u);
+}
+
+TEST(Server, StreamNeverShowsAPartialStopString) {
+  TestServer s;
+  s.generator.script = "one two three four";
+  auto c = s.client();
+  int status = 0;
+  std::string body = post_json(
+      c, "/v1/chat/completions", chat_body({{"stream", true}, {"stop", json::array({"thr", "zzz"})}}), &status);
+  ASSERT_EQ(status, 200);
+  std::string text;
+  std::string finish;
+  for (auto& e : parse_sse(body)) {
+    if (e.data == "[DONE]") continue;
+    json chunk = json::parse(e.data);
+    auto content = chunk["choices"][0]["delta"].value("content", "");
+    EXPECT_EQ(content.find('t', content.empty() ? 0 : content.size() - 1), std::string::npos)
+        << "a chunk ends with a possible stop prefix: " << content;
+    text += content;
+    if (!chunk["choices"][0]["finish_reason"].is_null()) finish = chunk["choices"][0]["finish_reason"];
+  }
+  EXPECT_EQ(text, "one two ");
+  EXPECT_EQ(finish, "stop");
+}
+
+TEST(Server, AnthropicMessagesAnswerWithAMessage) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  json body{{"model", "test-model"},
+            {"max_tokens", 100},
+            {"system", "Be brief."},
+            {"messages", {{{"role", "user"}, {"content", {{{"type", "text"}, {"text", "Hi"}}}}}}},
+            {"stop_sequences", {"!"}}};
+  json j = json::parse(post_json(c, "/v1/messages", body, &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["type"], "message");
+  EXPECT_EQ(j["role"], "assistant");
+  EXPECT_EQ(j["content"][0]["type"], "text");
+  EXPECT_EQ(j["content"][0]["text"], "Hello world");
+  EXPECT_EQ(j["stop_reason"], "stop_sequence");
+  EXPECT_EQ(j["stop_sequence"], "!");
+  std::string prompt = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                       "<|im_start|>assistant\n";
+  EXPECT_EQ(j["usage"]["input_tokens"], s.tokenizer().encode(prompt, false).size());
+  EXPECT_EQ(j["usage"]["output_tokens"], 12);
+
+  body.erase("stop_sequences");
+  body["max_tokens"] = 4;
+  j = json::parse(post_json(c, "/v1/messages", body, &status));
+  EXPECT_EQ(j["stop_reason"], "max_tokens");
+  body["max_tokens"] = 1000;
+  j = json::parse(post_json(c, "/v1/messages", body, &status));
+  EXPECT_EQ(j["stop_reason"], "end_turn");
+  EXPECT_TRUE(j["stop_sequence"].is_null());
+}
+
+TEST(Server, AnthropicStreamSendsTheEventSequence) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  json body{{"model", "test-model"}, {"max_tokens", 100}, {"stream", true},
+            {"messages", {{{"role", "user"}, {"content", "Hi"}}}}};
+  std::string out = post_json(c, "/v1/messages", body, &status);
+  ASSERT_EQ(status, 200) << out;
+  auto events = parse_sse(out);
+  std::vector<std::string> names;
+  std::string text;
+  for (auto& e : events) {
+    json d = json::parse(e.data);
+    EXPECT_EQ(d["type"], e.event);
+    if (names.empty() || names.back() != e.event) names.push_back(e.event);
+    if (e.event == "content_block_delta") {
+      EXPECT_EQ(d["delta"]["type"], "text_delta");
+      text += d["delta"]["text"].get<std::string>();
+    }
+    if (e.event == "message_start") {
+      EXPECT_EQ(d["message"]["usage"]["input_tokens"], chat_prompt_tokens(s, "Hi"));
+    }
+    if (e.event == "message_delta") {
+      EXPECT_EQ(d["delta"]["stop_reason"], "end_turn");
+      EXPECT_EQ(d["usage"]["output_tokens"], s.generator.script.size() + 1);
+    }
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"message_start", "content_block_start", "ping", "content_block_delta",
+                                             "content_block_stop", "message_delta", "message_stop"}));
+  EXPECT_EQ(text, s.generator.script);
+}
+
+TEST(Server, LogprobsMapToTopLogprobs) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  json j = json::parse(post_json(c, "/v1/chat/completions",
+                                 chat_body({{"logprobs", true}, {"top_logprobs", 2}, {"max_tokens", 2}}), &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(s.generator.last().top_logprobs, 2);
+  const json& content = j["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 2u);
+  EXPECT_EQ(content[0]["token"], "H");
+  EXPECT_FLOAT_EQ(content[0]["logprob"].get<float>(), -0.5f);
+  EXPECT_EQ(content[0]["top_logprobs"].size(), 2u);
+  j = json::parse(post_json(c, "/v1/completions", {{"prompt", "x"}, {"logprobs", 1}, {"max_tokens", 2}}, &status));
+  EXPECT_EQ(s.generator.last().top_logprobs, 1);
+  EXPECT_EQ(j["choices"][0]["logprobs"]["tokens"], json({"H", "e"}));
+}
+
+TEST(Server, ErrorsHaveEachAPIsShapeStatusAndField) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  auto res = c.Post("/v1/chat/completions", "{not json", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  expect_openai_error(res->body);
+  res = c.Post("/v1/messages", "[1,", "application/json");
+  EXPECT_EQ(res->status, 400);
+  expect_anthropic_error(res->body, "invalid_request_error");
+
+  expect_openai_error(post_json(c, "/v1/chat/completions", {{"model", "test-model"}}, &status), "messages");
+  EXPECT_EQ(status, 400);
+  expect_openai_error(post_json(c, "/v1/chat/completions", chat_body({{"temperature", "hot"}}), &status),
+                      "temperature");
+  EXPECT_EQ(status, 400);
+  expect_openai_error(post_json(c, "/v1/chat/completions", chat_body({{"n", 2}}), &status), "n");
+  EXPECT_EQ(status, 400);
+  expect_openai_error(post_json(c, "/v1/completions", {{"prompt", "x"}, {"max_tokens", -1}}, &status), "max_tokens");
+  EXPECT_EQ(status, 400);
+  expect_openai_error(post_json(c, "/v1/chat/completions", chat_body({{"model", "gpt-9"}}), &status));
+  EXPECT_EQ(status, 404);
+  expect_anthropic_error(post_json(c, "/v1/messages", {{"messages", {{{"role", "user"}, {"content", "x"}}}}}, &status),
+                         "invalid_request_error");
+  EXPECT_EQ(status, 400);  // max_tokens is required by the Anthropic API
+  expect_anthropic_error(
+      post_json(c, "/v1/messages",
+                {{"model", "nope"}, {"max_tokens", 5}, {"messages", {{{"role", "user"}, {"content", "x"}}}}}, &status),
+      "not_found_error");
+  EXPECT_EQ(status, 404);
+  res = c.Get("/no/such/path");
+  EXPECT_EQ(res->status, 404);
+  expect_openai_error(res->body);
+}
+
+TEST(Server, ContextGuardRefusesWithTheNumbers) {
+  TestServer s;
+  s.generator.max_len = 64;
+  auto c = s.client();
+  int status = 0;
+  std::string body = post_json(c, "/v1/completions", {{"prompt", "abcd"}, {"max_tokens", 100}}, &status);
+  EXPECT_EQ(status, 400);
+  json j = json::parse(body);
+  EXPECT_EQ(j["error"]["code"], "context_length_exceeded");
+  std::string message = j["error"]["message"];
+  EXPECT_NE(message.find("64"), std::string::npos) << message;
+  EXPECT_NE(message.find("104"), std::string::npos) << message;
+  body = post_json(c, "/v1/messages",
+                   {{"max_tokens", 100}, {"messages", {{{"role", "user"}, {"content", "x"}}}}}, &status);
+  EXPECT_EQ(status, 400);
+  expect_anthropic_error(body, "invalid_request_error");
+  body = post_json(c, "/v1/completions", {{"prompt", std::string(80, 'a')}}, &status);
+  EXPECT_EQ(status, 400);
+  EXPECT_EQ(json::parse(body)["error"]["code"], "context_length_exceeded");
+}
+
+TEST(Server, ApiKeyIsCheckedOnEveryRouteButHealth) {
+  ServerOptions options;
+  options.api_key = "sekrit";
+  TestServer s(options);
+  auto c = s.client();
+  EXPECT_EQ(c.Get("/health")->status, 200);
+  auto res = c.Get("/v1/models");
+  EXPECT_EQ(res->status, 401);
+  expect_openai_error(res->body);
+  EXPECT_EQ(c.Get("/metrics")->status, 401);
+  int status = 0;
+  expect_anthropic_error(post_json(c, "/v1/messages", {{"max_tokens", 1}}, &status), "authentication_error");
+  EXPECT_EQ(status, 401);
+  EXPECT_EQ(c.Get("/v1/models", {{"Authorization", "Bearer wrong"}})->status, 401);
+  EXPECT_EQ(c.Get("/v1/models", {{"Authorization", "Bearer sekrit"}})->status, 200);
+  EXPECT_EQ(c.Get("/v1/models", {{"x-api-key", "sekrit"}})->status, 200);
+  post_json(c, "/v1/chat/completions", chat_body(), &status, {{"x-api-key", "sekrit"}});
+  EXPECT_EQ(status, 200);
+}
+
+TEST(Server, ClientDisconnectCancelsTheGeneration) {
+  TestServer s;
+  s.generator.endless = true;
+  s.generator.step_delay = 2ms;
+  std::string body = chat_body({{"stream", true}, {"max_tokens", 4000}}).dump();
+  std::string request = fmt::format(
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Content-Length: {}\r\n\r\n{}",
+      body.size(), body);
+  std::string head = raw_exchange(s.port(), request, 2000);  // read a few chunks, then hang up
+  EXPECT_NE(head.find("200"), std::string::npos) << head;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (s.generator.cancel_count() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(s.generator.cancel_count(), 1u);
+  while (s.generator.active() > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(s.generator.active(), 0);
+  while (s.server().in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(s.server().in_flight(), 0);
+}
+
+TEST(Server, OverCapacityAnswersWithRetryAfter) {
+  ServerOptions options;
+  options.max_concurrent = 0;
+  TestServer s(options);
+  auto c = s.client();
+  auto res = c.Post("/v1/chat/completions", chat_body().dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 429);
+  EXPECT_EQ(res->get_header_value("Retry-After"), "1");
+  expect_openai_error(res->body);
+}
+
+TEST(Server, TokenizeAndDetokenizeRoundTrip) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  json j = json::parse(post_json(c, "/tokenize", {{"prompt", "hé"}}, &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["count"], 3);
+  EXPECT_EQ(j["tokens"], json({104, 0xC3, 0xA9}));
+  EXPECT_EQ(j["max_model_len"], 4096);
+  j = json::parse(post_json(c, "/detokenize", {{"tokens", j["tokens"]}}, &status));
+  EXPECT_EQ(j["prompt"], "hé");
+  j = json::parse(post_json(c, "/tokenize", {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}}, &status));
+  EXPECT_EQ(j["count"], chat_prompt_tokens(s, "Hi"));
+  expect_openai_error(post_json(c, "/detokenize", {{"tokens", {1, -5}}}, &status), "tokens[1]");
+  EXPECT_EQ(status, 400);
+}
+
+TEST(Server, MetricsCountRequestsTokensAndLatencies) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  post_json(c, "/v1/completions", {{"prompt", "abc"}, {"max_tokens", 5}}, &status);
+  c.Get("/nope");
+  auto res = c.Get("/metrics");
+  ASSERT_TRUE(res);
+  const std::string& m = res->body;
+  EXPECT_NE(m.find("keel_http_requests_total{route=\"/v1/completions\",status=\"200\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("keel_http_requests_total{route=\"other\",status=\"404\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("keel_prompt_tokens_total 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("keel_generation_tokens_total 5"), std::string::npos) << m;
+  EXPECT_NE(m.find("keel_time_to_first_token_seconds_count 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("keel_inter_token_latency_seconds_count 4"), std::string::npos) << m;
+  EXPECT_NE(m.find("keel_kv_blocks_total 64"), std::string::npos) << m;
+  EXPECT_NE(m.find("keel_device_allocations_after_warmup 0"), std::string::npos) << m;
+}
+
+TEST(Server, ShutdownLetsInFlightRequestsFinish) {
+  auto s = std::make_unique<TestServer>();
+  s->generator.step_delay = 10ms;
+  auto c = s->client();
+  std::atomic<int> status{0};
+  std::string text;
+  std::thread t([&] {
+    auto res = c.Post("/v1/completions", json{{"prompt", "x"}, {"max_tokens", 20}}.dump(), "application/json");
+    if (res) {
+      text = json::parse(res->body)["choices"][0]["text"];
+      status = res->status;
+    }
+  });
+  while (s->server().in_flight() == 0) std::this_thread::sleep_for(1ms);
+  std::thread stopper([&] { s->server().shutdown(); });
+  std::this_thread::sleep_for(20ms);
+  auto c2 = s->client();
+  auto health = c2.Get("/health");
+  if (health) {
+    EXPECT_EQ(health->status, 503);
+  }
+  stopper.join();
+  t.join();
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(text, s->generator.script.substr(0, 20));
+}
+
+}  // namespace
+}  // namespace keel::server
