@@ -15,6 +15,9 @@ struct LoadedModel {
   std::unique_ptr<model::Model> model;
 };
 
+// "cpu", "cuda", or "auto" (CUDA when a GPU is visible, else CPU).
+Result<std::unique_ptr<backend::Backend>> make_backend(const std::string& name);
+
 Result<LoadedModel> load_model(const std::string& dir, const std::string& backend_name,
                                const model::LoadOptions& options);
 

@@ -1,0 +1,539 @@
+// The CUDA backend: cuBLAS GEMMs (F32 accumulation) and the kernels in kernels.cuh, all on one stream.
+// Every buffer is allocated at start (weights, activations, KV) or on the first forward (batch metadata and
+// MoE scratch, sized for the largest batch): the allocation counter stays flat after warm-up.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_bench.h"
+#include "backend/cuda/kernels.cuh"
+
+namespace keel::backend {
+
+namespace {
+
+using namespace keel::backend::cuda;
+
+Status cuda_status(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return Status();
+  return internal_error("CUDA {}: {} ({})", what, cudaGetErrorString(err), static_cast<int>(err));
+}
+
+#define KEEL_CUDA_RETURN(expr, what) KEEL_RETURN_IF_ERROR(cuda_status((expr), (what)))
+
+// Ops cannot return errors (the seam is void); a CUDA failure inside one is a broken device or a keel bug,
+// so it is fatal with the reason rather than silently wrong.
+#define KEEL_CUDA_CHECK(expr)                                                                    \
+  do {                                                                                           \
+    cudaError_t e_ = (expr);                                                                     \
+    if (e_ != cudaSuccess) {                                                                     \
+      std::fprintf(stderr, "error: CUDA %s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(e_), \
+                   __FILE__, __LINE__);                                                          \
+      std::abort();                                                                              \
+    }                                                                                            \
+  } while (0)
+#define KEEL_CUBLAS_CHECK(expr)                                                                              \
+  do {                                                                                                       \
+    cublasStatus_t s_ = (expr);                                                                              \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                       \
+      std::fprintf(stderr, "error: cuBLAS %s failed: %s (%s:%d)\n", #expr, cublasGetStatusString(s_), __FILE__, \
+                   __LINE__);                                                                                \
+      std::abort();                                                                                          \
+    }                                                                                                        \
+  } while (0)
+
+cudaDataType_t cuda_type(DType d) {
+  switch (d) {
+    case DType::kF32: return CUDA_R_32F;
+    case DType::kF16: return CUDA_R_16F;
+    case DType::kBF16: return CUDA_R_16BF;
+  }
+  return CUDA_R_32F;
+}
+
+// Calls f with a null pointer of the C++ element type of `d`.
+template <typename F>
+void dispatch(DType d, F&& f) {
+  switch (d) {
+    case DType::kF32: f(static_cast<float*>(nullptr)); return;
+    case DType::kBF16: f(static_cast<__nv_bfloat16*>(nullptr)); return;
+    case DType::kF16: f(static_cast<__half*>(nullptr)); return;
+  }
+}
+
+int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
+
+void from_float_host(const float* src, DType dtype, void* dst, size_t n) {
+  if (dtype == DType::kF32) {
+    std::memcpy(dst, src, n * sizeof(float));
+    return;
+  }
+  uint16_t* d = static_cast<uint16_t*>(dst);
+  for (size_t i = 0; i < n; i++) d[i] = dtype == DType::kBF16 ? float_to_bf16(src[i]) : float_to_f16(src[i]);
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {}
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    if (cublas_) cublasDestroy(cublas_);
+    for (void* p : buffers_) cudaFree(p);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  Status init() {
+    KEEL_CUDA_RETURN(cudaSetDevice(device_), "set device");
+    KEEL_CUDA_RETURN(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "create stream");
+    if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) return internal_error("cuBLAS: cannot create a handle");
+    cublasSetStream(cublas_, stream_);
+    // cuBLAS takes workspace from the pool on demand unless given one: give it one, so it never allocates.
+    KEEL_ASSIGN_OR_RETURN(void* ws, device_alloc(kCublasWorkspace));
+    cublasSetWorkspace(cublas_, ws, kCublasWorkspace);
+    cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH);  // no TF32: the F32 path must match the CPU oracle
+    return Status();
+  }
+
+  std::string name() const override { return "cuda"; }
+  void set_weights_dtype(DType weights) override { act_ = weights; }
+  DType act_dtype() const override { return act_; }
+  DType kv_dtype() const override { return act_; }
+
+  Result<Tensor> weight(DType dtype, int64_t rows, int64_t cols, const void* host) override {
+    const size_t n = static_cast<size_t>(rows * cols);
+    KEEL_ASSIGN_OR_RETURN(void* d, device_alloc(n * dtype_size(act_)));
+    if (dtype == act_) {
+      KEEL_CUDA_RETURN(cudaMemcpy(d, host, n * dtype_size(dtype), cudaMemcpyHostToDevice), "upload weight");
+    } else {
+      // Convert on the host in chunks: to float, then to the compute dtype.
+      const size_t chunk = 1 << 20;
+      std::vector<float> f(std::min(n, chunk));
+      std::vector<uint8_t> staged(std::min(n, chunk) * dtype_size(act_));
+      for (size_t off = 0; off < n; off += chunk) {
+        const size_t m = std::min(chunk, n - off);
+        to_float(dtype, static_cast<const uint8_t*>(host) + off * dtype_size(dtype), f.data(), m);
+        from_float_host(f.data(), act_, staged.data(), m);
+        KEEL_CUDA_RETURN(cudaMemcpy(static_cast<uint8_t*>(d) + off * dtype_size(act_), staged.data(),
+                                    m * dtype_size(act_), cudaMemcpyHostToDevice),
+                         "upload weight");
+      }
+    }
+    return Tensor{d, act_, rows, cols};
+  }
+
+  Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override {
+    KEEL_ASSIGN_OR_RETURN(void* d, device_alloc(static_cast<size_t>(rows * cols) * dtype_size(dtype)));
+    KEEL_CUDA_RETURN(cudaMemset(d, 0, static_cast<size_t>(rows * cols) * dtype_size(dtype)), "clear buffer");
+    return Tensor{d, dtype, rows, cols};
+  }
+
+  Status alloc_kv(const KvLayout& layout) override {
+    if (layout.dtype != act_)
+      return invalid_argument("cuda backend: KV dtype {} differs from the compute dtype {}", dtype_name(layout.dtype),
+                              dtype_name(act_));
+    kv_ = layout;
+    const size_t per = static_cast<size_t>(layout.num_blocks) * layout.block_size * layout.num_kv_heads *
+                       layout.head_dim * dtype_size(layout.dtype);
+    KEEL_ASSIGN_OR_RETURN(void* all, device_alloc(2 * per * layout.num_layers));
+    k_.clear();
+    v_.clear();
+    for (int l = 0; l < layout.num_layers; l++) {
+      k_.push_back(static_cast<uint8_t*>(all) + (2 * l) * per);
+      v_.push_back(static_cast<uint8_t*>(all) + (2 * l + 1) * per);
+    }
+    return Status();
+  }
+  const KvLayout& kv_layout() const override { return kv_; }
+
+  void copy_to_host(const Tensor& src, float* dst) override {
+    if (src.dtype == DType::kF32) {
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost, stream_));
+      KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      return;
+    }
+    std::vector<uint8_t> raw(src.nbytes());
+    KEEL_CUDA_CHECK(cudaMemcpyAsync(raw.data(), src.data, src.nbytes(), cudaMemcpyDeviceToHost, stream_));
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    to_float(src.dtype, raw.data(), dst, src.numel());
+  }
+
+  void copy_from_host(const float* src, Tensor& dst) override {
+    std::vector<uint8_t> staged(dst.nbytes());
+    from_float_host(src, dst.dtype, staged.data(), dst.numel());
+    KEEL_CUDA_CHECK(cudaMemcpyAsync(dst.data, staged.data(), dst.nbytes(), cudaMemcpyHostToDevice, stream_));
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  uint64_t bytes_allocated() const override { return bytes_; }
+  uint64_t allocations() const override { return allocations_; }
+
+  void begin_forward(const BatchMeta& batch) override {
+    const int64_t t = batch.num_tokens();
+    row_seq_host_.resize(t);
+    seq_info_host_.clear();
+    tables_host_.clear();
+    for (size_t s = 0; s < batch.seqs.size(); s++) {
+      const SeqSlice& sl = batch.seqs[s];
+      seq_info_host_.push_back({sl.q_start, sl.q_len, sl.kv_len, static_cast<int32_t>(tables_host_.size())});
+      tables_host_.insert(tables_host_.end(), sl.block_table.begin(), sl.block_table.end());
+      for (int r = 0; r < sl.q_len; r++) row_seq_host_[sl.q_start + r] = static_cast<int32_t>(s);
+    }
+    upload(positions_, batch.positions.data(), t);
+    upload(slots_, batch.slot_mapping.data(), t);
+    upload(row_seq_, row_seq_host_.data(), t);
+    upload(seq_info_, seq_info_host_.data(), seq_info_host_.size());
+    upload(tables_, tables_host_.data(), tables_host_.size());
+  }
+
+  void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) override {
+    upload(tokens_, tokens, n);
+    dispatch(table.dtype, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      embed_kernel<T><<<n, 256, 0, stream_>>>(static_cast<const T*>(table.data), tokens_.ptr, table.cols, scale,
+                                               static_cast<float*>(out.data));
+    });
+    check_launch();
+  }
+
+  void rms_norm(const Tensor& x, const Tensor& w, float eps, bool add_one, Tensor& out) override {
+    dispatch(out.dtype, [&](auto* out_tag) {
+      using TO = std::remove_pointer_t<decltype(out_tag)>;
+      dispatch(w.dtype, [&](auto* w_tag) {
+        using TW = std::remove_pointer_t<decltype(w_tag)>;
+        rms_norm_kernel<TO, TW><<<static_cast<unsigned>(x.rows), 256, 0, stream_>>>(
+            static_cast<const float*>(x.data), static_cast<const TW*>(w.data), eps, add_one, x.cols,
+            static_cast<TO*>(out.data));
+      });
+    });
+    check_launch();
+  }
+
+  void add(const Tensor& a, const Tensor& b, Tensor& out) override {
+    const int64_t n = a.numel();
+    add_kernel<<<blocks_for(n, 256), 256, 0, stream_>>>(static_cast<const float*>(a.data),
+                                                        static_cast<const float*>(b.data),
+                                                        static_cast<float*>(out.data), n);
+    check_launch();
+  }
+
+  void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override {
+    // Row-major out[M,N] = x[M,K] w[N,K]^T is column-major out^T[N,M] = w^T... : cuBLAS sees w as a K x N
+    // column-major matrix (transposed to N x K) and x as K x M.
+    const float alpha = 1.0f, beta = 0.0f;
+    const int m = static_cast<int>(x.rows), n = static_cast<int>(w.rows), k = static_cast<int>(w.cols);
+    KEEL_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w.data, cuda_type(w.dtype), k,
+                                   x.data, cuda_type(x.dtype), k, &beta, out.data, CUDA_R_32F, n,
+                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (bias != nullptr) {
+      dispatch(bias->dtype, [&](auto* tag) {
+        using T = std::remove_pointer_t<decltype(tag)>;
+        add_bias_kernel<T><<<blocks_for(out.numel(), 256), 256, 0, stream_>>>(
+            static_cast<float*>(out.data), static_cast<const T*>(bias->data), out.rows, out.cols);
+      });
+      check_launch();
+    }
+  }
+
+  void rope(Tensor& x, int head_dim, int rotary_dim, const BatchMeta& batch, int first_row,
+            const RopeTable& table) override {
+    upload(inv_freq_, table.inv_freq.data(), table.inv_freq.size());
+    const int heads = static_cast<int>(x.cols / head_dim);
+    const int64_t n = x.rows * heads * (rotary_dim / 2);
+    rope_kernel<<<blocks_for(n, 256), 256, 0, stream_>>>(static_cast<float*>(x.data), x.rows, heads, head_dim,
+                                                         rotary_dim, positions_.ptr + first_row, inv_freq_.ptr,
+                                                         table.attention_factor);
+    check_launch();
+  }
+
+  void write_kv(int layer, const Tensor& k, const Tensor& v, const BatchMeta& batch) override {
+    const int64_t width = static_cast<int64_t>(kv_.num_kv_heads) * kv_.head_dim;
+    const int64_t n = k.rows * width;
+    dispatch(kv_.dtype, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      write_kv_kernel<T><<<blocks_for(n, 256), 256, 0, stream_>>>(
+          static_cast<const float*>(k.data), static_cast<const float*>(v.data), slots_.ptr, k.rows, width,
+          static_cast<T*>(k_[layer]), static_cast<T*>(v_[layer]));
+    });
+    check_launch();
+  }
+
+  void attention(int layer, const Tensor& q, const BatchMeta& batch, const AttentionParams& p,
+                 Tensor& out) override {
+    const int64_t tasks = q.rows * p.num_heads;
+    const int warps = 4;
+    dispatch(kv_.dtype, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      attention_kernel<T><<<blocks_for(tasks, warps), warps * 32, 0, stream_>>>(
+          static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
+          positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr, q.rows, p.num_heads, p.num_kv_heads,
+          p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap, static_cast<T*>(out.data));
+    });
+    check_launch();
+  }
+
+  void glu(const Tensor& gate, const Tensor& up, GluActivation act, Tensor& out) override {
+    const int64_t n = gate.numel();
+    dispatch(out.dtype, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      glu_kernel<T><<<blocks_for(n, 256), 256, 0, stream_>>>(static_cast<const float*>(gate.data),
+                                                             static_cast<const float*>(up.data), n,
+                                                             act == GluActivation::kGeluTanh,
+                                                             static_cast<T*>(out.data));
+    });
+    check_launch();
+  }
+
+  void moe(const Tensor& x, const MoeWeights& w, Tensor& out) override {
+    const int64_t tokens = x.rows, hidden = x.cols;
+    const int experts = static_cast<int>(w.experts.size());
+    const int64_t inter = w.experts[0].gate.rows;
+    const int64_t pairs = tokens * w.top_k;
+    ensure(moe_logits_, tokens * experts * sizeof(float));
+    ensure(moe_x_, pairs * hidden * dtype_size(x.dtype));
+    ensure(moe_gate_, pairs * inter * sizeof(float));
+    ensure(moe_up_, pairs * inter * sizeof(float));
+    ensure(moe_act_, pairs * inter * dtype_size(x.dtype));
+    ensure(moe_y_, pairs * hidden * sizeof(float));
+    // Route on the host: softmax over experts, top-k, optional renormalisation (as the CPU oracle does).
+    Tensor logits{moe_logits_.ptr, DType::kF32, tokens, experts};
+    gemm(x, w.router, nullptr, logits);
+    std::vector<float> l(tokens * experts);
+    copy_to_host(logits, l.data());
+    std::vector<std::vector<std::pair<int32_t, float>>> assigned(experts);
+    std::vector<int> order(experts);
+    for (int64_t t = 0; t < tokens; t++) {
+      float* lt = l.data() + t * experts;
+      const float mx = *std::max_element(lt, lt + experts);
+      float sum = 0;
+      for (int e = 0; e < experts; e++) sum += (lt[e] = std::exp(lt[e] - mx));
+      for (int e = 0; e < experts; e++) lt[e] /= sum;
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return lt[a] > lt[b]; });
+      float top = 0;
+      for (int k = 0; k < w.top_k; k++) top += lt[order[k]];
+      for (int k = 0; k < w.top_k; k++)
+        assigned[order[k]].push_back({static_cast<int32_t>(t), w.norm_topk_prob ? lt[order[k]] / top : lt[order[k]]});
+    }
+    moe_rows_host_.clear();
+    moe_weights_host_.clear();
+    std::vector<int64_t> start(experts + 1, 0);
+    for (int e = 0; e < experts; e++) {
+      start[e] = static_cast<int64_t>(moe_rows_host_.size());
+      for (auto& [t, wt] : assigned[e]) {
+        moe_rows_host_.push_back(t);
+        moe_weights_host_.push_back(wt);
+      }
+    }
+    start[experts] = static_cast<int64_t>(moe_rows_host_.size());
+    upload(moe_rows_, moe_rows_host_.data(), moe_rows_host_.size());
+    upload(moe_weights_, moe_weights_host_.data(), moe_weights_host_.size());
+    KEEL_CUDA_CHECK(cudaMemsetAsync(out.data, 0, out.nbytes(), stream_));
+    const size_t xs = dtype_size(x.dtype);
+    // Gather every routed row once, grouped by expert; then each expert's GEMMs over its contiguous rows.
+    dispatch(x.dtype, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      if (pairs > 0)
+        gather_rows_kernel<T><<<static_cast<unsigned>(pairs), 256, 0, stream_>>>(
+            static_cast<const T*>(x.data), moe_rows_.ptr, hidden, reinterpret_cast<T*>(moe_x_.ptr));
+    });
+    check_launch();
+    for (int e = 0; e < experts; e++) {
+      const int64_t n = start[e + 1] - start[e];
+      if (n == 0) continue;
+      const ExpertWeights& ex = w.experts[e];
+      Tensor xe{static_cast<uint8_t*>(moe_x_.ptr) + start[e] * hidden * xs, x.dtype, n, hidden};
+      Tensor g{moe_gate_.ptr, DType::kF32, n, inter}, u{moe_up_.ptr, DType::kF32, n, inter};
+      Tensor a{moe_act_.ptr, x.dtype, n, inter}, y{moe_y_.ptr, DType::kF32, n, hidden};
+      gemm(xe, ex.gate, nullptr, g);
+      gemm(xe, ex.up, nullptr, u);
+      glu(g, u, w.activation, a);
+      gemm(a, ex.down, nullptr, y);
+      scatter_add_rows_kernel<<<static_cast<unsigned>(n), 256, 0, stream_>>>(
+          static_cast<const float*>(y.data), moe_rows_.ptr + start[e], moe_weights_.ptr + start[e], hidden,
+          static_cast<float*>(out.data));
+      check_launch();
+    }
+  }
+
+  void softcap(Tensor& x, float cap) override {
+    softcap_kernel<<<blocks_for(x.numel(), 256), 256, 0, stream_>>>(static_cast<float*>(x.data), x.numel(), cap);
+    check_launch();
+  }
+
+  void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, Tensor& out) override {
+    upload(gather_, rows.data(), rows.size());
+    if (rows.empty()) return;
+    dispatch(x.dtype, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      gather_rows_kernel<T><<<static_cast<unsigned>(rows.size()), 256, 0, stream_>>>(
+          static_cast<const T*>(x.data), gather_.ptr, x.cols, static_cast<T*>(out.data));
+    });
+    check_launch();
+  }
+
+  void synchronize() override { KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+ private:
+  static constexpr size_t kCublasWorkspace = 32ull << 20;
+
+  // A device array that grows (counted as an allocation) only when a batch outgrows it.
+  template <typename T>
+  struct DeviceArray {
+    T* ptr = nullptr;
+    size_t capacity = 0;  // elements
+  };
+
+  Result<void*> device_alloc(size_t bytes) {
+    void* p = nullptr;
+    KEEL_CUDA_RETURN(cudaMalloc(&p, std::max<size_t>(bytes, 256)), "allocate device memory");
+    buffers_.push_back(p);
+    bytes_ += bytes;
+    allocations_++;
+    return p;
+  }
+
+  template <typename T>
+  void reserve(DeviceArray<T>& a, size_t n) {
+    if (n <= a.capacity) return;
+    const size_t cap = std::max<size_t>(n * 2, 1024);
+    auto p = device_alloc(cap * sizeof(T));
+    if (!p.ok()) {
+      std::fprintf(stderr, "error: %s\n", p.status().message().c_str());
+      std::abort();
+    }
+    a.ptr = static_cast<T*>(*p);
+    a.capacity = cap;
+  }
+
+  void ensure(DeviceArray<uint8_t>& a, size_t bytes) { reserve(a, bytes); }
+
+  template <typename T>
+  void upload(DeviceArray<T>& a, const T* host, size_t n) {
+    reserve(a, n);
+    if (n > 0) KEEL_CUDA_CHECK(cudaMemcpyAsync(a.ptr, host, n * sizeof(T), cudaMemcpyHostToDevice, stream_));
+  }
+
+  void check_launch() { KEEL_CUDA_CHECK(cudaGetLastError()); }
+
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  DType act_ = DType::kBF16;
+  KvLayout kv_;
+  std::vector<void*> k_, v_;
+  std::vector<void*> buffers_;
+  uint64_t bytes_ = 0, allocations_ = 0;
+
+  DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, moe_rows_;
+  DeviceArray<SeqInfo> seq_info_;
+  DeviceArray<float> inv_freq_, moe_weights_;
+  DeviceArray<uint8_t> moe_logits_, moe_x_, moe_gate_, moe_up_, moe_act_, moe_y_;
+  std::vector<int32_t> row_seq_host_, tables_host_, moe_rows_host_;
+  std::vector<SeqInfo> seq_info_host_;
+  std::vector<float> moe_weights_host_;
+};
+
+}  // namespace
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error
+    return 0;
+  }
+  return n;
+}
+
+Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
+  const int n = cuda_device_count();
+  if (n == 0) return unsupported("--backend cuda: no CUDA device is visible (no NVIDIA driver or GPU)");
+  if (device < 0 || device >= n) return invalid_argument("CUDA device {} does not exist ({} visible)", device, n);
+  auto b = std::make_unique<CudaBackend>(device);
+  KEEL_RETURN_IF_ERROR(b->init());
+  return std::unique_ptr<Backend>(std::move(b));
+}
+
+Result<double> cuda_hbm_read_bandwidth(int device) {
+  KEEL_CUDA_RETURN(cudaSetDevice(device), "set device");
+  const size_t bytes = 4ull << 30;
+  void* buf = nullptr;
+  int* sink = nullptr;
+  KEEL_CUDA_RETURN(cudaMalloc(&buf, bytes), "allocate the bandwidth buffer");
+  KEEL_CUDA_RETURN(cudaMalloc(&sink, sizeof(int)), "allocate");
+  KEEL_CUDA_RETURN(cudaMemset(buf, 1, bytes), "fill");
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, device);
+  const int blocks = prop.multiProcessorCount * 8;
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  std::vector<float> ms;
+  for (int rep = 0; rep < 12; rep++) {
+    cudaEventRecord(a);
+    stream_read_kernel<<<blocks, 512>>>(static_cast<const int4*>(buf), bytes / sizeof(int4), sink);
+    cudaEventRecord(b);
+    cudaEventSynchronize(b);
+    float t = 0;
+    cudaEventElapsedTime(&t, a, b);
+    if (rep >= 2) ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  cudaFree(buf);
+  cudaFree(sink);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  KEEL_CUDA_RETURN(cudaGetLastError(), "bandwidth kernel");
+  return bytes / (ms[ms.size() / 2] * 1e-3);
+}
+
+Result<double> cuda_gemm_flops(int device, int n) {
+  KEEL_CUDA_RETURN(cudaSetDevice(device), "set device");
+  const size_t elems = static_cast<size_t>(n) * n;
+  void *a = nullptr, *b = nullptr, *c = nullptr;
+  KEEL_CUDA_RETURN(cudaMalloc(&a, elems * 2), "allocate");
+  KEEL_CUDA_RETURN(cudaMalloc(&b, elems * 2), "allocate");
+  KEEL_CUDA_RETURN(cudaMalloc(&c, elems * 2), "allocate");
+  // Random-looking bf16 data: zeros run faster than real data and would flatter the ceiling.
+  std::vector<uint16_t> host(elems);
+  uint64_t s = 88172645463325252ull;
+  for (auto& v : host) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    v = float_to_bf16(static_cast<float>(s >> 40) / static_cast<float>(1 << 24) - 0.5f);
+  }
+  cudaMemcpy(a, host.data(), elems * 2, cudaMemcpyHostToDevice);
+  cudaMemcpy(b, host.data(), elems * 2, cudaMemcpyHostToDevice);
+  cublasHandle_t h;
+  cublasCreate(&h);
+  const float alpha = 1.0f, beta = 0.0f;
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  std::vector<float> ms;
+  for (int rep = 0; rep < 10; rep++) {
+    cudaEventRecord(e0);
+    cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, b, CUDA_R_16BF, n, &beta, c,
+                 CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float t = 0;
+    cudaEventElapsedTime(&t, e0, e1);
+    if (rep >= 3) ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  cublasDestroy(h);
+  cudaFree(a);
+  cudaFree(b);
+  cudaFree(c);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  KEEL_CUDA_RETURN(cudaGetLastError(), "gemm");
+  return 2.0 * n * n * static_cast<double>(n) / (ms[ms.size() / 2] * 1e-3);
+}
+
+}  // namespace keel::backend

@@ -1,0 +1,220 @@
+// Device kernels of the CUDA backend. Element type T is the activation/weight dtype (float, bf16 or half);
+// every kernel accumulates in float. Each is checked against the CPU oracle in cuda_backend_test.cpp.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace keel::backend::cuda {
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+template <typename T>
+__device__ __forceinline__ T from_f(float v);
+template <>
+__device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+template <>
+__device__ __forceinline__ __half from_f<__half>(float v) { return __float2half(v); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Per-sequence metadata of a flattened batch, uploaded once per forward.
+struct SeqInfo {
+  int32_t q_start;
+  int32_t q_len;
+  int32_t kv_len;
+  int32_t table_offset;  // into the flattened block tables
+};
+
+template <typename T>
+__global__ void embed_kernel(const T* table, const int32_t* tokens, int64_t dim, float scale, float* out) {
+  const int64_t row = blockIdx.x;
+  const T* src = table + static_cast<int64_t>(tokens[row]) * dim;
+  for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) out[row * dim + d] = to_f(src[d]) * scale;
+}
+
+// One block per row: out = x / rms(x) * (w or 1 + w).
+template <typename TOut, typename TW>
+__global__ void rms_norm_kernel(const float* x, const TW* w, float eps, bool add_one, int64_t cols, TOut* out) {
+  const int64_t row = blockIdx.x;
+  const float* xr = x + row * cols;
+  float ss = 0.0f;
+  for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) ss += xr[d] * xr[d];
+  __shared__ float partial[32];
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.0f;
+    v = warp_sum(v);
+    if (threadIdx.x == 0) partial[0] = v;
+  }
+  __syncthreads();
+  const float inv = rsqrtf(partial[0] / static_cast<float>(cols) + eps);
+  for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) {
+    const float wv = to_f(w[d]) + (add_one ? 1.0f : 0.0f);
+    out[row * cols + d] = from_f<TOut>((xr[d] * inv) * wv);
+  }
+}
+
+__global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = a[i] + b[i];
+}
+
+template <typename T>
+__global__ void add_bias_kernel(float* out, const T* bias, int64_t rows, int64_t cols) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < rows * cols) out[i] += to_f(bias[i % cols]);
+}
+
+// One thread per (row, head, pair): rotate-half convention over the first rotary_dim dims.
+__global__ void rope_kernel(float* x, int64_t rows, int heads, int head_dim, int rotary_dim,
+                            const int32_t* positions, const float* inv_freq, float attention_factor) {
+  const int half = rotary_dim / 2;
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= rows * heads * half) return;
+  const int pair = static_cast<int>(i % half);
+  const int64_t rh = i / half;
+  const int64_t row = rh / heads;
+  const float angle = static_cast<float>(positions[row]) * inv_freq[pair];
+  float s, c;
+  sincosf(angle, &s, &c);
+  c *= attention_factor;
+  s *= attention_factor;
+  float* v = x + rh * head_dim;
+  const float x1 = v[pair], x2 = v[pair + half];
+  v[pair] = x1 * c - x2 * s;
+  v[pair + half] = x2 * c + x1 * s;
+}
+
+template <typename T>
+__global__ void write_kv_kernel(const float* k, const float* v, const int32_t* slots, int64_t tokens, int64_t width,
+                                T* k_cache, T* v_cache) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= tokens * width) return;
+  const int64_t t = i / width, d = i % width;
+  const int64_t dst = static_cast<int64_t>(slots[t]) * width + d;
+  k_cache[dst] = from_f<T>(k[i]);
+  v_cache[dst] = from_f<T>(v[i]);
+}
+
+// One warp per (query row, head): online softmax over the row's causal (optionally windowed) keys, read
+// through the sequence's block table. Lane l holds dims l, l+32, ... of q and of the output.
+constexpr int kMaxDimsPerLane = 8;  // head_dim <= 256
+
+template <typename T>
+__global__ void attention_kernel(const float* q, const T* k_cache, const T* v_cache, const int32_t* positions,
+                                 const int32_t* row_seq, const SeqInfo* seqs, const int32_t* block_tables,
+                                 int64_t rows, int heads, int kv_heads, int head_dim, int block_size, float scale,
+                                 int window, float softcap, T* out) {
+  const int warps_per_block = blockDim.x >> 5;
+  const int64_t task = blockIdx.x * static_cast<int64_t>(warps_per_block) + (threadIdx.x >> 5);
+  if (task >= rows * heads) return;
+  const int lane = threadIdx.x & 31;
+  const int64_t row = task / heads;
+  const int h = static_cast<int>(task % heads);
+  const int kvh = h / (heads / kv_heads);
+  const SeqInfo seq = seqs[row_seq[row]];
+  const int32_t* table = block_tables + seq.table_offset;
+  const int pos = positions[row];
+  const int lo = window > 0 ? max(0, pos - window + 1) : 0;
+  const int64_t kv_width = static_cast<int64_t>(kv_heads) * head_dim;
+
+  float qv[kMaxDimsPerLane], acc[kMaxDimsPerLane];
+#pragma unroll
+  for (int i = 0; i < kMaxDimsPerLane; i++) {
+    const int d = lane + 32 * i;
+    qv[i] = d < head_dim ? q[row * heads * head_dim + h * head_dim + d] : 0.0f;
+    acc[i] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  for (int j = lo; j <= pos; j++) {
+    const int64_t slot = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
+    const T* kp = k_cache + slot * kv_width + kvh * head_dim;
+    float partial = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kMaxDimsPerLane; i++) {
+      const int d = lane + 32 * i;
+      if (d < head_dim) partial += qv[i] * to_f(kp[d]);
+    }
+    float score = warp_sum(partial) * scale;
+    if (softcap > 0.0f) score = softcap * tanhf(score / softcap);
+    const float m_new = fmaxf(m, score);
+    const float alpha = __expf(m - m_new);
+    const float p = __expf(score - m_new);
+    l = l * alpha + p;
+    const T* vp = v_cache + slot * kv_width + kvh * head_dim;
+#pragma unroll
+    for (int i = 0; i < kMaxDimsPerLane; i++) {
+      const int d = lane + 32 * i;
+      if (d < head_dim) acc[i] = acc[i] * alpha + p * to_f(vp[d]);
+    }
+    m = m_new;
+  }
+  const float inv = 1.0f / l;
+#pragma unroll
+  for (int i = 0; i < kMaxDimsPerLane; i++) {
+    const int d = lane + 32 * i;
+    if (d < head_dim) out[row * heads * head_dim + h * head_dim + d] = from_f<T>(acc[i] * inv);
+  }
+}
+
+template <typename T>
+__global__ void glu_kernel(const float* gate, const float* up, int64_t n, bool gelu, T* out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const float g = gate[i];
+  float a;
+  if (gelu) {
+    const float k = 0.7978845608028654f;
+    a = 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g)));
+  } else {
+    a = g / (1.0f + __expf(-g));
+  }
+  out[i] = from_f<T>(a * up[i]);
+}
+
+__global__ void softcap_kernel(float* x, int64_t n, float cap) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] = cap * tanhf(x[i] / cap);
+}
+
+// out[i] = x[rows[i]] (any element type, same for both).
+template <typename T>
+__global__ void gather_rows_kernel(const T* x, const int32_t* rows, int64_t cols, T* out) {
+  const int64_t r = blockIdx.x;
+  const T* src = x + static_cast<int64_t>(rows[r]) * cols;
+  for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) out[r * cols + d] = src[d];
+}
+
+// out[rows[i]] += weights[i] * y[i]; rows may repeat across experts, so experts run one after another.
+__global__ void scatter_add_rows_kernel(const float* y, const int32_t* rows, const float* weights, int64_t cols,
+                                        float* out) {
+  const int64_t r = blockIdx.x;
+  float* dst = out + static_cast<int64_t>(rows[r]) * cols;
+  const float w = weights[r];
+  for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) dst[d] += w * y[r * cols + d];
+}
+
+// The roofline's denominator: a streaming read of n 16-byte vectors.
+__global__ void stream_read_kernel(const int4* data, int64_t n, int* sink) {
+  int acc = 0;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int4 v = __ldg(data + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x7fffffff) *sink = acc;
+}
+
+}  // namespace keel::backend::cuda
