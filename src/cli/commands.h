@@ -26,5 +26,6 @@ void add_bench_tokenizer(CLI::App& app, Context& ctx);     // bench-tokenizer
 void add_template(CLI::App& app, Context& ctx);
 void add_run(CLI::App& app, Context& ctx);  // interactive chat
 void add_doctor(CLI::App& app, Context& ctx);
+void add_serve(CLI::App& app, Context& ctx);  // HTTP server
 
 }  // namespace keel::cli

@@ -1,0 +1,50 @@
+#include "server/engine_generator.h"
+
+namespace keel::server {
+
+namespace {
+
+Finish to_finish(engine::FinishReason r) {
+  switch (r) {
+    case engine::FinishReason::kNone: return Finish::kNone;
+    case engine::FinishReason::kStop: return Finish::kStop;
+    case engine::FinishReason::kLength: return Finish::kLength;
+    case engine::FinishReason::kCancelled: return Finish::kCancelled;
+    case engine::FinishReason::kError: return Finish::kError;
+  }
+  return Finish::kError;
+}
+
+}  // namespace
+
+Result<uint64_t> EngineGenerator::submit(GenerationRequest request, TokenCallback callback) {
+  engine::Request r;
+  r.prompt = std::move(request.prompt);
+  r.max_tokens = request.max_tokens;
+  r.sampling = request.sampling;
+  r.stop_token_ids = std::move(request.stop_token_ids);
+  r.ignore_eos = request.ignore_eos;
+  r.top_logprobs = request.top_logprobs;
+  return engine_->submit(std::move(r), [callback = std::move(callback)](const engine::Event& e) {
+    TokenEvent t;
+    t.token = e.token;
+    t.chosen = {e.chosen.token, e.chosen.logprob};
+    t.top.reserve(e.top.size());
+    for (const auto& alt : e.top) t.top.push_back({alt.token, alt.logprob});
+    t.finish = to_finish(e.finish);
+    t.error = e.error;
+    callback(t);
+  });
+}
+
+GeneratorStats EngineGenerator::stats() const {
+  engine::EngineStats e = engine_->stats();
+  GeneratorStats s;
+  s.running = e.running;
+  s.waiting = e.waiting;
+  s.kv_blocks_used = e.kv_blocks_used;
+  s.kv_blocks_total = e.kv_blocks_total;
+  return s;
+}
+
+}  // namespace keel::server
