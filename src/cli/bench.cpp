@@ -2,6 +2,7 @@
 // of what a plain memory-read loop reaches on the same machine in the same run.
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -12,12 +13,16 @@
 #include "engine/generate.h"
 #include "model/synthetic.h"
 
+#ifdef KEEL_WITH_CUDA
+#include "backend/cuda/cuda_bench.h"
+#endif
+
 namespace keel::cli {
 
 namespace {
 
 struct BenchArgs {
-  std::string dir, backend = "cpu", synthetic;
+  std::string dir, backend = "cpu", synthetic, batches;
   int prompt_tokens = 256;
   int decode_tokens = 32;
 };
@@ -49,30 +54,93 @@ double memory_read_bandwidth() {
   return best;
 }
 
+// Decode throughput of `batch` sequences stepping together: each is prefilled with `prompt` tokens, then all
+// decode `steps` tokens, one batched forward per step. Returns tokens/s over the decode steps.
+Result<double> measure_decode(model::Model& m, backend::Backend& b, int batch, int prompt, int steps) {
+  const auto& c = m.config();
+  const auto& layout = m.kv_layout();
+  kv::BlockPool pool(layout.num_blocks, layout.block_size);
+  std::vector<kv::BlockTable> tables(batch, kv::BlockTable(layout.block_size));
+  std::vector<std::vector<int32_t>> seqs(batch);
+  std::vector<float> logits;
+  for (int s = 0; s < batch; s++) {
+    for (int i = 0; i < prompt; i++) seqs[s].push_back((i * 7919 + s * 104729 + 13) % c.vocab_size);
+    for (int done = 0; done < prompt;) {
+      const int end = std::min(prompt, done + m.max_batch_tokens());
+      KEEL_ASSIGN_OR_RETURN(auto bt, engine::chunk_batch(pool, tables[s], seqs[s], done, end, false));
+      KEEL_RETURN_IF_ERROR(m.forward(bt, &logits));
+      done = end;
+    }
+  }
+  auto step = [&](std::vector<float>* out) -> Status {
+    model::Batch bt;
+    for (int s = 0; s < batch; s++) {
+      seqs[s].push_back((seqs[s].back() * 31 + 7) % c.vocab_size);
+      const int pos = static_cast<int>(seqs[s].size()) - 1;
+      KEEL_RETURN_IF_ERROR(tables[s].append(pool, 1));
+      backend::SeqSlice sl;
+      sl.q_start = s;
+      sl.q_len = 1;
+      sl.kv_len = pos + 1;
+      sl.block_table = tables[s].blocks();
+      bt.tokens.push_back(seqs[s].back());
+      bt.meta.positions.push_back(pos);
+      bt.meta.slot_mapping.push_back(tables[s].slot(pos));
+      bt.meta.seqs.push_back(std::move(sl));
+      bt.logit_rows.push_back(s);
+    }
+    return m.forward(bt, out);
+  };
+  KEEL_RETURN_IF_ERROR(step(&logits));  // warm-up
+  b.synchronize();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; i++) KEEL_RETURN_IF_ERROR(step(&logits));
+  b.synchronize();
+  return batch * steps / seconds_since(t0);
+}
+
+std::vector<int> parse_list(const std::string& text) {
+  std::vector<int> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t j = text.find(',', i);
+    if (j == std::string::npos) j = text.size();
+    out.push_back(std::atoi(text.substr(i, j - i).c_str()));
+    i = j + 1;
+  }
+  return out;
+}
+
 int run_bench(const BenchArgs& a) {
   if (a.prompt_tokens <= 0 || a.decode_tokens <= 0)
     return report(invalid_argument("--prompt-tokens and --decode-tokens must be positive"));
-  const int context = a.prompt_tokens + a.decode_tokens;
+  auto backend = make_backend(a.backend);
+  if (!backend.ok()) return report(backend.status());
+  const bool gpu = (*backend)->name() == "cuda";
+  std::vector<int> batches = parse_list(a.batches.empty() ? (gpu ? "1,8,32,64,128" : "1") : a.batches);
+  for (int b : batches)
+    if (b <= 0) return report(invalid_argument("--batches {}: batch sizes must be positive", a.batches));
+  const int max_batch = *std::max_element(batches.begin(), batches.end());
+  const int context = a.prompt_tokens + a.decode_tokens + 2;
   model::LoadOptions options;
-  options.max_batch_tokens = std::min(a.prompt_tokens, 512);
-  options.kv_blocks = (context + options.block_size - 1) / options.block_size;
+  options.max_batch_tokens = std::max({std::min(a.prompt_tokens, 512), max_batch, 1});
+  options.kv_blocks = max_batch * ((context + options.block_size - 1) / options.block_size) + 1;
   LoadedModel lm;
+  lm.backend = std::move(*backend);
   std::string what;
   if (!a.dir.empty()) {
-    auto r = load_model(a.dir, a.backend, options);
-    if (!r.ok()) return report(r.status());
-    lm = std::move(*r);
+    auto m = model::Model::load(env::Env::posix(), a.dir, lm.backend.get(), options);
+    if (!m.ok()) return report(m.status());
+    lm.model = std::move(*m);
     what = a.dir;
   } else {
-    auto config = model::synthetic_config(a.synthetic.empty() ? "llama-100m" : a.synthetic);
+    const std::string shape = a.synthetic.empty() ? (gpu ? "llama3-8b" : "llama-100m") : a.synthetic;
+    auto config = model::synthetic_config(shape);
     if (!config.ok()) return report(config.status());
-    if (a.backend != "cpu" && a.backend != "auto")
-      return report(unsupported("--backend {}: only the cpu backend is built", a.backend));
-    lm.backend = backend::make_cpu_backend();
     auto m = model::Model::synthetic(*config, lm.backend.get(), options, 42);
     if (!m.ok()) return report(m.status());
     lm.model = std::move(*m);
-    what = "synthetic " + (a.synthetic.empty() ? std::string("llama-100m") : a.synthetic);
+    what = "synthetic " + shape;
   }
   model::Model& m = *lm.model;
   const auto& c = m.config();
@@ -80,52 +148,75 @@ int run_bench(const BenchArgs& a) {
   if (context > c.max_position_embeddings)
     return report(invalid_argument("{} prompt + {} decode tokens exceed the model's context of {}", a.prompt_tokens,
                                    a.decode_tokens, c.max_position_embeddings));
-  std::printf("keel bench: %s backend, %d threads, %s\n", lm.backend->name().c_str(), omp_get_max_threads(),
-              what.c_str());
-  std::printf("  model: %s, %.1fM parameters, %s, %s of weights\n", c.architecture.c_str(),
-              w.parameter_count / 1e6, dtype_name(w.dtype), format_bytes(w.bytes).c_str());
+  std::printf("keel bench: %s backend, %s\n", lm.backend->name().c_str(), what.c_str());
+  std::printf("  model: %s, %.3fB parameters, %s, %s of weights\n", c.architecture.c_str(), w.parameter_count / 1e9,
+              dtype_name(w.dtype), format_bytes(w.bytes).c_str());
 
-  const double bw = memory_read_bandwidth();
-  std::printf("  memory-read loop: %.2f GB/s\n", bw / 1e9);
-
-  std::vector<int32_t> seq;
-  for (int i = 0; i < a.prompt_tokens; i++) seq.push_back((i * 7919 + 13) % c.vocab_size);
-  const auto& layout = m.kv_layout();
-  kv::BlockPool pool(layout.num_blocks, layout.block_size);
-  kv::BlockTable table(layout.block_size);
-  std::vector<float> logits;
-
-  auto t0 = std::chrono::steady_clock::now();
-  for (int done = 0; done < a.prompt_tokens;) {
-    const int end = std::min(a.prompt_tokens, done + m.max_batch_tokens());
-    auto b = engine::chunk_batch(pool, table, seq, done, end, false);
-    if (!b.ok()) return report(b.status());
-    Status s = m.forward(*b, &logits);
-    if (!s.ok()) return report(s);
-    done = end;
+  // The machine's limits, measured now.
+  double bw = 0, peak = 0;
+#ifdef KEEL_WITH_CUDA
+  if (gpu) {
+    auto r = backend::cuda_hbm_read_bandwidth(0);
+    if (!r.ok()) return report(r.status());
+    bw = *r;
+    auto f = backend::cuda_gemm_flops(0, 8192);
+    if (!f.ok()) return report(f.status());
+    peak = *f;
+    std::printf("  device: HBM read %.2f TB/s (streaming kernel), bf16 GEMM %.0f TFLOP/s (cuBLAS 8192^3)\n",
+                bw / 1e12, peak / 1e12);
   }
-  const double prefill_s = seconds_since(t0);
-  const double flops_per_token = 2.0 * w.parameter_count;
-  std::printf("  prefill: %d tokens in %.2f s = %.1f tok/s (%.1f GFLOP/s of weight matmuls)\n", a.prompt_tokens,
-              prefill_s, a.prompt_tokens / prefill_s, flops_per_token * a.prompt_tokens / prefill_s / 1e9);
-
-  t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < a.decode_tokens; i++) {
-    seq.push_back(static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
-    const int n = static_cast<int>(seq.size());
-    auto b = engine::chunk_batch(pool, table, seq, n - 1, n, false);
-    if (!b.ok()) return report(b.status());
-    Status s = m.forward(*b, &logits);
-    if (!s.ok()) return report(s);
+#endif
+  if (!gpu) {
+    bw = memory_read_bandwidth();
+    std::printf("  host: %d threads, memory-read loop %.2f GB/s\n", omp_get_max_threads(), bw / 1e9);
   }
-  const double decode_s = seconds_since(t0);
-  // Each decode step reads every weight once (one row of the embedding table) and the KV so far.
-  const double embed_bytes = c.tie_word_embeddings ? 0.0 : static_cast<double>(c.vocab_size) * c.hidden_size * dtype_size(w.dtype);
-  const double mean_context = a.prompt_tokens + a.decode_tokens / 2.0;
-  const double bytes_per_token = w.bytes - embed_bytes + mean_context * m.kv_bytes_per_token();
-  const double tok_s = a.decode_tokens / decode_s;
-  std::printf("  decode:  %d tokens in %.2f s = %.2f tok/s, %.2f GB/s read = %.2f of the memory-read loop\n",
-              a.decode_tokens, decode_s, tok_s, bytes_per_token * tok_s / 1e9, bytes_per_token * tok_s / bw);
+
+  // Prefill: one sequence of prompt_tokens, chunked by max_batch_tokens; logits for the last row only.
+  {
+    std::vector<int32_t> seq;
+    for (int i = 0; i < a.prompt_tokens; i++) seq.push_back((i * 7919 + 13) % c.vocab_size);
+    const auto& layout = m.kv_layout();
+    std::vector<float> logits;
+    double best = 1e30;
+    for (int rep = 0; rep < (gpu ? 3 : 1); rep++) {
+      kv::BlockPool pool(layout.num_blocks, layout.block_size);
+      kv::BlockTable table(layout.block_size);
+      lm.backend->synchronize();
+      auto t0 = std::chrono::steady_clock::now();
+      for (int done = 0; done < a.prompt_tokens;) {
+        const int end = std::min(a.prompt_tokens, done + m.max_batch_tokens());
+        auto b = engine::chunk_batch(pool, table, seq, done, end, false);
+        if (!b.ok()) return report(b.status());
+        Status s = m.forward(*b, &logits);
+        if (!s.ok()) return report(s);
+        done = end;
+      }
+      lm.backend->synchronize();
+      best = std::min(best, seconds_since(t0));
+    }
+    const double flops = 2.0 * w.parameter_count * a.prompt_tokens;
+    std::printf("  prefill: %d tokens in %.3f s = %.0f tok/s, %.1f GFLOP/s of weight matmuls", a.prompt_tokens, best,
+                a.prompt_tokens / best, flops / best / 1e9);
+    if (peak > 0) std::printf(" = %.2f of the GEMM peak", flops / best / peak);
+    std::printf("\n");
+  }
+
+  // Decode: every weight is read once per step (one embedding row), plus each sequence's KV.
+  const double embed_bytes =
+      c.tie_word_embeddings ? 0.0 : static_cast<double>(c.vocab_size) * c.hidden_size * dtype_size(w.dtype);
+  const double kv_token_bytes = 2.0 * c.num_layers * c.num_kv_heads * c.head_dim * dtype_size(lm.backend->kv_dtype());
+  for (int batch : batches) {
+    auto tok_s = measure_decode(m, *lm.backend, batch, a.prompt_tokens, a.decode_tokens);
+    if (!tok_s.ok()) return report(tok_s.status());
+    const double mean_ctx = a.prompt_tokens + a.decode_tokens / 2.0;
+    const double step_bytes = (w.bytes - embed_bytes) + batch * mean_ctx * kv_token_bytes;
+    const double steps_s = *tok_s / batch;
+    std::printf("  decode batch %3d: %8.1f tok/s  (%.2f ms/step, %.0f GB/s = %.2f of the %s roofline)\n", batch,
+                *tok_s, 1e3 / steps_s, step_bytes * steps_s / 1e9, step_bytes * steps_s / bw,
+                gpu ? "HBM" : "memory-read");
+  }
+  std::printf("  allocations: %llu in total, 0 expected during the timed steps\n",
+              static_cast<unsigned long long>(lm.backend->allocations()));
   return 0;
 }
 
@@ -136,9 +227,11 @@ void add_bench(CLI::App& app, Context& ctx) {
   static BenchArgs a;
   cmd->add_option("MODEL_DIR", a.dir, "Hugging Face model directory (default: a synthetic model)");
   cmd->add_option("--backend", a.backend, "auto|cpu|cuda");
-  cmd->add_option("--synthetic", a.synthetic, "Synthetic shape: llama-100m (default), llama3-8b, qwen3-8b, qwen3-30b-a3b");
+  cmd->add_option("--synthetic", a.synthetic,
+                  "Synthetic shape: llama-100m (cpu default), llama3-8b (cuda default), qwen3-8b, qwen3-30b-a3b");
   cmd->add_option("--prompt-tokens", a.prompt_tokens, "Prompt length for prefill");
   cmd->add_option("--decode-tokens", a.decode_tokens, "Tokens to decode");
+  cmd->add_option("--batches", a.batches, "Decode batch sizes, comma-separated (cpu: 1; cuda: 1,8,32,64,128)");
   cmd->callback([&ctx] { ctx.exit_code = run_bench(a); });
 }
 

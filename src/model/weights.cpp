@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include <algorithm>
 #include <map>
 
 namespace keel::model {
@@ -71,10 +72,17 @@ class Binder {
     const int64_t n = rows * cols;
     auto buf = std::make_unique<uint16_t[]>(n);
     const bool norm = cols == 1;
-    for (int64_t i = 0; i < n; i++) {
-      rng_ ^= rng_ << 13, rng_ ^= rng_ >> 7, rng_ ^= rng_ << 17;  // xorshift64
-      const float u = static_cast<float>(rng_ >> 40) / static_cast<float>(1 << 24) - 0.5f;
-      buf[i] = float_to_bf16(norm ? 1.0f + 0.1f * u : 0.07f * u);
+    const uint64_t base = rng_ += 0x9e3779b97f4a7c15ull;
+    // Chunks with their own xorshift streams, so billions of parameters fill in parallel.
+    const int64_t chunk = 1 << 16;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < (n + chunk - 1) / chunk; c++) {
+      uint64_t s = (base ^ (static_cast<uint64_t>(c) * 0xbf58476d1ce4e5b9ull)) | 1;
+      for (int64_t i = c * chunk; i < std::min(n, (c + 1) * chunk); i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        const float u = static_cast<float>(s >> 40) / static_cast<float>(1 << 24) - 0.5f;
+        buf[i] = float_to_bf16(norm ? 1.0f + 0.1f * u : 0.07f * u);
+      }
     }
     format::TensorView t;
     t.name = name;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds and runs keel on the GPU device machine (see the device tool). The machine has CUDA, cmake, gcc,
+# gtest and python with torch, but not every Debian library keel uses: those travel as .deb files in
+# .device/debs (git-ignored; `apt-get download` them here) and are unpacked into a private prefix.
+#   tools/device.sh build test bench peer
+# Logs and results go to $OUT (the device tool brings them back).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/keel-out}
+mkdir -p "$OUT"
+P=/tmp/keel-prefix
+B=/tmp/keel-build
+LIBDIR=$P/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$LIBDIR:${LD_LIBRARY_PATH:-}
+export PKG_CONFIG_SYSROOT_DIR=$P PKG_CONFIG_PATH=$LIBDIR/pkgconfig:$P/usr/share/pkgconfig
+
+for stage in "$@"; do
+  case $stage in
+    build)
+      for f in .device/debs/*.deb; do dpkg -x "$f" $P; done
+      # Debian's CMake configs name absolute /usr paths; point them at the prefix.
+      grep -rl '"/usr/' $P/usr/lib/x86_64-linux-gnu/cmake $P/usr/share/cmake 2>/dev/null |
+        xargs -r sed -i "s#\"/usr/#\"$P/usr/#g"
+      cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEEL_CUDA=on -DKEEL_CUDA_ARCHS=90 \
+        -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
+      ninja -C $B -j16 > "$OUT/build.log" 2>&1 || { grep -m20 -A5 "error" "$OUT/build.log"; exit 1; }
+      echo "build ok" ;;
+    test)
+      $B/src/backend/cuda/keel_backend_cuda_test 2>&1 | tee "$OUT/cuda_test.log" | grep -E "cuda golden|FAILED|PASSED|Failure|error" ;;
+    ctest)
+      (cd $B && ctest -j8 --timeout 600 2>&1 | tail -15) ;;
+    bench)
+      $B/keel bench --backend cuda --synthetic llama3-8b --prompt-tokens 128 --decode-tokens 64 2>&1 | tee "$OUT/bench.txt" ;;
+    peer)
+      PYTHONUNBUFFERED=1 python3 .device/peer/torch_llama.py --shape llama3-8b --batch 1 8 64 --no-hf \
+        > "$OUT/peer.jsonl" 2> "$OUT/peer.err"; cat "$OUT/peer.jsonl"; tail -3 "$OUT/peer.err" ;;
+    *) echo "unknown stage $stage"; exit 2 ;;
+  esac
+done
