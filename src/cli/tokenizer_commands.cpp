@@ -35,7 +35,7 @@ Result<std::vector<int32_t>> parse_ids(const std::string& s) {
       used = 0;
     }
     if (used != token.size() || v < 0 || v > INT32_MAX) {
-      return invalid_argument("--ids: '{}' is not a token id (expected a non-negative integer)", token);
+      return invalid_argument("'{}' is not a token id, expected a non-negative integer (--ids)", token);
     }
     ids.push_back(static_cast<int32_t>(v));
     token.clear();
@@ -57,7 +57,10 @@ Status run_tokenize(const TokenizeArgs& a) {
   std::string text = a.text;
   if (!a.text_file.empty()) {
     auto read = env::Env::posix()->read_file(a.text_file);
-    if (!read.ok()) return read.status().with_context("--text-file");
+    if (!read.ok()) {
+      return Status(read.status().code(),
+                    fmt::format("cannot read the text: {} (--text-file)", read.status().message()));
+    }
     text = std::move(read).value();
   }
   std::vector<int32_t> ids = tok.encode(text, a.add_special);
@@ -76,7 +79,7 @@ Status run_detokenize(const DetokenizeArgs& a) {
   KEEL_ASSIGN_OR_RETURN(auto ids, parse_ids(a.ids));
   for (int32_t id : ids) {
     if (id >= tok.vocab_size() || !tok.id_to_token(id)) {
-      return invalid_argument("--ids: {} is not in the vocabulary ({} ids)", id, tok.vocab_size());
+      return invalid_argument("id {} is not in the vocabulary of {} ids (--ids)", id, tok.vocab_size());
     }
   }
   std::string text = tok.decode(ids, a.skip_special);
@@ -97,7 +100,8 @@ void add_tokenizer_commands(CLI::App& app, Context& ctx) {
   t->add_flag("--add-special", targs->add_special, "Add what the tokenizer adds around a text (e.g. BOS)");
   t->callback([targs, text, file, &ctx] {
     if (text->count() == 0 && file->count() == 0) {
-      ctx.exit_code = report(invalid_argument("tokenize: give --text or --text-file"));
+      report(invalid_argument("give --text or --text-file (tokenize)"));
+      ctx.exit_code = 2;  // a usage error
       return;
     }
     Status s = run_tokenize(*targs);

@@ -90,9 +90,12 @@ bool Regex::find(std::string_view text, size_t from, size_t& start, size_t& end)
   thread_local std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> md(
       pcre2_match_data_create(32, nullptr), &pcre2_match_data_free);
   auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-  int rc = code_->jit ? pcre2_jit_match(code_->code, subject, text.size(), from, 0, md.get(), nullptr)
-                      : pcre2_match(code_->code, subject, text.size(), from, PCRE2_NO_UTF_CHECK, md.get(),
-                                    nullptr);
+  int rc = PCRE2_ERROR_JIT_STACKLIMIT;
+  if (code_->jit) rc = pcre2_jit_match(code_->code, subject, text.size(), from, 0, md.get(), nullptr);
+  // The interpreter (heap-backed) takes over when there is no JIT or its 32 KiB stack runs out.
+  if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+    rc = pcre2_match(code_->code, subject, text.size(), from, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
+  }
   if (rc < 0) return false;
   const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
   start = ov[0];
