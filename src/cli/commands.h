@@ -27,5 +27,6 @@ void add_template(CLI::App& app, Context& ctx);
 void add_run(CLI::App& app, Context& ctx);  // interactive chat
 void add_doctor(CLI::App& app, Context& ctx);
 void add_serve(CLI::App& app, Context& ctx);  // HTTP server
+void add_cache(CLI::App& app, Context& ctx);  // cache ls|stats|verify|clear
 
 }  // namespace keel::cli

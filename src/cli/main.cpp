@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   keel::cli::add_template(app, ctx);
   keel::cli::add_doctor(app, ctx);
   keel::cli::add_serve(app, ctx);
+  keel::cli::add_cache(app, ctx);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,80 @@
+#include "cache/ssd_inspect.h"
+
+namespace keel::cache::ssd {
+
+uint64_t DirReport::bytes() const {
+  uint64_t n = 0;
+  for (const auto& s : segments) n += s.bytes;
+  return n;
+}
+
+uint64_t DirReport::records() const {
+  uint64_t n = 0;
+  for (const auto& s : segments) n += s.records;
+  return n;
+}
+
+uint64_t DirReport::problems() const {
+  uint64_t n = 0;
+  for (const auto& s : segments) n += s.problems.size();
+  return n;
+}
+
+std::map<std::string, FingerprintUsage> DirReport::by_fingerprint() const {
+  std::map<std::string, FingerprintUsage> out;
+  for (const auto& s : segments) {
+    for (const auto& [fp, usage] : s.by_fingerprint) {
+      out[fp].records += usage.records;
+      out[fp].bytes += usage.bytes;
+    }
+  }
+  return out;
+}
+
+std::optional<ModelFingerprint> DirReport::newest_fingerprint() const {
+  for (auto it = segments.rbegin(); it != segments.rend(); ++it) {
+    if (it->last_fingerprint) return it->last_fingerprint;
+  }
+  return std::nullopt;
+}
+
+Result<DirReport> inspect_dir(env::Env* env, const std::string& dir, bool verify_payloads) {
+  if (!env->is_directory(dir)) return not_found("--ssd-cache-dir {}: not a directory", dir);
+  KEEL_ASSIGN_OR_RETURN(std::vector<SegmentFile> files, list_segments(env, dir));
+  DirReport report;
+  report.dir = dir;
+  for (const SegmentFile& file : files) {
+    SegmentReport seg;
+    seg.file = file;
+    KEEL_ASSIGN_OR_RETURN(auto map, env->map_file(file.path));
+    seg.bytes = map->size();
+    SegmentScan scan = scan_segment(map->data(), map->size(), verify_payloads);
+    seg.records = scan.records.size();
+    seg.problems = std::move(scan.problems);
+    for (const ScannedRecord& r : scan.records) {
+      FingerprintUsage& u = seg.by_fingerprint[r.header.fingerprint.hex()];
+      u.records++;
+      u.bytes += kHeaderBytes + r.header.payload_length;
+      seg.last_fingerprint = r.header.fingerprint;
+    }
+    report.segments.push_back(std::move(seg));
+  }
+  return report;
+}
+
+Result<ClearReport> clear_dir(env::Env* env, const std::string& dir, std::optional<ModelFingerprint> keep) {
+  KEEL_ASSIGN_OR_RETURN(DirReport report, inspect_dir(env, dir, /*verify_payloads=*/false));
+  ClearReport out;
+  for (const SegmentReport& seg : report.segments) {
+    if (keep && seg.by_fingerprint.count(keep->hex()) > 0) {
+      out.segments_kept++;
+      continue;
+    }
+    KEEL_RETURN_IF_ERROR(env->remove_file(seg.file.path));
+    out.segments_removed++;
+    out.bytes_removed += seg.bytes;
+  }
+  return out;
+}
+
+}  // namespace keel::cache::ssd

@@ -1,0 +1,50 @@
+// What `keel cache ls|stats|verify|clear` reports about an SSD cache directory, as data.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cache/ssd_format.h"
+
+namespace keel::cache::ssd {
+
+struct FingerprintUsage {
+  uint64_t records = 0;
+  uint64_t bytes = 0;  // headers + payloads
+};
+
+struct SegmentReport {
+  SegmentFile file;
+  uint64_t bytes = 0;
+  uint64_t records = 0;
+  std::vector<ScanProblem> problems;
+  std::map<std::string, FingerprintUsage> by_fingerprint;  // hex fingerprint → usage
+  std::optional<ModelFingerprint> last_fingerprint;        // of the segment's last sound record
+};
+
+struct DirReport {
+  std::string dir;
+  std::vector<SegmentReport> segments;
+  uint64_t bytes() const;
+  uint64_t records() const;
+  uint64_t problems() const;
+  std::map<std::string, FingerprintUsage> by_fingerprint() const;
+  // The fingerprint of the most recently written sound record.
+  std::optional<ModelFingerprint> newest_fingerprint() const;
+};
+
+// Reads every segment of `dir`; with verify_payloads every payload checksum is checked too.
+Result<DirReport> inspect_dir(env::Env* env, const std::string& dir, bool verify_payloads);
+
+struct ClearReport {
+  uint64_t segments_removed = 0;
+  uint64_t bytes_removed = 0;
+  uint64_t segments_kept = 0;
+};
+// Removes keel's segment files; with `keep`, only those holding no sound record of that fingerprint.
+Result<ClearReport> clear_dir(env::Env* env, const std::string& dir, std::optional<ModelFingerprint> keep);
+
+}  // namespace keel::cache::ssd
