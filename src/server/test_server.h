@@ -57,8 +57,10 @@ inline ChatTemplate test_chat_template() {
 }
 
 // Sends raw bytes to 127.0.0.1:port and reads the answer until the server closes, `read_limit` bytes arrive
-// or a read times out (2 s); then closes the socket (a client hanging up mid-stream when read_limit is small).
-inline std::string raw_exchange(int port, const std::string& bytes, size_t read_limit = 1 << 20) {
+// or a read waits longer than `timeout_ms`; then closes the socket (a client hanging up mid-stream when
+// read_limit is small).
+inline std::string raw_exchange(int port, const std::string& bytes, size_t read_limit = 1 << 20,
+                                int timeout_ms = 2000) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -66,7 +68,7 @@ inline std::string raw_exchange(int port, const std::string& bytes, size_t read_
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string out;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    timeval tv{2, 0};
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     size_t sent = 0;
     while (sent < bytes.size()) {
