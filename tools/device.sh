@@ -23,7 +23,7 @@ for stage in "$@"; do
         xargs -r sed -i "s#\"/usr/#\"$P/usr/#g"
       cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEEL_CUDA=on -DKEEL_CUDA_ARCHS=90 \
         -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
-      ninja -C $B -j16 > "$OUT/build.log" 2>&1 || { grep -m20 -A5 "error" "$OUT/build.log"; exit 1; }
+      ninja -C $B -j16 ${KEEL_TARGETS:-keel keel_backend_cuda_test} > "$OUT/build.log" 2>&1 || { grep -m20 -A5 "error" "$OUT/build.log"; exit 1; }
       echo "build ok" ;;
     test)
       $B/src/backend/cuda/keel_backend_cuda_test 2>&1 | tee "$OUT/cuda_test.log" | grep -E "cuda golden|FAILED|PASSED|Failure|error" ;;

@@ -124,6 +124,8 @@ class Backend {
 
   // --- Per forward pass: makes the batch's metadata visible to the ops (a GPU uploads it once).
   virtual void begin_forward(const BatchMeta& batch) {}
+  // Waits for queued work (for timing; reading results back synchronises anyway).
+  virtual void synchronize() {}
 
   // --- Ops. Output tensors have the rows of their inputs; `out` may alias an input where noted.
   // out[i] = table[tokens[i]] * scale
