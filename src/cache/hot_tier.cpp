@@ -11,11 +11,11 @@ namespace {
 class AlignedAllocator final : public HostAllocator {
  public:
   Result<void*> allocate(size_t bytes) override {
-    // 4 KiB alignment: a page, and enough for any DMA engine or vector load.
-    constexpr size_t kAlign = 4096;
-    size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-    void* p = std::aligned_alloc(kAlign, rounded);
-    if (p == nullptr) return resource_exhausted("hot cache: cannot allocate {} bytes of host memory", bytes);
+    // Page alignment suits DMA engines and vector loads; posix_memalign does not round the size up, so the
+    // pool takes exactly the bytes asked for.
+    void* p = nullptr;
+    if (::posix_memalign(&p, 4096, bytes) != 0 || p == nullptr)
+      return resource_exhausted("hot cache: cannot allocate {} bytes of host memory", bytes);
     return p;
   }
   void deallocate(void* p, size_t) override { std::free(p); }
