@@ -83,6 +83,9 @@ class Nfc : public Normalizer {
   // never reaches across it. (utf8proc marks "second" combiners with comb_index >= 0x8000.)
   static bool stable(char32_t c) {
     if (c < 0x80) return true;
+    // U+11A7 is Hangul's TBase, not a trailing consonant: it must not join a syllable before it, but
+    // utf8proc 2.6 swallows it into one. Never handing it to utf8proc keeps it, as Unicode and HF do.
+    if (c == 0x11A7) return true;
     if (c < 0x10000) return bmp_table()[c];
     const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(c));
     return p->combining_class == 0 && (p->comb_index == UINT16_MAX || p->comb_index < 0x8000) &&

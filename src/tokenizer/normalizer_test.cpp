@@ -33,6 +33,16 @@ TEST(Nfc, ComposesDecomposedText) {
   EXPECT_EQ(s, "caf\xC3\xA9 \xC3\x85 \xC3\x85");
 }
 
+TEST(Nfc, HangulTBaseDoesNotJoinTheSyllableBeforeIt) {
+  auto nfc = make(R"({"type": "NFC"})");
+  std::string s = "\xEC\x96\xB4\xE1\x86\xA7";  // 어 U+11A7
+  nfc->normalize(s);
+  EXPECT_EQ(s, "\xEC\x96\xB4\xE1\x86\xA7");
+  std::string jamo = "\xE1\x84\x8B\xE1\x85\xA5\xE1\x86\xA8";  // ᄋ ᅥ ᆨ compose to 억
+  nfc->normalize(jamo);
+  EXPECT_EQ(jamo, "\xEC\x96\xB5");
+}
+
 // Normalizing only around unstable characters must equal normalizing everything.
 TEST(Nfc, LocalNormalizationEqualsWholeTextNormalizationOnRandomText) {
   auto nfc = make(R"({"type": "NFC"})");

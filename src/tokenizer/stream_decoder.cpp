@@ -4,8 +4,10 @@ namespace keel::tokenizer {
 
 namespace {
 
-// One character takes at most 4 byte tokens: past that, a trailing U+FFFD is real, not incomplete.
-constexpr size_t kMaxPending = 4;
+// While the decoded window ends in U+FFFD its last character may still be incomplete. That can chain
+// (rare Hangul in Llama 3: each token ends inside the next character), so wait for up to 64 ids; past that,
+// the bytes are taken as really invalid and the U+FFFD is sent, bounding the re-decoding work.
+constexpr size_t kMaxPending = 64;
 
 bool ends_with_replacement(const std::string& s) {
   return s.size() >= 3 && s.compare(s.size() - 3, 3, "\xEF\xBF\xBD") == 0;
