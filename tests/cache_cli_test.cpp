@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,6 +70,7 @@ struct CacheDir {
     // Not keel's: never listed, counted or removed.
     EXPECT_TRUE(env::Env::posix()->write_file_atomic(dir + "/notes.txt", "mine").ok());
   }
+  ~CacheDir() { std::filesystem::remove_all(dir); }
   void write(uint64_t id, const std::string& bytes) {
     EXPECT_TRUE(env::Env::posix()->write_file_atomic(env::join_path(dir, ssd::segment_name(id)), bytes).ok());
   }

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <numeric>
 #include <unordered_set>
 
@@ -129,6 +130,8 @@ void write_safetensors(const std::string& path, const std::string& header, size_
 TEST(WeightsIdentity, CoversHeadersAndSizesOfEverySafetensorsFile) {
   char tmpl[] = "/tmp/keel_weights_id_XXXXXX";
   std::string dir = mkdtemp(tmpl);
+  char empty_tmpl[] = "/tmp/keel_weights_id_XXXXXX";
+  std::string empty = mkdtemp(empty_tmpl);
   env::Env* env = env::Env::posix();
   write_safetensors(dir + "/model.safetensors", R"({"w":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", 4);
   auto a = weights_identity(env, dir);
@@ -145,8 +148,9 @@ TEST(WeightsIdentity, CoversHeadersAndSizesOfEverySafetensorsFile) {
   std::string bad(8, '\xff');
   ASSERT_TRUE(env->write_file_atomic(dir + "/model.safetensors", bad).ok());
   EXPECT_EQ(weights_identity(env, dir).status().code(), Code::kCorruption);
-  char empty_tmpl[] = "/tmp/keel_weights_id_XXXXXX";
-  EXPECT_EQ(weights_identity(env, mkdtemp(empty_tmpl)).status().code(), Code::kNotFound);
+  EXPECT_EQ(weights_identity(env, empty).status().code(), Code::kNotFound);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(empty);
 }
 
 }  // namespace

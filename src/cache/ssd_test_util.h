@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -19,9 +20,21 @@ inline constexpr size_t kRecord = ssd::kHeaderBytes + kPayload;
 inline ModelFingerprint test_fingerprint() { return model_fingerprint("test weights", "BF16", kLayout); }
 inline ModelFingerprint other_fingerprint() { return model_fingerprint("other weights", "BF16", kLayout); }
 
+// Fresh directories under one per-process root, removed when the test program exits.
 inline std::string temp_dir() {
-  char tmpl[] = "/tmp/keel_ssd_XXXXXX";
-  return mkdtemp(tmpl);
+  struct Root {
+    std::string path;
+    int next = 0;
+    Root() {
+      char tmpl[] = "/tmp/keel_ssd_XXXXXX";
+      path = mkdtemp(tmpl);
+    }
+    ~Root() { std::filesystem::remove_all(path); }
+  };
+  static Root root;
+  std::string dir = root.path + "/" + std::to_string(root.next++);
+  std::filesystem::create_directory(dir);
+  return dir;
 }
 
 inline BlockHash block(uint64_t i) { return BlockHash{i * 0x9e3779b97f4a7c15ull + 1, i}; }

@@ -4,14 +4,27 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 namespace keel::env {
 namespace {
 
+// Fresh directories under one per-process root, removed when the test program exits.
 std::string temp_dir() {
-  char tmpl[] = "/tmp/keel_fault_env_XXXXXX";
-  return mkdtemp(tmpl);
+  struct Root {
+    std::string path;
+    int next = 0;
+    Root() {
+      char tmpl[] = "/tmp/keel_fault_env_XXXXXX";
+      path = mkdtemp(tmpl);
+    }
+    ~Root() { std::filesystem::remove_all(path); }
+  };
+  static Root root;
+  std::string dir = root.path + "/" + std::to_string(root.next++);
+  std::filesystem::create_directory(dir);
+  return dir;
 }
 
 std::string on_disk(const std::string& path) {
