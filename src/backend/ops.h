@@ -71,6 +71,19 @@ struct BatchMeta {
 struct RopeTable {
   std::vector<float> inv_freq;  // [rotary_dim / 2]
   float attention_factor = 1.0f;
+  int id = -1;  // >= 0: the same table every forward (a GPU keeps it resident); -1: computed for this call
+};
+
+// The largest forward pass the model will run: a backend sizes its per-forward scratch (batch metadata, MoE
+// routing buffers) from this at start, so nothing is allocated after warm-up.
+struct ForwardLimits {
+  int max_tokens = 0;
+  int max_seqs = 0;
+  int64_t max_block_table_entries = 0;  // summed over the sequences of one batch
+  int hidden = 0;
+  int num_experts = 0;  // 0: no MoE
+  int experts_per_token = 0;
+  int moe_intermediate = 0;
 };
 
 struct AttentionParams {
@@ -122,8 +135,19 @@ class Backend {
   virtual uint64_t bytes_allocated() const = 0;
   virtual uint64_t allocations() const = 0;  // count of device/host buffer allocations so far
 
-  // --- Per forward pass: makes the batch's metadata visible to the ops (a GPU uploads it once).
-  virtual void begin_forward(const BatchMeta& batch) {}
+  virtual Status reserve_forward(const ForwardLimits& limits) { return Status(); }
+
+  // --- Per forward pass: makes the batch's metadata, tokens and logit rows visible to the ops (a GPU uploads
+  // them once, before any graph replay). embed() and gather_rows() are then called with these same values.
+  virtual void begin_forward(const BatchMeta& batch, const std::vector<int32_t>& tokens,
+                             const std::vector<int32_t>& logit_rows) {}
+
+  // --- Graphs: a backend that can record a forward pass of a fixed shape and replay it (CUDA graphs).
+  // The model captures decode steps (one token per sequence); `key` identifies the shape.
+  virtual bool supports_graphs() const { return false; }
+  virtual bool replay(uint64_t key) { return false; }  // false: no graph for this key yet
+  virtual void begin_capture() {}
+  virtual Status end_capture(uint64_t key) { return Status(); }
   // Waits for queued work (for timing; reading results back synchronises anyway).
   virtual void synchronize() {}
 

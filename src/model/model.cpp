@@ -83,7 +83,35 @@ Status Model::init_buffers() {
   kv.dtype = backend_->kv_dtype();
   kv.num_blocks = options_.kv_blocks > 0 ? options_.kv_blocks
                                          : (c.max_position_embeddings + kv.block_size - 1) / kv.block_size;
-  return backend_->alloc_kv(kv);
+  KEEL_RETURN_IF_ERROR(backend_->alloc_kv(kv));
+
+  backend::ForwardLimits limits;
+  limits.max_tokens = options_.max_batch_tokens;
+  limits.max_seqs = options_.max_batch_tokens;
+  const int64_t blocks_per_seq = std::min<int64_t>(kv.num_blocks, (c.max_position_embeddings + kv.block_size - 1) / kv.block_size);
+  // Sequences may share blocks (prefix reuse), so tables can sum past the pool: bound by each one's maximum.
+  limits.max_block_table_entries = std::min<int64_t>(static_cast<int64_t>(limits.max_seqs) * blocks_per_seq, 1 << 24);
+  limits.hidden = c.hidden_size;
+  bool moe = false;
+  for (auto& l : c.layers) moe |= l.moe;
+  if (moe) {
+    limits.num_experts = c.num_experts;
+    limits.experts_per_token = c.num_experts_per_tok;
+    limits.moe_intermediate = c.moe_intermediate_size;
+  }
+  KEEL_RETURN_IF_ERROR(backend_->reserve_forward(limits));
+  max_table_entries_ = limits.max_block_table_entries;
+
+  dynamic_rope_ = c.rope.type == RopeType::kDynamic || c.rope_local.type == RopeType::kDynamic;
+  if (!dynamic_rope_) {
+    rope_global_ = make_rope_table(c.rope, c.head_dim, c.max_position_embeddings, 0);
+    rope_global_.id = 0;
+    rope_local_ = make_rope_table(c.rope_local, c.head_dim, c.max_position_embeddings, 0);
+    rope_local_.id = 1;
+  }
+  // MoE routes on the host today, which a captured graph cannot do.
+  graphable_ = backend_->supports_graphs() && !dynamic_rope_ && !moe;
+  return Status();
 }
 
 uint64_t Model::kv_bytes_per_token() const {
@@ -104,35 +132,49 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   const int max_slot = kv_layout().num_blocks * kv_layout().block_size;
   for (int32_t s : batch.meta.slot_mapping)
     if (s < 0 || s >= max_slot) return internal_error("forward: KV slot {} outside the pool of {}", s, max_slot);
+  int64_t table_entries = 0;
+  for (auto& s : batch.meta.seqs) table_entries += static_cast<int64_t>(s.block_table.size());
+  if (table_entries > max_table_entries_)
+    return internal_error("forward: {} block-table entries exceed the reserved {}", table_entries, max_table_entries_);
 
   backend::Backend& B = *backend_;
   Tensor x = ws_.x.row_slice(0, T), h = ws_.h.row_slice(0, T), q = ws_.q.row_slice(0, T),
          k = ws_.k.row_slice(0, T), v = ws_.v.row_slice(0, T), attn = ws_.attn.row_slice(0, T),
          o = ws_.o.row_slice(0, T), mlp = ws_.mlp.row_slice(0, T);
 
-  // Rope tables: one for full layers, one for sliding layers; dynamic NTK depends on each sequence's length,
-  // so it is applied per sequence.
-  const bool dynamic = c.rope.type == RopeType::kDynamic || c.rope_local.type == RopeType::kDynamic;
-  auto table_for = [&](const RopeConfig& rc, int seq_len) {
-    return make_rope_table(rc, c.head_dim, c.max_position_embeddings, seq_len);
-  };
-  int longest = 0;
-  for (auto& s : batch.meta.seqs) longest = std::max(longest, s.kv_len);
-  const backend::RopeTable global_table = table_for(c.rope, longest);
-  const backend::RopeTable local_table = table_for(c.rope_local, longest);
+  // Rope: fixed tables, except dynamic NTK, whose frequencies depend on each sequence's length.
   auto apply_rope = [&](Tensor& t, bool sliding) {
     const RopeConfig& rc = sliding ? c.rope_local : c.rope;
-    if (!dynamic) {
-      B.rope(t, c.head_dim, c.rotary_dim(), batch.meta, 0, sliding ? local_table : global_table);
+    if (!dynamic_rope_) {
+      B.rope(t, c.head_dim, c.rotary_dim(), batch.meta, 0, sliding ? rope_local_ : rope_global_);
       return;
     }
     for (auto& s : batch.meta.seqs) {
       Tensor part = t.row_slice(s.q_start, s.q_len);
-      B.rope(part, c.head_dim, c.rotary_dim(), batch.meta, s.q_start, table_for(rc, s.kv_len));
+      B.rope(part, c.head_dim, c.rotary_dim(), batch.meta, s.q_start,
+             make_rope_table(rc, c.head_dim, c.max_position_embeddings, s.kv_len));
     }
   };
 
-  B.begin_forward(batch.meta);
+  const int n = static_cast<int>(batch.logit_rows.size());
+  if (n > T) return internal_error("forward: {} logit rows for a batch of {} tokens", n, T);
+  for (int32_t r : batch.logit_rows)
+    if (r < 0 || r >= T) return internal_error("forward: logit row {} outside the batch of {}", r, T);
+  logits->resize(static_cast<size_t>(n) * c.vocab_size);
+  Tensor out = ws_.logits.row_slice(0, n);
+
+  B.begin_forward(batch.meta, batch.tokens, batch.logit_rows);
+  // Decode steps (one token per sequence, logits for each) replay a graph captured per batch size.
+  bool decode = n == T;
+  for (auto& s : batch.meta.seqs) decode &= s.q_len == 1;
+  // Never in the first forward: it makes the backend's fixed tables resident, which a capture cannot do.
+  const bool graph = graphable_ && decode && forwards_++ > 0;
+  const uint64_t key = static_cast<uint64_t>(T);
+  if (graph && B.replay(key)) {
+    B.copy_to_host(out, logits->data());
+    return Status();
+  }
+  if (graph) B.begin_capture();
   B.embed(weights_.embed, batch.tokens.data(), T, c.embed_scale, x);
   for (int li = 0; li < c.num_layers; li++) {
     const LayerWeights& L = weights_.layers[li];
@@ -180,17 +222,18 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   }
 
   // Logits only for the rows that need them.
-  const int n = static_cast<int>(batch.logit_rows.size());
-  logits->resize(static_cast<size_t>(n) * c.vocab_size);
+  if (n > 0) {
+    Tensor rows = ws_.o.row_slice(0, n), normed = ws_.logit_in.row_slice(0, n);
+    B.gather_rows(x, batch.logit_rows, rows);
+    B.rms_norm(rows, weights_.final_norm, c.rms_norm_eps, c.norm_add_one, normed);
+    B.gemm(normed, weights_.lm_head, nullptr, out);
+    if (c.final_softcap > 0) B.softcap(out, c.final_softcap);
+  }
+  if (graph) {
+    KEEL_RETURN_IF_ERROR(B.end_capture(key));
+    if (!B.replay(key)) return internal_error("forward: graph for {} tokens was captured but cannot replay", T);
+  }
   if (n == 0) return Status();
-  if (n > T) return internal_error("forward: {} logit rows for a batch of {} tokens", n, T);
-  for (int32_t r : batch.logit_rows)
-    if (r < 0 || r >= T) return internal_error("forward: logit row {} outside the batch of {}", r, T);
-  Tensor rows = ws_.o.row_slice(0, n), normed = ws_.logit_in.row_slice(0, n), out = ws_.logits.row_slice(0, n);
-  B.gather_rows(x, batch.logit_rows, rows);
-  B.rms_norm(rows, weights_.final_norm, c.rms_norm_eps, c.norm_add_one, normed);
-  B.gemm(normed, weights_.lm_head, nullptr, out);
-  if (c.final_softcap > 0) B.softcap(out, c.final_softcap);
   B.copy_to_host(out, logits->data());
   return Status();
 }

@@ -57,6 +57,12 @@ class Model {
   backend::Backend* backend_ = nullptr;
   LoadOptions options_;
 
+  backend::RopeTable rope_global_, rope_local_;  // fixed tables (all rope types but dynamic)
+  bool dynamic_rope_ = false;
+  bool graphable_ = false;  // decode steps may run as captured graphs
+  int64_t max_table_entries_ = 0;
+  uint64_t forwards_ = 0;
+
   struct Workspace {
     // F32: the residual stream x, q/k/v, GEMM outputs (o, gate, up, mlp), logits.
     // act_dtype: GEMM inputs (h, attn, act, logit_in).

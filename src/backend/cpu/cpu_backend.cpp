@@ -118,6 +118,18 @@ Status CpuBackend::alloc_kv(const KvLayout& layout) {
   return Status();
 }
 
+Status CpuBackend::reserve_forward(const ForwardLimits& limits) {
+  if (limits.num_experts > 0) {
+    const size_t pairs = static_cast<size_t>(limits.max_tokens) * limits.experts_per_token;
+    moe_x_.reserve(pairs * limits.hidden);
+    moe_gate_.reserve(pairs * limits.moe_intermediate);
+    moe_up_.reserve(pairs * limits.moe_intermediate);
+    moe_y_.reserve(pairs * limits.hidden);
+    allocations_ += 4;
+  }
+  return Status();
+}
+
 void CpuBackend::copy_to_host(const Tensor& src, float* dst) { to_float(src.dtype, src.data, dst, src.numel()); }
 
 void CpuBackend::copy_from_host(const float* src, Tensor& dst) {

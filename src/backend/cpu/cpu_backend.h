@@ -21,6 +21,7 @@ class CpuBackend final : public Backend {
   void copy_from_host(const float* src, Tensor& dst) override;
   uint64_t bytes_allocated() const override { return bytes_allocated_; }
   uint64_t allocations() const override { return allocations_; }
+  Status reserve_forward(const ForwardLimits& limits) override;
 
   void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, float eps, bool add_one, Tensor& out) override;

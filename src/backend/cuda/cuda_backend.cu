@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
@@ -83,6 +84,7 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(int device) : device_(device) {}
   ~CudaBackend() override {
     cudaSetDevice(device_);
+    for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g);
     if (cublas_) cublasDestroy(cublas_);
     for (void* p : buffers_) cudaFree(p);
     if (stream_) cudaStreamDestroy(stream_);
@@ -173,7 +175,32 @@ class CudaBackend final : public Backend {
   uint64_t bytes_allocated() const override { return bytes_; }
   uint64_t allocations() const override { return allocations_; }
 
-  void begin_forward(const BatchMeta& batch) override {
+  Status reserve_forward(const ForwardLimits& limits) override {
+    reserve(positions_, limits.max_tokens, true);
+    reserve(slots_, limits.max_tokens, true);
+    reserve(row_seq_, limits.max_tokens, true);
+    reserve(tokens_, limits.max_tokens, true);
+    reserve(gather_, limits.max_tokens, true);
+    reserve(seq_info_, limits.max_seqs, true);
+    reserve(tables_, static_cast<size_t>(limits.max_block_table_entries), true);
+    reserve(inv_freq_, 4096, true);
+    if (limits.num_experts > 0) {
+      const size_t pairs = static_cast<size_t>(limits.max_tokens) * limits.experts_per_token;
+      const size_t act = dtype_size(act_);
+      reserve(moe_logits_, static_cast<size_t>(limits.max_tokens) * limits.num_experts * sizeof(float), true);
+      reserve(moe_x_, pairs * limits.hidden * act, true);
+      reserve(moe_gate_, pairs * limits.moe_intermediate * sizeof(float), true);
+      reserve(moe_up_, pairs * limits.moe_intermediate * sizeof(float), true);
+      reserve(moe_act_, pairs * limits.moe_intermediate * act, true);
+      reserve(moe_y_, pairs * limits.hidden * sizeof(float), true);
+      reserve(moe_rows_, pairs, true);
+      reserve(moe_weights_, pairs, true);
+    }
+    return Status();
+  }
+
+  void begin_forward(const BatchMeta& batch, const std::vector<int32_t>& tokens,
+                     const std::vector<int32_t>& logit_rows) override {
     const int64_t t = batch.num_tokens();
     row_seq_host_.resize(t);
     seq_info_host_.clear();
@@ -189,10 +216,37 @@ class CudaBackend final : public Backend {
     upload(row_seq_, row_seq_host_.data(), t);
     upload(seq_info_, seq_info_host_.data(), seq_info_host_.size());
     upload(tables_, tables_host_.data(), tables_host_.size());
+    upload(tokens_, tokens.data(), tokens.size());
+    upload(gather_, logit_rows.data(), logit_rows.size());
   }
 
+  bool supports_graphs() const override { return true; }
+
+  bool replay(uint64_t key) override {
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) return false;
+    KEEL_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+    return true;
+  }
+
+  void begin_capture() override {
+    KEEL_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    capturing_ = true;
+  }
+
+  Status end_capture(uint64_t key) override {
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    KEEL_CUDA_RETURN(cudaStreamEndCapture(stream_, &graph), "end graph capture");
+    cudaGraphExec_t exec = nullptr;
+    KEEL_CUDA_RETURN(cudaGraphInstantiate(&exec, graph, 0), "instantiate graph");
+    cudaGraphDestroy(graph);
+    graphs_[key] = exec;
+    return Status();
+  }
+
+  // The tokens were uploaded by begin_forward.
   void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) override {
-    upload(tokens_, tokens, n);
     dispatch(table.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
       embed_kernel<T><<<n, 256, 0, stream_>>>(static_cast<const T*>(table.data), tokens_.ptr, table.cols, scale,
@@ -242,11 +296,11 @@ class CudaBackend final : public Backend {
 
   void rope(Tensor& x, int head_dim, int rotary_dim, const BatchMeta& batch, int first_row,
             const RopeTable& table) override {
-    upload(inv_freq_, table.inv_freq.data(), table.inv_freq.size());
+    const float* inv_freq = resident_table(table);
     const int heads = static_cast<int>(x.cols / head_dim);
     const int64_t n = x.rows * heads * (rotary_dim / 2);
     rope_kernel<<<blocks_for(n, 256), 256, 0, stream_>>>(static_cast<float*>(x.data), x.rows, heads, head_dim,
-                                                         rotary_dim, positions_.ptr + first_row, inv_freq_.ptr,
+                                                         rotary_dim, positions_.ptr + first_row, inv_freq,
                                                          table.attention_factor);
     check_launch();
   }
@@ -265,6 +319,21 @@ class CudaBackend final : public Backend {
 
   void attention(int layer, const Tensor& q, const BatchMeta& batch, const AttentionParams& p,
                  Tensor& out) override {
+    const int group = p.num_heads / p.num_kv_heads;
+    if (group <= kMaxGroup && p.head_dim <= kTileKeys * 2) {
+      // One block per (query row, KV head): K/V read once for the whole query group.
+      dim3 grid(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads));
+      const size_t smem = (static_cast<size_t>(group) * p.head_dim + static_cast<size_t>(group) * kTileKeys) * sizeof(float);
+      dispatch(kv_.dtype, [&](auto* tag) {
+        using T = std::remove_pointer_t<decltype(tag)>;
+        attention_group_kernel<T><<<grid, kTileKeys, smem, stream_>>>(
+            static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
+            positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr, p.num_heads, p.num_kv_heads, p.head_dim,
+            kv_.block_size, p.scale, p.sliding_window, p.softcap, static_cast<T*>(out.data));
+      });
+      check_launch();
+      return;
+    }
     const int64_t tasks = q.rows * p.num_heads;
     const int warps = 4;
     dispatch(kv_.dtype, [&](auto* tag) {
@@ -366,8 +435,8 @@ class CudaBackend final : public Backend {
     check_launch();
   }
 
+  // The rows were uploaded by begin_forward.
   void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, Tensor& out) override {
-    upload(gather_, rows.data(), rows.size());
     if (rows.empty()) return;
     dispatch(x.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
@@ -398,10 +467,11 @@ class CudaBackend final : public Backend {
     return p;
   }
 
+  // Exact at start (reserve_forward); doubling if a batch ever outgrows it (counted, so tests catch it).
   template <typename T>
-  void reserve(DeviceArray<T>& a, size_t n) {
-    if (n <= a.capacity) return;
-    const size_t cap = std::max<size_t>(n * 2, 1024);
+  void reserve(DeviceArray<T>& a, size_t n, bool exact = false) {
+    if (n <= a.capacity && a.ptr != nullptr) return;
+    const size_t cap = exact ? std::max<size_t>(n, 1) : std::max<size_t>(n * 2, 1024);
     auto p = device_alloc(cap * sizeof(T));
     if (!p.ok()) {
       std::fprintf(stderr, "error: %s\n", p.status().message().c_str());
@@ -421,6 +491,19 @@ class CudaBackend final : public Backend {
 
   void check_launch() { KEEL_CUDA_CHECK(cudaGetLastError()); }
 
+  // Fixed tables live on the device from their first use; per-call ones go through a scratch buffer.
+  const float* resident_table(const RopeTable& t) {
+    if (t.id < 0) {
+      upload(inv_freq_, t.inv_freq.data(), t.inv_freq.size());
+      return inv_freq_.ptr;
+    }
+    auto it = rope_tables_.find(t.id);
+    if (it != rope_tables_.end()) return it->second.ptr;
+    DeviceArray<float>& a = rope_tables_[t.id];
+    upload(a, t.inv_freq.data(), t.inv_freq.size());
+    return a.ptr;
+  }
+
   int device_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
@@ -430,6 +513,9 @@ class CudaBackend final : public Backend {
   std::vector<void*> buffers_;
   uint64_t bytes_ = 0, allocations_ = 0;
 
+  std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
+  std::unordered_map<int, DeviceArray<float>> rope_tables_;
+  bool capturing_ = false;
   DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, moe_rows_;
   DeviceArray<SeqInfo> seq_info_;
   DeviceArray<float> inv_freq_, moe_weights_;

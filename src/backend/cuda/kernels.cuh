@@ -169,6 +169,127 @@ __global__ void attention_kernel(const float* q, const T* k_cache, const T* v_ca
   }
 }
 
+// One block of kTileKeys threads per (query row, KV head), for all `group` query heads sharing that KV head:
+// each K/V element is read once per row instead of once per query head. Keys are processed in tiles of
+// kTileKeys (one key per thread for the scores), with an online softmax across tiles; for the output each
+// thread owns dims t and t + kTileKeys of every head in the group.
+constexpr int kMaxGroup = 16;
+constexpr int kTileKeys = 128;
+
+template <typename T>
+__global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
+    const float* q, const T* k_cache, const T* v_cache, const int32_t* positions, const int32_t* row_seq,
+    const SeqInfo* seqs, const int32_t* block_tables, int heads, int kv_heads, int head_dim, int block_size,
+    float scale, int window, float softcap, T* out) {
+  extern __shared__ float smem[];
+  const int group = heads / kv_heads;
+  float* qs = smem;                         // [group][head_dim], pre-scaled
+  float* ps = smem + group * head_dim;      // [group][kTileKeys] scores, then probabilities
+  __shared__ float red[kTileKeys / 32][kMaxGroup];
+  __shared__ float m_s[kMaxGroup], l_s[kMaxGroup], alpha_s[kMaxGroup];
+
+  const int64_t row = blockIdx.x;
+  const int kvh = blockIdx.y;
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const SeqInfo seq = seqs[row_seq[row]];
+  const int32_t* table = block_tables + seq.table_offset;
+  const int pos = positions[row];
+  const int lo = window > 0 ? max(0, pos - window + 1) : 0;
+  const int64_t kv_width = static_cast<int64_t>(kv_heads) * head_dim;
+
+  for (int i = t; i < group * head_dim; i += kTileKeys) {
+    const int g = i / head_dim, d = i % head_dim;
+    qs[i] = q[row * heads * head_dim + (kvh * group + g) * head_dim + d] * scale;
+  }
+  if (t < kMaxGroup) {
+    m_s[t] = -INFINITY;
+    l_s[t] = 0.0f;
+  }
+  float acc[kMaxGroup][2];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; g++) acc[g][0] = acc[g][1] = 0.0f;
+  __syncthreads();
+
+  for (int tile = lo; tile <= pos; tile += kTileKeys) {
+    // Scores: thread t takes key tile + t.
+    const int j = tile + t;
+    float s[kMaxGroup];
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; g++) s[g] = 0.0f;
+    if (j <= pos) {
+      const int64_t slot = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
+      const T* kp = k_cache + slot * kv_width + kvh * head_dim;
+      for (int d = 0; d < head_dim; d++) {
+        const float kd = to_f(kp[d]);
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; g++)
+          if (g < group) s[g] += qs[g * head_dim + d] * kd;
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; g++) {
+      if (g >= group) break;
+      float v = j <= pos ? (softcap > 0.0f ? softcap * tanhf(s[g] / softcap) : s[g]) : -INFINITY;
+      s[g] = v;
+      for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+      if (lane == 0) red[warp][g] = v;
+    }
+    __syncthreads();
+    if (t < group) {
+      float mx = m_s[t];
+      for (int w = 0; w < kTileKeys / 32; w++) mx = fmaxf(mx, red[w][t]);
+      alpha_s[t] = __expf(m_s[t] - mx);  // 0 on the first tile (m was -inf)
+      m_s[t] = mx;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; g++) {
+      if (g >= group) break;
+      const float p = j <= pos ? __expf(s[g] - m_s[g]) : 0.0f;
+      ps[g * kTileKeys + t] = p;
+      const float sum = warp_sum(p);
+      if (lane == 0) red[warp][g] = sum;
+    }
+    __syncthreads();
+    if (t < group) {
+      float sum = 0.0f;
+      for (int w = 0; w < kTileKeys / 32; w++) sum += red[w][t];
+      l_s[t] = l_s[t] * alpha_s[t] + sum;
+    }
+    // Values: dims t and t + kTileKeys, every key of the tile, coalesced across threads.
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; g++) {
+      if (g >= group) break;
+      acc[g][0] *= alpha_s[g];
+      acc[g][1] *= alpha_s[g];
+    }
+    const int n = min(kTileKeys, pos - tile + 1);
+    for (int jj = 0; jj < n; jj++) {
+      const int jk = tile + jj;
+      const int64_t slot = static_cast<int64_t>(table[jk / block_size]) * block_size + jk % block_size;
+      const T* vp = v_cache + slot * kv_width + kvh * head_dim;
+      const float v0 = t < head_dim ? to_f(vp[t]) : 0.0f;
+      const float v1 = t + kTileKeys < head_dim ? to_f(vp[t + kTileKeys]) : 0.0f;
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; g++) {
+        if (g >= group) break;
+        const float p = ps[g * kTileKeys + jj];
+        acc[g][0] += p * v0;
+        acc[g][1] += p * v1;
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; g++) {
+    if (g >= group) break;
+    const float inv = 1.0f / l_s[g];
+    T* o = out + row * heads * head_dim + (kvh * group + g) * head_dim;
+    if (t < head_dim) o[t] = from_f<T>(acc[g][0] * inv);
+    if (t + kTileKeys < head_dim) o[t + kTileKeys] = from_f<T>(acc[g][1] * inv);
+  }
+}
+
 template <typename T>
 __global__ void glu_kernel(const float* gate, const float* up, int64_t n, bool gelu, T* out) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
