@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -274,6 +275,34 @@ TEST(SsdTier, SlowDiskDropsWritesInsteadOfBlockingCallers) {
   env.release_appends();
   tier->flush();
   EXPECT_EQ(tier->stats().written, static_cast<uint64_t>(accepted));
+}
+
+TEST(SsdTier, ReadersDuringWritesAndEvictionOnlyEverSeeCorrectBytes) {
+  SsdTierOptions o = tier_options(temp_dir());
+  o.max_bytes = 40 * kRecord;  // constant eviction
+  auto tier = open_tier(Env::posix(), o);
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> hits{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; t++) {
+    readers.emplace_back([&, t] {
+      std::vector<uint8_t> out(kPayload);
+      for (uint64_t k = 0; !done; k++) {
+        uint64_t i = (k * 7 + t) % 600;
+        size_t n = 0;
+        if (tier->get(block(i), out, &n)) {
+          ASSERT_EQ(out, payload(i)) << i;
+          hits++;
+        }
+      }
+    });
+  }
+  put_blocks(*tier, 0, 600);
+  done = true;
+  for (auto& r : readers) r.join();
+  EXPECT_GT(hits.load(), 0u);
+  EXPECT_EQ(tier->stats().corrupt_reads, 0u);
+  EXPECT_LE(tier->stats().bytes_on_disk, o.max_bytes);
 }
 
 TEST(SsdTier, OversizedBlockIsDroppedNotWritten) {
