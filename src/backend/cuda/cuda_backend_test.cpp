@@ -99,7 +99,7 @@ double attention_error(const AttnCase& c, DType act) {
   auto kd = random_floats(write.num_tokens() * width, 1), vd = random_floats(write.num_tokens() * width, 2);
   for (Backend* b : {static_cast<Backend*>(cpu.get()), gpu.get()}) {
     Tensor k = make(*b, DType::kF32, write.num_tokens(), width, kd), v = make(*b, DType::kF32, write.num_tokens(), width, vd);
-    b->begin_forward(write);
+    b->begin_forward(write, {}, {});
     b->write_kv(0, k, v, write);
   }
   AttentionParams p{c.heads, c.kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), c.window,
@@ -110,7 +110,7 @@ double attention_error(const AttnCase& c, DType act) {
   for (Backend* b : {static_cast<Backend*>(cpu.get()), gpu.get()}) {
     Tensor q = make(*b, DType::kF32, run.num_tokens(), c.heads * c.head_dim, qd);
     Tensor o = *b->alloc(b->act_dtype(), run.num_tokens(), c.heads * c.head_dim);
-    b->begin_forward(run);
+    b->begin_forward(run, {}, {});
     b->attention(0, q, run, p, o);
     out[i++] = read(*b, o);
   }
@@ -129,6 +129,8 @@ TEST(CudaOps, PagedAttentionMatchesCpuOverManyShapes) {
       {8, 4, 64, 4, 5, 0, {{30, 30}, {12, 1}}},             // sliding window 5
       {4, 4, 32, 8, 0, 30.0f, {{20, 20}}},                  // soft-cap
       {16, 8, 128, 16, 16, 50.0f, {{70, 7}, {3, 3}, {48, 1}}},
+      {32, 1, 64, 16, 0, 0, {{40, 2}}},                     // group 32: the per-warp fallback kernel
+      {8, 8, 128, 16, 0, 0, {{300, 1}, {129, 129}}},        // several key tiles of 128
   };
   for (size_t i = 0; i < cases.size(); i++) {
     const double f32 = attention_error(cases[i], DType::kF32);
@@ -168,7 +170,7 @@ TEST(CudaOps, RmsNormRopeGluGemmMatchCpu) {
       Tensor g = *b->alloc(b->act_dtype(), rows, out_cols);
       b->glu(y, y, GluActivation::kGeluTanh, g);
       glu_out[i] = read(*b, g);
-      b->begin_forward(batch);
+      b->begin_forward(batch, {}, {});
       b->rope(x, 16, 8, batch, 0, table);
       rope_out[i] = read(*b, x);
       i++;
