@@ -43,6 +43,14 @@ TEST(Nfc, HangulTBaseDoesNotJoinTheSyllableBeforeIt) {
   EXPECT_EQ(jamo, "\xEC\x96\xB5");
 }
 
+TEST(Nfc, CharactersNewerThanUnicode9AreLeftWhereTheyAreAsHfDoes) {
+  auto nfc = make(R"({"type": "NFC"})");
+  // U+09FE (Unicode 11, class 230) before U+09CD (class 9): Unicode 14 would swap them, HF does not.
+  std::string s = "\xE0\xA6\xB6\xE0\xA7\xBE\xE0\xA7\x8D";
+  nfc->normalize(s);
+  EXPECT_EQ(s, "\xE0\xA6\xB6\xE0\xA7\xBE\xE0\xA7\x8D");
+}
+
 // Normalizing only around unstable characters must equal normalizing everything.
 TEST(Nfc, LocalNormalizationEqualsWholeTextNormalizationOnRandomText) {
   auto nfc = make(R"({"type": "NFC"})");

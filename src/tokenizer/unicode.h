@@ -33,6 +33,10 @@ bool is_whitespace(char32_t c);
 // Rust regex `\w`: letters, marks, decimal digits, letter numbers, connector punctuation, ZWJ/ZWNJ.
 bool is_word_char(char32_t c);
 
+// Assigned after Unicode 9.0 and would be changed or moved by NFC: HF's NFC (Unicode 9.0 tables) treats
+// these as inert starters (nfc_unicode9.cpp, generated).
+bool nfc_unknown_to_unicode9(char32_t c);
+
 // GPT-2's byte-level alphabet: every byte is shown as a printable character (UTF-8 encoded here).
 const std::array<std::string, 256>& byte_to_char();
 // The reverse mapping for a code point, or -1 when `c` is not one of the 256 byte characters.
