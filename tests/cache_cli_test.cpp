@@ -141,11 +141,14 @@ TEST(CacheCli, ClearOtherModelsDefaultsToTheNewest) {
   EXPECT_TRUE(env::Env::posix()->file_exists(env::join_path(c.dir, ssd::segment_name(2))));
 }
 
-TEST(CacheCli, ClearRemovesOnlyKeelsSegments) {
+TEST(CacheCli, ClearRemovesOnlyKeelsFiles) {
   CacheDir c;
+  const std::string ckpt = env::join_path(c.dir, ssd::kCheckpointName);
+  EXPECT_TRUE(env::Env::posix()->write_file_atomic(ckpt, "x").ok());
   CacheRun r = keel_cache("clear " + c.args());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(env::Env::posix()->file_exists(env::join_path(c.dir, ssd::segment_name(1))));
+  EXPECT_FALSE(env::Env::posix()->file_exists(ckpt));
   EXPECT_TRUE(env::Env::posix()->file_exists(c.dir + "/notes.txt"));
   CacheRun ls = keel_cache("ls " + c.args());
   EXPECT_NE(ls.out.find("0 segments"), std::string::npos);

@@ -180,4 +180,94 @@ Result<std::vector<SegmentFile>> list_segments(env::Env* env, const std::string&
   return out;
 }
 
+namespace {
+
+class Writer {
+ public:
+  void bytes(const void* p, size_t n) { out.append(static_cast<const char*>(p), n); }
+  void u32(uint32_t v) { bytes(&v, 4); }
+  void u64(uint64_t v) { bytes(&v, 8); }
+  void hash(const Hash128& h) {
+    u64(h.lo);
+    u64(h.hi);
+  }
+  std::string out;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string_view s) : s_(s) {}
+  bool u32(uint32_t* v) { return take(v, 4); }
+  bool u64(uint64_t* v) { return take(v, 8); }
+  bool hash(Hash128* h) { return u64(&h->lo) && u64(&h->hi); }
+  size_t left() const { return s_.size() - pos_; }
+
+ private:
+  bool take(void* v, size_t n) {
+    if (left() < n) return false;
+    std::memcpy(v, s_.data() + pos_, n);
+    pos_ += n;
+    return true;
+  }
+  std::string_view s_;
+  size_t pos_ = 0;
+};
+
+constexpr size_t kCheckpointEntryBytes = 32;
+
+}  // namespace
+
+std::string encode_checkpoint(const Checkpoint& c) {
+  Writer w;
+  w.bytes(kCheckpointMagic, sizeof(kCheckpointMagic));
+  w.u32(kCheckpointVersion);
+  w.u32(0);
+  w.hash(c.fingerprint);
+  w.u64(c.segments.size());
+  for (const CheckpointSegment& seg : c.segments) {
+    w.u64(seg.id);
+    w.u64(seg.bytes);
+    w.u64(seg.entries.size());
+    for (const CheckpointEntry& e : seg.entries) {
+      w.hash(e.hash);
+      w.u64(e.offset);
+      w.u64(e.payload_length);
+    }
+  }
+  w.u64(XXH3_64bits(w.out.data(), w.out.size()));
+  return std::move(w.out);
+}
+
+Result<Checkpoint> decode_checkpoint(std::string_view bytes) {
+  if (bytes.size() < sizeof(kCheckpointMagic) + 40 ||
+      std::memcmp(bytes.data(), kCheckpointMagic, sizeof(kCheckpointMagic)) != 0)
+    return corruption("{}: not an index checkpoint", kCheckpointName);
+  uint64_t stored;
+  std::memcpy(&stored, bytes.data() + bytes.size() - 8, 8);
+  if (stored != XXH3_64bits(bytes.data(), bytes.size() - 8))
+    return corruption("{}: checksum mismatch", kCheckpointName);
+  Reader r(bytes.substr(sizeof(kCheckpointMagic), bytes.size() - sizeof(kCheckpointMagic) - 8));
+  uint32_t version = 0, reserved = 0;
+  uint64_t n_segments = 0;
+  Checkpoint c;
+  if (!r.u32(&version) || !r.u32(&reserved) || !r.hash(&c.fingerprint) || !r.u64(&n_segments))
+    return corruption("{}: truncated", kCheckpointName);
+  if (version != kCheckpointVersion)
+    return corruption("{}: version {}, expected {}", kCheckpointName, version, kCheckpointVersion);
+  for (uint64_t i = 0; i < n_segments; i++) {
+    CheckpointSegment seg;
+    uint64_t n_entries = 0;
+    if (!r.u64(&seg.id) || !r.u64(&seg.bytes) || !r.u64(&n_entries) || n_entries > r.left() / kCheckpointEntryBytes)
+      return corruption("{}: truncated", kCheckpointName);
+    seg.entries.resize(n_entries);
+    for (CheckpointEntry& e : seg.entries) {
+      if (!r.hash(&e.hash) || !r.u64(&e.offset) || !r.u64(&e.payload_length))
+        return corruption("{}: truncated", kCheckpointName);
+    }
+    c.segments.push_back(std::move(seg));
+  }
+  if (r.left() != 0) return corruption("{}: {} trailing bytes", kCheckpointName, r.left());
+  return c;
+}
+
 }  // namespace keel::cache::ssd

@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cache/block_hash.h"
@@ -78,5 +79,30 @@ std::string segment_name(uint64_t id);
 std::optional<uint64_t> parse_segment_name(const std::string& name);
 // keel's segment files in `dir`, oldest (lowest id) first; files of any other name are not keel's.
 Result<std::vector<SegmentFile>> list_segments(env::Env* env, const std::string& dir);
+
+// The index checkpoint, DIR/keel-index.ckpt: written at a clean shutdown, read and deleted at the next
+// open, so a restart after a clean stop reads no record headers. It is only a shortcut: every block it
+// names is still verified by get() before being served.
+inline constexpr char kCheckpointName[] = "keel-index.ckpt";
+inline constexpr uint8_t kCheckpointMagic[8] = {'K', 'V', 'B', 'K', 'C', 'K', 'P', 'T'};
+inline constexpr uint32_t kCheckpointVersion = 1;
+
+struct CheckpointEntry {
+  BlockHash hash;
+  uint64_t offset;
+  uint64_t payload_length;
+};
+struct CheckpointSegment {
+  uint64_t id = 0;
+  uint64_t bytes = 0;  // the segment's size when the checkpoint was written
+  std::vector<CheckpointEntry> entries;
+};
+struct Checkpoint {
+  ModelFingerprint fingerprint;
+  std::vector<CheckpointSegment> segments;
+};
+std::string encode_checkpoint(const Checkpoint& checkpoint);
+// Corruption when the magic, version, lengths or checksum do not match.
+Result<Checkpoint> decode_checkpoint(std::string_view bytes);
 
 }  // namespace keel::cache::ssd

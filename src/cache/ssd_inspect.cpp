@@ -65,6 +65,9 @@ Result<DirReport> inspect_dir(env::Env* env, const std::string& dir, bool verify
 Result<ClearReport> clear_dir(env::Env* env, const std::string& dir, std::optional<ModelFingerprint> keep) {
   KEEL_ASSIGN_OR_RETURN(DirReport report, inspect_dir(env, dir, /*verify_payloads=*/false));
   ClearReport out;
+  // The index checkpoint would name removed segments; without it the next start scans.
+  const std::string checkpoint = env::join_path(dir, kCheckpointName);
+  if (env->file_exists(checkpoint)) KEEL_RETURN_IF_ERROR(env->remove_file(checkpoint));
   for (const SegmentReport& seg : report.segments) {
     if (keep && seg.by_fingerprint.count(keep->hex()) > 0) {
       out.segments_kept++;

@@ -44,7 +44,8 @@ struct ClearReport {
   uint64_t bytes_removed = 0;
   uint64_t segments_kept = 0;
 };
-// Removes keel's segment files; with `keep`, only those holding no sound record of that fingerprint.
+// Removes keel's segment files (and the index checkpoint); with `keep`, only the segments holding no sound
+// record of that fingerprint.
 Result<ClearReport> clear_dir(env::Env* env, const std::string& dir, std::optional<ModelFingerprint> keep);
 
 }  // namespace keel::cache::ssd

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "cache/ssd_format.h"
 
@@ -52,6 +53,25 @@ SsdTier::~SsdTier() {
   }
   work_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (options_.checkpoint) write_checkpoint();
+}
+
+void SsdTier::write_checkpoint() {
+  ssd::Checkpoint c;
+  c.fingerprint = options_.fingerprint;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::unordered_map<uint64_t, size_t> position;
+    for (const auto& [id, seg] : segments_) {
+      position[id] = c.segments.size();
+      c.segments.push_back(ssd::CheckpointSegment{id, seg.bytes, {}});
+    }
+    for (const auto& [hash, loc] : index_) {
+      c.segments[position.at(loc.segment)].entries.push_back(ssd::CheckpointEntry{hash, loc.offset, loc.payload_length});
+    }
+  }
+  Status s = env_->write_file_atomic(env::join_path(options_.dir, ssd::kCheckpointName), ssd::encode_checkpoint(c));
+  if (!s.ok()) spdlog::warn("ssd cache: index checkpoint not written (the next start scans): {}", s.message());
 }
 
 void SsdTier::rebuild() {
@@ -60,6 +80,23 @@ void SsdTier::rebuild() {
   if (!segments.ok()) {
     spdlog::warn("ssd cache: {}", segments.status().message());
     return;
+  }
+  // A checkpoint is used once: deleted before anything is written, so one left behind by a crash can
+  // never describe segments that changed after it.
+  std::unordered_map<uint64_t, const ssd::CheckpointSegment*> from_checkpoint;
+  std::optional<ssd::Checkpoint> checkpoint;
+  const std::string checkpoint_path = env::join_path(options_.dir, ssd::kCheckpointName);
+  if (env_->file_exists(checkpoint_path)) {
+    auto bytes = env_->read_file(checkpoint_path);
+    auto decoded = bytes.ok() ? ssd::decode_checkpoint(*bytes) : Result<ssd::Checkpoint>(bytes.status());
+    if (!decoded.ok()) {
+      spdlog::warn("ssd cache: ignoring the index checkpoint: {}", decoded.status().message());
+    } else if (options_.checkpoint && decoded->fingerprint == options_.fingerprint) {
+      checkpoint = std::move(*decoded);
+      for (const auto& seg : checkpoint->segments) from_checkpoint[seg.id] = &seg;
+    }
+    Status removed = env_->remove_file(checkpoint_path);
+    if (!removed.ok()) spdlog::warn("ssd cache: {}", removed.message());
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (const ssd::SegmentFile& file : *segments) {
@@ -76,6 +113,20 @@ void SsdTier::rebuild() {
       continue;
     }
     seg.bytes = (*map)->size();
+    if (auto it = from_checkpoint.find(file.id); it != from_checkpoint.end() && it->second->bytes == seg.bytes) {
+      for (const ssd::CheckpointEntry& e : it->second->entries) {
+        if (e.offset > seg.bytes || e.payload_length > seg.bytes - e.offset ||
+            ssd::kHeaderBytes > seg.bytes - e.offset - e.payload_length)
+          continue;  // cannot lie within the segment: not trusted
+        index_.insert_or_assign(e.hash, Location{file.id, e.offset, e.payload_length});
+        seg.hashes.push_back(e.hash);
+      }
+      stats_.segments_from_checkpoint++;
+      seg.map = std::shared_ptr<env::MappedFile>(std::move(*map));
+      stats_.bytes_on_disk += seg.bytes;
+      segments_.emplace(file.id, std::move(seg));
+      continue;
+    }
     ssd::SegmentScan scan = ssd::scan_segment((*map)->data(), (*map)->size(), /*verify_payloads=*/false);
     stats_.records_scanned += scan.records.size() + scan.problems.size();
     stats_.skipped_corrupt += scan.problems.size();

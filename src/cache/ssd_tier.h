@@ -6,8 +6,9 @@
 // disk. The bytes of keel's segment files never exceed max_bytes: the oldest segments are deleted first.
 // ENOSPC/EDQUOT (or any write error) pauses writing for a while and evicts; it never reaches a caller.
 //
-// open() rebuilds the index by reading every record header (docs/FORMAT-SSD.md). Records of another model
-// fingerprint are ignored; records that fail a check are skipped and counted. get() re-verifies the
+// open() rebuilds the index by reading every record header (docs/FORMAT-SSD.md), or, after a clean
+// shutdown, from the index checkpoint written then (validated: checksum, fingerprint, segment sizes).
+// Records of another model fingerprint are ignored; records that fail a check are skipped and counted. get() re-verifies the
 // checksum over header and payload before serving a block, so a bit flip on disk is never served.
 #pragma once
 
@@ -38,6 +39,7 @@ struct SsdTierOptions {
   ModelFingerprint fingerprint;
   KvLayout layout;
   uint64_t pause_micros = 5'000'000;  // how long writing stops after a write error or a full disk
+  bool checkpoint = true;             // write the index checkpoint at shutdown, use it at open
 };
 
 struct SsdTierStats {
@@ -47,6 +49,7 @@ struct SsdTierStats {
   uint64_t segments = 0;
   // open(): the rebuild.
   uint64_t rebuild_micros = 0;
+  uint64_t segments_from_checkpoint = 0;  // segments whose headers were not read: the checkpoint named them
   uint64_t records_scanned = 0;
   uint64_t skipped_corrupt = 0;      // failed a check (torn, truncated, bit flip, unknown version)
   uint64_t skipped_other_model = 0;  // sound, but another fingerprint
@@ -74,7 +77,7 @@ class SsdTier {
   // Creates the directory if needed, rebuilds the index and starts the writer. Fails only when the
   // directory cannot be created or listed; unreadable segments are counted, not fatal.
   static Result<std::unique_ptr<SsdTier>> open(env::Env* env, SsdTierOptions options);
-  // Writes what is queued (or drops it while paused), then stops the writer.
+  // Writes what is queued (or drops it while paused), stops the writer, then writes the index checkpoint.
   ~SsdTier();
   SsdTier(const SsdTier&) = delete;
   SsdTier& operator=(const SsdTier&) = delete;
@@ -120,6 +123,7 @@ class SsdTier {
 
   SsdTier(env::Env* env, SsdTierOptions options);
   void rebuild();
+  void write_checkpoint();
   void writer_loop();
   void write_batch(std::vector<Pending>& batch);
   bool write_one(const Pending& p, uint64_t cap);
