@@ -249,7 +249,7 @@ class CudaBackend final : public Backend {
   void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) override {
     dispatch(table.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      embed_kernel<T><<<n, 256, 0, stream_>>>(static_cast<const T*>(table.data), tokens_.ptr, table.cols, scale,
+      embed_kernel<T><<<n, 1024, 0, stream_>>>(static_cast<const T*>(table.data), tokens_.ptr, table.cols, scale,
                                                static_cast<float*>(out.data));
     });
     check_launch();
@@ -260,7 +260,9 @@ class CudaBackend final : public Backend {
       using TO = std::remove_pointer_t<decltype(out_tag)>;
       dispatch(w.dtype, [&](auto* w_tag) {
         using TW = std::remove_pointer_t<decltype(w_tag)>;
-        rms_norm_kernel<TO, TW><<<static_cast<unsigned>(x.rows), 256, 0, stream_>>>(
+        // A few long rows (decode) get more threads each, so one row is not a serial chain of loads.
+        const int threads = x.rows <= 64 && x.cols >= 2048 ? 1024 : 256;
+        rms_norm_kernel<TO, TW><<<static_cast<unsigned>(x.rows), threads, 0, stream_>>>(
             static_cast<const float*>(x.data), static_cast<const TW*>(w.data), eps, add_one, x.cols,
             static_cast<TO*>(out.data));
       });
@@ -320,16 +322,27 @@ class CudaBackend final : public Backend {
   void attention(int layer, const Tensor& q, const BatchMeta& batch, const AttentionParams& p,
                  Tensor& out) override {
     const int group = p.num_heads / p.num_kv_heads;
-    if (group <= kMaxGroup && p.head_dim <= kTileKeys * 2) {
+    const int dpl = p.head_dim / 32;
+    if (group <= kMaxGroup && p.head_dim % 32 == 0 && (dpl == 1 || dpl == 2 || dpl == 4 || dpl == 8)) {
       // One block per (query row, KV head): K/V read once for the whole query group.
       dim3 grid(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads));
-      const size_t smem = (static_cast<size_t>(group) * p.head_dim + static_cast<size_t>(group) * kTileKeys) * sizeof(float);
+      const size_t smem = (static_cast<size_t>(group) * p.head_dim + static_cast<size_t>(group) * kTileKeys +
+                           static_cast<size_t>(kWarps) * group * p.head_dim) * sizeof(float);
       dispatch(kv_.dtype, [&](auto* tag) {
         using T = std::remove_pointer_t<decltype(tag)>;
-        attention_group_kernel<T><<<grid, kTileKeys, smem, stream_>>>(
-            static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
-            positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr, p.num_heads, p.num_kv_heads, p.head_dim,
-            kv_.block_size, p.scale, p.sliding_window, p.softcap, static_cast<T*>(out.data));
+        auto launch = [&](auto kernel) {
+          if (smem > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+          kernel<<<grid, kTileKeys, smem, stream_>>>(
+              static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
+              positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr, p.num_heads, p.num_kv_heads, p.head_dim,
+              kv_.block_size, p.scale, p.sliding_window, p.softcap, static_cast<T*>(out.data));
+        };
+        switch (dpl) {
+          case 1: launch(attention_group_kernel<T, 1>); break;
+          case 2: launch(attention_group_kernel<T, 2>); break;
+          case 4: launch(attention_group_kernel<T, 4>); break;
+          default: launch(attention_group_kernel<T, 8>); break;
+        }
       });
       check_launch();
       return;
@@ -440,7 +453,7 @@ class CudaBackend final : public Backend {
     if (rows.empty()) return;
     dispatch(x.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      gather_rows_kernel<T><<<static_cast<unsigned>(rows.size()), 256, 0, stream_>>>(
+      gather_rows_kernel<T><<<static_cast<unsigned>(rows.size()), 1024, 0, stream_>>>(
           static_cast<const T*>(x.data), gather_.ptr, x.cols, static_cast<T*>(out.data));
     });
     check_launch();

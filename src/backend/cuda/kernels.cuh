@@ -169,23 +169,54 @@ __global__ void attention_kernel(const float* q, const T* k_cache, const T* v_ca
   }
 }
 
-// One block of kTileKeys threads per (query row, KV head), for all `group` query heads sharing that KV head:
-// each K/V element is read once per row instead of once per query head. Keys are processed in tiles of
-// kTileKeys (one key per thread for the scores), with an online softmax across tiles; for the output each
-// thread owns dims t and t + kTileKeys of every head in the group.
-constexpr int kMaxGroup = 16;
-constexpr int kTileKeys = 128;
+// Eight consecutive elements as float, with one 16-byte load for 2-byte types (p must be 16-byte aligned).
+__device__ __forceinline__ void load8(const __nv_bfloat16* p, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 f = __bfloat1622float2(h[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void load8(const __half* p, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 f = __half22float2(h[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void load8(const float* p, float* out) {
+  const float4 a = *reinterpret_cast<const float4*>(p);
+  const float4 b = *reinterpret_cast<const float4*>(p + 4);
+  out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+}
 
-template <typename T>
+// One block of kTileKeys threads per (query row, KV head), for all `group` query heads sharing that KV head:
+// each K/V element is read once per row instead of once per query head. Keys go in tiles of kTileKeys with an
+// online softmax across tiles. Scores: one key per thread, its row read in 16-byte pieces. Values: warp w takes
+// keys w, w+4, ... of the tile and lane l owns dims [l*DPL, (l+1)*DPL), so each key's row is one coalesced
+// read; the four warps' partial sums are added at the end. Needs head_dim % 32 == 0 and head_dim <= 256.
+constexpr int kMaxGroup = 8;
+constexpr int kTileKeys = 128;
+constexpr int kWarps = kTileKeys / 32;
+
+template <typename T, int DPL>
 __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
     const float* q, const T* k_cache, const T* v_cache, const int32_t* positions, const int32_t* row_seq,
     const SeqInfo* seqs, const int32_t* block_tables, int heads, int kv_heads, int head_dim, int block_size,
     float scale, int window, float softcap, T* out) {
   extern __shared__ float smem[];
   const int group = heads / kv_heads;
-  float* qs = smem;                         // [group][head_dim], pre-scaled
-  float* ps = smem + group * head_dim;      // [group][kTileKeys] scores, then probabilities
-  __shared__ float red[kTileKeys / 32][kMaxGroup];
+  float* qs = smem;                          // [group][head_dim], pre-scaled
+  float* ps = qs + group * head_dim;         // [group][kTileKeys] probabilities of the tile
+  float* part = ps + group * kTileKeys;      // [kWarps][group][head_dim] partial outputs
+  __shared__ int64_t slot_s[kTileKeys];
+  __shared__ float red[kWarps][kMaxGroup];
   __shared__ float m_s[kMaxGroup], l_s[kMaxGroup], alpha_s[kMaxGroup];
 
   const int64_t row = blockIdx.x;
@@ -205,25 +236,33 @@ __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
     m_s[t] = -INFINITY;
     l_s[t] = 0.0f;
   }
-  float acc[kMaxGroup][2];
+  float acc[kMaxGroup][DPL];
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; g++) acc[g][0] = acc[g][1] = 0.0f;
+  for (int g = 0; g < kMaxGroup; g++)
+#pragma unroll
+    for (int i = 0; i < DPL; i++) acc[g][i] = 0.0f;
   __syncthreads();
 
   for (int tile = lo; tile <= pos; tile += kTileKeys) {
-    // Scores: thread t takes key tile + t.
     const int j = tile + t;
     float s[kMaxGroup];
 #pragma unroll
     for (int g = 0; g < kMaxGroup; g++) s[g] = 0.0f;
     if (j <= pos) {
       const int64_t slot = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
+      slot_s[t] = slot;
       const T* kp = k_cache + slot * kv_width + kvh * head_dim;
-      for (int d = 0; d < head_dim; d++) {
-        const float kd = to_f(kp[d]);
+      for (int d = 0; d < head_dim; d += 8) {
+        float kd[8];
+        load8(kp + d, kd);
 #pragma unroll
-        for (int g = 0; g < kMaxGroup; g++)
-          if (g < group) s[g] += qs[g * head_dim + d] * kd;
+        for (int g = 0; g < kMaxGroup; g++) {
+          if (g < group) {
+            const float* qg = qs + g * head_dim + d;
+#pragma unroll
+            for (int e = 0; e < 8; e++) s[g] += qg[e] * kd[e];
+          }
+        }
       }
     }
 #pragma unroll
@@ -237,7 +276,7 @@ __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
     __syncthreads();
     if (t < group) {
       float mx = m_s[t];
-      for (int w = 0; w < kTileKeys / 32; w++) mx = fmaxf(mx, red[w][t]);
+      for (int w = 0; w < kWarps; w++) mx = fmaxf(mx, red[w][t]);
       alpha_s[t] = __expf(m_s[t] - mx);  // 0 on the first tile (m was -inf)
       m_s[t] = mx;
     }
@@ -253,40 +292,45 @@ __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
     __syncthreads();
     if (t < group) {
       float sum = 0.0f;
-      for (int w = 0; w < kTileKeys / 32; w++) sum += red[w][t];
+      for (int w = 0; w < kWarps; w++) sum += red[w][t];
       l_s[t] = l_s[t] * alpha_s[t] + sum;
     }
-    // Values: dims t and t + kTileKeys, every key of the tile, coalesced across threads.
 #pragma unroll
     for (int g = 0; g < kMaxGroup; g++) {
       if (g >= group) break;
-      acc[g][0] *= alpha_s[g];
-      acc[g][1] *= alpha_s[g];
+#pragma unroll
+      for (int i = 0; i < DPL; i++) acc[g][i] *= alpha_s[g];
     }
     const int n = min(kTileKeys, pos - tile + 1);
-    for (int jj = 0; jj < n; jj++) {
-      const int jk = tile + jj;
-      const int64_t slot = static_cast<int64_t>(table[jk / block_size]) * block_size + jk % block_size;
-      const T* vp = v_cache + slot * kv_width + kvh * head_dim;
-      const float v0 = t < head_dim ? to_f(vp[t]) : 0.0f;
-      const float v1 = t + kTileKeys < head_dim ? to_f(vp[t + kTileKeys]) : 0.0f;
+#pragma unroll 4
+    for (int jj = warp; jj < n; jj += kWarps) {
+      const T* vp = v_cache + slot_s[jj] * kv_width + kvh * head_dim + lane * DPL;
+      float v[DPL];
+#pragma unroll
+      for (int i = 0; i < DPL; i++) v[i] = to_f(vp[i]);
 #pragma unroll
       for (int g = 0; g < kMaxGroup; g++) {
         if (g >= group) break;
         const float p = ps[g * kTileKeys + jj];
-        acc[g][0] += p * v0;
-        acc[g][1] += p * v1;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) acc[g][i] += p * v[i];
       }
     }
     __syncthreads();
   }
+  // Add the warps' partial outputs.
 #pragma unroll
   for (int g = 0; g < kMaxGroup; g++) {
     if (g >= group) break;
-    const float inv = 1.0f / l_s[g];
-    T* o = out + row * heads * head_dim + (kvh * group + g) * head_dim;
-    if (t < head_dim) o[t] = from_f<T>(acc[g][0] * inv);
-    if (t + kTileKeys < head_dim) o[t + kTileKeys] = from_f<T>(acc[g][1] * inv);
+#pragma unroll
+    for (int i = 0; i < DPL; i++) part[(warp * group + g) * head_dim + lane * DPL + i] = acc[g][i];
+  }
+  __syncthreads();
+  for (int i = t; i < group * head_dim; i += kTileKeys) {
+    const int g = i / head_dim, d = i % head_dim;
+    float sum = 0.0f;
+    for (int w = 0; w < kWarps; w++) sum += part[(w * group + g) * head_dim + d];
+    out[row * heads * head_dim + (kvh * group + g) * head_dim + d] = from_f<T>(sum / l_s[g]);
   }
 }
 
