@@ -81,7 +81,9 @@ int run_bench_tokenizer(const BenchTokenizerArgs& a) {
   std::printf("decode: %.3f s, %.2f MB/s; stream decode: %.3f s, %.2f us/token; round trip %s\n", decode_s,
               decoded.size() / decode_s / 1e6, stream_s, stream_s / std::max<size_t>(1, ids.size()) * 1e6,
               decoded == text ? "exact" : "differs (normalized)");
-  if (streamed != decoded.size()) return report(internal_error("stream decode gave {} bytes, decode {}", streamed, decoded.size()));
+  if (streamed != decoded.size()) {
+    return report(internal_error("stream decode gave {} bytes, decode {}", streamed, decoded.size()));
+  }
   return 0;
 }
 

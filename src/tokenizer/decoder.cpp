@@ -33,7 +33,8 @@ class ByteLevel : public Decoder {
 
 class Metaspace : public Decoder {
  public:
-  Metaspace(std::string replacement, bool strip_first) : replacement_(std::move(replacement)), strip_first_(strip_first) {}
+  Metaspace(std::string replacement, bool strip_first)
+      : replacement_(std::move(replacement)), strip_first_(strip_first) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (size_t k = 0; k < tokens.size(); ++k) {
       std::string out;
@@ -198,7 +199,8 @@ Result<std::unique_ptr<Decoder>> parse_decoder(const Json& j, const std::string&
     char32_t c = next_char(content, i);
     KEEL_ASSIGN_OR_RETURN(int64_t start, get_int_or(j, "start", 0, where));
     KEEL_ASSIGN_OR_RETURN(int64_t stop, get_int_or(j, "stop", 0, where));
-    return Ptr(new Strip(c, static_cast<size_t>(std::max<int64_t>(start, 0)), static_cast<size_t>(std::max<int64_t>(stop, 0))));
+    if (start < 0 || stop < 0) return corruption("{}: start and stop must not be negative", where);
+    return Ptr(new Strip(c, static_cast<size_t>(start), static_cast<size_t>(stop)));
   }
   if (type == "Sequence") {
     KEEL_ASSIGN_OR_RETURN(const Json* list, get_field(j, "decoders", where));

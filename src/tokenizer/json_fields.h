@@ -40,7 +40,9 @@ inline Result<bool> get_bool_or(const Json& obj, const char* key, bool fallback,
 inline Result<int64_t> get_int_or(const Json& obj, const char* key, int64_t fallback, const std::string& where) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return fallback;
-  if (!it->is_number_integer()) return corruption("{}: expected an integer, got {}", field_path(where, key), it->type_name());
+  if (!it->is_number_integer()) {
+    return corruption("{}: expected an integer, got {}", field_path(where, key), it->type_name());
+  }
   return it->get<int64_t>();
 }
 

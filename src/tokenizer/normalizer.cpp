@@ -55,10 +55,10 @@ class Nfc : public Normalizer {
     size_t prev_start = 0;  // start of the last character that was left alone
     for (size_t i = 0; i < text.size();) {
       size_t start = i;
-      char32_t c = next_char(text, i);
-      if (stable(c)) {
+      Kind kind = kind_of(next_char(text, i));
+      if (kind != Kind::kChanging) {
         // An inert character cannot compose with what follows either: a region starts after it.
-        prev_start = nfc_unknown_to_unicode9(c) ? i : start;
+        prev_start = kind == Kind::kInert ? i : start;
         continue;
       }
       // The preceding starter may compose with this character; what follows up to the next stable
@@ -66,7 +66,7 @@ class Nfc : public Normalizer {
       size_t begin = std::max(start > 0 ? prev_start : 0, copied);
       size_t end = i;
       for (size_t k = i; k < text.size();) {
-        if (stable(next_char(text, k))) break;
+        if (kind_of(next_char(text, k)) != Kind::kChanging) break;
         end = k;
       }
       out.append(text, copied, begin - copied);
@@ -81,33 +81,36 @@ class Nfc : public Normalizer {
   }
 
  private:
-  // A starter that NFC leaves as it is and that never composes with a character before it: normalization
-  // never reaches across it. (utf8proc marks "second" combiners with comb_index >= 0x8000.)
-  static bool stable(char32_t c) {
-    if (c < 0x80) return true;
-    // U+11A7 is Hangul's TBase, not a trailing consonant: it must not join a syllable before it, but
-    // utf8proc 2.6 swallows it into one. Never handing it to utf8proc keeps it, as Unicode and HF do.
-    if (c == 0x11A7) return true;
-    if (nfc_unknown_to_unicode9(c)) return true;
+  enum class Kind : uint8_t {
+    kChanging,  // NFC may change, move or compose it: normalize the region around it
+    kStable,    // a starter NFC leaves alone and that never composes with a character before it
+    kInert,     // unknown to HF's Unicode 9.0 tables: composes with nothing on either side
+  };
+
+  static Kind kind_of(char32_t c) {
+    if (c < 0x80) return Kind::kStable;  // ASCII never follows another character in a composition
     if (c < 0x10000) return bmp_table()[c];
-    const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(c));
-    return p->combining_class == 0 && (p->comb_index == UINT16_MAX || p->comb_index < 0x8000) &&
-           p->decomp_seqindex == UINT16_MAX;
+    return classify(c);
   }
 
-  static const std::vector<bool>& bmp_table() {
-    static const std::vector<bool> table = [] {
-      std::vector<bool> t(0x10000);
-      std::string one;
-      for (char32_t c = 0; c < 0x10000; ++c) {
-        if (c >= 0xD800 && c <= 0xDFFF) continue;
-        if (c >= 0x1100 && c <= 0x11FF) continue;  // Hangul jamo compose algorithmically
-        const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(c));
-        if (p->combining_class != 0 || (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000)) continue;
-        one.clear();
-        append_utf8(one, c);
-        t[c] = utf8proc_form(one, UTF8PROC_STABLE | UTF8PROC_COMPOSE) == one;
-      }
+  // (utf8proc marks "second" combiners with comb_index >= 0x8000.)
+  static Kind classify(char32_t c) {
+    // U+11A7 is Hangul's TBase, not a trailing consonant: it must not join a syllable before it, but
+    // utf8proc 2.6 swallows it into one. Never handing it to utf8proc keeps it, as Unicode and HF do.
+    if (c == 0x11A7 || nfc_unknown_to_unicode9(c)) return Kind::kInert;
+    if (c >= 0xD800 && c <= 0xDFFF) return Kind::kChanging;
+    if (c >= 0x1100 && c <= 0x11FF) return Kind::kChanging;  // Hangul jamo compose algorithmically
+    const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(c));
+    if (p->combining_class != 0 || (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000)) return Kind::kChanging;
+    std::string one;
+    append_utf8(one, c);
+    return utf8proc_form(one, UTF8PROC_STABLE | UTF8PROC_COMPOSE) == one ? Kind::kStable : Kind::kChanging;
+  }
+
+  static const std::vector<Kind>& bmp_table() {
+    static const std::vector<Kind> table = [] {
+      std::vector<Kind> t(0x10000);
+      for (char32_t c = 0; c < 0x10000; ++c) t[c] = classify(c);
       return t;
     }();
     return table;
