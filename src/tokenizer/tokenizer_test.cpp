@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <thread>
+
 #include "tokenizer/stream_decoder.h"
 #include "tokenizer/unicode.h"
 
@@ -71,6 +74,25 @@ TEST(Tokenizer, ReportsSpecialIdsFromTheConfigs) {
   EXPECT_EQ(tok.id_to_token(256), "ab");
   EXPECT_TRUE(tok.is_special(300));
   EXPECT_FALSE(tok.is_special(301));
+}
+
+TEST(Tokenizer, EncodesTheSameFromManyThreadsAtOnce) {
+  Tokenizer tok = load_tiny();
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) texts.push_back("ab a " + std::to_string(i) + " <s>x\xC3\xA9 " + std::string(i % 7, 'a'));
+  std::vector<Ids> expected;
+  for (const auto& t : texts) expected.push_back(tok.encode(t, false));
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      for (int round = 0; round < 20; ++round) {
+        for (size_t i = k; i < texts.size(); i += 1 + k) mismatches += tok.encode(texts[i], false) != expected[i];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST(StreamDecoder, NeverEmitsPartOfACharacter) {

@@ -108,19 +108,6 @@ std::string utf8_lossy(std::string_view s) {
   return out;
 }
 
-size_t complete_utf8_prefix(std::string_view s) {
-  // Walk back over at most 3 continuation bytes to the last lead byte and check it is complete.
-  size_t n = s.size();
-  size_t k = 0;
-  while (k < 3 && k < n && (static_cast<unsigned char>(s[n - 1 - k]) & 0xC0) == 0x80) ++k;
-  if (k == n) return n;
-  unsigned char lead = static_cast<unsigned char>(s[n - 1 - k]);
-  if (lead < 0x80) return n;
-  size_t want = utf8_len(lead);
-  if (want == 1) return n;  // a stray byte: not a prefix of anything, leave it to the caller
-  return k + 1 >= want ? n : n - 1 - k;
-}
-
 bool is_whitespace(char32_t c) {
   return (c >= 0x9 && c <= 0xD) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
          (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||

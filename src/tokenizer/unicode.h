@@ -24,9 +24,6 @@ void append_utf8(std::string& out, char32_t cp);
 bool is_valid_utf8(std::string_view s);
 // Rust's String::from_utf8_lossy: each maximal invalid subpart becomes one U+FFFD (what HF decoders do).
 std::string utf8_lossy(std::string_view bytes);
-// Valid UTF-8 with no character cut in two: the longest prefix of `s` that ends on a character boundary and
-// whose last character is complete. Used to hold back an incomplete tail while streaming.
-size_t complete_utf8_prefix(std::string_view s);
 
 // Rust char::is_whitespace (the Unicode White_Space property), as HF uses for lstrip/rstrip.
 bool is_whitespace(char32_t c);

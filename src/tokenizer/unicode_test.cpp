@@ -21,13 +21,6 @@ TEST(Utf8, ValidityFollowsTheStandard) {
   EXPECT_FALSE(is_valid_utf8("\xE2\x82"));          // truncated
 }
 
-TEST(Utf8, CompletePrefixHoldsBackAnIncompleteLastCharacter) {
-  EXPECT_EQ(complete_utf8_prefix("ab"), 2u);
-  EXPECT_EQ(complete_utf8_prefix("a\xF0\x9F\x98"), 1u);
-  EXPECT_EQ(complete_utf8_prefix("a\xF0\x9F\x98\x80"), 5u);
-  EXPECT_EQ(complete_utf8_prefix("a\xC3"), 1u);
-}
-
 TEST(ByteLevelAlphabet, MapsEveryByteToADistinctPrintableCharacterAndBack) {
   const auto& table = byte_to_char();
   EXPECT_EQ(table[' '], "\xC4\xA0");  // Ġ
