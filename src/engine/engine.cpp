@@ -233,6 +233,9 @@ void Engine::loop() {
 void Engine::publish_stats(uint64_t prompt_tokens, uint64_t generated, uint64_t finished, bool stepped) {
   std::lock_guard<std::mutex> lock(mu_);
   stats_.steps += stepped ? 1 : 0;
+  const uint64_t allocations = model_->backend().allocations();
+  if (stepped && stats_.steps == 1) warm_allocations_ = allocations;
+  if (stats_.steps > 0) stats_.allocations_after_warmup = allocations - warm_allocations_;
   stats_.prompt_tokens += prompt_tokens;
   stats_.generated_tokens += generated;
   stats_.requests_finished += finished;

@@ -70,6 +70,8 @@ struct EngineStats {
   uint64_t generated_tokens = 0;   // in total
   uint64_t preemptions = 0;
   uint64_t requests_finished = 0;
+  // Backend allocations since the end of the first step (warm-up); must stay 0 while serving.
+  uint64_t allocations_after_warmup = 0;
 };
 
 class Engine {
@@ -106,6 +108,7 @@ class Engine {
   bool stopping_ = false;
   bool draining_ = false;
   EngineStats stats_;
+  uint64_t warm_allocations_ = 0;  // Backend::allocations() after the first step
   std::thread thread_;
 };
 

@@ -39,6 +39,7 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const backend::KvLayout& kv_layout() const { return backend_->kv_layout(); }
+  const backend::Backend& backend() const { return *backend_; }
   int max_batch_tokens() const { return options_.max_batch_tokens; }
 
   // Runs the batch; `logits` receives [batch.logit_rows.size(), vocab] float32, row-major.

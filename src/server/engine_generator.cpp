@@ -44,6 +44,7 @@ GeneratorStats EngineGenerator::stats() const {
   s.waiting = e.waiting;
   s.kv_blocks_used = e.kv_blocks_used;
   s.kv_blocks_total = e.kv_blocks_total;
+  s.allocations_after_warmup = static_cast<int64_t>(e.allocations_after_warmup);
   return s;
 }
 
