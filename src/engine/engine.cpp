@@ -4,6 +4,8 @@
 #include <cmath>
 #include <utility>
 
+#include "engine/fingerprint.h"
+
 namespace keel::engine {
 
 const char* finish_reason_name(FinishReason r) {
@@ -19,6 +21,11 @@ const char* finish_reason_name(FinishReason r) {
 
 namespace {
 
+std::optional<cache::ModelFingerprint> prefix_fingerprint(const model::Model& model, const EngineOptions& o) {
+  if (!o.prefix_caching) return std::nullopt;
+  return o.fingerprint.is_zero() ? config_fingerprint(model) : o.fingerprint;
+}
+
 // Per-request state the scheduler's Sequence does not carry.
 struct RequestState {
   Request request;
@@ -33,10 +40,13 @@ Engine::Engine(model::Model* model, const EngineOptions& options)
     : model_(model),
       options_(options),
       scheduler_(model->kv_layout().num_blocks, model->kv_layout().block_size, options.max_num_seqs,
-                 std::min(options.max_num_batched_tokens, model->max_batch_tokens())) {
+                 std::min(options.max_num_batched_tokens, model->max_batch_tokens()),
+                 prefix_fingerprint(*model, options)) {
   if (options_.max_model_len <= 0) options_.max_model_len = model->config().max_position_embeddings;
   options_.max_model_len = std::min(options_.max_model_len, model->config().max_position_embeddings);
   stats_.kv_blocks_total = model->kv_layout().num_blocks;
+  stats_.kv_block_size = model->kv_layout().block_size;
+  stats_.kv_block_bytes = model->kv_layout().bytes_per_block_per_layer() * model->kv_layout().num_layers;
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -106,6 +116,7 @@ void Engine::loop() {
     if (Sequence* seq = scheduler_.find(id)) {
       e.prompt_tokens = seq->prompt_len;
       e.completion_tokens = seq->generated();
+      e.cached_tokens = seq->cached_tokens;
     }
     scheduler_.finish(id);
     it->second->callback(e);
@@ -187,6 +198,7 @@ void Engine::loop() {
       e.token = tok;
       e.prompt_tokens = seq->prompt_len;
       e.completion_tokens = seq->generated();
+      e.cached_tokens = seq->cached_tokens;
       if (st.request.top_logprobs >= 0) {
         // Log-softmax of the model's raw distribution.
         const float mx = *std::max_element(l, l + vocab);
@@ -243,6 +255,11 @@ void Engine::publish_stats(uint64_t prompt_tokens, uint64_t generated, uint64_t 
   stats_.running = scheduler_.num_running();
   stats_.waiting = scheduler_.num_waiting() + static_cast<int>(incoming_.size());
   stats_.kv_blocks_used = scheduler_.pool().num_used();
+  stats_.kv_blocks_cached = scheduler_.pool().num_kept();
+  const Scheduler::PrefixStats& prefix = scheduler_.prefix_stats();
+  stats_.prefix_cache_hit_blocks = prefix.hit_blocks;
+  stats_.prefix_cache_miss_blocks = prefix.miss_blocks;
+  stats_.prefix_cache_evictions = prefix.evictions;
 }
 
 }  // namespace keel::engine

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cache/block_hash.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "model/model.h"
@@ -51,6 +52,7 @@ struct Event {
   std::string error;                          // with kError
   int prompt_tokens = 0;
   int completion_tokens = 0;  // including this event's token
+  int cached_tokens = 0;      // prompt tokens whose KV came from the prefix cache (on every event)
 };
 using EventCallback = std::function<void(const Event&)>;
 
@@ -58,6 +60,12 @@ struct EngineOptions {
   int max_num_seqs = 64;
   int max_num_batched_tokens = 512;  // per step: decodes + prefill chunks
   int max_model_len = 0;             // 0: the model's context
+  // Prefix caching: full KV blocks stay cached after use, and a prompt that starts with cached blocks reuses
+  // them instead of recomputing them (see Scheduler). Blocks are named under `fingerprint`; a zero one (the
+  // default) is derived from the model's config, dtype and KV layout (config_fingerprint), which suffices
+  // while blocks never leave this process. Tiers that persist need weights_fingerprint (engine/fingerprint.h).
+  bool prefix_caching = true;
+  cache::ModelFingerprint fingerprint;
 };
 
 struct EngineStats {
@@ -70,6 +78,13 @@ struct EngineStats {
   uint64_t generated_tokens = 0;   // in total
   uint64_t preemptions = 0;
   uint64_t requests_finished = 0;
+  // Prefix cache, device tier. Blocks hold kv_block_size tokens and kv_block_bytes bytes (all layers, K and V).
+  int kv_blocks_cached = 0;  // unused blocks kept for reuse (a subset of the pool, not of kv_blocks_used)
+  int kv_block_size = 0;
+  uint64_t kv_block_bytes = 0;
+  uint64_t prefix_cache_hit_blocks = 0;   // full prompt blocks reused at admission
+  uint64_t prefix_cache_miss_blocks = 0;  // full prompt blocks (excluding the last token's) computed instead
+  uint64_t prefix_cache_evictions = 0;    // cached blocks whose memory was taken for new KV
   // Backend allocations since the end of the first step (warm-up); must stay 0 while serving.
   uint64_t allocations_after_warmup = 0;
 };

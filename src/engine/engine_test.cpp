@@ -51,7 +51,7 @@ std::vector<int32_t> alone(const std::vector<int32_t>& p, int max_tokens) {
 struct Collector {
   std::vector<int32_t> tokens;
   FinishReason finish = FinishReason::kNone;
-  int prompt_tokens = 0, completion_tokens = 0;
+  int prompt_tokens = 0, completion_tokens = 0, cached_tokens = -1;
   std::promise<void> done;
   EventCallback callback() {
     return [this](const Event& e) {
@@ -60,6 +60,7 @@ struct Collector {
         finish = e.finish;
         prompt_tokens = e.prompt_tokens;
         completion_tokens = e.completion_tokens;
+        cached_tokens = e.cached_tokens;
         done.set_value();
       }
     };
@@ -74,6 +75,19 @@ Request greedy(const std::vector<int32_t>& p, int max_tokens) {
   r.sampling.temperature = 0;
   r.ignore_eos = true;
   return r;
+}
+
+// Runs one greedy request to the end and returns what it produced.
+Collector run_one(Engine& engine, const std::vector<int32_t>& p, int max_tokens) {
+  Collector c;
+  EXPECT_TRUE(engine.submit(greedy(p, max_tokens), c.callback()).ok());
+  EXPECT_TRUE(c.wait());
+  return c;
+}
+
+std::vector<int32_t> concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
 }
 
 }  // namespace
@@ -199,6 +213,81 @@ TEST(Engine, DrainRefusesNewRequests) {
   auto r = engine.submit(greedy(prompt(3, 1), 2), [](const Event&) {});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kResourceExhausted);
+}
+
+TEST(EnginePrefixCache, ASharedPrefixIsReusedAndGivesTheSameGreedyTokens) {
+  const std::vector<int32_t> first = prompt(22, 1);
+  // Shares the first 18 tokens (4 full blocks of 4) with `first`.
+  const std::vector<int32_t> second = concat(std::vector<int32_t>(first.begin(), first.begin() + 18), prompt(5, 8));
+  Loaded l = load(64, /*block_size=*/4);
+  Engine engine(l.model.get(), EngineOptions{});
+
+  Collector a = run_one(engine, first, 8);
+  EXPECT_EQ(a.tokens, alone(first, 8));
+  EXPECT_EQ(a.cached_tokens, 0);
+
+  Collector b = run_one(engine, second, 8);
+  EXPECT_EQ(b.cached_tokens, 16);
+  EXPECT_EQ(b.tokens, alone(second, 8));
+
+  // The same prompt again: all but the block holding its last token (22 = 5 full blocks + 2).
+  Collector c = run_one(engine, first, 8);
+  EXPECT_EQ(c.cached_tokens, 20);
+  EXPECT_EQ(c.tokens, a.tokens);
+
+  // A prompt that is exactly 6 full blocks: the last block is recomputed for the last token's logits.
+  const std::vector<int32_t> whole = concat(first, {a.tokens[0], a.tokens[1]});
+  Collector d = run_one(engine, whole, 4);
+  EXPECT_EQ(d.cached_tokens, 20);
+  EXPECT_EQ(d.tokens, alone(whole, 4));
+
+  EngineStats st = engine.stats();
+  EXPECT_EQ(st.prefix_cache_hit_blocks, 4u + 5u + 5u);
+  EXPECT_EQ(st.kv_blocks_used, 0);
+  EXPECT_GT(st.kv_blocks_cached, 0);
+  EXPECT_EQ(st.kv_block_size, 4);
+  EXPECT_GT(st.kv_block_bytes, 0u);
+}
+
+TEST(EnginePrefixCache, EvictionUnderASmallPoolLosesNothing) {
+  // 12 blocks of 4; each request needs up to 9. Prompts share prefixes, so cached blocks are reused,
+  // evicted for others and recomputed, concurrently with preemption.
+  const std::vector<int32_t> base = prompt(12, 4);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 6; i++) prompts.push_back(concat(i % 2 ? base : prompt(12, 9), prompt(8, i)));
+  std::vector<std::vector<int32_t>> expected;
+  for (auto& p : prompts) expected.push_back(alone(p, 16));
+
+  Loaded l = load(/*kv_blocks=*/12, /*block_size=*/4);
+  Engine engine(l.model.get(), EngineOptions{});
+  for (int round = 0; round < 2; round++) {
+    std::vector<Collector> c(prompts.size());
+    for (size_t i = 0; i < prompts.size(); i++)
+      ASSERT_TRUE(engine.submit(greedy(prompts[i], 16), c[i].callback()).ok());
+    for (size_t i = 0; i < prompts.size(); i++) {
+      ASSERT_TRUE(c[i].wait());
+      EXPECT_EQ(c[i].tokens, expected[i]) << "round " << round << " request " << i;
+    }
+  }
+  EngineStats st = engine.stats();
+  EXPECT_GT(st.prefix_cache_hit_blocks, 0u);
+  EXPECT_GT(st.prefix_cache_evictions, 0u);
+  EXPECT_EQ(st.kv_blocks_used, 0);
+  EXPECT_LE(st.kv_blocks_cached, 12);
+}
+
+TEST(EnginePrefixCache, OffReusesNothing) {
+  const std::vector<int32_t> p = prompt(20, 2);
+  Loaded l = load(64);
+  EngineOptions o;
+  o.prefix_caching = false;
+  Engine engine(l.model.get(), o);
+  Collector a = run_one(engine, p, 4);
+  Collector b = run_one(engine, p, 4);
+  EXPECT_EQ(b.cached_tokens, 0);
+  EXPECT_EQ(b.tokens, a.tokens);
+  EXPECT_EQ(engine.stats().kv_blocks_cached, 0);
+  EXPECT_EQ(engine.stats().prefix_cache_hit_blocks, 0u);
 }
 
 }  // namespace keel::engine

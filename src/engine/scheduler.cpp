@@ -4,13 +4,90 @@
 
 namespace keel::engine {
 
-Scheduler::Scheduler(int num_blocks, int block_size, int max_num_seqs, int max_num_batched_tokens)
-    : pool_(num_blocks, block_size), max_num_seqs_(max_num_seqs), max_num_batched_tokens_(max_num_batched_tokens) {}
+Scheduler::Scheduler(int num_blocks, int block_size, int max_num_seqs, int max_num_batched_tokens,
+                     std::optional<cache::ModelFingerprint> prefix_caching)
+    : pool_(num_blocks, block_size),
+      fingerprint_(prefix_caching),
+      max_num_seqs_(max_num_seqs),
+      max_num_batched_tokens_(max_num_batched_tokens) {
+  if (fingerprint_) index_.emplace(num_blocks);
+}
 
 void Scheduler::add(std::unique_ptr<Sequence> seq) { waiting_.push_back(std::move(seq)); }
 
+int Scheduler::available_blocks() const {
+  return pool_.num_free() + (index_ ? static_cast<int>(index_->num_evictable()) : 0);
+}
+
+bool Scheduler::make_room(int n) {
+  while (pool_.num_free() < n) {
+    if (!index_) return false;
+    auto evicted = index_->evict_lru();
+    if (!evicted) return false;
+    (void)pool_.reclaim(evicted->block);  // every evictable block is kept by the pool
+    prefix_stats_.evictions++;
+  }
+  return true;
+}
+
+void Scheduler::release_blocks(Sequence* seq) {
+  std::vector<int32_t> blocks = seq->table.take_blocks();
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
+    auto zero = pool_.release_and_keep(*it);
+    if (zero.ok() && *zero && !(index_ && index_->on_released(*it))) (void)pool_.reclaim(*it);
+  }
+  seq->num_indexed_blocks = 0;
+}
+
+void Scheduler::extend_hashes(Sequence* seq, int num_blocks) {
+  const int bs = pool_.block_size();
+  auto& hashes = seq->block_hashes;
+  while (static_cast<int>(hashes.size()) < num_blocks) {
+    const cache::BlockHash parent = hashes.empty() ? cache::BlockHash{} : hashes.back();
+    const size_t begin = hashes.size() * bs;
+    hashes.push_back(cache::block_hash(*fingerprint_, parent, std::span(seq->tokens).subspan(begin, bs)));
+  }
+}
+
+int Scheduler::admit(Sequence* seq, int budget) {
+  const int bs = pool_.block_size();
+  const int len = static_cast<int>(seq->tokens.size());
+  std::vector<int32_t> hits;
+  int cap = 0;
+  if (index_) {
+    // The last token is always computed: its logits give the next token.
+    cap = (len - 1) / bs;
+    extend_hashes(seq, cap);
+    hits = index_->lookup(std::span(seq->block_hashes).first(cap));
+  }
+  const int hit = static_cast<int>(hits.size());
+  const int n = std::min(len - hit * bs, budget);
+  const int need = (hit * bs + n + bs - 1) / bs - hit;
+  int kept = 0;
+  for (int32_t b : hits) kept += pool_.is_kept(b) ? 1 : 0;
+  // Reviving a kept hit takes it out of what can be evicted.
+  if (available_blocks() - kept < need) return -1;
+  for (int32_t b : hits) {
+    if (pool_.is_kept(b)) {
+      (void)pool_.revive(b);
+      index_->on_acquired(b);
+    } else {
+      (void)pool_.acquire(b);
+    }
+  }
+  (void)seq->table.append_full_blocks(hits);  // the table is empty
+  (void)make_room(need);                      // cannot fail: checked above
+  (void)seq->table.append(pool_, n);
+  seq->num_computed = hit * bs;
+  seq->num_indexed_blocks = hit;
+  if (seq->num_preemptions == 0) seq->cached_tokens = hit * bs;
+  prefix_stats_.hit_blocks += hit;
+  prefix_stats_.miss_blocks += cap - hit;
+  return n;
+}
+
 void Scheduler::preempt(Sequence* seq) {
-  seq->table.release_all(pool_);
+  release_blocks(seq);
   seq->num_computed = 0;
   seq->num_preemptions++;
   preemptions_++;
@@ -29,7 +106,8 @@ StepPlan Scheduler::schedule() {
     const int n = std::min(remaining, budget);
     // Free blocks by preempting the newest running sequences until this one fits.
     bool self_preempted = false;
-    while (!pool_.can_allocate(seq->table.blocks_needed(n))) {
+    const int need = seq->table.blocks_needed(n);
+    while (available_blocks() < need) {
       Sequence* victim = running_.back().get();
       plan.preempted.push_back(victim->id);  // newer than seq, so not yet planned this step
       preempt(victim);
@@ -39,7 +117,8 @@ StepPlan Scheduler::schedule() {
       }
     }
     if (self_preempted) break;
-    (void)seq->table.append(pool_, n);  // cannot fail: checked above
+    (void)make_room(need);  // cannot fail: checked above
+    (void)seq->table.append(pool_, n);
     plan.chunks.push_back(Chunk{seq, seq->num_computed, seq->num_computed + n});
     budget -= n;
     i++;
@@ -47,10 +126,8 @@ StepPlan Scheduler::schedule() {
   // Then waiting sequences in arrival order, while they fit.
   while (!waiting_.empty() && budget > 0 && static_cast<int>(running_.size()) < max_num_seqs_) {
     Sequence* seq = waiting_.front().get();
-    const int remaining = static_cast<int>(seq->tokens.size()) - seq->num_computed;
-    const int n = std::min(remaining, budget);
-    if (!pool_.can_allocate(seq->table.blocks_needed(n))) break;
-    (void)seq->table.append(pool_, n);
+    const int n = admit(seq, budget);
+    if (n < 0) break;
     plan.chunks.push_back(Chunk{seq, seq->num_computed, seq->num_computed + n});
     budget -= n;
     running_.push_back(std::move(waiting_.front()));
@@ -60,19 +137,29 @@ StepPlan Scheduler::schedule() {
 }
 
 void Scheduler::advance(const StepPlan& plan) {
-  for (const Chunk& c : plan.chunks) c.seq->num_computed = c.end;
+  for (const Chunk& c : plan.chunks) {
+    Sequence* seq = c.seq;
+    seq->num_computed = c.end;
+    if (!index_) continue;
+    // Blocks that just became full and computed can be shared from now on. A block whose hash another
+    // block already holds (the same prefix computed twice at once) simply stays uncached.
+    const int full = c.end / pool_.block_size();
+    extend_hashes(seq, full);
+    for (int i = seq->num_indexed_blocks; i < full; i++) index_->insert(seq->block_hashes[i], seq->table.blocks()[i]);
+    seq->num_indexed_blocks = std::max(seq->num_indexed_blocks, full);
+  }
 }
 
 bool Scheduler::finish(uint64_t id) {
   auto it = std::find_if(running_.begin(), running_.end(), [&](auto& p) { return p->id == id; });
   if (it != running_.end()) {
-    (*it)->table.release_all(pool_);
+    release_blocks(it->get());
     running_.erase(it);
     return true;
   }
   auto wt = std::find_if(waiting_.begin(), waiting_.end(), [&](auto& p) { return p->id == id; });
   if (wt != waiting_.end()) {
-    (*wt)->table.release_all(pool_);
+    release_blocks(wt->get());
     waiting_.erase(wt);
     return true;
   }

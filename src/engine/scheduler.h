@@ -5,14 +5,23 @@
 // blocks the ones behind it). When the KV pool runs out, the newest running sequence is preempted: its
 // blocks are freed and it goes back to the front of the queue to be recomputed later, tokens kept, so no
 // request is ever lost.
+//
+// Prefix caching (when given a model fingerprint): every full block whose KV is computed is entered in a
+// cache::PrefixIndex under its chained hash. A block nobody references any more stays cached (kept by the
+// pool) until its memory is needed, least recently released first. A sequence admitted from the queue
+// starts with the longest cached run of its full blocks, capped so that its last token is still computed
+// (its logits give the next token).
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <random>
 #include <vector>
 
+#include "cache/block_hash.h"
+#include "cache/prefix_index.h"
 #include "engine/sampler.h"
 #include "kv/block_pool.h"
 
@@ -28,6 +37,12 @@ struct Sequence {
   int num_computed = 0;         // leading tokens whose KV is in the cache
   kv::BlockTable table;
   int num_preemptions = 0;
+  // Prefix caching: hashes of the full blocks of `tokens` computed so far (chained, first block first),
+  // how many leading blocks of `table` are in the prefix index, and how many prompt tokens the first
+  // admission found cached (what usage reports).
+  std::vector<cache::BlockHash> block_hashes;
+  int num_indexed_blocks = 0;
+  int cached_tokens = 0;
 
   int generated() const { return static_cast<int>(tokens.size()) - prompt_len; }
 };
@@ -52,7 +67,9 @@ struct StepPlan {
 
 class Scheduler {
  public:
-  Scheduler(int num_blocks, int block_size, int max_num_seqs, int max_num_batched_tokens);
+  // With a fingerprint, full blocks are cached for prefix reuse (see above); without, blocks are freed at once.
+  Scheduler(int num_blocks, int block_size, int max_num_seqs, int max_num_batched_tokens,
+            std::optional<cache::ModelFingerprint> prefix_caching = std::nullopt);
 
   void add(std::unique_ptr<Sequence> seq);
   // Plans one step and reserves its KV slots. After the forward pass, call `advance` with the plan.
@@ -68,13 +85,35 @@ class Scheduler {
   bool idle() const { return running_.empty() && waiting_.empty(); }
   const kv::BlockPool& pool() const { return pool_; }
   uint64_t preemptions() const { return preemptions_; }
+  // Null without prefix caching.
+  const cache::PrefixIndex* prefix_index() const { return index_ ? &*index_ : nullptr; }
+  struct PrefixStats {
+    uint64_t hit_blocks = 0;   // full prompt blocks found cached at admission
+    uint64_t miss_blocks = 0;  // full prompt blocks (within the cap) that had to be computed
+    uint64_t evictions = 0;    // cached blocks whose memory was taken for new KV
+  };
+  const PrefixStats& prefix_stats() const { return prefix_stats_; }
   // Most tokens one sequence can ever hold: the whole pool.
   int capacity_tokens() const { return pool_.num_blocks() * pool_.block_size(); }
 
  private:
   void preempt(Sequence* seq);
+  // Free blocks plus cached blocks nobody uses: what allocation can draw on.
+  int available_blocks() const;
+  // Evicts least recently released cached blocks until n blocks are free; false if it cannot.
+  bool make_room(int n);
+  // Returns the table's blocks to the pool, last block first so that a prefix's tail is evicted first.
+  void release_blocks(Sequence* seq);
+  // For a sequence with no blocks: reuses its cached prefix if the rest of `budget` tokens then fits.
+  // Returns the tokens of the planned chunk after the cached prefix, or -1 when it does not fit (nothing
+  // taken).
+  int admit(Sequence* seq, int budget);
+  void extend_hashes(Sequence* seq, int num_blocks);
 
   kv::BlockPool pool_;
+  std::optional<cache::ModelFingerprint> fingerprint_;
+  std::optional<cache::PrefixIndex> index_;
+  PrefixStats prefix_stats_;
   int max_num_seqs_;
   int max_num_batched_tokens_;
   std::vector<std::unique_ptr<Sequence>> running_;  // arrival order: newest last

@@ -1,0 +1,213 @@
+// Prefix caching in the scheduler's bookkeeping: what is reused, what is evicted first, and that every
+// reference taken is given back.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "engine/scheduler.h"
+
+namespace keel::engine {
+
+namespace {
+
+const cache::ModelFingerprint kModelA{1, 2};
+const cache::ModelFingerprint kModelB{3, 4};
+
+std::vector<int32_t> tokens(int n, int salt) {
+  std::vector<int32_t> t;
+  for (int i = 0; i < n; i++) t.push_back(salt * 1000 + i);
+  return t;
+}
+
+std::unique_ptr<Sequence> seq(uint64_t id, std::vector<int32_t> prompt) {
+  return std::make_unique<Sequence>(id, std::move(prompt), /*block_size=*/4);
+}
+
+void run(Scheduler& s, const StepPlan& plan) {
+  s.advance(plan);
+  for (auto& c : plan.chunks)
+    if (c.samples()) c.seq->tokens.push_back(7);
+}
+
+// Runs until `id` has sampled once, then finishes it.
+void prefill_and_finish(Scheduler& s, uint64_t id) {
+  while (true) {
+    StepPlan p = s.schedule();
+    bool sampled = false;
+    for (auto& c : p.chunks) sampled |= c.seq->id == id && c.samples();
+    run(s, p);
+    if (sampled) break;
+  }
+  ASSERT_TRUE(s.finish(id));
+}
+
+// Idle: no block referenced, every block free or cached-and-evictable.
+void expect_balanced(const Scheduler& s) {
+  EXPECT_EQ(s.pool().num_used(), 0);
+  EXPECT_EQ(s.pool().num_free() + s.pool().num_kept(), s.pool().num_blocks());
+  ASSERT_NE(s.prefix_index(), nullptr);
+  EXPECT_EQ(static_cast<int>(s.prefix_index()->num_evictable()), s.pool().num_kept());
+  EXPECT_EQ(s.prefix_index()->num_cached(), s.prefix_index()->num_evictable());
+}
+
+}  // namespace
+
+TEST(PrefixCache, SecondRequestReusesFullBlocksButRecomputesItsLastToken) {
+  Scheduler s(/*blocks=*/16, /*block_size=*/4, 8, 100, kModelA);
+  s.add(seq(1, tokens(12, 1)));
+  prefill_and_finish(s, 1);
+  EXPECT_EQ(s.pool().num_kept(), 3);  // 12 computed tokens = 3 full blocks
+
+  // The same 12 tokens: 3 full blocks cached, but the last token must run for its logits.
+  s.add(seq(2, tokens(12, 1)));
+  StepPlan p = s.schedule();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(p.chunks[0].begin, 8);
+  EXPECT_EQ(p.chunks[0].end, 12);
+  EXPECT_EQ(p.chunks[0].seq->cached_tokens, 8);
+  EXPECT_EQ(p.chunks[0].seq->table.blocks().size(), 3u);
+  run(s, p);
+  ASSERT_TRUE(s.finish(2));
+
+  // One token more: all 3 blocks are reused.
+  std::vector<int32_t> longer = tokens(12, 1);
+  longer.push_back(99);
+  s.add(seq(3, longer));
+  p = s.schedule();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(p.chunks[0].begin, 12);
+  EXPECT_EQ(p.chunks[0].seq->cached_tokens, 12);
+  run(s, p);
+  ASSERT_TRUE(s.finish(3));
+  EXPECT_EQ(s.prefix_stats().hit_blocks, 5u);
+  expect_balanced(s);
+}
+
+TEST(PrefixCache, RunningSequencesShareCachedBlocks) {
+  Scheduler s(16, 4, 8, 100, kModelA);
+  s.add(seq(1, tokens(9, 1)));
+  run(s, s.schedule());  // seq 1 running, its 2 full blocks indexed
+  s.add(seq(2, tokens(9, 1)));
+  StepPlan p = s.schedule();
+  ASSERT_EQ(p.chunks.size(), 2u);
+  Sequence* two = p.chunks[1].seq;
+  EXPECT_EQ(two->cached_tokens, 8);
+  Sequence* one = s.find(1);
+  EXPECT_EQ(one->table.blocks()[0], two->table.blocks()[0]);
+  EXPECT_EQ(s.pool().refcount(one->table.blocks()[0]), 2);
+  EXPECT_NE(one->table.blocks()[2], two->table.blocks()[2]);  // each writes its own tail
+  run(s, p);
+  ASSERT_TRUE(s.finish(1));
+  ASSERT_TRUE(s.finish(2));
+  expect_balanced(s);
+}
+
+TEST(PrefixCache, EvictsTheLeastRecentlyReleasedTailFirstWhenThePoolRunsShort) {
+  Scheduler s(/*blocks=*/6, 4, 8, 100, kModelA);
+  s.add(seq(1, tokens(8, 1)));
+  prefill_and_finish(s, 1);  // A0, A1 cached
+  s.add(seq(2, tokens(8, 2)));
+  prefill_and_finish(s, 2);  // B0, B1 cached
+  EXPECT_EQ(s.pool().num_kept(), 4);
+  EXPECT_EQ(s.pool().num_free(), 2);
+  // Needs 3 blocks: 2 free and one evicted, which must be A's last block.
+  s.add(seq(3, tokens(12, 3)));
+  run(s, s.schedule());
+  EXPECT_EQ(s.prefix_stats().evictions, 1u);
+  const auto a = cache::hash_blocks(kModelA, tokens(8, 1), 4);
+  const auto b = cache::hash_blocks(kModelA, tokens(8, 2), 4);
+  const cache::PrefixIndex& index = *s.prefix_index();
+  EXPECT_TRUE(index.find(a[0]).has_value());
+  EXPECT_FALSE(index.find(a[1]).has_value());
+  EXPECT_TRUE(index.find(b[0]).has_value());
+  EXPECT_TRUE(index.find(b[1]).has_value());
+  ASSERT_TRUE(s.finish(3));
+  // A's prompt again: only its first block is left.
+  std::vector<int32_t> again = tokens(8, 1);
+  again.push_back(5);
+  s.add(seq(4, again));
+  StepPlan p = s.schedule();
+  EXPECT_EQ(p.chunks[0].seq->cached_tokens, 4);
+  run(s, p);
+  ASSERT_TRUE(s.finish(4));
+  expect_balanced(s);
+}
+
+TEST(PrefixCache, ACachedHitIsNotEvictedToMakeRoomForItsOwnSequence) {
+  Scheduler s(/*blocks=*/4, 4, 8, 100, kModelA);
+  s.add(seq(1, tokens(12, 1)));
+  prefill_and_finish(s, 1);  // 3 cached, 1 free
+  std::vector<int32_t> p2 = tokens(12, 1);
+  for (int i = 0; i < 4; i++) p2.push_back(50 + i);
+  s.add(seq(2, p2));  // reuses 3, needs 1 more: the free one
+  StepPlan p = s.schedule();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(p.chunks[0].seq->cached_tokens, 12);
+  EXPECT_EQ(s.prefix_stats().evictions, 0u);
+  run(s, p);
+  ASSERT_TRUE(s.finish(2));
+  expect_balanced(s);
+}
+
+TEST(PrefixCache, BlocksOfAnotherModelNeverMatch) {
+  Scheduler s(16, 4, 8, 100, kModelA);
+  s.add(seq(1, tokens(12, 1)));
+  prefill_and_finish(s, 1);
+  const cache::PrefixIndex& index = *s.prefix_index();
+  for (const auto& h : cache::hash_blocks(kModelA, tokens(12, 1), 4)) EXPECT_TRUE(index.find(h).has_value());
+  for (const auto& h : cache::hash_blocks(kModelB, tokens(12, 1), 4)) EXPECT_FALSE(index.find(h).has_value());
+  // A scheduler of model B given the same tokens finds nothing of model A's (separate pools, same hashes
+  // would be the only way to match).
+  Scheduler other(16, 4, 8, 100, kModelB);
+  other.add(seq(2, tokens(13, 1)));
+  StepPlan p = other.schedule();
+  EXPECT_EQ(p.chunks[0].begin, 0);
+}
+
+TEST(PrefixCache, WithoutAFingerprintBlocksAreFreedAtOnce) {
+  Scheduler s(16, 4, 8, 100);
+  s.add(seq(1, tokens(12, 1)));
+  prefill_and_finish(s, 1);
+  EXPECT_EQ(s.prefix_index(), nullptr);
+  EXPECT_EQ(s.pool().num_kept(), 0);
+  EXPECT_EQ(s.pool().num_free(), 16);
+  s.add(seq(2, tokens(13, 1)));
+  EXPECT_EQ(s.schedule().chunks[0].begin, 0);
+}
+
+TEST(PrefixCache, RefcountsBalanceUnderSharingPreemptionAndEviction) {
+  // Small pool, shared prefixes, random lengths and finishes: every reference comes back.
+  std::mt19937 rng(42);
+  Scheduler s(/*blocks=*/16, 4, /*max_num_seqs=*/6, /*max_num_batched_tokens=*/16, kModelA);
+  uint64_t next = 1;
+  std::vector<uint64_t> live;
+  for (int step = 0; step < 600; step++) {
+    if (live.size() < 8 && rng() % 3 == 0) {
+      std::vector<int32_t> p = tokens(4 * static_cast<int>(rng() % 4), static_cast<int>(rng() % 3));
+      const int extra = 1 + static_cast<int>(rng() % 9);
+      for (int i = 0; i < extra; i++) p.push_back(static_cast<int32_t>(rng() % 5));
+      s.add(seq(next, p));
+      live.push_back(next++);
+    }
+    run(s, s.schedule());
+    for (size_t i = 0; i < live.size();) {
+      Sequence* q = s.find(live[i]);
+      if (q->generated() >= 20 || rng() % 60 == 0) {
+        ASSERT_TRUE(s.finish(live[i]));
+        live.erase(live.begin() + static_cast<long>(i));
+      } else {
+        i++;
+      }
+    }
+    // Referenced blocks are never also kept or free.
+    EXPECT_EQ(s.pool().num_used() + s.pool().num_free() + s.pool().num_kept(), s.pool().num_blocks());
+    EXPECT_EQ(static_cast<int>(s.prefix_index()->num_evictable()), s.pool().num_kept());
+  }
+  for (uint64_t id : live) ASSERT_TRUE(s.finish(id));
+  EXPECT_GT(s.prefix_stats().hit_blocks, 0u);
+  EXPECT_GT(s.prefix_stats().evictions, 0u);
+  EXPECT_GT(s.preemptions(), 0u);
+  expect_balanced(s);
+}
+
+}  // namespace keel::engine
