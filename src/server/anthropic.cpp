@@ -30,8 +30,18 @@ Result<std::string> content_text(const json& content, const std::string& where) 
   return text;
 }
 
+// As Anthropic counts: input_tokens excludes what was read from the cache, so the prompt is
+// input_tokens + cache_read_input_tokens (keel writes no explicit cache entries: creation is always 0).
+json input_usage(const Completion& c) {
+  return json{{"input_tokens", c.prompt_tokens() - c.cached_tokens()},
+              {"cache_creation_input_tokens", 0},
+              {"cache_read_input_tokens", c.cached_tokens()}};
+}
+
 json message_usage(const Completion& c) {
-  return json{{"input_tokens", c.prompt_tokens()}, {"output_tokens", c.completion_tokens()}};
+  json u = input_usage(c);
+  u["output_tokens"] = c.completion_tokens();
+  return u;
 }
 
 class MessagesWriter : public ResponseWriter {
@@ -50,6 +60,8 @@ class MessagesWriter : public ResponseWriter {
   }
 
   std::string stream_start(const Completion& c) const override {
+    json usage = input_usage(c);
+    usage["output_tokens"] = 0;
     json message{{"id", ctx_.id},
                  {"type", "message"},
                  {"role", "assistant"},
@@ -57,7 +69,7 @@ class MessagesWriter : public ResponseWriter {
                  {"content", json::array()},
                  {"stop_reason", nullptr},
                  {"stop_sequence", nullptr},
-                 {"usage", {{"input_tokens", c.prompt_tokens()}, {"output_tokens", 0}}}};
+                 {"usage", std::move(usage)}};
     std::string out = sse_event("message_start", json{{"type", "message_start"}, {"message", std::move(message)}});
     out += sse_event("content_block_start", json{{"type", "content_block_start"},
                                                  {"index", 0},
@@ -79,7 +91,7 @@ class MessagesWriter : public ResponseWriter {
                {"stop_sequence", last.stop_sequence.empty() ? json(nullptr) : json(last.stop_sequence)}};
     out += sse_event("message_delta", json{{"type", "message_delta"},
                                            {"delta", std::move(delta)},
-                                           {"usage", {{"output_tokens", c.completion_tokens()}}}});
+                                           {"usage", message_usage(c)}});
     out += sse_event("message_stop", json{{"type", "message_stop"}});
     return out;
   }

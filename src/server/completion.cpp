@@ -1,5 +1,7 @@
 #include "server/completion.h"
 
+#include <algorithm>
+
 namespace keel::server {
 
 using Clock = std::chrono::steady_clock;
@@ -51,6 +53,7 @@ Result<std::shared_ptr<Completion>> Completion::start(Generator* generator, cons
 }
 
 void Completion::consume(const TokenEvent& event, Piece* piece) {
+  cached_tokens_ = std::max(cached_tokens_, event.cached_tokens);
   if (event.token >= 0) {
     completion_tokens_++;
     if (want_logprobs_) piece->logprobs.push_back({event.token, event.chosen.logprob, event.top});

@@ -53,6 +53,8 @@ class Completion {
   uint64_t id() const { return id_; }
   int prompt_tokens() const { return prompt_tokens_; }
   int completion_tokens() const { return completion_tokens_; }
+  // Of prompt_tokens(), those the prefix cache supplied (known from the first event on).
+  int cached_tokens() const { return cached_tokens_; }
 
   struct Queue {
     std::mutex mu;
@@ -72,6 +74,7 @@ class Completion {
   uint64_t id_ = 0;
   int prompt_tokens_ = 0;
   int completion_tokens_ = 0;
+  int cached_tokens_ = 0;
   bool want_logprobs_ = false;
   bool finished_ = false;
   bool cancel_sent_ = false;

@@ -33,6 +33,7 @@ Result<uint64_t> EngineGenerator::submit(GenerationRequest request, TokenCallbac
     for (const auto& alt : e.top) t.top.push_back({alt.token, alt.logprob});
     t.finish = to_finish(e.finish);
     t.error = e.error;
+    t.cached_tokens = e.cached_tokens;
     callback(t);
   });
 }
@@ -45,6 +46,11 @@ GeneratorStats EngineGenerator::stats() const {
   s.kv_blocks_used = e.kv_blocks_used;
   s.kv_blocks_total = e.kv_blocks_total;
   s.allocations_after_warmup = static_cast<int64_t>(e.allocations_after_warmup);
+  s.kv_blocks_cached = e.kv_blocks_cached;
+  s.kv_block_bytes = e.kv_block_bytes;
+  s.prefix_cache_hit_blocks = e.prefix_cache_hit_blocks;
+  s.prefix_cache_miss_blocks = e.prefix_cache_miss_blocks;
+  s.prefix_cache_evictions = e.prefix_cache_evictions;
   return s;
 }
 

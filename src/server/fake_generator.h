@@ -2,6 +2,7 @@
 // byte b to id b), then end-of-sequence. It runs its own thread like the engine, one token per request per step.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,6 +22,7 @@ class FakeGenerator : public Generator {
   int max_len = 4096;
   bool endless = false;  // repeat the script until max_tokens (or cancel)
   std::chrono::milliseconds step_delay{0};
+  int cached_tokens = 0;  // reported on every event, capped at the prompt's length
 
   FakeGenerator() : thread_([this] { loop(); }) {}
   ~FakeGenerator() override {
@@ -102,6 +104,7 @@ class FakeGenerator : public Generator {
       if (stopping_) break;
       for (auto it = active_.begin(); it != active_.end();) {
         TokenEvent e;
+        e.cached_tokens = std::min(cached_tokens, static_cast<int>(it->request.prompt.size()));
         if (cancelled_.count(it->id)) {
           e.finish = Finish::kCancelled;
         } else {

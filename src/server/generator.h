@@ -36,6 +36,7 @@ struct TokenEvent {
   std::vector<TokenLogprob> top;
   Finish finish = Finish::kNone;
   std::string error;
+  int cached_tokens = 0;  // prompt tokens whose KV the prefix cache supplied
 };
 // Called on the generator's thread; must return quickly and never block.
 using TokenCallback = std::function<void(const TokenEvent&)>;
@@ -46,6 +47,12 @@ struct GeneratorStats {
   int kv_blocks_used = 0;
   int kv_blocks_total = 0;
   int64_t allocations_after_warmup = -1;  // -1: not reported
+  // Prefix cache, device tier (counters in blocks of kv_block_bytes bytes).
+  int kv_blocks_cached = 0;
+  uint64_t kv_block_bytes = 0;
+  uint64_t prefix_cache_hit_blocks = 0;
+  uint64_t prefix_cache_miss_blocks = 0;
+  uint64_t prefix_cache_evictions = 0;
 };
 
 class Generator {

@@ -89,6 +89,27 @@ std::string Metrics::render(const GeneratorStats& stats) const {
   out += "# HELP keel_kv_blocks_total KV cache blocks in the pool.\n";
   out += "# TYPE keel_kv_blocks_total gauge\n";
   out += fmt::format("keel_kv_blocks_total {}\n", stats.kv_blocks_total);
+  // One tier so far; the label leaves room for host and ssd.
+  out += "# HELP keel_prefix_cache_hits_total Full prompt KV blocks reused from the prefix cache.\n";
+  out += "# TYPE keel_prefix_cache_hits_total counter\n";
+  out += fmt::format("keel_prefix_cache_hits_total{{tier=\"device\"}} {}\n", stats.prefix_cache_hit_blocks);
+  out += "# HELP keel_prefix_cache_misses_total Full prompt KV blocks not found in the prefix cache.\n";
+  out += "# TYPE keel_prefix_cache_misses_total counter\n";
+  out += fmt::format("keel_prefix_cache_misses_total{{tier=\"device\"}} {}\n", stats.prefix_cache_miss_blocks);
+  out += "# HELP keel_prefix_cache_hit_bytes_total KV bytes reused from the prefix cache.\n";
+  out += "# TYPE keel_prefix_cache_hit_bytes_total counter\n";
+  out += fmt::format("keel_prefix_cache_hit_bytes_total{{tier=\"device\"}} {}\n",
+                     stats.prefix_cache_hit_blocks * stats.kv_block_bytes);
+  out += "# HELP keel_prefix_cache_evictions_total Cached KV blocks whose memory was taken for new KV.\n";
+  out += "# TYPE keel_prefix_cache_evictions_total counter\n";
+  out += fmt::format("keel_prefix_cache_evictions_total{{tier=\"device\"}} {}\n", stats.prefix_cache_evictions);
+  out += "# HELP keel_prefix_cache_blocks KV blocks no request uses, kept for reuse.\n";
+  out += "# TYPE keel_prefix_cache_blocks gauge\n";
+  out += fmt::format("keel_prefix_cache_blocks{{tier=\"device\"}} {}\n", stats.kv_blocks_cached);
+  out += "# HELP keel_prefix_cache_bytes KV bytes of the blocks kept for reuse.\n";
+  out += "# TYPE keel_prefix_cache_bytes gauge\n";
+  out += fmt::format("keel_prefix_cache_bytes{{tier=\"device\"}} {}\n",
+                     static_cast<uint64_t>(stats.kv_blocks_cached) * stats.kv_block_bytes);
   if (stats.allocations_after_warmup >= 0) {
     out += "# HELP keel_device_allocations_after_warmup Device allocations made after warm-up (should stay 0).\n";
     out += "# TYPE keel_device_allocations_after_warmup gauge\n";

@@ -103,7 +103,8 @@ json completion_logprobs(const tokenizer::Tokenizer& tok, const std::vector<Logp
 json usage(const Completion& c) {
   return json{{"prompt_tokens", c.prompt_tokens()},
               {"completion_tokens", c.completion_tokens()},
-              {"total_tokens", c.prompt_tokens() + c.completion_tokens()}};
+              {"total_tokens", c.prompt_tokens() + c.completion_tokens()},
+              {"prompt_tokens_details", {{"cached_tokens", c.cached_tokens()}}}};
 }
 
 json openai_error_chunk(const ApiError& error) { return error.to_json(ApiFlavor::kOpenAI); }

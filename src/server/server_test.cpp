@@ -131,6 +131,39 @@ TEST(Server, ChatCompletionReturnsTheTextFinishReasonAndExactUsage) {
   EXPECT_EQ(j["usage"]["completion_tokens"], s.generator.script.size() + 1);  // and the end-of-sequence token
   EXPECT_EQ(j["usage"]["total_tokens"],
             j["usage"]["prompt_tokens"].get<int>() + j["usage"]["completion_tokens"].get<int>());
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+}
+
+TEST(Server, UsageReportsPromptTokensFromThePrefixCache) {
+  TestServer s;
+  s.generator.cached_tokens = 4;
+  auto c = s.client();
+  int status = 0;
+  json j = json::parse(post_json(c, "/v1/chat/completions", chat_body(), &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["usage"]["prompt_tokens"], chat_prompt_tokens(s, "Hi"));  // cached tokens are prompt tokens too
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
+  j = json::parse(post_json(c, "/v1/completions", {{"prompt", "abcdef"}, {"max_tokens", 3}}, &status));
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
+
+  // Anthropic counts cache reads apart from input_tokens.
+  json body{{"model", "test-model"}, {"max_tokens", 5}, {"messages", {{{"role", "user"}, {"content", "Hi"}}}}};
+  j = json::parse(post_json(c, "/v1/messages", body, &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["usage"]["cache_read_input_tokens"], 4);
+  EXPECT_EQ(j["usage"]["cache_creation_input_tokens"], 0);
+  EXPECT_EQ(j["usage"]["input_tokens"].get<int>() + 4, static_cast<int>(chat_prompt_tokens(s, "Hi")));
+  body["stream"] = true;
+  auto events = parse_sse(post_json(c, "/v1/messages", body, &status));
+  bool saw_delta = false;
+  for (auto& e : events) {
+    if (e.event != "message_delta") continue;
+    json d = json::parse(e.data);
+    EXPECT_EQ(d["usage"]["cache_read_input_tokens"], 4);
+    EXPECT_EQ(d["usage"]["input_tokens"].get<int>() + 4, static_cast<int>(chat_prompt_tokens(s, "Hi")));
+    saw_delta = true;
+  }
+  EXPECT_TRUE(saw_delta);
 }
 
 TEST(Server, ChatPassesTemplateKwargsAndSamplingFields) {
@@ -509,6 +542,9 @@ TEST(Server, MetricsCountRequestsTokensAndLatencies) {
   EXPECT_NE(m.find("keel_inter_token_latency_seconds_count 4"), std::string::npos) << m;
   EXPECT_NE(m.find("keel_kv_blocks_total 64"), std::string::npos) << m;
   EXPECT_NE(m.find("keel_device_allocations_after_warmup 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("keel_prefix_cache_hits_total{tier=\"device\"} 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("keel_prefix_cache_misses_total{tier=\"device\"} 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("keel_prefix_cache_blocks{tier=\"device\"} 0"), std::string::npos) << m;
 }
 
 TEST(Server, ShutdownLetsInFlightRequestsFinish) {
