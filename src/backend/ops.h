@@ -136,6 +136,12 @@ class Backend {
   virtual uint64_t allocations() const = 0;  // count of device/host buffer allocations so far
 
   virtual Status reserve_forward(const ForwardLimits& limits) { return Status(); }
+  // One KV block of every layer to or from host memory (the prefix cache's host and SSD tiers), returning
+  // when the copy is done. Host layout: for each layer, its K then its V of the block, each
+  // block_size x num_kv_heads x head_dim in the KV dtype: kv_layout().bytes_per_block_per_layer() x num_layers
+  // bytes in all.
+  virtual void copy_kv_block_to_host(int block, void* dst) = 0;
+  virtual void copy_kv_block_from_host(const void* src, int block) = 0;
 
   // --- Per forward pass: makes the batch's metadata, tokens and logit rows visible to the ops (a GPU uploads
   // them once, before any graph replay). embed() and gather_rows() are then called with these same values.

@@ -136,6 +136,26 @@ void CpuBackend::copy_from_host(const float* src, Tensor& dst) {
   std::memcpy(dst.data, src, static_cast<size_t>(dst.numel()) * sizeof(float));
 }
 
+void CpuBackend::copy_kv_block_to_host(int block, void* dst) {
+  const size_t n = static_cast<size_t>(kv_layout_.block_size) * kv_layout_.num_kv_heads * kv_layout_.head_dim;
+  auto* out = static_cast<float*>(dst);
+  for (int layer = 0; layer < kv_layout_.num_layers; layer++) {
+    std::memcpy(out, k_cache_[layer].data() + block * n, n * sizeof(float));
+    std::memcpy(out + n, v_cache_[layer].data() + block * n, n * sizeof(float));
+    out += 2 * n;
+  }
+}
+
+void CpuBackend::copy_kv_block_from_host(const void* src, int block) {
+  const size_t n = static_cast<size_t>(kv_layout_.block_size) * kv_layout_.num_kv_heads * kv_layout_.head_dim;
+  const auto* in = static_cast<const float*>(src);
+  for (int layer = 0; layer < kv_layout_.num_layers; layer++) {
+    std::memcpy(k_cache_[layer].data() + block * n, in, n * sizeof(float));
+    std::memcpy(v_cache_[layer].data() + block * n, in + n, n * sizeof(float));
+    in += 2 * n;
+  }
+}
+
 void CpuBackend::embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) {
   const int64_t d = table.cols;
   const size_t row_bytes = d * dtype_size(table.dtype);

@@ -19,6 +19,8 @@ class CpuBackend final : public Backend {
   const KvLayout& kv_layout() const override { return kv_layout_; }
   void copy_to_host(const Tensor& src, float* dst) override;
   void copy_from_host(const float* src, Tensor& dst) override;
+  void copy_kv_block_to_host(int block, void* dst) override;
+  void copy_kv_block_from_host(const void* src, int block) override;
   uint64_t bytes_allocated() const override { return bytes_allocated_; }
   uint64_t allocations() const override { return allocations_; }
   Status reserve_forward(const ForwardLimits& limits) override;

@@ -618,6 +618,41 @@ Result<double> cuda_gemm_flops(int device, int n) {
     cudaEventRecord(e0);
     cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, b, CUDA_R_16BF, n, &beta, c,
                  CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+
+  // --- Prefix cache tiers (host RAM, SSD): one KV block of every layer to or from host memory, laid out as
+  // ops.h says (per layer: K then V). Synchronous; the caller moves few blocks per step.
+ public:
+  void copy_kv_block_to_host(int block, void* dst) override {
+    const size_t n = kv_block_bytes_per_tensor();
+    auto* out = static_cast<uint8_t*>(dst);
+    for (int l = 0; l < kv_.num_layers; l++) {
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(out, static_cast<const uint8_t*>(k_[l]) + block * n, n,
+                                      cudaMemcpyDeviceToHost, stream_));
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(out + n, static_cast<const uint8_t*>(v_[l]) + block * n, n,
+                                      cudaMemcpyDeviceToHost, stream_));
+      out += 2 * n;
+    }
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void copy_kv_block_from_host(const void* src, int block) override {
+    const size_t n = kv_block_bytes_per_tensor();
+    const auto* in = static_cast<const uint8_t*>(src);
+    for (int l = 0; l < kv_.num_layers; l++) {
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(k_[l]) + block * n, in, n, cudaMemcpyHostToDevice,
+                                      stream_));
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(v_[l]) + block * n, in + n, n,
+                                      cudaMemcpyHostToDevice, stream_));
+      in += 2 * n;
+    }
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+ private:
+  // Bytes of one block's K (or V) in one layer.
+  size_t kv_block_bytes_per_tensor() const {
+    return static_cast<size_t>(kv_.block_size) * kv_.num_kv_heads * kv_.head_dim * dtype_size(kv_.dtype);
+  }
     cudaEventRecord(e1);
     cudaEventSynchronize(e1);
     float t = 0;
