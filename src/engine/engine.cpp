@@ -26,6 +26,16 @@ std::optional<cache::ModelFingerprint> prefix_fingerprint(const model::Model& mo
   return o.fingerprint.is_zero() ? config_fingerprint(model) : o.fingerprint;
 }
 
+class BackendCopier : public KvBlockCopier {
+ public:
+  explicit BackendCopier(backend::Backend* backend) : backend_(backend) {}
+  void to_host(int32_t block, void* dst) override { backend_->copy_kv_block_to_host(block, dst); }
+  void from_host(const void* src, int32_t block) override { backend_->copy_kv_block_from_host(src, block); }
+
+ private:
+  backend::Backend* backend_;
+};
+
 // Per-request state the scheduler's Sequence does not carry.
 struct RequestState {
   Request request;
@@ -46,8 +56,19 @@ Engine::Engine(model::Model* model, const EngineOptions& options)
   options_.max_model_len = std::min(options_.max_model_len, model->config().max_position_embeddings);
   stats_.kv_blocks_total = model->kv_layout().num_blocks;
   stats_.kv_block_size = model->kv_layout().block_size;
-  stats_.kv_block_bytes = model->kv_layout().bytes_per_block_per_layer() * model->kv_layout().num_layers;
+  stats_.kv_block_bytes = kv_block_bytes(*model);
+  // A tier of another block size cannot hold this model's blocks: it is left out.
+  if (options_.hot_tier != nullptr && options_.prefix_caching &&
+      options_.hot_tier->block_bytes() == kv_block_bytes(*model)) {
+    copier_ = std::make_unique<BackendCopier>(&model->backend());
+    scheduler_.set_hot_tier(options_.hot_tier, copier_.get());
+    stats_.hot_cache_capacity_blocks = options_.hot_tier->capacity_blocks();
+  }
   thread_ = std::thread([this] { loop(); });
+}
+
+size_t kv_block_bytes(const model::Model& model) {
+  return model.kv_layout().bytes_per_block_per_layer() * model.kv_layout().num_layers;
 }
 
 Engine::~Engine() {
@@ -260,6 +281,12 @@ void Engine::publish_stats(uint64_t prompt_tokens, uint64_t generated, uint64_t 
   stats_.prefix_cache_hit_blocks = prefix.hit_blocks;
   stats_.prefix_cache_miss_blocks = prefix.miss_blocks;
   stats_.prefix_cache_evictions = prefix.evictions;
+  stats_.hot_cache_hit_blocks = prefix.hot_hit_blocks;
+  stats_.hot_cache_stores = prefix.hot_stores;
+  if (options_.hot_tier != nullptr) {
+    stats_.hot_cache_evictions = options_.hot_tier->stats().evictions;
+    stats_.hot_cache_blocks = options_.hot_tier->num_blocks();
+  }
 }
 
 }  // namespace keel::engine

@@ -66,7 +66,15 @@ struct EngineOptions {
   // while blocks never leave this process. Tiers that persist need weights_fingerprint (engine/fingerprint.h).
   bool prefix_caching = true;
   cache::ModelFingerprint fingerprint;
+  // The host RAM tier below the device pool (--hot-cache-max-size), or null. Not owned; the caller creates it
+  // (cache::HotTier::create(bytes, kv_block_bytes(model)), pinned memory on CUDA) so that a failure is its
+  // error to report. Used only with prefix caching and a block_bytes() of kv_block_bytes(model), on the engine
+  // thread.
+  cache::HotTier* hot_tier = nullptr;
 };
+
+// Bytes of one KV block over all layers, K and V: what each hot tier slot holds.
+size_t kv_block_bytes(const model::Model& model);
 
 struct EngineStats {
   int running = 0;
@@ -85,6 +93,12 @@ struct EngineStats {
   uint64_t prefix_cache_hit_blocks = 0;   // full prompt blocks reused at admission
   uint64_t prefix_cache_miss_blocks = 0;  // full prompt blocks (excluding the last token's) computed instead
   uint64_t prefix_cache_evictions = 0;    // cached blocks whose memory was taken for new KV
+  // Host tier (all 0 without one).
+  uint64_t hot_cache_hit_blocks = 0;  // full prompt blocks copied up from host RAM at admission
+  uint64_t hot_cache_stores = 0;      // blocks evicted from the device and copied down
+  uint64_t hot_cache_evictions = 0;   // blocks the host tier dropped to make room
+  uint64_t hot_cache_blocks = 0;      // blocks held now
+  uint64_t hot_cache_capacity_blocks = 0;
   // Backend allocations since the end of the first step (warm-up); must stay 0 while serving.
   uint64_t allocations_after_warmup = 0;
 };
@@ -114,6 +128,7 @@ class Engine {
   model::Model* model_;
   EngineOptions options_;
   Scheduler scheduler_;
+  std::unique_ptr<KvBlockCopier> copier_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

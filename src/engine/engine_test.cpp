@@ -290,4 +290,50 @@ TEST(EnginePrefixCache, OffReusesNothing) {
   EXPECT_EQ(engine.stats().prefix_cache_hit_blocks, 0u);
 }
 
+TEST(EnginePrefixCache, APrefixEvictedFromTheDeviceIsServedFromTheHotTier) {
+  const std::vector<int32_t> first = prompt(21, 11);
+  const std::vector<int32_t> other = prompt(24, 12);
+  Loaded l = load(/*kv_blocks=*/8, /*block_size=*/4);  // 32 slots: `other` pushes `first` out
+  auto hot = cache::HotTier::create(64 * kv_block_bytes(*l.model), kv_block_bytes(*l.model));
+  ASSERT_TRUE(hot.ok());
+  EngineOptions o;
+  o.hot_tier = hot->get();
+  Engine engine(l.model.get(), o);
+  Collector a = run_one(engine, first, 4);
+  Collector b = run_one(engine, other, 6);
+  EXPECT_GT(engine.stats().hot_cache_stores, 0u);
+  Collector c = run_one(engine, first, 4);
+  EXPECT_EQ(c.cached_tokens, 20);
+  EXPECT_EQ(c.tokens, a.tokens);
+  EXPECT_EQ(c.tokens, alone(first, 4));
+  EXPECT_EQ(b.tokens, alone(other, 6));
+  EngineStats st = engine.stats();
+  EXPECT_GT(st.hot_cache_hit_blocks, 0u);
+  EXPECT_LE(st.hot_cache_blocks, st.hot_cache_capacity_blocks);
+  EXPECT_EQ(st.kv_blocks_used, 0);
+}
+
+TEST(EnginePrefixCache, ASmallHotTierStaysWithinItsCapAndLosesNothing) {
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 5; i++) prompts.push_back(prompt(16 + i, 20 + i % 3));
+  std::vector<std::vector<int32_t>> expected;
+  for (auto& p : prompts) expected.push_back(alone(p, 6));
+  Loaded l = load(/*kv_blocks=*/10, /*block_size=*/4);
+  auto hot = cache::HotTier::create(3 * kv_block_bytes(*l.model), kv_block_bytes(*l.model));
+  ASSERT_TRUE(hot.ok());
+  EngineOptions o;
+  o.hot_tier = hot->get();
+  Engine engine(l.model.get(), o);
+  for (int round = 0; round < 3; round++) {
+    for (size_t i = 0; i < prompts.size(); i++) {
+      Collector c = run_one(engine, prompts[i], 6);
+      EXPECT_EQ(c.tokens, expected[i]) << "round " << round << " request " << i;
+      EXPECT_LE((*hot)->num_blocks(), 3u);
+      EXPECT_LE((*hot)->used_bytes(), (*hot)->max_bytes());
+    }
+  }
+  EXPECT_GT(engine.stats().hot_cache_evictions, 0u);
+  EXPECT_EQ(engine.stats().kv_blocks_used, 0);
+}
+
 }  // namespace keel::engine

@@ -2,6 +2,7 @@
 // reference taken is given back.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 
 #include "engine/scheduler.h"
@@ -207,6 +208,118 @@ TEST(PrefixCache, RefcountsBalanceUnderSharingPreemptionAndEviction) {
   EXPECT_GT(s.prefix_stats().hit_blocks, 0u);
   EXPECT_GT(s.prefix_stats().evictions, 0u);
   EXPECT_GT(s.preemptions(), 0u);
+  expect_balanced(s);
+}
+
+namespace {
+
+// Device memory for the scheduler's copies: each block holds the hash of the tokens whose KV it has, written
+// by `compute` as a forward pass would.
+struct FakeDevice : KvBlockCopier {
+  static constexpr size_t kBlockBytes = sizeof(cache::BlockHash);
+  std::vector<cache::BlockHash> blocks;
+  explicit FakeDevice(int n) : blocks(n) {}
+  void to_host(int32_t block, void* dst) override { std::memcpy(dst, &blocks[block], kBlockBytes); }
+  void from_host(const void* src, int32_t block) override { std::memcpy(&blocks[block], src, kBlockBytes); }
+
+  void compute(const StepPlan& plan) {
+    for (const Chunk& c : plan.chunks) {
+      const auto hashes = cache::hash_blocks(kModelA, std::span(c.seq->tokens).first(c.end), 4);
+      for (int i = c.begin / 4; i < static_cast<int>(hashes.size()); i++) blocks[c.seq->table.blocks()[i]] = hashes[i];
+    }
+  }
+  // Every full block a sequence starts a step with holds its own tokens' KV.
+  void expect_consistent(const StepPlan& plan) const {
+    for (const Chunk& c : plan.chunks) {
+      const auto hashes = cache::hash_blocks(kModelA, std::span(c.seq->tokens).first(c.begin), 4);
+      for (size_t i = 0; i < hashes.size(); i++)
+        EXPECT_EQ(blocks[c.seq->table.blocks()[i]], hashes[i]) << "sequence " << c.seq->id << " block " << i;
+    }
+  }
+};
+
+void step(Scheduler& s, FakeDevice& d) {
+  StepPlan p = s.schedule();
+  d.expect_consistent(p);
+  d.compute(p);
+  run(s, p);
+}
+
+void prefill_and_finish(Scheduler& s, FakeDevice& d, uint64_t id) {
+  while (true) {
+    StepPlan p = s.schedule();
+    d.expect_consistent(p);
+    d.compute(p);
+    bool sampled = false;
+    for (auto& c : p.chunks) sampled |= c.seq->id == id && c.samples();
+    run(s, p);
+    if (sampled) break;
+  }
+  ASSERT_TRUE(s.finish(id));
+}
+
+}  // namespace
+
+TEST(PrefixCacheHotTier, EvictedBlocksGoDownAndComeBackUpWithTheirBytes) {
+  Scheduler s(/*blocks=*/6, 4, 8, 100, kModelA);
+  FakeDevice d(6);
+  auto hot = cache::HotTier::create(16 * FakeDevice::kBlockBytes, FakeDevice::kBlockBytes);
+  ASSERT_TRUE(hot.ok());
+  s.set_hot_tier(hot->get(), &d);
+  s.add(seq(1, tokens(12, 1)));
+  prefill_and_finish(s, d, 1);  // A0..A2 cached on the device
+  s.add(seq(2, tokens(21, 2)));
+  prefill_and_finish(s, d, 2);  // needs 6 blocks: all of A's go down
+  EXPECT_EQ(s.prefix_stats().hot_stores, 3u);
+  EXPECT_EQ((*hot)->num_blocks(), 3u);
+  // A's prompt again, one token longer: all 3 blocks come back from the host tier.
+  std::vector<int32_t> again = tokens(12, 1);
+  again.push_back(3);
+  s.add(seq(3, again));
+  StepPlan p = s.schedule();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(p.chunks[0].begin, 12);
+  EXPECT_EQ(p.chunks[0].seq->cached_tokens, 12);
+  d.expect_consistent(p);
+  d.compute(p);
+  run(s, p);
+  EXPECT_EQ(s.prefix_stats().hot_hit_blocks, 3u);
+  ASSERT_TRUE(s.finish(3));
+  expect_balanced(s);
+}
+
+TEST(PrefixCacheHotTier, TheHostTierNeverHoldsMoreThanItsCapAndServesOnlyRightBytes) {
+  std::mt19937 rng(7);
+  Scheduler s(/*blocks=*/12, 4, /*max_num_seqs=*/4, /*max_num_batched_tokens=*/16, kModelA);
+  FakeDevice d(12);
+  auto hot = cache::HotTier::create(5 * FakeDevice::kBlockBytes, FakeDevice::kBlockBytes);
+  ASSERT_TRUE(hot.ok());
+  s.set_hot_tier(hot->get(), &d);
+  uint64_t next = 1;
+  std::vector<uint64_t> live;
+  for (int i = 0; i < 400; i++) {
+    if (live.size() < 5 && rng() % 2 == 0) {
+      std::vector<int32_t> p = tokens(4 * static_cast<int>(rng() % 4), static_cast<int>(rng() % 4));
+      const int extra = 1 + static_cast<int>(rng() % 6);
+      for (int k = 0; k < extra; k++) p.push_back(static_cast<int32_t>(rng() % 3));
+      s.add(seq(next, p));
+      live.push_back(next++);
+    }
+    step(s, d);
+    for (size_t k = 0; k < live.size();) {
+      if (s.find(live[k])->generated() >= 4) {
+        ASSERT_TRUE(s.finish(live[k]));
+        live.erase(live.begin() + static_cast<long>(k));
+      } else {
+        k++;
+      }
+    }
+    ASSERT_LE((*hot)->num_blocks(), 5u);
+    ASSERT_LE((*hot)->used_bytes(), (*hot)->max_bytes());
+  }
+  for (uint64_t id : live) ASSERT_TRUE(s.finish(id));
+  EXPECT_GT(s.prefix_stats().hot_hit_blocks, 0u);
+  EXPECT_GT((*hot)->stats().evictions, 0u);
   expect_balanced(s);
 }
 

@@ -13,6 +13,11 @@ Scheduler::Scheduler(int num_blocks, int block_size, int max_num_seqs, int max_n
   if (fingerprint_) index_.emplace(num_blocks);
 }
 
+void Scheduler::set_hot_tier(cache::HotTier* tier, KvBlockCopier* copier) {
+  hot_ = index_ ? tier : nullptr;
+  copier_ = copier;
+}
+
 void Scheduler::add(std::unique_ptr<Sequence> seq) { waiting_.push_back(std::move(seq)); }
 
 int Scheduler::available_blocks() const {
@@ -24,6 +29,15 @@ bool Scheduler::make_room(int n) {
     if (!index_) return false;
     auto evicted = index_->evict_lru();
     if (!evicted) return false;
+    if (hot_) {
+      // Down a tier before the memory is reused; a block the tier holds already is only touched.
+      const bool had = hot_->contains(evicted->hash);
+      uint8_t* slot = hot_->put(evicted->hash);
+      if (!had) {
+        copier_->to_host(evicted->block, slot);
+        prefix_stats_.hot_stores++;
+      }
+    }
     (void)pool_.reclaim(evicted->block);  // every evictable block is kept by the pool
     prefix_stats_.evictions++;
   }
@@ -61,8 +75,11 @@ int Scheduler::admit(Sequence* seq, int budget) {
     hits = index_->lookup(std::span(seq->block_hashes).first(cap));
   }
   const int hit = static_cast<int>(hits.size());
-  const int n = std::min(len - hit * bs, budget);
-  const int need = (hit * bs + n + bs - 1) / bs - hit;
+  // The cached run may go on in the host tier: those blocks get fresh device blocks, filled from it.
+  int hot = 0;
+  if (hot_) hot = static_cast<int>(hot_->count_prefix(std::span(seq->block_hashes).subspan(hit, cap - hit)));
+  const int n = std::min(len - (hit + hot) * bs, budget);
+  const int need = hot + (n + bs - 1) / bs;
   int kept = 0;
   for (int32_t b : hits) kept += pool_.is_kept(b) ? 1 : 0;
   // Reviving a kept hit takes it out of what can be evicted.
@@ -76,14 +93,30 @@ int Scheduler::admit(Sequence* seq, int budget) {
     }
   }
   (void)seq->table.append_full_blocks(hits);  // the table is empty
-  (void)make_room(need);                      // cannot fail: checked above
-  (void)seq->table.append(pool_, n);
-  seq->num_computed = hit * bs;
-  seq->num_indexed_blocks = hit;
-  if (seq->num_preemptions == 0) seq->cached_tokens = hit * bs;
+  // Most recently used first, so that blocks sent down by make_room do not push them out of the tier.
+  for (int i = hit; i < hit + hot; i++) (void)hot_->get(seq->block_hashes[i]);
+  (void)make_room(need);  // cannot fail: checked above
+  // Only if the tier is smaller than what make_room sent down can it have lost some of them.
+  if (hot_) hot = static_cast<int>(hot_->count_prefix(std::span(seq->block_hashes).subspan(hit, hot)));
+  auto up = pool_.allocate(hot);  // within `need`
+  for (int i = 0; i < hot; i++) {
+    const int32_t b = (*up)[i];
+    copier_->from_host(hot_->get(seq->block_hashes[hit + i]), b);
+    index_->insert(seq->block_hashes[hit + i], b);
+  }
+  (void)seq->table.append_full_blocks(*up);
+  const int cached = (hit + hot) * bs;
+  // A shorter hot run (see above) leaves more to compute; the chunk stays within the budget and within the
+  // blocks made room for.
+  const int chunk = std::min(len - cached, budget);
+  (void)seq->table.append(pool_, chunk);
+  seq->num_computed = cached;
+  seq->num_indexed_blocks = hit + hot;
+  if (seq->num_preemptions == 0) seq->cached_tokens = cached;
   prefix_stats_.hit_blocks += hit;
-  prefix_stats_.miss_blocks += cap - hit;
-  return n;
+  prefix_stats_.hot_hit_blocks += hot;
+  prefix_stats_.miss_blocks += cap - hit - hot;
+  return chunk;
 }
 
 void Scheduler::preempt(Sequence* seq) {

@@ -11,6 +11,11 @@
 // pool) until its memory is needed, least recently released first. A sequence admitted from the queue
 // starts with the longest cached run of its full blocks, capped so that its last token is still computed
 // (its logits give the next token).
+//
+// With a host tier (cache::HotTier), eviction flows down and hits flow up: a cached block evicted from the
+// device has its bytes copied into the tier first, and a prompt whose cached run continues in the tier gets
+// fresh device blocks filled from it at admission. The copies are synchronous, in program order, before the
+// step's forward pass, through a KvBlockCopier (the backend in the engine, a fake in tests).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +26,7 @@
 #include <vector>
 
 #include "cache/block_hash.h"
+#include "cache/hot_tier.h"
 #include "cache/prefix_index.h"
 #include "engine/sampler.h"
 #include "kv/block_pool.h"
@@ -55,6 +61,14 @@ struct Chunk {
   bool samples() const { return end == static_cast<int>(seq->tokens.size()); }
 };
 
+// Copies one KV block (all layers) between the device pool and host memory.
+class KvBlockCopier {
+ public:
+  virtual ~KvBlockCopier() = default;
+  virtual void to_host(int32_t block, void* dst) = 0;
+  virtual void from_host(const void* src, int32_t block) = 0;
+};
+
 struct StepPlan {
   std::vector<Chunk> chunks;
   std::vector<uint64_t> preempted;
@@ -70,6 +84,10 @@ class Scheduler {
   // With a fingerprint, full blocks are cached for prefix reuse (see above); without, blocks are freed at once.
   Scheduler(int num_blocks, int block_size, int max_num_seqs, int max_num_batched_tokens,
             std::optional<cache::ModelFingerprint> prefix_caching = std::nullopt);
+
+  // Adds the host tier below the device pool (needs prefix caching; neither is owned). The tier's block_bytes
+  // must be the device block's bytes over all layers.
+  void set_hot_tier(cache::HotTier* tier, KvBlockCopier* copier);
 
   void add(std::unique_ptr<Sequence> seq);
   // Plans one step and reserves its KV slots. After the forward pass, call `advance` with the plan.
@@ -88,9 +106,11 @@ class Scheduler {
   // Null without prefix caching.
   const cache::PrefixIndex* prefix_index() const { return index_ ? &*index_ : nullptr; }
   struct PrefixStats {
-    uint64_t hit_blocks = 0;   // full prompt blocks found cached at admission
-    uint64_t miss_blocks = 0;  // full prompt blocks (within the cap) that had to be computed
-    uint64_t evictions = 0;    // cached blocks whose memory was taken for new KV
+    uint64_t hit_blocks = 0;      // full prompt blocks found cached on the device at admission
+    uint64_t hot_hit_blocks = 0;  // ... found in the host tier instead (copied up)
+    uint64_t miss_blocks = 0;     // full prompt blocks (within the cap) found nowhere: computed
+    uint64_t evictions = 0;       // cached blocks whose device memory was taken for new KV
+    uint64_t hot_stores = 0;      // evicted blocks copied down into the host tier
   };
   const PrefixStats& prefix_stats() const { return prefix_stats_; }
   // Most tokens one sequence can ever hold: the whole pool.
@@ -113,6 +133,8 @@ class Scheduler {
   kv::BlockPool pool_;
   std::optional<cache::ModelFingerprint> fingerprint_;
   std::optional<cache::PrefixIndex> index_;
+  cache::HotTier* hot_ = nullptr;
+  KvBlockCopier* copier_ = nullptr;
   PrefixStats prefix_stats_;
   int max_num_seqs_;
   int max_num_batched_tokens_;

@@ -40,6 +40,7 @@ class Model {
   const ModelWeights& weights() const { return weights_; }
   const backend::KvLayout& kv_layout() const { return backend_->kv_layout(); }
   const backend::Backend& backend() const { return *backend_; }
+  backend::Backend& backend() { return *backend_; }
   int max_batch_tokens() const { return options_.max_batch_tokens; }
 
   // Runs the batch; `logits` receives [batch.logit_rows.size(), vocab] float32, row-major.
