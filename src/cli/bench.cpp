@@ -232,7 +232,7 @@ void add_bench(CLI::App& app, Context& ctx) {
   cmd->add_option("--prompt-tokens", a.prompt_tokens, "Prompt length for prefill");
   cmd->add_option("--decode-tokens", a.decode_tokens, "Tokens to decode");
   cmd->add_option("--batches", a.batches, "Decode batch sizes, comma-separated (cpu: 1; cuda: 1,8,32,64,128)");
-  cmd->callback([&ctx] { ctx.exit_code = run_bench(a); });
+  cmd->callback([&ctx, cmd] { if (cmd->get_subcommands().empty()) ctx.exit_code = run_bench(a); });
 }
 
 }  // namespace keel::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   keel::cli::add_logits(app, ctx);
   keel::cli::add_generate(app, ctx);
   keel::cli::add_bench(app, ctx);
+  keel::cli::add_bench_serve(app, ctx);
   keel::cli::add_tokenizer_commands(app, ctx);
   keel::cli::add_bench_tokenizer(app, ctx);
   keel::cli::add_template(app, ctx);

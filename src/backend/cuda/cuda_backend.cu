@@ -549,6 +549,15 @@ int cuda_device_count() {
   return n;
 }
 
+Result<CudaMemoryInfo> cuda_memory_info(int device) {
+  KEEL_CUDA_RETURN(cudaSetDevice(device), "set device");
+  size_t free = 0, total = 0;
+  KEEL_CUDA_RETURN(cudaMemGetInfo(&free, &total), "read device memory");
+  cudaDeviceProp prop{};
+  KEEL_CUDA_RETURN(cudaGetDeviceProperties(&prop, device), "read device properties");
+  return CudaMemoryInfo{"cuda:" + std::to_string(device) + " (" + prop.name + ")", total, free};
+}
+
 Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
   const int n = cuda_device_count();
   if (n == 0) return unsupported("--backend cuda: no CUDA device is visible (no NVIDIA driver or GPU)");

@@ -1,0 +1,62 @@
+// The serving stack `keel serve` and `keel bench serve` share: plan the memory, load the model into what the plan
+// reserved, start the engine, warm it up, bind the HTTP server. Torn down in reverse, with the ledger checked.
+//
+//   KEEL_ASSIGN_OR_RETURN(auto stack, Serving::start(options));
+//   stack->run();         // until another thread calls stack->shutdown()
+//   KEEL_RETURN_IF_ERROR(stack->finish());
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
+
+namespace keel::cli {
+
+struct ServeOptions {
+  std::string dir;  // "": the bundled demo model
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: any free port
+  std::string api_key, served_model_name, backend = "cpu";
+  int max_model_len = 0;  // 0: the model's context
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 512;
+  int block_size = 16;
+  std::string max_process_memory = "80%";
+  double gpu_memory_utilization = 0.9;
+  std::string hot_cache_max_size = "0";
+  std::string alloc_log;  // "": none
+  bool quiet = false;     // no plan table or start-up lines (bench serve)
+};
+
+// --max-model-len, --max-num-seqs, ... --alloc-log: the flags serve and bench serve share.
+void add_memory_flags(CLI::App* cmd, ServeOptions& options);
+
+// The bundled demo model's directory, or "" when it cannot be found.
+std::string demo_model_dir();
+
+class Serving {
+ public:
+  // Everything up to a bound listener. Fails with the memory plan's message when the model cannot fit.
+  static Result<std::unique_ptr<Serving>> start(ServeOptions options);
+  ~Serving();
+
+  int port() const;
+  const std::string& model_name() const;
+  void run();       // serves until shutdown()
+  void shutdown();  // safe from any thread
+  // After run() returned: releases every reservation and checks that the ledger balances.
+  Status finish();
+
+  struct Parts;
+
+ private:
+  explicit Serving(std::unique_ptr<Parts> parts);
+  std::unique_ptr<Parts> parts_;
+};
+
+}  // namespace keel::cli
