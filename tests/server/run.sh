@@ -2,6 +2,7 @@
 # Runs the official-client tests: installs the npm clients if needed, starts `keel serve` on a free loopback
 # port with an API key, runs `node --test`, then stops the server with SIGTERM and checks it exits 0.
 # Usage: tests/server/run.sh KEEL_BINARY [MODEL_DIR]   (MODEL_DIR defaults to the bundled demo model)
+# KEEL_TEST_FILES: the test files to run (default *.test.mjs); KEEL_SERVE_ARGS: serve flags (default --max-num-seqs 8).
 set -euo pipefail
 keel=$(realpath "$1")
 model_dir=${2:-}
@@ -13,7 +14,7 @@ fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp)
 "$keel" serve $model_dir --host 127.0.0.1 --port "$port" --api-key test-key --served-model-name keel-test \
-  --max-num-seqs 8 >"$log" 2>&1 &
+  ${KEEL_SERVE_ARGS:---max-num-seqs 8} >"$log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; rm -f "$log"; }
 trap cleanup EXIT
@@ -23,7 +24,7 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 rc=0
-KEEL_URL="http://127.0.0.1:$port" KEEL_API_KEY=test-key KEEL_MODEL=keel-test node --test "$here"/*.test.mjs || rc=$?
+KEEL_URL="http://127.0.0.1:$port" KEEL_API_KEY=test-key KEEL_MODEL=keel-test node --test ${KEEL_TEST_FILES:-"$here"/*.test.mjs} || rc=$?
 kill -TERM "$server"
 server_rc=0
 wait "$server" || server_rc=$?
