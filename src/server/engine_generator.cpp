@@ -51,6 +51,11 @@ GeneratorStats EngineGenerator::stats() const {
   s.prefix_cache_hit_blocks = e.prefix_cache_hit_blocks;
   s.prefix_cache_miss_blocks = e.prefix_cache_miss_blocks;
   s.prefix_cache_evictions = e.prefix_cache_evictions;
+  s.hot_cache_hit_blocks = e.hot_cache_hit_blocks;
+  s.hot_cache_stores = e.hot_cache_stores;
+  s.hot_cache_evictions = e.hot_cache_evictions;
+  s.hot_cache_blocks = e.hot_cache_blocks;
+  s.hot_cache_capacity_blocks = e.hot_cache_capacity_blocks;
   return s;
 }
 

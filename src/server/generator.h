@@ -53,6 +53,12 @@ struct GeneratorStats {
   uint64_t prefix_cache_hit_blocks = 0;
   uint64_t prefix_cache_miss_blocks = 0;
   uint64_t prefix_cache_evictions = 0;
+  // Host RAM tier (reported when hot_cache_capacity_blocks > 0).
+  uint64_t hot_cache_hit_blocks = 0;
+  uint64_t hot_cache_stores = 0;
+  uint64_t hot_cache_evictions = 0;
+  uint64_t hot_cache_blocks = 0;
+  uint64_t hot_cache_capacity_blocks = 0;
 };
 
 class Generator {

@@ -1,5 +1,7 @@
 #include "server/metrics.h"
 
+#include <vector>
+
 #include <fmt/format.h>
 
 namespace keel::server {
@@ -89,27 +91,40 @@ std::string Metrics::render(const GeneratorStats& stats) const {
   out += "# HELP keel_kv_blocks_total KV cache blocks in the pool.\n";
   out += "# TYPE keel_kv_blocks_total gauge\n";
   out += fmt::format("keel_kv_blocks_total {}\n", stats.kv_blocks_total);
-  // One tier so far; the label leaves room for host and ssd.
-  out += "# HELP keel_prefix_cache_hits_total Full prompt KV blocks reused from the prefix cache.\n";
-  out += "# TYPE keel_prefix_cache_hits_total counter\n";
-  out += fmt::format("keel_prefix_cache_hits_total{{tier=\"device\"}} {}\n", stats.prefix_cache_hit_blocks);
-  out += "# HELP keel_prefix_cache_misses_total Full prompt KV blocks not found in the prefix cache.\n";
-  out += "# TYPE keel_prefix_cache_misses_total counter\n";
-  out += fmt::format("keel_prefix_cache_misses_total{{tier=\"device\"}} {}\n", stats.prefix_cache_miss_blocks);
-  out += "# HELP keel_prefix_cache_hit_bytes_total KV bytes reused from the prefix cache.\n";
-  out += "# TYPE keel_prefix_cache_hit_bytes_total counter\n";
-  out += fmt::format("keel_prefix_cache_hit_bytes_total{{tier=\"device\"}} {}\n",
-                     stats.prefix_cache_hit_blocks * stats.kv_block_bytes);
-  out += "# HELP keel_prefix_cache_evictions_total Cached KV blocks whose memory was taken for new KV.\n";
-  out += "# TYPE keel_prefix_cache_evictions_total counter\n";
-  out += fmt::format("keel_prefix_cache_evictions_total{{tier=\"device\"}} {}\n", stats.prefix_cache_evictions);
-  out += "# HELP keel_prefix_cache_blocks KV blocks no request uses, kept for reuse.\n";
-  out += "# TYPE keel_prefix_cache_blocks gauge\n";
-  out += fmt::format("keel_prefix_cache_blocks{{tier=\"device\"}} {}\n", stats.kv_blocks_cached);
-  out += "# HELP keel_prefix_cache_bytes KV bytes of the blocks kept for reuse.\n";
-  out += "# TYPE keel_prefix_cache_bytes gauge\n";
-  out += fmt::format("keel_prefix_cache_bytes{{tier=\"device\"}} {}\n",
-                     static_cast<uint64_t>(stats.kv_blocks_cached) * stats.kv_block_bytes);
+  // Per tier: the device pool, then host RAM when there is one. A block missed on the device is looked for
+  // in host RAM; misses of the last tier were computed.
+  struct Tier {
+    const char* name;
+    uint64_t hits, misses, evictions, blocks;
+  };
+  std::vector<Tier> tiers{{"device", stats.prefix_cache_hit_blocks,
+                           stats.prefix_cache_miss_blocks + stats.hot_cache_hit_blocks, stats.prefix_cache_evictions,
+                           static_cast<uint64_t>(stats.kv_blocks_cached)}};
+  if (stats.hot_cache_capacity_blocks > 0)
+    tiers.push_back({"host", stats.hot_cache_hit_blocks, stats.prefix_cache_miss_blocks, stats.hot_cache_evictions,
+                     stats.hot_cache_blocks});
+  auto family = [&](const char* name, const char* type, const char* help, auto value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    for (const Tier& t : tiers) out += fmt::format("{}{{tier=\"{}\"}} {}\n", name, t.name, value(t));
+  };
+  const uint64_t block_bytes = stats.kv_block_bytes;
+  family("keel_prefix_cache_hits_total", "counter", "Full prompt KV blocks found in this tier of the prefix cache.",
+         [](const Tier& t) { return t.hits; });
+  family("keel_prefix_cache_misses_total", "counter", "Full prompt KV blocks looked for in this tier and not found.",
+         [](const Tier& t) { return t.misses; });
+  family("keel_prefix_cache_hit_bytes_total", "counter", "KV bytes reused from this tier.",
+         [&](const Tier& t) { return t.hits * block_bytes; });
+  family("keel_prefix_cache_evictions_total", "counter", "KV blocks this tier gave up to make room.",
+         [](const Tier& t) { return t.evictions; });
+  family("keel_prefix_cache_blocks", "gauge", "KV blocks this tier holds for reuse (device: blocks no request uses).",
+         [](const Tier& t) { return t.blocks; });
+  family("keel_prefix_cache_bytes", "gauge", "KV bytes this tier holds for reuse.",
+         [&](const Tier& t) { return t.blocks * block_bytes; });
+  if (stats.hot_cache_capacity_blocks > 0) {
+    out += "# HELP keel_hot_cache_capacity_bytes Host RAM reserved for the prefix cache's host tier.\n";
+    out += "# TYPE keel_hot_cache_capacity_bytes gauge\n";
+    out += fmt::format("keel_hot_cache_capacity_bytes {}\n", stats.hot_cache_capacity_blocks * block_bytes);
+  }
   if (stats.allocations_after_warmup >= 0) {
     out += "# HELP keel_device_allocations_after_warmup Device allocations made after warm-up (should stay 0).\n";
     out += "# TYPE keel_device_allocations_after_warmup gauge\n";
