@@ -81,6 +81,7 @@ struct ForwardLimits {
   int max_seqs = 0;
   int64_t max_block_table_entries = 0;  // summed over the sequences of one batch
   int hidden = 0;
+  int max_fused_cols = 0;  // widest gemm_many / gemm_glu output (q+k+v, or gate+up)
   int num_experts = 0;  // 0: no MoE
   int experts_per_token = 0;
   int moe_intermediate = 0;
@@ -125,6 +126,9 @@ class Backend {
   virtual DType kv_dtype() const { return DType::kF32; }
 
   // --- Memory. Called at start only; the forward pass allocates nothing.
+  // The total the weights will take (in act_dtype, with alignment slack): a GPU reserves it as one arena, so
+  // tensors bound one after another (q, k, v; gate, up) are adjacent and can run as one GEMM.
+  virtual Status reserve_weights(uint64_t bytes) { return Status(); }
   // A weight from host bytes (the CPU may keep a view of the mapping; a GPU copies it up).
   virtual Result<Tensor> weight(DType dtype, int64_t rows, int64_t cols, const void* host) = 0;
   virtual Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) = 0;
@@ -132,16 +136,16 @@ class Backend {
   virtual const KvLayout& kv_layout() const = 0;
   virtual void copy_to_host(const Tensor& src, float* dst) = 0;        // as float32
   virtual void copy_from_host(const float* src, Tensor& dst) = 0;      // from float32
-  virtual uint64_t bytes_allocated() const = 0;
-  virtual uint64_t allocations() const = 0;  // count of device/host buffer allocations so far
-
-  virtual Status reserve_forward(const ForwardLimits& limits) { return Status(); }
   // One KV block of every layer to or from host memory (the prefix cache's host and SSD tiers), returning
   // when the copy is done. Host layout: for each layer, its K then its V of the block, each
   // block_size x num_kv_heads x head_dim in the KV dtype: kv_layout().bytes_per_block_per_layer() x num_layers
   // bytes in all.
   virtual void copy_kv_block_to_host(int block, void* dst) = 0;
   virtual void copy_kv_block_from_host(const void* src, int block) = 0;
+  virtual uint64_t bytes_allocated() const = 0;
+  virtual uint64_t allocations() const = 0;  // count of device/host buffer allocations so far
+
+  virtual Status reserve_forward(const ForwardLimits& limits) { return Status(); }
 
   // --- Per forward pass: makes the batch's metadata, tokens and logit rows visible to the ops (a GPU uploads
   // them once, before any graph replay). embed() and gather_rows() are then called with these same values.
@@ -166,6 +170,28 @@ class Backend {
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
   // out[M,N] = x[M,K] * w[N,K]^T (+ bias[N]).
   virtual void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) = 0;
+  // Several projections of the same input (q, k, v). A backend may run them as one GEMM when the weights are
+  // adjacent in memory.
+  struct Projection {
+    const Tensor* w;
+    const Tensor* bias;  // may be null
+    Tensor* out;
+  };
+  virtual void gemm_many(const Tensor& x, const Projection* p, int n) {
+    for (int i = 0; i < n; i++) gemm(x, *p[i].w, p[i].bias, *p[i].out);
+  }
+  // out = act(x * gate^T) * (x * up^T); gate_out/up_out are F32 scratch of [rows, intermediate].
+  virtual void gemm_glu(const Tensor& x, const Tensor& gate, const Tensor& up, GluActivation act, Tensor& gate_out,
+                        Tensor& up_out, Tensor& out) {
+    gemm(x, gate, nullptr, gate_out);
+    gemm(x, up, nullptr, up_out);
+    glu(gate_out, up_out, act, out);
+  }
+  // x += delta, then out = rms_norm(x) (the residual add fused with the next norm).
+  virtual void add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& w, float eps, bool add_one, Tensor& out) {
+    add(x, delta, x);
+    rms_norm(x, w, eps, add_one, out);
+  }
   // In place on x [tokens, heads*head_dim], whose row r is batch row first_row + r (its position).
   virtual void rope(Tensor& x, int head_dim, int rotary_dim, const BatchMeta& batch, int first_row,
                     const RopeTable& table) = 0;

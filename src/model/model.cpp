@@ -21,6 +21,11 @@ DType dominant_dtype(const format::WeightFiles& files) {
   return best;
 }
 
+Status reserve_weights(const ModelConfig& c, backend::Backend* backend) {
+  const WeightCount n = count_weights(c);
+  return backend->reserve_weights(n.parameters * dtype_size(backend->act_dtype()) + n.tensors * 256);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Model>> Model::load(env::Env* env, const std::string& dir, backend::Backend* backend,
@@ -32,6 +37,7 @@ Result<std::unique_ptr<Model>> Model::load(env::Env* env, const std::string& dir
   model->backend_ = backend;
   model->options_ = options;
   backend->set_weights_dtype(dominant_dtype(model->files_));
+  KEEL_RETURN_IF_ERROR(reserve_weights(model->config_, backend));
   KEEL_ASSIGN_OR_RETURN(model->weights_, bind_weights(model->config_, model->files_, backend));
   KEEL_RETURN_IF_ERROR(model->init_buffers());
   return model;
@@ -44,6 +50,7 @@ Result<std::unique_ptr<Model>> Model::synthetic(const ModelConfig& config, backe
   model->backend_ = backend;
   model->options_ = options;
   backend->set_weights_dtype(DType::kBF16);
+  KEEL_RETURN_IF_ERROR(reserve_weights(config, backend));
   KEEL_ASSIGN_OR_RETURN(model->weights_, synthetic_weights(config, backend, seed));
   KEEL_RETURN_IF_ERROR(model->init_buffers());
   return model;
@@ -92,6 +99,7 @@ Status Model::init_buffers() {
   // Sequences may share blocks (prefix reuse), so tables can sum past the pool: bound by each one's maximum.
   limits.max_block_table_entries = std::min<int64_t>(static_cast<int64_t>(limits.max_seqs) * blocks_per_seq, 1 << 24);
   limits.hidden = c.hidden_size;
+  limits.max_fused_cols = std::max(c.q_size() + 2 * c.kv_size(), 2 * c.intermediate_size);
   bool moe = false;
   for (auto& l : c.layers) moe |= l.moe;
   if (moe) {
@@ -176,14 +184,18 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   }
   if (graph) B.begin_capture();
   B.embed(weights_.embed, batch.tokens.data(), T, c.embed_scale, x);
+  const auto glu = c.activation == Activation::kSilu ? backend::GluActivation::kSilu : backend::GluActivation::kGeluTanh;
   for (int li = 0; li < c.num_layers; li++) {
     const LayerWeights& L = weights_.layers[li];
     const LayerSpec& spec = c.layers[li];
-    // Attention block.
-    B.rms_norm(x, L.input_norm, c.rms_norm_eps, c.norm_add_one, h);
-    B.gemm(h, L.q, L.q_bias.empty() ? nullptr : &L.q_bias, q);
-    B.gemm(h, L.k, L.k_bias.empty() ? nullptr : &L.k_bias, k);
-    B.gemm(h, L.v, L.v_bias.empty() ? nullptr : &L.v_bias, v);
+    // Attention block. The previous layer's MLP output joins the residual stream in the same kernel as this
+    // layer's input norm.
+    if (li == 0) B.rms_norm(x, L.input_norm, c.rms_norm_eps, c.norm_add_one, h);
+    else B.add_rms_norm(x, mlp, L.input_norm, c.rms_norm_eps, c.norm_add_one, h);
+    auto bias = [](const Tensor& b) { return b.empty() ? nullptr : &b; };
+    const backend::Backend::Projection qkv[3] = {
+        {&L.q, bias(L.q_bias), &q}, {&L.k, bias(L.k_bias), &k}, {&L.v, bias(L.v_bias), &v}};
+    B.gemm_many(h, qkv, 3);
     if (c.qk_norm) {
       Tensor qh = q.reshaped(c.head_dim), kh = k.reshaped(c.head_dim);
       B.rms_norm(qh, L.q_norm, c.rms_norm_eps, c.norm_add_one, qh);
@@ -200,26 +212,28 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
     ap.sliding_window = spec.sliding ? c.sliding_window : 0;
     ap.softcap = c.attn_softcap;
     B.attention(li, q, batch.meta, ap, attn);
-    B.gemm(attn, L.o, L.o_bias.empty() ? nullptr : &L.o_bias, o);
+    B.gemm(attn, L.o, bias(L.o_bias), o);
     if (c.sandwich_norms) B.rms_norm(o, L.post_attn_norm, c.rms_norm_eps, c.norm_add_one, o);
-    B.add(x, o, x);
 
     // MLP block.
     const Tensor& ffn_norm = c.sandwich_norms ? L.pre_ffn_norm : L.post_attn_norm;
-    B.rms_norm(x, ffn_norm, c.rms_norm_eps, c.norm_add_one, h);
+    B.add_rms_norm(x, o, ffn_norm, c.rms_norm_eps, c.norm_add_one, h);
     if (spec.moe) {
       B.moe(h, L.moe, mlp);
     } else {
       Tensor gate = ws_.gate.row_slice(0, T), up = ws_.up.row_slice(0, T), act = ws_.act.row_slice(0, T);
-      B.gemm(h, L.gate, L.gate_bias.empty() ? nullptr : &L.gate_bias, gate);
-      B.gemm(h, L.up, L.up_bias.empty() ? nullptr : &L.up_bias, up);
-      B.glu(gate, up, c.activation == Activation::kSilu ? backend::GluActivation::kSilu
-                                                        : backend::GluActivation::kGeluTanh, act);
-      B.gemm(act, L.down, L.down_bias.empty() ? nullptr : &L.down_bias, mlp);
+      if (L.gate_bias.empty() && L.up_bias.empty()) {
+        B.gemm_glu(h, L.gate, L.up, glu, gate, up, act);
+      } else {
+        B.gemm(h, L.gate, bias(L.gate_bias), gate);
+        B.gemm(h, L.up, bias(L.up_bias), up);
+        B.glu(gate, up, glu, act);
+      }
+      B.gemm(act, L.down, bias(L.down_bias), mlp);
     }
     if (c.sandwich_norms) B.rms_norm(mlp, L.post_ffn_norm, c.rms_norm_eps, c.norm_add_one, mlp);
-    B.add(x, mlp, x);
   }
+  B.add(x, mlp, x);
 
   // Logits only for the rows that need them.
   if (n > 0) {

@@ -45,6 +45,7 @@ class Binder {
 
   bool has(const std::string& name) const { return files_ != nullptr && files_->find(name) != nullptr; }
   uint64_t parameters() const { return parameters_; }
+  uint64_t tensors() const { return tensors_; }
   uint64_t bytes() const { return bytes_; }
   DType dominant_dtype() const {
     DType best = DType::kF32;
@@ -57,6 +58,7 @@ class Binder {
  private:
   Status make(const format::TensorView& t, int64_t rows, int64_t cols, backend::Tensor* out,
               int64_t count_numel = -1) {
+    tensors_++;
     auto r = backend_->weight(t.dtype, rows, cols, t.data);
     if (!r.ok()) return r.status().with_context(t.name);
     *out = *r;
@@ -70,6 +72,11 @@ class Binder {
   // Uniform bf16 values with the spread of a trained model's weights (std ~0.02); norms near 1.
   Status synthesize(const std::string& name, int64_t rows, int64_t cols, backend::Tensor* out) {
     const int64_t n = rows * cols;
+    if (backend_ == nullptr) {  // counting only
+      parameters_ += n;
+      tensors_++;
+      return Status();
+    }
     auto buf = std::make_unique<uint16_t[]>(n);
     const bool norm = cols == 1;
     const uint64_t base = rng_ += 0x9e3779b97f4a7c15ull;
@@ -98,6 +105,7 @@ class Binder {
   ModelWeights* out_;
   uint64_t rng_;
   uint64_t parameters_ = 0;
+  uint64_t tensors_ = 0;
   uint64_t bytes_ = 0;
   std::map<DType, uint64_t> bytes_by_dtype_;
 };
@@ -190,6 +198,13 @@ Result<ModelWeights> bind_weights(const ModelConfig& config, const format::Weigh
   Binder b(&files, backend, &w, 0);
   KEEL_RETURN_IF_ERROR(bind_all(config, b, w));
   return w;
+}
+
+WeightCount count_weights(const ModelConfig& config) {
+  ModelWeights w;
+  Binder b(nullptr, nullptr, &w, 1);
+  (void)bind_all(config, b, w);
+  return WeightCount{b.parameters(), b.tensors()};
 }
 
 Result<ModelWeights> synthetic_weights(const ModelConfig& config, backend::Backend* backend, uint64_t seed) {

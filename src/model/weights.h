@@ -37,6 +37,13 @@ struct ModelWeights {
 Result<ModelWeights> bind_weights(const ModelConfig& config, const format::WeightFiles& files,
                                   backend::Backend* backend);
 
+// How many parameters and tensors `config` implies (tied embeddings counted once), without binding any.
+struct WeightCount {
+  uint64_t parameters = 0;
+  uint64_t tensors = 0;
+};
+WeightCount count_weights(const ModelConfig& config);
+
 // Random bf16 weights of the exact shapes `config` implies (no checkpoint), for benchmarks.
 Result<ModelWeights> synthetic_weights(const ModelConfig& config, backend::Backend* backend, uint64_t seed);
 

@@ -107,9 +107,25 @@ class CudaBackend final : public Backend {
   DType act_dtype() const override { return act_; }
   DType kv_dtype() const override { return act_; }
 
+  Status reserve_weights(uint64_t bytes) override {
+    KEEL_ASSIGN_OR_RETURN(void* arena, device_alloc(bytes));
+    arena_ = static_cast<uint8_t*>(arena);
+    arena_size_ = bytes;
+    arena_used_ = 0;
+    return Status();
+  }
+
   Result<Tensor> weight(DType dtype, int64_t rows, int64_t cols, const void* host) override {
     const size_t n = static_cast<size_t>(rows * cols);
-    KEEL_ASSIGN_OR_RETURN(void* d, device_alloc(n * dtype_size(act_)));
+    const size_t bytes = n * dtype_size(act_);
+    void* d = nullptr;
+    const size_t offset = (arena_used_ + 255) / 256 * 256;
+    if (arena_ != nullptr && offset + bytes <= arena_size_) {
+      d = arena_ + offset;
+      arena_used_ = offset + bytes;
+    } else {
+      KEEL_ASSIGN_OR_RETURN(d, device_alloc(bytes));
+    }
     if (dtype == act_) {
       KEEL_CUDA_RETURN(cudaMemcpy(d, host, n * dtype_size(dtype), cudaMemcpyHostToDevice), "upload weight");
     } else {
@@ -184,6 +200,7 @@ class CudaBackend final : public Backend {
     reserve(seq_info_, limits.max_seqs, true);
     reserve(tables_, static_cast<size_t>(limits.max_block_table_entries), true);
     reserve(inv_freq_, 4096, true);
+    reserve(fused_, static_cast<size_t>(limits.max_tokens) * limits.max_fused_cols, true);
     if (limits.num_experts > 0) {
       const size_t pairs = static_cast<size_t>(limits.max_tokens) * limits.experts_per_token;
       const size_t act = dtype_size(act_);
@@ -294,6 +311,69 @@ class CudaBackend final : public Backend {
       });
       check_launch();
     }
+  }
+
+  // Adjacent weights [N1,K][N2,K]... are one [N1+N2+..., K] matrix: one GEMM, then a split with biases.
+  void gemm_many(const Tensor& x, const Projection* p, int n) override {
+    bool adjacent = n <= 3 && fused_.ptr != nullptr;
+    int64_t total = 0;
+    for (int i = 0; i < n && adjacent; i++) {
+      adjacent &= p[i].w->dtype == p[0].w->dtype && p[i].w->cols == p[0].w->cols &&
+                  p[i].out->dtype == DType::kF32 &&
+                  (i == 0 || p[i].w->data == static_cast<const uint8_t*>(p[i - 1].w->data) + p[i - 1].w->nbytes()) &&
+                  (p[i].bias == nullptr || p[i].bias->dtype == act_);
+      total += p[i].w->rows;
+    }
+    if (!adjacent || x.rows * total > static_cast<int64_t>(fused_.capacity)) {
+      Backend::gemm_many(x, p, n);
+      return;
+    }
+    Tensor fused_w{p[0].w->data, p[0].w->dtype, total, p[0].w->cols};
+    Tensor out{fused_.ptr, DType::kF32, x.rows, total};
+    gemm(x, fused_w, nullptr, out);
+    SplitTarget t[3] = {};
+    for (int i = 0; i < n; i++)
+      t[i] = {static_cast<float*>(p[i].out->data), p[i].bias ? p[i].bias->data : nullptr, p[i].w->rows};
+    const int64_t elems = x.rows * total;
+    dispatch(act_, [&](auto* tag) {
+      using TB = std::remove_pointer_t<decltype(tag)>;
+      split_columns_kernel<TB><<<blocks_for(elems, 256), 256, 0, stream_>>>(fused_.ptr, x.rows, total, t[0], t[1], t[2]);
+    });
+    check_launch();
+  }
+
+  void gemm_glu(const Tensor& x, const Tensor& gate, const Tensor& up, GluActivation act, Tensor& gate_out,
+                Tensor& up_out, Tensor& out) override {
+    const bool adjacent = gate.data != nullptr && up.data == static_cast<const uint8_t*>(gate.data) + gate.nbytes() &&
+                          gate.rows == up.rows && x.rows * 2 * gate.rows <= static_cast<int64_t>(fused_.capacity);
+    if (!adjacent) {
+      Backend::gemm_glu(x, gate, up, act, gate_out, up_out, out);
+      return;
+    }
+    Tensor fused_w{gate.data, gate.dtype, 2 * gate.rows, gate.cols};
+    Tensor fused_out{fused_.ptr, DType::kF32, x.rows, 2 * gate.rows};
+    gemm(x, fused_w, nullptr, fused_out);
+    const int64_t n = x.rows * gate.rows;
+    dispatch(out.dtype, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      glu_fused_kernel<T><<<blocks_for(n, 256), 256, 0, stream_>>>(fused_.ptr, x.rows, gate.rows,
+                                                                   act == GluActivation::kGeluTanh, static_cast<T*>(out.data));
+    });
+    check_launch();
+  }
+
+  void add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& w, float eps, bool add_one, Tensor& out) override {
+    dispatch(out.dtype, [&](auto* out_tag) {
+      using TO = std::remove_pointer_t<decltype(out_tag)>;
+      dispatch(w.dtype, [&](auto* w_tag) {
+        using TW = std::remove_pointer_t<decltype(w_tag)>;
+        const int threads = x.rows <= 64 && x.cols >= 2048 ? 1024 : 256;
+        add_rms_norm_kernel<TO, TW><<<static_cast<unsigned>(x.rows), threads, 0, stream_>>>(
+            static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data), eps,
+            add_one, x.cols, static_cast<TO*>(out.data));
+      });
+    });
+    check_launch();
   }
 
   void rope(Tensor& x, int head_dim, int rotary_dim, const BatchMeta& batch, int first_row,
@@ -531,11 +611,48 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;
   DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, moe_rows_;
   DeviceArray<SeqInfo> seq_info_;
-  DeviceArray<float> inv_freq_, moe_weights_;
+  DeviceArray<float> inv_freq_, moe_weights_, fused_;
+  uint8_t* arena_ = nullptr;
+  size_t arena_size_ = 0, arena_used_ = 0;
   DeviceArray<uint8_t> moe_logits_, moe_x_, moe_gate_, moe_up_, moe_act_, moe_y_;
   std::vector<int32_t> row_seq_host_, tables_host_, moe_rows_host_;
   std::vector<SeqInfo> seq_info_host_;
   std::vector<float> moe_weights_host_;
+
+  // --- Prefix cache tiers (host RAM, SSD): one KV block of every layer to or from host memory, laid out as
+  // ops.h says (per layer: K then V). Synchronous; the caller moves few blocks per step.
+ public:
+  void copy_kv_block_to_host(int block, void* dst) override {
+    const size_t n = kv_block_bytes_per_tensor();
+    auto* out = static_cast<uint8_t*>(dst);
+    for (int l = 0; l < kv_.num_layers; l++) {
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(out, static_cast<const uint8_t*>(k_[l]) + block * n, n,
+                                      cudaMemcpyDeviceToHost, stream_));
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(out + n, static_cast<const uint8_t*>(v_[l]) + block * n, n,
+                                      cudaMemcpyDeviceToHost, stream_));
+      out += 2 * n;
+    }
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void copy_kv_block_from_host(const void* src, int block) override {
+    const size_t n = kv_block_bytes_per_tensor();
+    const auto* in = static_cast<const uint8_t*>(src);
+    for (int l = 0; l < kv_.num_layers; l++) {
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(k_[l]) + block * n, in, n, cudaMemcpyHostToDevice,
+                                      stream_));
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(v_[l]) + block * n, in + n, n,
+                                      cudaMemcpyHostToDevice, stream_));
+      in += 2 * n;
+    }
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+ private:
+  // Bytes of one block's K (or V) in one layer.
+  size_t kv_block_bytes_per_tensor() const {
+    return static_cast<size_t>(kv_.block_size) * kv_.num_kv_heads * kv_.head_dim * dtype_size(kv_.dtype);
+  }
 };
 
 }  // namespace
@@ -627,41 +744,6 @@ Result<double> cuda_gemm_flops(int device, int n) {
     cudaEventRecord(e0);
     cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, b, CUDA_R_16BF, n, &beta, c,
                  CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-
-  // --- Prefix cache tiers (host RAM, SSD): one KV block of every layer to or from host memory, laid out as
-  // ops.h says (per layer: K then V). Synchronous; the caller moves few blocks per step.
- public:
-  void copy_kv_block_to_host(int block, void* dst) override {
-    const size_t n = kv_block_bytes_per_tensor();
-    auto* out = static_cast<uint8_t*>(dst);
-    for (int l = 0; l < kv_.num_layers; l++) {
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(out, static_cast<const uint8_t*>(k_[l]) + block * n, n,
-                                      cudaMemcpyDeviceToHost, stream_));
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(out + n, static_cast<const uint8_t*>(v_[l]) + block * n, n,
-                                      cudaMemcpyDeviceToHost, stream_));
-      out += 2 * n;
-    }
-    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
-
-  void copy_kv_block_from_host(const void* src, int block) override {
-    const size_t n = kv_block_bytes_per_tensor();
-    const auto* in = static_cast<const uint8_t*>(src);
-    for (int l = 0; l < kv_.num_layers; l++) {
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(k_[l]) + block * n, in, n, cudaMemcpyHostToDevice,
-                                      stream_));
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(v_[l]) + block * n, in + n, n,
-                                      cudaMemcpyHostToDevice, stream_));
-      in += 2 * n;
-    }
-    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
-
- private:
-  // Bytes of one block's K (or V) in one layer.
-  size_t kv_block_bytes_per_tensor() const {
-    return static_cast<size_t>(kv_.block_size) * kv_.num_kv_heads * kv_.head_dim * dtype_size(kv_.dtype);
-  }
     cudaEventRecord(e1);
     cudaEventSynchronize(e1);
     float t = 0;

@@ -66,6 +66,81 @@ __global__ void rms_norm_kernel(const float* x, const TW* w, float eps, bool add
   }
 }
 
+// x += delta, then out = x / rms(x) * (w or 1 + w): one block per row.
+template <typename TOut, typename TW>
+__global__ void add_rms_norm_kernel(float* x, const float* delta, const TW* w, float eps, bool add_one, int64_t cols,
+                                    TOut* out) {
+  const int64_t row = blockIdx.x;
+  float* xr = x + row * cols;
+  const float* dr = delta + row * cols;
+  float ss = 0.0f;
+  for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) {
+    const float v = xr[d] + dr[d];
+    xr[d] = v;
+    ss += v * v;
+  }
+  __shared__ float partial[32];
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.0f;
+    v = warp_sum(v);
+    if (threadIdx.x == 0) partial[0] = v;
+  }
+  __syncthreads();
+  const float inv = rsqrtf(partial[0] / static_cast<float>(cols) + eps);
+  for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) {
+    const float wv = to_f(w[d]) + (add_one ? 1.0f : 0.0f);
+    out[row * cols + d] = from_f<TOut>((xr[d] * inv) * wv);
+  }
+}
+
+// Splits a fused projection output [rows, total] into column ranges of separate tensors, adding biases.
+struct SplitTarget {
+  float* out;
+  const void* bias;  // element type TB, or null
+  int64_t cols;
+};
+template <typename TB>
+__global__ void split_columns_kernel(const float* in, int64_t rows, int64_t total, SplitTarget a, SplitTarget b,
+                                     SplitTarget c) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= rows * total) return;
+  const int64_t r = i / total;
+  int64_t col = i % total;
+  const SplitTarget* t = &a;
+  if (col >= a.cols) {
+    col -= a.cols;
+    t = &b;
+    if (col >= b.cols) {
+      col -= b.cols;
+      t = &c;
+    }
+  }
+  float v = in[i];
+  if (t->bias != nullptr) v += to_f(static_cast<const TB*>(t->bias)[col]);
+  t->out[r * t->cols + col] = v;
+}
+
+// out = act(gate) * up from a fused [rows, 2 * inter] GEMM output (gate columns first).
+template <typename T>
+__global__ void glu_fused_kernel(const float* gate_up, int64_t rows, int64_t inter, bool gelu, T* out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= rows * inter) return;
+  const int64_t r = i / inter, c = i % inter;
+  const float g = gate_up[r * 2 * inter + c];
+  const float u = gate_up[r * 2 * inter + inter + c];
+  float a;
+  if (gelu) {
+    const float k = 0.7978845608028654f;
+    a = 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g)));
+  } else {
+    a = g / (1.0f + __expf(-g));
+  }
+  out[i] = from_f<T>(a * u);
+}
+
 __global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) out[i] = a[i] + b[i];
