@@ -80,7 +80,7 @@ int run_bench_tokenizer(const BenchTokenizerArgs& a) {
               text.size() / best / 1e6);
   std::printf("decode: %.3f s, %.2f MB/s; stream decode: %.3f s, %.2f us/token; round trip %s\n", decode_s,
               decoded.size() / decode_s / 1e6, stream_s, stream_s / std::max<size_t>(1, ids.size()) * 1e6,
-              decoded == text ? "exact" : "differs (normalized)");
+              decoded == text ? "exact" : "differs (normalized or invalid UTF-8 input)");
   if (streamed != decoded.size()) {
     return report(internal_error("stream decode gave {} bytes, decode {}", streamed, decoded.size()));
   }
