@@ -122,3 +122,38 @@ TEST(Cli, UsageErrorsExitTwo) {
 }
 
 }  // namespace
+
+namespace {
+
+const std::string kDemo = std::string(KEEL_SOURCE_DIR) + "/models/demo";
+
+// transformers' greedy answers of the demo model (tools/train_demo.py printed them when it was trained).
+TEST(Cli, RunChatsWithTheTemplateAndStreamsTheGreedyAnswer) {
+  const std::string in = "/tmp/keel_run_in_" + std::to_string(::getpid());
+  {
+    std::ofstream f(in);
+    f << "Tell me a fortune.\n/exit\n";
+  }
+  CliRun r = keel("run " + kDemo + " --temperature 0 --max-tokens 40 < " + in);
+  std::remove(in.c_str());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "The only thing better than love is milk.\n");
+}
+
+TEST(Cli, GenerateFromTextStreamsTheDecodedCompletion) {
+  CliRun text = keel("generate " + kDemo + " --prompt \"Once upon a time\" --max-tokens 12 --temperature 0 --ignore-eos");
+  CliRun ids = keel("generate " + kDemo + " --prompt \"Once upon a time\" --max-tokens 12 --temperature 0 --ignore-eos --ids");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  ASSERT_EQ(ids.exit_code, 0) << ids.err;
+  CliRun decoded = keel("detokenize " + kDemo + " --skip-special --ids \"" + ids.out.substr(0, ids.out.size() - 1) + "\"");
+  ASSERT_EQ(decoded.exit_code, 0) << decoded.err;
+  EXPECT_EQ(text.out, decoded.out + "\n");
+}
+
+TEST(Cli, PromptWithoutTokenizerIsAClearError) {
+  CliRun r = keel("generate " + kModels + "qwen3 --prompt hello");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--prompt needs the model's tokenizer"), std::string::npos) << r.err;
+}
+
+}  // namespace

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   keel::cli::add_tokenizer_commands(app, ctx);
   keel::cli::add_bench_tokenizer(app, ctx);
   keel::cli::add_template(app, ctx);
+  keel::cli::add_run(app, ctx);
   keel::cli::add_doctor(app, ctx);
   keel::cli::add_serve(app, ctx);
   keel::cli::add_cache(app, ctx);
