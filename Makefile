@@ -21,10 +21,12 @@ $(BUILD)/build.ninja:
 
 configure: $(BUILD)/build.ninja
 
+# build/keel alone (what serve and bench need); `make test` builds every test too.
 build: deps configure
-	cmake --build $(BUILD) -j $(JOBS)
+	cmake --build $(BUILD) -j $(JOBS) --target keel
 
-test: build tokenizers
+test: deps configure tokenizers
+	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
 serve: build

@@ -1,5 +1,7 @@
 #include "cli/serving.h"
 
+#include "cache/hot_tier.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -45,6 +47,7 @@ struct Serving::Parts {
   std::unique_ptr<model::Model> model;
   std::optional<tokenizer::Tokenizer> tokenizer;
   std::unique_ptr<ChatTemplate> chat_template;
+  std::unique_ptr<cache::HotTier> hot_tier;  // outlives the engine, which copies blocks into it
   std::unique_ptr<engine::Engine> engine;
   std::unique_ptr<server::EngineGenerator> generator;
   std::unique_ptr<server::Server> http;
@@ -223,6 +226,13 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
   eo.max_num_seqs = o.max_num_seqs;
   eo.max_num_batched_tokens = plan.max_num_batched_tokens;
   eo.max_model_len = o.max_model_len;
+  if (*hot > 0) {
+    KEEL_ASSIGN_OR_RETURN(p->hot_tier, cache::HotTier::create(*hot, engine::kv_block_bytes(*p->model)));
+    KEEL_RETURN_IF_ERROR(gov.reserve("hot_tier", "hot_tier", plan.hot_tier_bytes, p->hot_tier->reserved_bytes(),
+                                     dtype_name(kv.dtype), by));
+    p->reserved.push_back("hot_tier");
+    eo.hot_tier = p->hot_tier.get();
+  }
   p->engine = std::make_unique<engine::Engine>(p->model.get(), eo);
   KEEL_RETURN_IF_ERROR(warm_up(*p->engine));
   gov.ledger().mark_warm();
