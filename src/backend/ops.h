@@ -106,6 +106,8 @@ struct ExpertWeights {
 
 struct MoeWeights {
   Tensor router;  // [num_experts, hidden]
+  // An expert with empty tensors is another tensor-parallel rank's: it is routed to but contributes nothing
+  // here (the ranks' outputs are summed).
   std::vector<ExpertWeights> experts;
   int top_k = 0;
   bool norm_topk_prob = false;

@@ -21,8 +21,8 @@ DType dominant_dtype(const format::WeightFiles& files) {
   return best;
 }
 
-Status reserve_weights(const ModelConfig& c, backend::Backend* backend) {
-  const WeightCount n = count_weights(c);
+Status reserve_weights(const ModelConfig& c, ShardSpec shard, backend::Backend* backend) {
+  const WeightCount n = count_weights(c, shard);
   return backend->reserve_weights(n.parameters * dtype_size(backend->act_dtype()) + n.tensors * 256);
 }
 
@@ -33,12 +33,13 @@ Result<std::unique_ptr<Model>> Model::load(env::Env* env, const std::string& dir
   auto model = std::unique_ptr<Model>(new Model());
   if (!env->is_directory(dir)) return not_found("{}: not a directory", dir);
   KEEL_ASSIGN_OR_RETURN(model->config_, load_config(env, dir));
-  KEEL_ASSIGN_OR_RETURN(model->files_, format::WeightFiles::open(env, dir));
   model->backend_ = backend;
   model->options_ = options;
+  KEEL_RETURN_IF_ERROR(model->init_shard());
+  KEEL_ASSIGN_OR_RETURN(model->files_, format::WeightFiles::open(env, dir));
   backend->set_weights_dtype(dominant_dtype(model->files_));
-  KEEL_RETURN_IF_ERROR(reserve_weights(model->config_, backend));
-  KEEL_ASSIGN_OR_RETURN(model->weights_, bind_weights(model->config_, model->files_, backend));
+  KEEL_RETURN_IF_ERROR(reserve_weights(model->config_, model->shard_.spec, backend));
+  KEEL_ASSIGN_OR_RETURN(model->weights_, bind_weights(model->config_, model->files_, backend, model->shard_.spec));
   KEEL_RETURN_IF_ERROR(model->init_buffers());
   return model;
 }
@@ -49,16 +50,26 @@ Result<std::unique_ptr<Model>> Model::synthetic(const ModelConfig& config, backe
   model->config_ = config;
   model->backend_ = backend;
   model->options_ = options;
+  KEEL_RETURN_IF_ERROR(model->init_shard());
   backend->set_weights_dtype(DType::kBF16);
-  KEEL_RETURN_IF_ERROR(reserve_weights(config, backend));
-  KEEL_ASSIGN_OR_RETURN(model->weights_, synthetic_weights(config, backend, seed));
+  KEEL_RETURN_IF_ERROR(reserve_weights(config, model->shard_.spec, backend));
+  KEEL_ASSIGN_OR_RETURN(model->weights_, synthetic_weights(config, backend, seed, model->shard_.spec));
   KEEL_RETURN_IF_ERROR(model->init_buffers());
   return model;
 }
 
+// This rank's slice of the model; the whole of it without a communicator.
+Status Model::init_shard() {
+  comm_ = options_.communicator;
+  const ShardSpec spec = comm_ ? ShardSpec{comm_->rank(), comm_->size()} : ShardSpec{};
+  KEEL_ASSIGN_OR_RETURN(shard_, shard_layout(config_, spec));
+  local_ = local_config(config_, shard_);
+  return Status();
+}
+
 // Activation buffers for max_batch_tokens and the KV pool: everything the forward pass touches.
 Status Model::init_buffers() {
-  const ModelConfig& c = config_;
+  const ModelConfig& c = local_;
   if (options_.max_batch_tokens <= 0)
     return invalid_argument("max_batch_tokens={} must be positive", options_.max_batch_tokens);
   if (options_.block_size <= 0) return invalid_argument("block size {} must be positive", options_.block_size);
@@ -81,7 +92,12 @@ Status Model::init_buffers() {
   KEEL_RETURN_IF_ERROR(alloc(inter, &ws_.act, act));
   KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.mlp));
   KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.logit_in, act));
-  KEEL_RETURN_IF_ERROR(alloc(c.vocab_size, &ws_.logits));
+  KEEL_RETURN_IF_ERROR(alloc(shard_.vocab, &ws_.logits));
+  if (comm_ != nullptr) {
+    comm_buf_.resize(T * std::max<int64_t>(c.hidden_size, shard_.vocab));
+    gather_buf_.resize(T * static_cast<int64_t>(c.vocab_size));
+    local_tokens_.reserve(T);
+  }
   backend::KvLayout kv;
   kv.num_layers = c.num_layers;
   kv.block_size = options_.block_size;
@@ -118,16 +134,39 @@ Status Model::init_buffers() {
     rope_local_.id = 1;
   }
   // MoE routes on the host today, which a captured graph cannot do.
-  graphable_ = backend_->supports_graphs() && !dynamic_rope_ && !moe;
+  // Collectives run on the host between ops, which a captured graph cannot do either.
+  graphable_ = backend_->supports_graphs() && !dynamic_rope_ && !moe && comm_ == nullptr;
   return Status();
 }
 
 uint64_t Model::kv_bytes_per_token() const {
-  return 2ull * config_.num_layers * config_.num_kv_heads * config_.head_dim * dtype_size(kv_layout().dtype);
+  return 2ull * local_.num_layers * local_.num_kv_heads * local_.head_dim * dtype_size(kv_layout().dtype);
+}
+
+// Sums a row-parallel layer's partial output over the ranks, staged through host memory so that any backend
+// works (a NcclCommunicator reduces device memory in place instead).
+Status Model::all_reduce(Tensor& t) {
+  if (comm_ == nullptr) return Status();
+  backend_->copy_to_host(t, comm_buf_.data());
+  KEEL_RETURN_IF_ERROR(comm_->all_reduce_sum(comm_buf_.data(), static_cast<size_t>(t.numel())));
+  backend_->copy_from_host(comm_buf_.data(), t);
+  return Status();
+}
+
+// Vocab-parallel logits: every rank has [rows, vocab/N] of its slice; the full rows interleave the slices.
+Status Model::gather_logits(const Tensor& local, int rows, std::vector<float>* logits) {
+  const size_t n = static_cast<size_t>(rows) * shard_.vocab, slice = static_cast<size_t>(shard_.vocab);
+  backend_->copy_to_host(local, comm_buf_.data());
+  KEEL_RETURN_IF_ERROR(comm_->all_gather(comm_buf_.data(), n, gather_buf_.data()));
+  for (int r = 0; r < comm_->size(); r++)
+    for (int i = 0; i < rows; i++)
+      std::copy_n(gather_buf_.data() + r * n + i * slice, slice,
+                  logits->data() + static_cast<size_t>(i) * config_.vocab_size + r * slice);
+  return Status();
 }
 
 Status Model::forward(const Batch& batch, std::vector<float>* logits) {
-  const ModelConfig& c = config_;
+  const ModelConfig& c = local_;
   const int T = static_cast<int>(batch.tokens.size());
   if (T == 0) return invalid_argument("forward: empty batch");
   if (T > options_.max_batch_tokens)
@@ -171,7 +210,15 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   logits->resize(static_cast<size_t>(n) * c.vocab_size);
   Tensor out = ws_.logits.row_slice(0, n);
 
-  B.begin_forward(batch.meta, batch.tokens, batch.logit_rows);
+  // Vocab parallel: ids in this rank's slice, others pointing at its zero row (the slice's last + 1).
+  const std::vector<int32_t>* tokens = &batch.tokens;
+  if (comm_ != nullptr) {
+    local_tokens_.clear();
+    for (int32_t t : batch.tokens)
+      local_tokens_.push_back(t >= shard_.vocab0 && t < shard_.vocab0 + shard_.vocab ? t - shard_.vocab0 : shard_.vocab);
+    tokens = &local_tokens_;
+  }
+  B.begin_forward(batch.meta, *tokens, batch.logit_rows);
   // Decode steps (one token per sequence, logits for each) replay a graph captured per batch size.
   bool decode = n == T;
   for (auto& s : batch.meta.seqs) decode &= s.q_len == 1;
@@ -183,7 +230,8 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
     return Status();
   }
   if (graph) B.begin_capture();
-  B.embed(weights_.embed, batch.tokens.data(), T, c.embed_scale, x);
+  B.embed(weights_.embed, tokens->data(), T, c.embed_scale, x);
+  KEEL_RETURN_IF_ERROR(all_reduce(x));
   const auto glu = c.activation == Activation::kSilu ? backend::GluActivation::kSilu : backend::GluActivation::kGeluTanh;
   for (int li = 0; li < c.num_layers; li++) {
     const LayerWeights& L = weights_.layers[li];
@@ -213,6 +261,7 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
     ap.softcap = c.attn_softcap;
     B.attention(li, q, batch.meta, ap, attn);
     B.gemm(attn, L.o, bias(L.o_bias), o);
+    KEEL_RETURN_IF_ERROR(all_reduce(o));
     if (c.sandwich_norms) B.rms_norm(o, L.post_attn_norm, c.rms_norm_eps, c.norm_add_one, o);
 
     // MLP block.
@@ -231,6 +280,7 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
       }
       B.gemm(act, L.down, bias(L.down_bias), mlp);
     }
+    KEEL_RETURN_IF_ERROR(all_reduce(mlp));
     if (c.sandwich_norms) B.rms_norm(mlp, L.post_ffn_norm, c.rms_norm_eps, c.norm_add_one, mlp);
   }
   B.add(x, mlp, x);
@@ -248,6 +298,7 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
     if (!B.replay(key)) return internal_error("forward: graph for {} tokens was captured but cannot replay", T);
   }
   if (n == 0) return Status();
+  if (comm_ != nullptr) return gather_logits(out, n, logits);
   B.copy_to_host(out, logits->data());
   return Status();
 }

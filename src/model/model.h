@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/ops.h"
+#include "dist/communicator.h"
 #include "env/env.h"
 #include "format/safetensors.h"
 #include "model/config.h"
@@ -25,6 +26,9 @@ struct LoadOptions {
   int max_batch_tokens = 512;  // activation buffers are sized for this many tokens per forward
   int kv_blocks = 0;           // KV pool size in blocks (0: enough for max_position_embeddings... capped)
   int block_size = 16;
+  // Tensor parallel: this process or thread is communicator->rank() of communicator->size(); it binds its
+  // slice of the weights (shard.h) and joins the all-reduces of every forward. Null: the whole model.
+  dist::Communicator* communicator = nullptr;
 };
 
 class Model {
@@ -51,9 +55,17 @@ class Model {
 
  private:
   Model() = default;
+  Status init_shard();
   Status init_buffers();
+  Status all_reduce(backend::Tensor& t);
+  Status gather_logits(const backend::Tensor& local, int rows, std::vector<float>* logits);
 
   ModelConfig config_;
+  ModelConfig local_;   // this rank's shape (local head counts, intermediate size); config_ unsharded
+  ShardLayout shard_;
+  dist::Communicator* comm_ = nullptr;  // null unsharded
+  std::vector<float> comm_buf_, gather_buf_;  // host staging for collectives
+  std::vector<int32_t> local_tokens_;         // token ids in this rank's vocab slice
   format::WeightFiles files_;
   ModelWeights weights_;
   backend::Backend* backend_ = nullptr;

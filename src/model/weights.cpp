@@ -1,20 +1,35 @@
 #include "model/weights.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 
 namespace keel::model {
 
 namespace {
 
+// The part of a [rows, cols] checkpoint tensor this rank holds (shard.h); the default is all of it.
+struct Slice {
+  int64_t row0 = 0, rows = -1;  // -1: every row
+  int64_t col0 = 0, cols = -1;  // -1: every column
+  int64_t zero_rows = 0;        // zero rows appended (the vocab-parallel embedding's row for other ranks' tokens)
+  static Slice of_rows(int64_t row0, int64_t rows) { return Slice{row0, rows, 0, -1, 0}; }
+  static Slice of_cols(int64_t col0, int64_t cols) { return Slice{0, -1, col0, cols, 0}; }
+};
+
 class Binder {
  public:
   Binder(const format::WeightFiles* files, backend::Backend* backend, ModelWeights* out, uint64_t seed)
       : files_(files), backend_(backend), out_(out), rng_(seed) {}
 
-  // Looks up `name`, checks it has `shape` (1-D when cols == 0), and makes it a backend tensor.
-  Status bind(const std::string& name, int64_t rows, int64_t cols, const char* meaning, backend::Tensor* out) {
-    if (files_ == nullptr) return synthesize(name, rows, cols == 0 ? 1 : cols, out);
+  // Looks up `name`, checks it has `shape` (1-D when cols == 0), and makes `slice` of it a backend tensor: a
+  // row range is a view, a column range (not contiguous in row-major storage) or added zero rows a copy.
+  Status bind(const std::string& name, int64_t rows, int64_t cols, const char* meaning, backend::Tensor* out,
+              Slice slice = {}) {
+    const int64_t full_cols = cols == 0 ? 1 : cols;
+    const int64_t out_rows = (slice.rows < 0 ? rows : slice.rows) + slice.zero_rows;
+    const int64_t out_cols = slice.cols < 0 ? full_cols : slice.cols;
+    if (files_ == nullptr) return synthesize(name, out_rows, out_cols, out, slice.zero_rows);
     const format::TensorView* t = files_->find(name);
     if (t == nullptr) return not_found("tensor '{}' ({}) is missing from the checkpoint", name, meaning);
     std::vector<int64_t> want = cols == 0 ? std::vector<int64_t>{rows} : std::vector<int64_t>{rows, cols};
@@ -23,7 +38,23 @@ class Binder {
       return invalid_argument("{}: tensor '{}' has shape {}, expected {} ({})", t->file, name, t->shape_str(), w,
                               meaning);
     }
-    return make(*t, rows, cols == 0 ? 1 : cols, out);
+    if (slice.rows < 0 && slice.cols < 0 && slice.zero_rows == 0) return make(*t, rows, full_cols, out);
+    const size_t elem = dtype_size(t->dtype);
+    format::TensorView part = *t;
+    part.data += slice.row0 * full_cols * elem;
+    part.shape = {out_rows - slice.zero_rows, full_cols};
+    if (slice.cols < 0 && slice.zero_rows == 0) return make(part, out_rows, full_cols, out);
+    // Copied into memory the weights own; rows past the copied ones stay zero.
+    const int64_t copied = out_rows - slice.zero_rows;
+    auto buf = std::make_unique<uint16_t[]>((out_rows * out_cols * elem + 1) / 2);
+    auto* dst = reinterpret_cast<uint8_t*>(buf.get());
+    const int64_t col0 = slice.cols < 0 ? 0 : slice.col0;
+    for (int64_t r = 0; r < copied; r++)
+      std::memcpy(dst + r * out_cols * elem, part.data + (r * full_cols + col0) * elem, out_cols * elem);
+    part.data = dst;
+    part.shape = {out_rows, out_cols};
+    out_->owned.push_back(std::move(buf));
+    return make(part, out_rows, out_cols, out, copied * out_cols);
   }
 
   // A 2-D slice [row0, row0+rows) of expert `e` of a fused 3-D expert tensor [experts, R, C].
@@ -39,8 +70,8 @@ class Binder {
     format::TensorView slice = *t;
     slice.data += ((static_cast<int64_t>(e) * full_rows + row0) * cols) * dtype_size(t->dtype);
     slice.shape = {rows, cols};
-    bool first = e == 0 && row0 == 0;
-    return make(slice, rows, cols, out, first ? t->numel() : 0);
+    // Counted slice by slice: the slices of all experts add up to the fused tensor.
+    return make(slice, rows, cols, out);
   }
 
   bool has(const std::string& name) const { return files_ != nullptr && files_->find(name) != nullptr; }
@@ -70,7 +101,8 @@ class Binder {
   }
 
   // Uniform bf16 values with the spread of a trained model's weights (std ~0.02); norms near 1.
-  Status synthesize(const std::string& name, int64_t rows, int64_t cols, backend::Tensor* out) {
+  Status synthesize(const std::string& name, int64_t rows, int64_t cols, backend::Tensor* out,
+                    int64_t zero_rows = 0) {
     const int64_t n = rows * cols;
     if (backend_ == nullptr) {  // counting only
       parameters_ += n;
@@ -91,6 +123,7 @@ class Binder {
         buf[i] = float_to_bf16(norm ? 1.0f + 0.1f * u : 0.07f * u);
       }
     }
+    std::fill(buf.get() + (rows - zero_rows) * cols, buf.get() + n, uint16_t{0});
     format::TensorView t;
     t.name = name;
     t.dtype = DType::kBF16;
@@ -110,14 +143,23 @@ class Binder {
   std::map<DType, uint64_t> bytes_by_dtype_;
 };
 
-Status bind_all(const ModelConfig& c, Binder& b, ModelWeights& w) {
+// `c` is the full model's config; `s` says which slice of each tensor this rank binds (all of it unsharded).
+Status bind_all(const ModelConfig& c, const ShardLayout& s, Binder& b, ModelWeights& w) {
   const int64_t H = c.hidden_size, D = c.head_dim, Q = c.q_size(), KV = c.kv_size();
-  KEEL_RETURN_IF_ERROR(b.bind("model.embed_tokens.weight", c.vocab_size, H, "vocab_size x hidden_size", &w.embed));
+  const bool tp = s.spec.sharded();
+  const bool rank0 = s.spec.rank == 0;
+  // Vocab parallel: this rank's rows, and one zero row that other ranks' tokens are embedded as.
+  const Slice vocab = tp ? Slice{s.vocab0, s.vocab, 0, -1, 1} : Slice{};
+  const Slice q_rows = tp ? Slice::of_rows(s.q_head0 * D, s.q_heads * D) : Slice{};
+  const Slice kv_rows = tp ? Slice::of_rows(s.kv_head0 * D, s.kv_heads * D) : Slice{};
+  KEEL_RETURN_IF_ERROR(
+      b.bind("model.embed_tokens.weight", c.vocab_size, H, "vocab_size x hidden_size", &w.embed, vocab));
   KEEL_RETURN_IF_ERROR(b.bind("model.norm.weight", H, 0, "hidden_size", &w.final_norm));
   if (c.tie_word_embeddings) {
-    w.lm_head = w.embed;
+    w.lm_head = tp ? w.embed.row_slice(0, s.vocab) : w.embed;
   } else {
-    KEEL_RETURN_IF_ERROR(b.bind("lm_head.weight", c.vocab_size, H, "vocab_size x hidden_size", &w.lm_head));
+    KEEL_RETURN_IF_ERROR(b.bind("lm_head.weight", c.vocab_size, H, "vocab_size x hidden_size", &w.lm_head,
+                                tp ? Slice::of_rows(s.vocab0, s.vocab) : Slice{}));
   }
   const auto glu = c.activation == Activation::kSilu ? backend::GluActivation::kSilu
                                                      : backend::GluActivation::kGeluTanh;
@@ -132,16 +174,21 @@ Status bind_all(const ModelConfig& c, Binder& b, ModelWeights& w) {
       KEEL_RETURN_IF_ERROR(b.bind(p + "post_feedforward_layernorm.weight", H, 0, "hidden_size", &L.post_ffn_norm));
     }
     const std::string a = p + "self_attn.";
-    KEEL_RETURN_IF_ERROR(b.bind(a + "q_proj.weight", Q, H, "num_attention_heads*head_dim x hidden_size", &L.q));
-    KEEL_RETURN_IF_ERROR(b.bind(a + "k_proj.weight", KV, H, "num_key_value_heads*head_dim x hidden_size", &L.k));
-    KEEL_RETURN_IF_ERROR(b.bind(a + "v_proj.weight", KV, H, "num_key_value_heads*head_dim x hidden_size", &L.v));
-    KEEL_RETURN_IF_ERROR(b.bind(a + "o_proj.weight", H, Q, "hidden_size x num_attention_heads*head_dim", &L.o));
+    KEEL_RETURN_IF_ERROR(
+        b.bind(a + "q_proj.weight", Q, H, "num_attention_heads*head_dim x hidden_size", &L.q, q_rows));
+    KEEL_RETURN_IF_ERROR(
+        b.bind(a + "k_proj.weight", KV, H, "num_key_value_heads*head_dim x hidden_size", &L.k, kv_rows));
+    KEEL_RETURN_IF_ERROR(
+        b.bind(a + "v_proj.weight", KV, H, "num_key_value_heads*head_dim x hidden_size", &L.v, kv_rows));
+    KEEL_RETURN_IF_ERROR(b.bind(a + "o_proj.weight", H, Q, "hidden_size x num_attention_heads*head_dim", &L.o,
+                                tp ? Slice::of_cols(s.q_head0 * D, s.q_heads * D) : Slice{}));
     if (c.qkv_bias) {
-      KEEL_RETURN_IF_ERROR(b.bind(a + "q_proj.bias", Q, 0, "num_attention_heads*head_dim", &L.q_bias));
-      KEEL_RETURN_IF_ERROR(b.bind(a + "k_proj.bias", KV, 0, "num_key_value_heads*head_dim", &L.k_bias));
-      KEEL_RETURN_IF_ERROR(b.bind(a + "v_proj.bias", KV, 0, "num_key_value_heads*head_dim", &L.v_bias));
+      KEEL_RETURN_IF_ERROR(b.bind(a + "q_proj.bias", Q, 0, "num_attention_heads*head_dim", &L.q_bias, q_rows));
+      KEEL_RETURN_IF_ERROR(b.bind(a + "k_proj.bias", KV, 0, "num_key_value_heads*head_dim", &L.k_bias, kv_rows));
+      KEEL_RETURN_IF_ERROR(b.bind(a + "v_proj.bias", KV, 0, "num_key_value_heads*head_dim", &L.v_bias, kv_rows));
     }
-    if (c.o_bias) KEEL_RETURN_IF_ERROR(b.bind(a + "o_proj.bias", H, 0, "hidden_size", &L.o_bias));
+    // Row-parallel outputs are summed over ranks: their bias is added once, by rank 0.
+    if (c.o_bias && rank0) KEEL_RETURN_IF_ERROR(b.bind(a + "o_proj.bias", H, 0, "hidden_size", &L.o_bias));
     if (c.qk_norm) {
       KEEL_RETURN_IF_ERROR(b.bind(a + "q_norm.weight", D, 0, "head_dim", &L.q_norm));
       KEEL_RETURN_IF_ERROR(b.bind(a + "k_norm.weight", D, 0, "head_dim", &L.k_norm));
@@ -149,13 +196,15 @@ Status bind_all(const ModelConfig& c, Binder& b, ModelWeights& w) {
     const std::string m = p + "mlp.";
     if (!c.layers[i].moe) {
       const int64_t I = c.intermediate_size;
-      KEEL_RETURN_IF_ERROR(b.bind(m + "gate_proj.weight", I, H, "intermediate_size x hidden_size", &L.gate));
-      KEEL_RETURN_IF_ERROR(b.bind(m + "up_proj.weight", I, H, "intermediate_size x hidden_size", &L.up));
-      KEEL_RETURN_IF_ERROR(b.bind(m + "down_proj.weight", H, I, "hidden_size x intermediate_size", &L.down));
+      const Slice rows = tp ? Slice::of_rows(s.inter0, s.inter) : Slice{};
+      KEEL_RETURN_IF_ERROR(b.bind(m + "gate_proj.weight", I, H, "intermediate_size x hidden_size", &L.gate, rows));
+      KEEL_RETURN_IF_ERROR(b.bind(m + "up_proj.weight", I, H, "intermediate_size x hidden_size", &L.up, rows));
+      KEEL_RETURN_IF_ERROR(b.bind(m + "down_proj.weight", H, I, "hidden_size x intermediate_size", &L.down,
+                                  tp ? Slice::of_cols(s.inter0, s.inter) : Slice{}));
       if (c.mlp_bias) {
-        KEEL_RETURN_IF_ERROR(b.bind(m + "gate_proj.bias", I, 0, "intermediate_size", &L.gate_bias));
-        KEEL_RETURN_IF_ERROR(b.bind(m + "up_proj.bias", I, 0, "intermediate_size", &L.up_bias));
-        KEEL_RETURN_IF_ERROR(b.bind(m + "down_proj.bias", H, 0, "hidden_size", &L.down_bias));
+        KEEL_RETURN_IF_ERROR(b.bind(m + "gate_proj.bias", I, 0, "intermediate_size", &L.gate_bias, rows));
+        KEEL_RETURN_IF_ERROR(b.bind(m + "up_proj.bias", I, 0, "intermediate_size", &L.up_bias, rows));
+        if (rank0) KEEL_RETURN_IF_ERROR(b.bind(m + "down_proj.bias", H, 0, "hidden_size", &L.down_bias));
       }
       continue;
     }
@@ -169,6 +218,7 @@ Status bind_all(const ModelConfig& c, Binder& b, ModelWeights& w) {
     // Hub checkpoints store one tensor per expert; transformers 5 may also hold them fused.
     const bool fused = b.has(m + "experts.gate_up_proj") && !b.has(m + "experts.0.gate_proj.weight");
     for (int e = 0; e < E; e++) {
+      if (tp && !s.owns_expert(e)) continue;  // another rank's: left empty, skipped by the backend's moe()
       backend::ExpertWeights& ex = L.moe.experts[e];
       if (fused) {
         const std::string gu = m + "experts.gate_up_proj", dn = m + "experts.down_proj";
@@ -193,24 +243,29 @@ Status bind_all(const ModelConfig& c, Binder& b, ModelWeights& w) {
 }  // namespace
 
 Result<ModelWeights> bind_weights(const ModelConfig& config, const format::WeightFiles& files,
-                                  backend::Backend* backend) {
+                                  backend::Backend* backend, ShardSpec shard) {
   ModelWeights w;
+  KEEL_ASSIGN_OR_RETURN(ShardLayout layout, shard_layout(config, shard));
   Binder b(&files, backend, &w, 0);
-  KEEL_RETURN_IF_ERROR(bind_all(config, b, w));
+  KEEL_RETURN_IF_ERROR(bind_all(config, layout, b, w));
   return w;
 }
 
-WeightCount count_weights(const ModelConfig& config) {
+WeightCount count_weights(const ModelConfig& config, ShardSpec shard) {
   ModelWeights w;
+  auto layout = shard_layout(config, shard);
+  if (!layout.ok()) layout = shard_layout(config, ShardSpec{});
   Binder b(nullptr, nullptr, &w, 1);
-  (void)bind_all(config, b, w);
+  (void)bind_all(config, *layout, b, w);
   return WeightCount{b.parameters(), b.tensors()};
 }
 
-Result<ModelWeights> synthetic_weights(const ModelConfig& config, backend::Backend* backend, uint64_t seed) {
+Result<ModelWeights> synthetic_weights(const ModelConfig& config, backend::Backend* backend, uint64_t seed,
+                                       ShardSpec shard) {
   ModelWeights w;
+  KEEL_ASSIGN_OR_RETURN(ShardLayout layout, shard_layout(config, shard));
   Binder b(nullptr, backend, &w, seed | 1);
-  KEEL_RETURN_IF_ERROR(bind_all(config, b, w));
+  KEEL_RETURN_IF_ERROR(bind_all(config, layout, b, w));
   return w;
 }
 

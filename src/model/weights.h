@@ -8,6 +8,7 @@
 #include "backend/ops.h"
 #include "format/safetensors.h"
 #include "model/config.h"
+#include "model/shard.h"
 
 namespace keel::model {
 
@@ -34,17 +35,19 @@ struct ModelWeights {
   DType dtype = DType::kF32;  // of the largest share of bytes
 };
 
+// `shard`: bind only this tensor-parallel rank's slice of each tensor (shard.h); the default binds all.
 Result<ModelWeights> bind_weights(const ModelConfig& config, const format::WeightFiles& files,
-                                  backend::Backend* backend);
+                                  backend::Backend* backend, ShardSpec shard = {});
 
 // How many parameters and tensors `config` implies (tied embeddings counted once), without binding any.
 struct WeightCount {
   uint64_t parameters = 0;
   uint64_t tensors = 0;
 };
-WeightCount count_weights(const ModelConfig& config);
+WeightCount count_weights(const ModelConfig& config, ShardSpec shard = {});
 
 // Random bf16 weights of the exact shapes `config` implies (no checkpoint), for benchmarks.
-Result<ModelWeights> synthetic_weights(const ModelConfig& config, backend::Backend* backend, uint64_t seed);
+Result<ModelWeights> synthetic_weights(const ModelConfig& config, backend::Backend* backend, uint64_t seed,
+                                       ShardSpec shard = {});
 
 }  // namespace keel::model

@@ -315,8 +315,8 @@ void CpuBackend::moe(const Tensor& x, const MoeWeights& w, Tensor& out) {
   // Run each expert once over the tokens routed to it.
   for (int e = 0; e < num_experts; e++) {
     const auto& list = assigned[e];
-    if (list.empty()) continue;
     const ExpertWeights& ex = w.experts[e];
+    if (list.empty() || ex.gate.empty()) continue;  // empty: held by another rank (expert parallel)
     const int64_t n = static_cast<int64_t>(list.size()), inter = ex.gate.rows;
     moe_x_.resize(n * hidden);
     moe_gate_.resize(n * inter);
