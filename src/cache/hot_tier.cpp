@@ -40,7 +40,7 @@ Result<std::unique_ptr<HotTier>> HotTier::create(uint64_t max_bytes, size_t bloc
 }
 
 HotTier::HotTier(uint64_t max_bytes, size_t block_bytes, size_t slots, HostAllocator* allocator, uint8_t* pool)
-    : max_bytes_(max_bytes), block_bytes_(block_bytes), allocator_(allocator), pool_(pool), hash_of_(slots),
+    : max_bytes_(max_bytes), block_bytes_(block_bytes), allocator_(allocator), pool_(pool), hash_of_(slots), parent_of_(slots),
       prev_(slots, -1), next_(slots, -1) {
   slot_of_.reserve(slots);
   free_slots_.reserve(slots);
@@ -50,6 +50,16 @@ HotTier::HotTier(uint64_t max_bytes, size_t block_bytes, size_t slots, HostAlloc
 HotTier::~HotTier() { allocator_->deallocate(pool_, reserved_bytes()); }
 
 uint8_t* HotTier::put(const BlockHash& hash, std::optional<BlockHash>* evicted) {
+  std::optional<Evicted> e;
+  uint8_t* slot = put(hash, BlockHash{}, &e);
+  if (evicted != nullptr) {
+    evicted->reset();
+    if (e) *evicted = e->hash;
+  }
+  return slot;
+}
+
+uint8_t* HotTier::put(const BlockHash& hash, const BlockHash& parent, std::optional<Evicted>* evicted) {
   if (evicted != nullptr) evicted->reset();
   stats_.puts++;
   if (auto it = slot_of_.find(hash); it != slot_of_.end()) {
@@ -64,10 +74,11 @@ uint8_t* HotTier::put(const BlockHash& hash, std::optional<BlockHash>* evicted) 
     slot = head_;
     unlink(slot);
     slot_of_.erase(hash_of_[slot]);
-    if (evicted != nullptr) *evicted = hash_of_[slot];
+    if (evicted != nullptr) *evicted = Evicted{hash_of_[slot], parent_of_[slot]};
     stats_.evictions++;
   }
   hash_of_[slot] = hash;
+  parent_of_[slot] = parent;
   slot_of_.emplace(hash, slot);
   link_back(slot);
   return pool_ + static_cast<size_t>(slot) * block_bytes_;

@@ -49,6 +49,13 @@ class HotTier {
   // and its hash stored in `*evicted`: its bytes are still in the returned slot until the caller
   // overwrites them, so it can send them down to the SSD tier first.
   uint8_t* put(const BlockHash& hash, std::optional<BlockHash>* evicted = nullptr);
+  // The same, keeping the block's parent hash beside it and handing back the evicted block's (what the SSD
+  // tier's record names).
+  struct Evicted {
+    BlockHash hash;
+    BlockHash parent;
+  };
+  uint8_t* put(const BlockHash& hash, const BlockHash& parent, std::optional<Evicted>* evicted);
   // put() plus the copy; `bytes` may be shorter than block_bytes.
   void put_copy(const BlockHash& hash, std::span<const uint8_t> bytes, std::optional<BlockHash>* evicted = nullptr);
   // The slot holding `hash` (now the most recently used), or nullptr. Valid until the next put/erase.
@@ -80,6 +87,7 @@ class HotTier {
   uint8_t* pool_;
   std::unordered_map<BlockHash, int32_t, Hash128Hasher> slot_of_;
   std::vector<BlockHash> hash_of_;
+  std::vector<BlockHash> parent_of_;
   std::vector<int32_t> prev_, next_;  // LRU over used slots; -1 = none
   std::vector<int32_t> free_slots_;
   int32_t head_ = -1;  // least recently used

@@ -3,7 +3,7 @@
 namespace keel::cache {
 
 PrefixIndex::PrefixIndex(int num_blocks)
-    : hash_of_(num_blocks), cached_(num_blocks, 0), in_lru_(num_blocks, 0), prev_(num_blocks, -1),
+    : hash_of_(num_blocks), parent_of_(num_blocks), cached_(num_blocks, 0), in_lru_(num_blocks, 0), prev_(num_blocks, -1),
       next_(num_blocks, -1) {
   by_hash_.reserve(static_cast<size_t>(num_blocks));
 }
@@ -21,10 +21,11 @@ std::vector<int32_t> PrefixIndex::lookup(std::span<const BlockHash> hashes) {
   return blocks;
 }
 
-bool PrefixIndex::insert(const BlockHash& hash, int32_t block) {
+bool PrefixIndex::insert(const BlockHash& hash, int32_t block, const BlockHash& parent) {
   if (block < 0 || block >= num_blocks() || cached_[block]) return false;
   if (!by_hash_.emplace(hash, block).second) return false;
   hash_of_[block] = hash;
+  parent_of_[block] = parent;
   cached_[block] = 1;
   return true;
 }
@@ -43,7 +44,7 @@ void PrefixIndex::on_acquired(int32_t block) {
 std::optional<PrefixIndex::Evicted> PrefixIndex::evict_lru() {
   if (head_ < 0) return std::nullopt;
   int32_t block = head_;
-  Evicted out{hash_of_[block], block};
+  Evicted out{hash_of_[block], block, parent_of_[block]};
   erase_block(block);
   stats_.evictions++;
   return out;

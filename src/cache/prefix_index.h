@@ -23,6 +23,7 @@ class PrefixIndex {
   struct Evicted {
     BlockHash hash;
     int32_t block;
+    BlockHash parent;  // as given to insert(): what an SSD record names as its parent
   };
   struct Stats {
     uint64_t lookups = 0;
@@ -37,7 +38,7 @@ class PrefixIndex {
   // `block` now holds `hash` (its tokens' KV is fully written). Returns false, changing nothing, when the
   // hash is already held by another block (two sequences computed the same prefix at once) or `block`
   // already holds a hash: the caller's block then simply stays uncached.
-  bool insert(const BlockHash& hash, int32_t block);
+  bool insert(const BlockHash& hash, int32_t block, const BlockHash& parent = {});
   // The last reference to `block` was released. A cached block stays cached and becomes the most recently
   // used evictable one (returns true); an uncached block returns false and belongs in the pool's free list.
   bool on_released(int32_t block);
@@ -63,6 +64,7 @@ class PrefixIndex {
 
   std::unordered_map<BlockHash, int32_t, Hash128Hasher> by_hash_;
   std::vector<BlockHash> hash_of_;
+  std::vector<BlockHash> parent_of_;
   std::vector<uint8_t> cached_;
   std::vector<uint8_t> in_lru_;
   std::vector<int32_t> prev_;  // -1 = none

@@ -42,6 +42,7 @@ SsdTier::SsdTier(env::Env* env, SsdTierOptions options)
     : env_(env), options_(std::move(options)), arena_(options_.queue_blocks * options_.max_payload_bytes),
       ring_(options_.queue_blocks), header_buf_(ssd::kHeaderBytes) {
   free_slots_.reserve(options_.queue_blocks);
+  queued_.reserve(options_.queue_blocks);
   for (size_t s = options_.queue_blocks; s-- > 0;) free_slots_.push_back(s);
   uncommitted_.reserve(options_.queue_blocks);
 }
@@ -163,11 +164,9 @@ bool SsdTier::put(const BlockHash& hash, const BlockHash& parent, uint32_t n_tok
       stats_.duplicates++;
       return true;
     }
-    for (size_t i = 0; i < ring_count_; i++) {
-      if (ring_[(ring_head_ + i) % ring_.size()].hash == hash) {
-        stats_.duplicates++;
-        return true;
-      }
+    if (queued_.count(hash) > 0) {
+      stats_.duplicates++;
+      return true;
     }
     if (env_->now_micros() < paused_until_) {
       stats_.dropped_paused++;
@@ -186,6 +185,7 @@ bool SsdTier::put(const BlockHash& hash, const BlockHash& parent, uint32_t n_tok
     ring_[(ring_head_ + ring_count_) % ring_.size()] =
         Pending{hash, parent, n_tokens, payload.size(), slot, next_ticket_++};
     ring_count_++;
+    queued_.emplace(hash, Queued{slot, payload.size()});
   }
   work_cv_.notify_one();
   return true;
@@ -198,8 +198,17 @@ bool SsdTier::get(const BlockHash& hash, std::span<uint8_t> out, size_t* n) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = index_.find(hash);
     if (it == index_.end()) {
-      stats_.misses++;
-      return false;
+      // Still in the write queue: served from its copy there, so that a block sent down is found at once.
+      auto q = queued_.find(hash);
+      if (q == queued_.end() || out.size() < q->second.length) {
+        stats_.misses++;
+        return false;
+      }
+      std::memcpy(out.data(), arena_.data() + q->second.slot * options_.max_payload_bytes, q->second.length);
+      if (n != nullptr) *n = q->second.length;
+      stats_.hits++;
+      stats_.queue_hits++;
+      return true;
     }
     loc = it->second;
     Segment& seg = segments_.at(loc.segment);
@@ -239,13 +248,13 @@ bool SsdTier::get(const BlockHash& hash, std::span<uint8_t> out, size_t* n) {
 
 bool SsdTier::contains(const BlockHash& hash) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return index_.count(hash) > 0;
+  return index_.count(hash) > 0 || queued_.count(hash) > 0;
 }
 
 size_t SsdTier::count_prefix(std::span<const BlockHash> hashes) const {
   std::lock_guard<std::mutex> lock(mu_);
   size_t n = 0;
-  while (n < hashes.size() && index_.count(hashes[n]) > 0) n++;
+  while (n < hashes.size() && (index_.count(hashes[n]) > 0 || queued_.count(hashes[n]) > 0)) n++;
   return n;
 }
 
@@ -282,6 +291,7 @@ void SsdTier::writer_loop() {
     if (!paused) write_batch(batch);
     lock.lock();
     for (const Pending& p : batch) {
+      queued_.erase(p.hash);
       free_slots_.push_back(p.slot);
       done_ticket_ = std::max(done_ticket_, p.ticket);
     }

@@ -70,6 +70,7 @@ struct SsdTierStats {
   uint64_t hits = 0;
   uint64_t misses = 0;
   uint64_t corrupt_reads = 0;        // failed re-verification in get(): dropped from the index
+  uint64_t queue_hits = 0;           // hits served from the write queue (not yet on disk)
 };
 
 class SsdTier {
@@ -84,11 +85,12 @@ class SsdTier {
 
   // Queues a block for writing; never waits for the disk. False when it was not queued (counted).
   bool put(const BlockHash& hash, const BlockHash& parent, uint32_t n_tokens, std::span<const uint8_t> payload);
-  // Copies the block's payload into `out` after re-verifying it; false on a miss, a corrupt record (then
-  // forgotten) or an `out` too small. Returns the payload size in *n when given.
+  // Copies the block's payload into `out` after re-verifying it (or from the write queue while it waits
+  // there); false on a miss, a corrupt record (then forgotten) or an `out` too small. Returns the payload size in *n when given.
   bool get(const BlockHash& hash, std::span<uint8_t> out, size_t* n = nullptr);
+  // On disk and visible, or queued for writing.
   bool contains(const BlockHash& hash) const;
-  // How many leading hashes are on disk and visible.
+  // How many leading hashes are on disk and visible, or queued.
   size_t count_prefix(std::span<const BlockHash> hashes) const;
   // Waits until every block queued before the call has been written (and is visible) or dropped.
   void flush();
@@ -146,6 +148,12 @@ class SsdTier {
   std::vector<uint8_t> arena_;            // queue_blocks slots of max_payload_bytes, reserved once
   std::vector<size_t> free_slots_;
   std::vector<Pending> ring_;             // the queue, queue_blocks entries
+  struct Queued {
+    size_t slot;
+    uint64_t length;
+  };
+  // Blocks from put() until the writer is done with them (visible, or dropped): get() serves them from here.
+  std::unordered_map<BlockHash, Queued, Hash128Hasher> queued_;
   size_t ring_head_ = 0;
   size_t ring_count_ = 0;
   uint64_t next_ticket_ = 1;

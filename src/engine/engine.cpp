@@ -64,6 +64,15 @@ Engine::Engine(model::Model* model, const EngineOptions& options)
     scheduler_.set_hot_tier(options_.hot_tier, copier_.get());
     stats_.hot_cache_capacity_blocks = options_.hot_tier->capacity_blocks();
   }
+  if (options_.ssd_tier != nullptr && options_.prefix_caching && !options_.fingerprint.is_zero() &&
+      options_.ssd_tier->options().fingerprint == options_.fingerprint &&
+      options_.ssd_tier->options().max_payload_bytes >= kv_block_bytes(*model)) {
+    if (!copier_) copier_ = std::make_unique<BackendCopier>(&model->backend());
+    scheduler_.set_ssd_tier(options_.ssd_tier, copier_.get(), kv_block_bytes(*model));
+    stats_.ssd_cache_max_bytes = options_.ssd_tier->options().max_bytes;
+  } else {
+    options_.ssd_tier = nullptr;
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -286,6 +295,17 @@ void Engine::publish_stats(uint64_t prompt_tokens, uint64_t generated, uint64_t 
   if (options_.hot_tier != nullptr) {
     stats_.hot_cache_evictions = options_.hot_tier->stats().evictions;
     stats_.hot_cache_blocks = options_.hot_tier->num_blocks();
+  }
+  if (options_.ssd_tier != nullptr) {
+    const cache::SsdTierStats ssd = options_.ssd_tier->stats();
+    stats_.ssd_cache_hit_blocks = prefix.ssd_hit_blocks;
+    stats_.ssd_cache_stores = prefix.ssd_stores;
+    stats_.ssd_cache_written = ssd.written;
+    stats_.ssd_cache_dropped = ssd.dropped_queue_full + ssd.dropped_paused + ssd.dropped_too_large + ssd.dropped_failed;
+    stats_.ssd_cache_evictions = ssd.blocks_evicted;
+    stats_.ssd_cache_corrupt = ssd.skipped_corrupt + ssd.corrupt_reads;
+    stats_.ssd_cache_blocks = ssd.blocks;
+    stats_.ssd_cache_bytes = ssd.bytes_on_disk;
   }
 }
 

@@ -71,6 +71,11 @@ struct EngineOptions {
   // error to report. Used only with prefix caching and a block_bytes() of kv_block_bytes(model), on the engine
   // thread.
   cache::HotTier* hot_tier = nullptr;
+  // The SSD tier below the host tier (--ssd-cache-dir), or null. Not owned; the caller opens it with
+  // options.fingerprint = weights_fingerprint(...) (a zero fingerprint here is not enough: blocks on disk
+  // outlive the process) and max_payload_bytes >= kv_block_bytes(model), and destroys it after the engine so
+  // that it writes its checkpoint. Left out unless its fingerprint is the engine's.
+  cache::SsdTier* ssd_tier = nullptr;
 };
 
 // Bytes of one KV block over all layers, K and V: what each hot tier slot holds.
@@ -99,6 +104,16 @@ struct EngineStats {
   uint64_t hot_cache_evictions = 0;   // blocks the host tier dropped to make room
   uint64_t hot_cache_blocks = 0;      // blocks held now
   uint64_t hot_cache_capacity_blocks = 0;
+  // SSD tier (all 0 without one).
+  uint64_t ssd_cache_hit_blocks = 0;   // full prompt blocks read from the SSD at admission
+  uint64_t ssd_cache_stores = 0;       // blocks queued for writing
+  uint64_t ssd_cache_written = 0;      // ... written, fsynced and visible
+  uint64_t ssd_cache_dropped = 0;      // ... dropped (queue full, writing paused, write error)
+  uint64_t ssd_cache_evictions = 0;    // blocks in segments deleted to stay within the cap
+  uint64_t ssd_cache_corrupt = 0;      // records skipped at open or on reading: never served
+  uint64_t ssd_cache_blocks = 0;       // blocks indexed now
+  uint64_t ssd_cache_bytes = 0;        // bytes of keel's segment files
+  uint64_t ssd_cache_max_bytes = 0;
   // Backend allocations since the end of the first step (warm-up); must stay 0 while serving.
   uint64_t allocations_after_warmup = 0;
 };

@@ -18,6 +18,24 @@ void Scheduler::set_hot_tier(cache::HotTier* tier, KvBlockCopier* copier) {
   copier_ = copier;
 }
 
+void Scheduler::set_ssd_tier(cache::SsdTier* tier, KvBlockCopier* copier, size_t block_bytes) {
+  ssd_ = index_ ? tier : nullptr;
+  copier_ = copier;
+  ssd_buf_.assign(ssd_ ? block_bytes : 0, 0);
+}
+
+void Scheduler::store_ssd(const cache::BlockHash& hash, const cache::BlockHash& parent, const uint8_t* bytes) {
+  if (ssd_->put(hash, parent, static_cast<uint32_t>(pool_.block_size()), std::span(bytes, ssd_buf_.size())))
+    prefix_stats_.ssd_stores++;
+}
+
+int Scheduler::count_lower(const Sequence* seq, int from, int to) const {
+  int j = from;
+  while (j < to && ((hot_ && hot_->contains(seq->block_hashes[j])) || (ssd_ && ssd_->contains(seq->block_hashes[j]))))
+    j++;
+  return j - from;
+}
+
 void Scheduler::add(std::unique_ptr<Sequence> seq) { waiting_.push_back(std::move(seq)); }
 
 int Scheduler::available_blocks() const {
@@ -32,11 +50,17 @@ bool Scheduler::make_room(int n) {
     if (hot_) {
       // Down a tier before the memory is reused; a block the tier holds already is only touched.
       const bool had = hot_->contains(evicted->hash);
-      uint8_t* slot = hot_->put(evicted->hash);
+      std::optional<cache::HotTier::Evicted> dropped;
+      uint8_t* slot = hot_->put(evicted->hash, evicted->parent, &dropped);
+      // The block the host tier dropped is still in the slot: down to the SSD before it is overwritten.
+      if (dropped && ssd_) store_ssd(dropped->hash, dropped->parent, slot);
       if (!had) {
         copier_->to_host(evicted->block, slot);
         prefix_stats_.hot_stores++;
       }
+    } else if (ssd_ && !ssd_->contains(evicted->hash)) {
+      copier_->to_host(evicted->block, ssd_buf_.data());
+      store_ssd(evicted->hash, evicted->parent, ssd_buf_.data());
     }
     (void)pool_.reclaim(evicted->block);  // every evictable block is kept by the pool
     prefix_stats_.evictions++;
@@ -75,11 +99,11 @@ int Scheduler::admit(Sequence* seq, int budget) {
     hits = index_->lookup(std::span(seq->block_hashes).first(cap));
   }
   const int hit = static_cast<int>(hits.size());
-  // The cached run may go on in the host tier: those blocks get fresh device blocks, filled from it.
-  int hot = 0;
-  if (hot_) hot = static_cast<int>(hot_->count_prefix(std::span(seq->block_hashes).subspan(hit, cap - hit)));
-  const int n = std::min(len - (hit + hot) * bs, budget);
-  const int need = hot + (n + bs - 1) / bs;
+  // The cached run may go on in the host tier or on the SSD: those blocks get fresh device blocks, filled
+  // from there.
+  int lower = count_lower(seq, hit, cap);
+  const int n = std::min(len - (hit + lower) * bs, budget);
+  const int need = lower + (n + bs - 1) / bs;
   int kept = 0;
   for (int32_t b : hits) kept += pool_.is_kept(b) ? 1 : 0;
   // Reviving a kept hit takes it out of what can be evicted.
@@ -94,28 +118,46 @@ int Scheduler::admit(Sequence* seq, int budget) {
   }
   (void)seq->table.append_full_blocks(hits);  // the table is empty
   // Most recently used first, so that blocks sent down by make_room do not push them out of the tier.
-  for (int i = hit; i < hit + hot; i++) (void)hot_->get(seq->block_hashes[i]);
+  for (int i = hit; i < hit + lower; i++)
+    if (hot_ && hot_->contains(seq->block_hashes[i])) (void)hot_->get(seq->block_hashes[i]);
   (void)make_room(need);  // cannot fail: checked above
-  // Only if the tier is smaller than what make_room sent down can it have lost some of them.
-  if (hot_) hot = static_cast<int>(hot_->count_prefix(std::span(seq->block_hashes).subspan(hit, hot)));
-  auto up = pool_.allocate(hot);  // within `need`
-  for (int i = 0; i < hot; i++) {
+  // Only if the host tier is smaller than what make_room sent down can it have lost some of them (and the
+  // SSD not have them yet: its writes become visible later).
+  if (lower > 0) lower = count_lower(seq, hit, hit + lower);
+  auto up = pool_.allocate(lower);  // within `need`
+  int hot = 0, ssd = 0;
+  for (int i = 0; i < lower; i++) {
+    const cache::BlockHash& h = seq->block_hashes[hit + i];
     const int32_t b = (*up)[i];
-    copier_->from_host(hot_->get(seq->block_hashes[hit + i]), b);
-    index_->insert(seq->block_hashes[hit + i], b);
+    size_t got = 0;
+    if (hot_ && hot_->contains(h)) {
+      copier_->from_host(hot_->get(h), b);
+      hot++;
+    } else if (ssd_ && ssd_->get(h, ssd_buf_, &got) && got == ssd_buf_.size()) {
+      copier_->from_host(ssd_buf_.data(), b);
+      ssd++;
+    } else {
+      // A record that failed its check on reading (now forgotten): the run ends here.
+      for (int k = i; k < lower; k++) (void)pool_.release((*up)[k]);
+      up->resize(i);
+      break;
+    }
+    index_->insert(h, b, hit + i > 0 ? seq->block_hashes[hit + i - 1] : cache::BlockHash{});
   }
+  lower = hot + ssd;
   (void)seq->table.append_full_blocks(*up);
-  const int cached = (hit + hot) * bs;
+  const int cached = (hit + lower) * bs;
   // A shorter hot run (see above) leaves more to compute; the chunk stays within the budget and within the
   // blocks made room for.
   const int chunk = std::min(len - cached, budget);
   (void)seq->table.append(pool_, chunk);
   seq->num_computed = cached;
-  seq->num_indexed_blocks = hit + hot;
+  seq->num_indexed_blocks = hit + lower;
   if (seq->num_preemptions == 0) seq->cached_tokens = cached;
   prefix_stats_.hit_blocks += hit;
   prefix_stats_.hot_hit_blocks += hot;
-  prefix_stats_.miss_blocks += cap - hit - hot;
+  prefix_stats_.ssd_hit_blocks += ssd;
+  prefix_stats_.miss_blocks += cap - hit - lower;
   return chunk;
 }
 
@@ -178,7 +220,8 @@ void Scheduler::advance(const StepPlan& plan) {
     // block already holds (the same prefix computed twice at once) simply stays uncached.
     const int full = c.end / pool_.block_size();
     extend_hashes(seq, full);
-    for (int i = seq->num_indexed_blocks; i < full; i++) index_->insert(seq->block_hashes[i], seq->table.blocks()[i]);
+    for (int i = seq->num_indexed_blocks; i < full; i++)
+      index_->insert(seq->block_hashes[i], seq->table.blocks()[i], i > 0 ? seq->block_hashes[i - 1] : cache::BlockHash{});
     seq->num_indexed_blocks = std::max(seq->num_indexed_blocks, full);
   }
 }

@@ -16,6 +16,12 @@
 // device has its bytes copied into the tier first, and a prompt whose cached run continues in the tier gets
 // fresh device blocks filled from it at admission. The copies are synchronous, in program order, before the
 // step's forward pass, through a KvBlockCopier (the backend in the engine, a fake in tests).
+//
+// With an SSD tier (cache::SsdTier) below, a block the host tier drops is queued for the disk from the slot
+// it leaves (never waiting: the tier drops what its queue cannot take), or, without a host tier, a block
+// evicted from the device is. At admission the cached run may continue block by block in either lower tier;
+// SSD blocks are read (and re-verified) into a staging buffer and copied up. A record that fails its check
+// ends the run there: those tokens are computed instead.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +34,7 @@
 #include "cache/block_hash.h"
 #include "cache/hot_tier.h"
 #include "cache/prefix_index.h"
+#include "cache/ssd_tier.h"
 #include "engine/sampler.h"
 #include "kv/block_pool.h"
 
@@ -88,6 +95,10 @@ class Scheduler {
   // Adds the host tier below the device pool (needs prefix caching; neither is owned). The tier's block_bytes
   // must be the device block's bytes over all layers.
   void set_hot_tier(cache::HotTier* tier, KvBlockCopier* copier);
+  // Adds the SSD tier below the host tier (or below the device pool without one); needs prefix caching. The
+  // tier must be named by this scheduler's fingerprint and take payloads of `block_bytes` (the device
+  // block's bytes over all layers); the staging buffer for reads is reserved here, once. Neither is owned.
+  void set_ssd_tier(cache::SsdTier* tier, KvBlockCopier* copier, size_t block_bytes);
 
   void add(std::unique_ptr<Sequence> seq);
   // Plans one step and reserves its KV slots. After the forward pass, call `advance` with the plan.
@@ -111,6 +122,8 @@ class Scheduler {
     uint64_t miss_blocks = 0;     // full prompt blocks (within the cap) found nowhere: computed
     uint64_t evictions = 0;       // cached blocks whose device memory was taken for new KV
     uint64_t hot_stores = 0;      // evicted blocks copied down into the host tier
+    uint64_t ssd_hit_blocks = 0;  // ... found on the SSD (read, verified and copied up)
+    uint64_t ssd_stores = 0;      // blocks queued for the SSD (the tier may still drop them; see its stats)
   };
   const PrefixStats& prefix_stats() const { return prefix_stats_; }
   // Most tokens one sequence can ever hold: the whole pool.
@@ -129,12 +142,17 @@ class Scheduler {
   // taken).
   int admit(Sequence* seq, int budget);
   void extend_hashes(Sequence* seq, int num_blocks);
+  // How many of hashes [from, to) of `seq`, from `from` on, are in the host or the SSD tier.
+  int count_lower(const Sequence* seq, int from, int to) const;
+  void store_ssd(const cache::BlockHash& hash, const cache::BlockHash& parent, const uint8_t* bytes);
 
   kv::BlockPool pool_;
   std::optional<cache::ModelFingerprint> fingerprint_;
   std::optional<cache::PrefixIndex> index_;
   cache::HotTier* hot_ = nullptr;
   KvBlockCopier* copier_ = nullptr;
+  cache::SsdTier* ssd_ = nullptr;
+  std::vector<uint8_t> ssd_buf_;  // one block: staging for SSD reads, and for writes without a host tier
   PrefixStats prefix_stats_;
   int max_num_seqs_;
   int max_num_batched_tokens_;
