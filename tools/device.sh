@@ -31,6 +31,22 @@ for stage in "$@"; do
       (cd $B && ctest -j8 --timeout 600 2>&1 | tail -15) ;;
     bench)
       $B/keel bench --backend cuda --synthetic llama3-8b --prompt-tokens 128 --decode-tokens 64 2>&1 | tee "$OUT/bench.txt" ;;
+    bench-more)
+      # Prefill at the peer's lengths, then the other named shapes (MoE routes on the host today).
+      $B/keel bench --backend cuda --synthetic llama3-8b --prompt-tokens 512 --decode-tokens 16 --batches 1 2>&1 | tee -a "$OUT/bench.txt"
+      $B/keel bench --backend cuda --synthetic qwen3-8b --prompt-tokens 128 --decode-tokens 32 --batches 1,8,64 2>&1 | tee -a "$OUT/bench.txt"
+      $B/keel bench --backend cuda --synthetic qwen3-30b-a3b --prompt-tokens 128 --decode-tokens 16 --batches 1,8 2>&1 | tee -a "$OUT/bench.txt" ;;
+    serve)
+      # The demo model served from the GPU: non-streamed and streamed chat, then a clean SIGTERM.
+      $B/keel serve --backend cuda --port 8090 > "$OUT/serve.log" 2>&1 &
+      pid=$!
+      for _ in $(seq 1 300); do curl -sf 127.0.0.1:8090/health >/dev/null && break; sleep 0.1; done
+      body='{"model":"demo","messages":[{"role":"user","content":"Tell me a fortune."}],"temperature":0,"max_tokens":40}'
+      curl -s 127.0.0.1:8090/v1/chat/completions -H 'content-type: application/json' -d "$body"; echo
+      curl -sN 127.0.0.1:8090/v1/chat/completions -H 'content-type: application/json' \
+        -d "${body%\}},\"stream\":true}" | tail -3
+      curl -s 127.0.0.1:8090/metrics | grep -E "allocations_after_warmup|kv_blocks"
+      kill -TERM $pid; wait $pid; echo "serve exit $?"; tail -3 "$OUT/serve.log" ;;
     peer)
       PYTHONUNBUFFERED=1 python3 .device/peer/torch_llama.py --shape llama3-8b --batch 1 8 64 --no-hf \
         > "$OUT/peer.jsonl" 2> "$OUT/peer.err"; cat "$OUT/peer.jsonl"; tail -3 "$OUT/peer.err" ;;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -201,15 +202,26 @@ int run_bench(const BenchArgs& a) {
     std::printf("\n");
   }
 
-  // Decode: every weight is read once per step (one embedding row), plus each sequence's KV.
+  // Decode reads every weight once per step (one embedding row) plus each sequence's KV; of an MoE layer's
+  // experts only those some token routes to, E * (1 - (1 - k/E)^batch) of them on average under uniform routing.
   const double embed_bytes =
       c.tie_word_embeddings ? 0.0 : static_cast<double>(c.vocab_size) * c.hidden_size * dtype_size(w.dtype);
   const double kv_token_bytes = 2.0 * c.num_layers * c.num_kv_heads * c.head_dim * dtype_size(lm.backend->kv_dtype());
+  int moe_layers = 0;
+  for (auto& l : c.layers) moe_layers += l.moe;
+  const double expert_bytes =
+      3.0 * c.hidden_size * c.moe_intermediate_size * dtype_size(w.dtype) * c.num_experts * moe_layers;
+  auto weight_bytes_read = [&](int batch) {
+    if (moe_layers == 0) return w.bytes - embed_bytes;
+    const double k = c.num_experts_per_tok, e = c.num_experts;
+    const double touched = 1.0 - std::pow(1.0 - k / e, batch);
+    return w.bytes - embed_bytes - expert_bytes * (1.0 - touched);
+  };
   for (int batch : batches) {
     auto tok_s = measure_decode(m, *lm.backend, batch, a.prompt_tokens, a.decode_tokens);
     if (!tok_s.ok()) return report(tok_s.status());
     const double mean_ctx = a.prompt_tokens + a.decode_tokens / 2.0;
-    const double step_bytes = (w.bytes - embed_bytes) + batch * mean_ctx * kv_token_bytes;
+    const double step_bytes = weight_bytes_read(batch) + batch * mean_ctx * kv_token_bytes;
     const double steps_s = *tok_s / batch;
     std::printf("  decode batch %3d: %8.1f tok/s  (%.2f ms/step, %.0f GB/s = %.2f of the %s roofline)\n", batch,
                 *tok_s, 1e3 / steps_s, step_bytes * steps_s / 1e9, step_bytes * steps_s / bw,
@@ -233,6 +245,7 @@ void add_bench(CLI::App& app, Context& ctx) {
   cmd->add_option("--decode-tokens", a.decode_tokens, "Tokens to decode");
   cmd->add_option("--batches", a.batches, "Decode batch sizes, comma-separated (cpu: 1; cuda: 1,8,32,64,128)");
   cmd->callback([&ctx, cmd] { if (cmd->get_subcommands().empty()) ctx.exit_code = run_bench(a); });
+  add_bench_cache(app, ctx);
 }
 
 }  // namespace keel::cli

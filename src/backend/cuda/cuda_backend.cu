@@ -93,6 +93,9 @@ class CudaBackend final : public Backend {
   Status init() {
     KEEL_CUDA_RETURN(cudaSetDevice(device_), "set device");
     KEEL_CUDA_RETURN(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "create stream");
+    cudaDeviceProp prop{};
+    KEEL_CUDA_RETURN(cudaGetDeviceProperties(&prop, device_), "read device properties");
+    sm_count_ = prop.multiProcessorCount;
     if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) return internal_error("cuBLAS: cannot create a handle");
     cublasSetStream(cublas_, stream_);
     // cuBLAS takes workspace from the pool on demand unless given one: give it one, so it never allocates.
@@ -201,6 +204,10 @@ class CudaBackend final : public Backend {
     reserve(tables_, static_cast<size_t>(limits.max_block_table_entries), true);
     reserve(inv_freq_, 4096, true);
     reserve(fused_, static_cast<size_t>(limits.max_tokens) * limits.max_fused_cols, true);
+    // Split-K partials: only used while rows x KV heads < the SM count, so at most 2 x SMs + SMs shares.
+    const size_t shares = static_cast<size_t>(3 * sm_count_);
+    reserve(split_ml_, shares * kMaxGroup * 2, true);
+    reserve(split_acc_, shares * kMaxGroup * 256, true);
     if (limits.num_experts > 0) {
       const size_t pairs = static_cast<size_t>(limits.max_tokens) * limits.experts_per_token;
       const size_t act = dtype_size(act_);
@@ -404,8 +411,14 @@ class CudaBackend final : public Backend {
     const int group = p.num_heads / p.num_kv_heads;
     const int dpl = p.head_dim / 32;
     if (group <= kMaxGroup && p.head_dim % 32 == 0 && (dpl == 1 || dpl == 2 || dpl == 4 || dpl == 8)) {
-      // One block per (query row, KV head): K/V read once for the whole query group.
-      dim3 grid(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads));
+      // One block per (query row, KV head): K/V read once for the whole query group. When that gives too few
+      // blocks to fill the GPU (decode), each row's keys are split across blocks and joined afterwards.
+      const int64_t tasks = q.rows * p.num_kv_heads;
+      int splits = 1;
+      if (tasks < sm_count_)
+        splits = static_cast<int>(std::min<int64_t>(kMaxSplits, (2 * sm_count_ + tasks - 1) / tasks));
+      if (static_cast<size_t>(tasks * splits * group * p.head_dim) > split_acc_.capacity) splits = 1;
+      dim3 grid(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads), static_cast<unsigned>(splits));
       const size_t smem = (static_cast<size_t>(group) * p.head_dim + static_cast<size_t>(group) * kTileKeys +
                            static_cast<size_t>(kWarps) * group * p.head_dim) * sizeof(float);
       dispatch(kv_.dtype, [&](auto* tag) {
@@ -415,13 +428,19 @@ class CudaBackend final : public Backend {
           kernel<<<grid, kTileKeys, smem, stream_>>>(
               static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
               positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr, p.num_heads, p.num_kv_heads, p.head_dim,
-              kv_.block_size, p.scale, p.sliding_window, p.softcap, static_cast<T*>(out.data));
+              kv_.block_size, p.scale, p.sliding_window, p.softcap, static_cast<T*>(out.data), splits, split_ml_.ptr,
+              split_acc_.ptr);
         };
         switch (dpl) {
           case 1: launch(attention_group_kernel<T, 1>); break;
           case 2: launch(attention_group_kernel<T, 2>); break;
           case 4: launch(attention_group_kernel<T, 4>); break;
           default: launch(attention_group_kernel<T, 8>); break;
+        }
+        if (splits > 1) {
+          attention_combine_kernel<T><<<dim3(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads)),
+                                        256, 0, stream_>>>(split_ml_.ptr, split_acc_.ptr, p.num_heads, p.num_kv_heads,
+                                                           p.head_dim, splits, static_cast<T*>(out.data));
         }
       });
       check_launch();
@@ -611,7 +630,9 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;
   DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, moe_rows_;
   DeviceArray<SeqInfo> seq_info_;
-  DeviceArray<float> inv_freq_, moe_weights_, fused_;
+  DeviceArray<float> inv_freq_, moe_weights_, fused_, split_ml_, split_acc_;
+  int sm_count_ = 132;
+  static constexpr int kMaxSplits = 32;
   uint8_t* arena_ = nullptr;
   size_t arena_size_ = 0, arena_used_ = 0;
   DeviceArray<uint8_t> moe_logits_, moe_x_, moe_gate_, moe_up_, moe_act_, moe_y_;

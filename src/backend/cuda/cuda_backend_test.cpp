@@ -64,6 +64,13 @@ double attention_error(const AttnCase& c, DType act) {
   auto cpu = make_cpu_backend();
   auto gpu = make_cuda_backend(0).value();
   gpu->set_weights_dtype(act);
+  ForwardLimits limits;
+  limits.max_tokens = 512;
+  limits.max_seqs = 64;
+  limits.max_block_table_entries = 4096;
+  limits.hidden = 64;
+  limits.max_fused_cols = 64;
+  EXPECT_TRUE(gpu->reserve_forward(limits).ok());  // enables split-K for the few-row cases
   int total_blocks = 0;
   for (auto& [kv, q] : c.seqs) total_blocks += (kv + c.block_size - 1) / c.block_size;
   KvLayout layout{1, total_blocks + 3, c.block_size, c.kv_heads, c.head_dim, DType::kF32};
@@ -131,6 +138,9 @@ TEST(CudaOps, PagedAttentionMatchesCpuOverManyShapes) {
       {16, 8, 128, 16, 16, 50.0f, {{70, 7}, {3, 3}, {48, 1}}},
       {32, 1, 64, 16, 0, 0, {{40, 2}}},                     // group 32: the per-warp fallback kernel
       {8, 8, 128, 16, 0, 0, {{300, 1}, {129, 129}}},        // several key tiles of 128
+      {8, 2, 128, 16, 0, 0, {{700, 1}}},                    // one long decode row: split-K over 32 shares
+      {8, 2, 128, 16, 0, 0, {{3, 1}, {40, 1}}},             // shares shorter than the splits (some empty)
+      {8, 4, 64, 4, 9, 20.0f, {{61, 1}, {90, 2}}},          // split-K with a window and soft-cap
   };
   for (size_t i = 0; i < cases.size(); i++) {
     const double f32 = attention_error(cases[i], DType::kF32);

@@ -284,7 +284,7 @@ template <typename T, int DPL>
 __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
     const float* q, const T* k_cache, const T* v_cache, const int32_t* positions, const int32_t* row_seq,
     const SeqInfo* seqs, const int32_t* block_tables, int heads, int kv_heads, int head_dim, int block_size,
-    float scale, int window, float softcap, T* out) {
+    float scale, int window, float softcap, T* out, int splits, float* part_ml, float* part_acc) {
   extern __shared__ float smem[];
   const int group = heads / kv_heads;
   float* qs = smem;                          // [group][head_dim], pre-scaled
@@ -299,8 +299,14 @@ __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const SeqInfo seq = seqs[row_seq[row]];
   const int32_t* table = block_tables + seq.table_offset;
-  const int pos = positions[row];
-  const int lo = window > 0 ? max(0, pos - window + 1) : 0;
+  const int pos_q = positions[row];
+  const int lo_q = window > 0 ? max(0, pos_q - window + 1) : 0;
+  // Split-K (flash-decoding): block z takes one contiguous share of this row's keys; the shares are sized on
+  // the device, from the row's own length, so a captured graph stays valid as sequences grow.
+  const int split = blockIdx.z;
+  const int share = (pos_q - lo_q + splits) / splits;
+  const int lo = lo_q + split * share;
+  const int pos = min(pos_q, lo + share - 1);  // the last key of this share; < lo when the share is empty
   const int64_t kv_width = static_cast<int64_t>(kv_heads) * head_dim;
 
   for (int i = t; i < group * head_dim; i += kTileKeys) {
@@ -401,11 +407,41 @@ __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
     for (int i = 0; i < DPL; i++) part[(warp * group + g) * head_dim + lane * DPL + i] = acc[g][i];
   }
   __syncthreads();
+  const int64_t task = (row * kv_heads + kvh) * splits + split;
   for (int i = t; i < group * head_dim; i += kTileKeys) {
     const int g = i / head_dim, d = i % head_dim;
     float sum = 0.0f;
     for (int w = 0; w < kWarps; w++) sum += part[(w * group + g) * head_dim + d];
-    out[row * heads * head_dim + (kvh * group + g) * head_dim + d] = from_f<T>(sum / l_s[g]);
+    if (splits == 1) out[row * heads * head_dim + (kvh * group + g) * head_dim + d] = from_f<T>(sum / l_s[g]);
+    else part_acc[(task * group + g) * head_dim + d] = sum;  // unnormalised, relative to this share's max
+  }
+  if (splits > 1 && t < group) {
+    part_ml[(task * group + t) * 2] = m_s[t];
+    part_ml[(task * group + t) * 2 + 1] = l_s[t];
+  }
+}
+
+// Joins the split-K shares of each (row, KV head): rescale every share to the common max and normalise.
+template <typename T>
+__global__ void attention_combine_kernel(const float* part_ml, const float* part_acc, int heads, int kv_heads,
+                                         int head_dim, int splits, T* out) {
+  const int64_t row = blockIdx.x;
+  const int kvh = blockIdx.y;
+  const int group = heads / kv_heads;
+  const int64_t base = (row * kv_heads + kvh) * splits;
+  for (int i = threadIdx.x; i < group * head_dim; i += blockDim.x) {
+    const int g = i / head_dim, d = i % head_dim;
+    float m = -INFINITY;
+    for (int s = 0; s < splits; s++) m = fmaxf(m, part_ml[((base + s) * group + g) * 2]);
+    float l = 0.0f, acc = 0.0f;
+    for (int s = 0; s < splits; s++) {
+      const float ms = part_ml[((base + s) * group + g) * 2];
+      if (ms == -INFINITY) continue;
+      const float w = __expf(ms - m);
+      l += part_ml[((base + s) * group + g) * 2 + 1] * w;
+      acc += part_acc[((base + s) * group + g) * head_dim + d] * w;
+    }
+    out[row * heads * head_dim + (kvh * group + g) * head_dim + d] = from_f<T>(acc / l);
   }
 }
 
