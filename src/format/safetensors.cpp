@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <set>
 
 namespace keel::format {
@@ -125,6 +126,16 @@ uint64_t WeightFiles::total_bytes() const {
   uint64_t n = 0;
   for (auto& [name, t] : index_) n += t->nbytes();
   return n;
+}
+
+DType WeightFiles::dominant_dtype() const {
+  std::map<DType, uint64_t> bytes;
+  for (auto& [name, t] : index_) bytes[t->dtype] += t->nbytes();
+  DType best = DType::kF32;
+  uint64_t most = 0;
+  for (auto& [d, n] : bytes)
+    if (n > most) most = n, best = d;
+  return best;
 }
 
 }  // namespace keel::format

@@ -46,6 +46,8 @@ class WeightFiles {
   const TensorView* find(const std::string& name) const;
   const std::map<std::string, const TensorView*>& all() const { return index_; }
   uint64_t total_bytes() const;
+  // The dtype holding the most bytes: what a backend computes in.
+  DType dominant_dtype() const;
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

@@ -11,16 +11,6 @@ using backend::Tensor;
 
 namespace {
 
-DType dominant_dtype(const format::WeightFiles& files) {
-  std::map<DType, uint64_t> bytes;
-  for (auto& [name, t] : files.all()) bytes[t->dtype] += t->nbytes();
-  DType best = DType::kF32;
-  uint64_t most = 0;
-  for (auto& [d, n] : bytes)
-    if (n > most) most = n, best = d;
-  return best;
-}
-
 Status reserve_weights(const ModelConfig& c, ShardSpec shard, backend::Backend* backend) {
   const WeightCount n = count_weights(c, shard);
   return backend->reserve_weights(n.parameters * dtype_size(backend->act_dtype()) + n.tensors * 256);
@@ -37,7 +27,7 @@ Result<std::unique_ptr<Model>> Model::load(env::Env* env, const std::string& dir
   model->options_ = options;
   KEEL_RETURN_IF_ERROR(model->init_shard());
   KEEL_ASSIGN_OR_RETURN(model->files_, format::WeightFiles::open(env, dir));
-  backend->set_weights_dtype(dominant_dtype(model->files_));
+  backend->set_weights_dtype(model->files_.dominant_dtype());
   KEEL_RETURN_IF_ERROR(reserve_weights(model->config_, model->shard_.spec, backend));
   KEEL_ASSIGN_OR_RETURN(model->weights_, bind_weights(model->config_, model->files_, backend, model->shard_.spec));
   KEEL_RETURN_IF_ERROR(model->init_buffers());

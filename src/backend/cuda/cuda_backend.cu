@@ -526,8 +526,8 @@ class CudaBackend final : public Backend {
     check_launch();
     for (int e = 0; e < experts; e++) {
       const int64_t n = start[e + 1] - start[e];
-      if (n == 0) continue;
       const ExpertWeights& ex = w.experts[e];
+      if (n == 0 || ex.gate.empty()) continue;  // empty: another tensor-parallel rank owns this expert
       Tensor xe{static_cast<uint8_t*>(moe_x_.ptr) + start[e] * hidden * xs, x.dtype, n, hidden};
       Tensor g{moe_gate_.ptr, DType::kF32, n, inter}, u{moe_up_.ptr, DType::kF32, n, inter};
       Tensor a{moe_act_.ptr, x.dtype, n, inter}, y{moe_y_.ptr, DType::kF32, n, hidden};

@@ -27,6 +27,21 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// The sum of v over the block (any multiple of 32 threads up to 1024), returned to every thread.
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float partial[32];
+  v = warp_sum(v);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float w = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.0f;
+    w = warp_sum(w);
+    if (threadIdx.x == 0) partial[0] = w;
+  }
+  __syncthreads();
+  return partial[0];
+}
+
 // Per-sequence metadata of a flattened batch, uploaded once per forward.
 struct SeqInfo {
   int32_t q_start;
@@ -49,17 +64,7 @@ __global__ void rms_norm_kernel(const float* x, const TW* w, float eps, bool add
   const float* xr = x + row * cols;
   float ss = 0.0f;
   for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) ss += xr[d] * xr[d];
-  __shared__ float partial[32];
-  ss = warp_sum(ss);
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float v = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.0f;
-    v = warp_sum(v);
-    if (threadIdx.x == 0) partial[0] = v;
-  }
-  __syncthreads();
-  const float inv = rsqrtf(partial[0] / static_cast<float>(cols) + eps);
+  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(cols) + eps);
   for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) {
     const float wv = to_f(w[d]) + (add_one ? 1.0f : 0.0f);
     out[row * cols + d] = from_f<TOut>((xr[d] * inv) * wv);
@@ -79,17 +84,7 @@ __global__ void add_rms_norm_kernel(float* x, const float* delta, const TW* w, f
     xr[d] = v;
     ss += v * v;
   }
-  __shared__ float partial[32];
-  ss = warp_sum(ss);
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float v = threadIdx.x < (blockDim.x >> 5) ? partial[threadIdx.x] : 0.0f;
-    v = warp_sum(v);
-    if (threadIdx.x == 0) partial[0] = v;
-  }
-  __syncthreads();
-  const float inv = rsqrtf(partial[0] / static_cast<float>(cols) + eps);
+  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(cols) + eps);
   for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) {
     const float wv = to_f(w[d]) + (add_one ? 1.0f : 0.0f);
     out[row * cols + d] = from_f<TOut>((xr[d] * inv) * wv);
