@@ -22,6 +22,7 @@ void add_logits(CLI::App& app, Context& ctx);
 void add_generate(CLI::App& app, Context& ctx);
 void add_bench(CLI::App& app, Context& ctx);
 void add_bench_serve(CLI::App& app, Context& ctx);  // bench serve (after add_bench)
+void add_bench_cache(CLI::App& app, Context& ctx);  // bench cache (from add_bench)
 void add_tokenizer_commands(CLI::App& app, Context& ctx);  // tokenize, detokenize
 void add_bench_tokenizer(CLI::App& app, Context& ctx);     // bench-tokenizer
 void add_template(CLI::App& app, Context& ctx);

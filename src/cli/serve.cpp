@@ -116,6 +116,10 @@ void add_memory_flags(CLI::App* cmd, ServeOptions& o) {
       ->capture_default_str();
   cmd->add_option("--hot-cache-max-size", o.hot_cache_max_size, "Host RAM tier of the prefix cache (bytes: 8GB)")
       ->capture_default_str();
+  cmd->add_option("--ssd-cache-dir", o.ssd_cache_dir,
+                  "SSD tier of the prefix cache: a directory of segment files, kept across restarts");
+  cmd->add_option("--ssd-cache-max-size", o.ssd_cache_max_size, "Cap on the SSD tier's files (bytes: 100GB)")
+      ->capture_default_str();
   cmd->add_option("--alloc-log", o.alloc_log, "Append one JSON line per allocation of 64 MiB or more to FILE");
 }
 

@@ -1,7 +1,5 @@
 #include "cli/serving.h"
 
-#include "cache/hot_tier.h"
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -11,8 +9,11 @@
 #include <sstream>
 
 #include "base/units.h"
+#include "cache/hot_tier.h"
+#include "cache/ssd_tier.h"
 #include "cli/load_model.h"
 #include "engine/engine.h"
+#include "engine/fingerprint.h"
 #include "format/safetensors.h"
 #include "memory/governor.h"
 #include "model/config.h"
@@ -48,6 +49,7 @@ struct Serving::Parts {
   std::optional<tokenizer::Tokenizer> tokenizer;
   std::unique_ptr<ChatTemplate> chat_template;
   std::unique_ptr<cache::HotTier> hot_tier;  // outlives the engine, which copies blocks into it
+  std::unique_ptr<cache::SsdTier> ssd_tier;  // likewise; destroyed after it, writing the index checkpoint
   std::unique_ptr<engine::Engine> engine;
   std::unique_ptr<server::EngineGenerator> generator;
   std::unique_ptr<server::Server> http;
@@ -233,6 +235,28 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
     p->reserved.push_back("hot_tier");
     eo.hot_tier = p->hot_tier.get();
   }
+  if (!o.ssd_cache_dir.empty()) {
+    auto max = parse_bytes(o.ssd_cache_max_size);
+    if (!max.ok()) return max.status().with_context("--ssd-cache-max-size");
+    // Blocks on disk outlive this process: they are named by the weights' identity, not only the config's.
+    KEEL_ASSIGN_OR_RETURN(eo.fingerprint, engine::weights_fingerprint(env, o.dir, *p->model));
+    cache::SsdTierOptions so;
+    so.dir = o.ssd_cache_dir;
+    so.max_bytes = *max;
+    so.max_payload_bytes = engine::kv_block_bytes(*p->model);
+    so.fingerprint = eo.fingerprint;
+    so.layout = engine::cache_kv_layout(kv);
+    auto opened = cache::SsdTier::open(env, so);
+    if (!opened.ok()) return opened.status().with_context("--ssd-cache-dir");
+    p->ssd_tier = std::move(opened).value();
+    const cache::SsdTierStats st = p->ssd_tier->stats();
+    say(o, fmt::format("keel: SSD cache {}: {} blocks of this model ({} segments, {} MB) rebuilt in {:.1f} ms{}; "
+                       "{} damaged and {} of other models skipped\n",
+                       o.ssd_cache_dir, st.blocks, st.segments, st.bytes_on_disk >> 20, st.rebuild_micros / 1000.0,
+                       st.segments_from_checkpoint > 0 ? " from the checkpoint" : "", st.skipped_corrupt,
+                       st.skipped_other_model));
+    eo.ssd_tier = p->ssd_tier.get();
+  }
   p->engine = std::make_unique<engine::Engine>(p->model.get(), eo);
   KEEL_RETURN_IF_ERROR(warm_up(*p->engine));
   gov.ledger().mark_warm();
@@ -270,6 +294,11 @@ Status Serving::finish() {
   p.http.reset();
   p.generator.reset();
   p.engine.reset();
+  if (p.ssd_tier) {
+    const uint64_t blocks = p.ssd_tier->stats().blocks;
+    p.ssd_tier.reset();  // writes what is queued, then the index checkpoint
+    say(p.options, fmt::format("keel: SSD cache: {} blocks, index checkpoint written\n", blocks));
+  }
   memory::Governor& gov = *p.governor;
   for (auto it = p.reserved.rbegin(); it != p.reserved.rend(); ++it) KEEL_RETURN_IF_ERROR(gov.unreserve(*it, "shutdown"));
   p.reserved.clear();

@@ -29,6 +29,8 @@ struct ServeOptions {
   std::string max_process_memory = "80%";
   double gpu_memory_utilization = 0.9;
   std::string hot_cache_max_size = "0";
+  std::string ssd_cache_dir;  // "": no SSD tier
+  std::string ssd_cache_max_size = "100GB";
   std::string alloc_log;  // "": none
   bool quiet = false;     // no plan table or start-up lines (bench serve)
 };

@@ -214,6 +214,7 @@ void Engine::loop() {
     uint64_t prompt_tokens = 0, generated = 0;
     std::vector<uint64_t> done;
     std::vector<std::pair<uint64_t, FinishReason>> finished;
+    std::vector<std::pair<RequestState*, Event>> events;
     for (const Chunk& c : plan.chunks) {
       Sequence* seq = c.seq;
       prompt_tokens += std::max(0, std::min(c.end, seq->prompt_len) - c.begin);
@@ -248,15 +249,18 @@ void Engine::loop() {
       else if (seq->generated() >= st.request.max_tokens ||
                static_cast<int>(seq->tokens.size()) >= options_.max_model_len)
         e.finish = FinishReason::kLength;
-      st.callback(e);
       if (e.finish != FinishReason::kNone) finished.push_back({seq->id, e.finish});
+      events.push_back({&st, std::move(e)});
     }
+    // Finished sequences free their blocks and the stats are published before any callback runs, so a
+    // caller woken by a final event reads stats that include it.
     for (auto& [id, reason] : finished) {
       scheduler_.finish(id);
-      requests.erase(id);
       finished_count++;
     }
     publish_stats(prompt_tokens, generated, std::exchange(finished_count, 0), true);
+    for (auto& [st, e] : events) st->callback(e);
+    for (auto& [id, reason] : finished) requests.erase(id);
   }
   // Shutting down: every request still known gets a final event.
   std::vector<uint64_t> left;

@@ -56,6 +56,14 @@ GeneratorStats EngineGenerator::stats() const {
   s.hot_cache_evictions = e.hot_cache_evictions;
   s.hot_cache_blocks = e.hot_cache_blocks;
   s.hot_cache_capacity_blocks = e.hot_cache_capacity_blocks;
+  s.ssd_cache_hit_blocks = e.ssd_cache_hit_blocks;
+  s.ssd_cache_evictions = e.ssd_cache_evictions;
+  s.ssd_cache_blocks = e.ssd_cache_blocks;
+  s.ssd_cache_bytes = e.ssd_cache_bytes;
+  s.ssd_cache_max_bytes = e.ssd_cache_max_bytes;
+  s.ssd_cache_written = e.ssd_cache_written;
+  s.ssd_cache_dropped = e.ssd_cache_dropped;
+  s.ssd_cache_corrupt = e.ssd_cache_corrupt;
   return s;
 }
 

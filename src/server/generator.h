@@ -59,6 +59,15 @@ struct GeneratorStats {
   uint64_t hot_cache_evictions = 0;
   uint64_t hot_cache_blocks = 0;
   uint64_t hot_cache_capacity_blocks = 0;
+  // SSD tier (reported when ssd_cache_max_bytes > 0).
+  uint64_t ssd_cache_hit_blocks = 0;
+  uint64_t ssd_cache_evictions = 0;
+  uint64_t ssd_cache_blocks = 0;
+  uint64_t ssd_cache_bytes = 0;
+  uint64_t ssd_cache_max_bytes = 0;
+  uint64_t ssd_cache_written = 0;
+  uint64_t ssd_cache_dropped = 0;
+  uint64_t ssd_cache_corrupt = 0;
 };
 
 class Generator {

@@ -91,18 +91,21 @@ std::string Metrics::render(const GeneratorStats& stats) const {
   out += "# HELP keel_kv_blocks_total KV cache blocks in the pool.\n";
   out += "# TYPE keel_kv_blocks_total gauge\n";
   out += fmt::format("keel_kv_blocks_total {}\n", stats.kv_blocks_total);
-  // Per tier: the device pool, then host RAM when there is one. A block missed on the device is looked for
-  // in host RAM; misses of the last tier were computed.
+  // Per tier: the device pool, then host RAM and the SSD when there are. A block missed on the device is
+  // looked for in host RAM, then on the SSD; misses of the last tier were computed.
   struct Tier {
     const char* name;
     uint64_t hits, misses, evictions, blocks;
   };
+  const uint64_t computed = stats.prefix_cache_miss_blocks;
   std::vector<Tier> tiers{{"device", stats.prefix_cache_hit_blocks,
-                           stats.prefix_cache_miss_blocks + stats.hot_cache_hit_blocks, stats.prefix_cache_evictions,
-                           static_cast<uint64_t>(stats.kv_blocks_cached)}};
+                           computed + stats.hot_cache_hit_blocks + stats.ssd_cache_hit_blocks,
+                           stats.prefix_cache_evictions, static_cast<uint64_t>(stats.kv_blocks_cached)}};
   if (stats.hot_cache_capacity_blocks > 0)
-    tiers.push_back({"host", stats.hot_cache_hit_blocks, stats.prefix_cache_miss_blocks, stats.hot_cache_evictions,
-                     stats.hot_cache_blocks});
+    tiers.push_back({"host", stats.hot_cache_hit_blocks, computed + stats.ssd_cache_hit_blocks,
+                     stats.hot_cache_evictions, stats.hot_cache_blocks});
+  if (stats.ssd_cache_max_bytes > 0)
+    tiers.push_back({"ssd", stats.ssd_cache_hit_blocks, computed, stats.ssd_cache_evictions, stats.ssd_cache_blocks});
   auto family = [&](const char* name, const char* type, const char* help, auto value) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
     for (const Tier& t : tiers) out += fmt::format("{}{{tier=\"{}\"}} {}\n", name, t.name, value(t));
@@ -124,6 +127,23 @@ std::string Metrics::render(const GeneratorStats& stats) const {
     out += "# HELP keel_hot_cache_capacity_bytes Host RAM reserved for the prefix cache's host tier.\n";
     out += "# TYPE keel_hot_cache_capacity_bytes gauge\n";
     out += fmt::format("keel_hot_cache_capacity_bytes {}\n", stats.hot_cache_capacity_blocks * block_bytes);
+  }
+  if (stats.ssd_cache_max_bytes > 0) {
+    auto one = [&](const char* name, const char* type, const char* help, uint64_t v) {
+      out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, v);
+    };
+    one("keel_ssd_cache_capacity_bytes", "gauge", "Cap on the SSD tier's segment files (--ssd-cache-max-size).",
+        stats.ssd_cache_max_bytes);
+    one("keel_ssd_cache_file_bytes", "gauge", "Bytes of the SSD tier's segment files (headers included, any model).",
+        stats.ssd_cache_bytes);
+    one("keel_ssd_cache_writes_total", "counter", "KV blocks written to the SSD tier (fsynced, then visible).",
+        stats.ssd_cache_written);
+    one("keel_ssd_cache_dropped_total", "counter",
+        "KV blocks not written: queue full, writing paused after a full disk or a write error.",
+        stats.ssd_cache_dropped);
+    one("keel_ssd_cache_corrupt_total", "counter",
+        "SSD records that failed a check (at start-up or on reading): skipped, never served.",
+        stats.ssd_cache_corrupt);
   }
   if (stats.allocations_after_warmup >= 0) {
     out += "# HELP keel_device_allocations_after_warmup Device allocations made after warm-up (should stay 0).\n";
