@@ -47,6 +47,8 @@ for stage in "$@"; do
         -d "${body%\}},\"stream\":true}" | tail -3
       curl -s 127.0.0.1:8090/metrics | grep -E "allocations_after_warmup|kv_blocks"
       kill -TERM $pid; wait $pid; echo "serve exit $?"; tail -3 "$OUT/serve.log" ;;
+    doctor)
+      $B/keel doctor --ssd-cache-dir /tmp/keel-cache 2>&1 | tee "$OUT/doctor.txt"; echo "doctor exit ${PIPESTATUS[0]}" ;;
     peer)
       PYTHONUNBUFFERED=1 python3 .device/peer/torch_llama.py --shape llama3-8b --batch 1 8 64 --no-hf \
         > "$OUT/peer.jsonl" 2> "$OUT/peer.err"; cat "$OUT/peer.jsonl"; tail -3 "$OUT/peer.err" ;;
