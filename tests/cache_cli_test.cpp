@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cache/ssd_format.h"
+#include "keel_cli.h"
 #include "env/env.h"
 
 namespace {
@@ -17,27 +18,8 @@ namespace {
 using namespace keel;
 using namespace keel::cache;
 
-struct CacheRun {
-  int exit_code;
-  std::string out;
-  std::string err;
-};
-
-CacheRun keel_cache(const std::string& args) {
-  const std::string err_file = "/tmp/keel_cache_cli_stderr_" + std::to_string(::getpid());
-  std::string cmd = std::string(KEEL_BINARY) + " cache " + args + " 2>" + err_file;
-  CacheRun r{};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  std::remove(err_file.c_str());
-  return r;
-}
+using CacheRun = keel::test::CliRun;
+CacheRun keel_cache(const std::string& args) { return keel::test::run_keel("cache " + args); }
 
 const KvLayout kLayout{.num_layers = 2, .num_kv_heads = 2, .head_dim = 8, .block_size = 4, .kv_dtype = DType::kBF16};
 

@@ -9,33 +9,15 @@
 #include <sys/wait.h>
 
 #include "env/env.h"
+#include "keel_cli.h"
 #include "format/npy.h"
 
 namespace {
 
 const std::string kModels = std::string(KEEL_SOURCE_DIR) + "/tests/golden/models/";
 
-struct CliRun {
-  int exit_code;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
-
-CliRun keel(const std::string& args) {
-  const std::string err_file = "/tmp/keel_cli_test_stderr_" + std::to_string(::getpid());
-  std::string cmd = std::string(KEEL_BINARY) + " " + args + " 2>" + err_file;
-  CliRun r{};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  std::remove(err_file.c_str());
-  return r;
-}
+using keel::test::CliRun;
+CliRun keel(const std::string& args) { return keel::test::run_keel(args); }
 
 nlohmann::json golden(const std::string& model) {
   std::ifstream f(kModels + model + "/golden.json");

@@ -10,30 +10,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "keel_cli.h"
+
 namespace {
 
 const std::string kDemo = std::string(KEEL_SOURCE_DIR) + "/models/demo";
 
-struct KeelRun {
-  int exit_code;
-  std::string out, err;
-};
-
-KeelRun keel_cli(const std::string& args) {
-  const std::string err_file = "/tmp/keel_demo_test_stderr_" + std::to_string(::getpid());
-  const std::string cmd = std::string(KEEL_BINARY) + " " + args + " 2>" + err_file;
-  KeelRun r{};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  std::remove(err_file.c_str());
-  return r;
-}
+using KeelRun = keel::test::CliRun;
+KeelRun keel_cli(const std::string& args) { return keel::test::run_keel(args); }
 
 nlohmann::json golden() {
   std::ifstream f(kDemo + "/golden.json");

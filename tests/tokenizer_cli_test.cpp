@@ -8,26 +8,13 @@
 #include <fstream>
 #include <string>
 
+#include "keel_cli.h"
+
 namespace {
 
-struct CliRun {
-  std::string out;
-  int code = -1;
-};
-
+using keel::test::CliRun;
 // Runs keel with `args` (already shell-quoted), stderr merged into out when `merge_stderr`.
-CliRun keel(const std::string& args, bool merge_stderr = false) {
-  std::string cmd = std::string(KEEL_BINARY) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  CliRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+CliRun keel(const std::string& args, bool merge_stderr = false) { return keel::test::run_keel(args, merge_stderr); }
 
 std::string quote(const std::string& s) {
   std::string q = "'";
@@ -52,7 +39,7 @@ TEST(TokenizeCli, PrintsTheIdsOfHuggingFaceAsAJsonArrayOnOneLine) {
       std::string text = c["text"];
       if (text.find('\0') != std::string::npos) continue;  // not passable as an argument
       CliRun plain = keel("tokenize " + dir(name) + " --text " + quote(text));
-      ASSERT_EQ(plain.code, 0) << name;
+      ASSERT_EQ(plain.exit_code, 0) << name;
       EXPECT_EQ(nlohmann::json::parse(plain.out), c["ids"]) << name << " " << nlohmann::json(text).dump();
       EXPECT_EQ(plain.out.back(), '\n');
       EXPECT_EQ(plain.out.find('\n'), plain.out.size() - 1);
@@ -67,7 +54,7 @@ TEST(TokenizeCli, ReadsTheTextFromAFileByteForByte) {
   std::ofstream(path, std::ios::binary) << "<|im_start|>user\r\nhi  \n";
   CliRun file = keel("tokenize " + dir("qwen3") + " --text-file " + quote(path));
   CliRun arg = keel("tokenize " + dir("qwen3") + " --text " + quote("<|im_start|>user\r\nhi  \n"));
-  ASSERT_EQ(file.code, 0);
+  ASSERT_EQ(file.exit_code, 0);
   EXPECT_EQ(file.out, arg.out);
   EXPECT_EQ(nlohmann::json::parse(file.out)[0], 151644);
 }
@@ -78,19 +65,19 @@ TEST(DetokenizeCli, PrintsExactlyTheDecodedText) {
   std::string ids;
   for (const auto& id : c["ids_special"]) ids += std::to_string(id.get<int>()) + " ";
   CliRun r = keel("detokenize " + dir("qwen3") + " --ids " + quote(ids));
-  ASSERT_EQ(r.code, 0);
+  ASSERT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.out, c["decoded"].get<std::string>());
 }
 
 TEST(TokenizerCliErrors, AreOneLineOnStderrWithExitCodeOne) {
   CliRun bad_id = keel("detokenize " + dir("qwen3") + " --ids '1 x'", true);
-  EXPECT_EQ(bad_id.code, 1);
+  EXPECT_EQ(bad_id.exit_code, 1);
   EXPECT_EQ(bad_id.out, "error: 'x' is not a token id, expected a non-negative integer (--ids)\n");
   CliRun no_dir = keel("tokenize /nonexistent-keel-dir --text a", true);
-  EXPECT_EQ(no_dir.code, 1);
+  EXPECT_EQ(no_dir.exit_code, 1);
   EXPECT_EQ(no_dir.out, "error: no tokenizer.json in the directory (/nonexistent-keel-dir)\n");
   CliRun no_text = keel("tokenize " + dir("qwen3"), true);
-  EXPECT_EQ(no_text.code, 2);
+  EXPECT_EQ(no_text.exit_code, 2);
 }
 
 }  // namespace

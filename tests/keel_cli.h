@@ -1,0 +1,45 @@
+// Runs the built keel binary as a user would, for the end-to-end tests: stdout and stderr kept apart (or
+// stderr merged into stdout), and the exit code.
+#pragma once
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+namespace keel::test {
+
+struct CliRun {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// `args` must already be shell-quoted.
+inline CliRun run_keel(const std::string& args, bool merge_stderr = false) {
+  static std::atomic<int> counter{0};
+  const std::string err_file =
+      "/tmp/keel_e2e_stderr_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  const std::string cmd = std::string(KEEL_BINARY) + " " + args + (merge_stderr ? " 2>&1" : " 2>" + err_file);
+  CliRun r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (!merge_stderr) {
+    std::ifstream e(err_file);
+    r.err.assign(std::istreambuf_iterator<char>(e), {});
+    std::remove(err_file.c_str());
+  }
+  return r;
+}
+
+}  // namespace keel::test
