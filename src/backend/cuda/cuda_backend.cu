@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
-#include "backend/cuda/cuda_bench.h"
+#include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
 
 namespace keel::backend {
@@ -20,34 +20,6 @@ namespace keel::backend {
 namespace {
 
 using namespace keel::backend::cuda;
-
-Status cuda_status(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return Status();
-  return internal_error("CUDA {}: {} ({})", what, cudaGetErrorString(err), static_cast<int>(err));
-}
-
-#define KEEL_CUDA_RETURN(expr, what) KEEL_RETURN_IF_ERROR(cuda_status((expr), (what)))
-
-// Ops cannot return errors (the seam is void); a CUDA failure inside one is a broken device or a keel bug,
-// so it is fatal with the reason rather than silently wrong.
-#define KEEL_CUDA_CHECK(expr)                                                                    \
-  do {                                                                                           \
-    cudaError_t e_ = (expr);                                                                     \
-    if (e_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "error: CUDA %s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(e_), \
-                   __FILE__, __LINE__);                                                          \
-      std::abort();                                                                              \
-    }                                                                                            \
-  } while (0)
-#define KEEL_CUBLAS_CHECK(expr)                                                                              \
-  do {                                                                                                       \
-    cublasStatus_t s_ = (expr);                                                                              \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                       \
-      std::fprintf(stderr, "error: cuBLAS %s failed: %s (%s:%d)\n", #expr, cublasGetStatusString(s_), __FILE__, \
-                   __LINE__);                                                                                \
-      std::abort();                                                                                          \
-    }                                                                                                        \
-  } while (0)
 
 cudaDataType_t cuda_type(DType d) {
   switch (d) {
@@ -703,83 +675,6 @@ Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
   auto b = std::make_unique<CudaBackend>(device);
   KEEL_RETURN_IF_ERROR(b->init());
   return std::unique_ptr<Backend>(std::move(b));
-}
-
-Result<double> cuda_hbm_read_bandwidth(int device) {
-  KEEL_CUDA_RETURN(cudaSetDevice(device), "set device");
-  const size_t bytes = 4ull << 30;
-  void* buf = nullptr;
-  int* sink = nullptr;
-  KEEL_CUDA_RETURN(cudaMalloc(&buf, bytes), "allocate the bandwidth buffer");
-  KEEL_CUDA_RETURN(cudaMalloc(&sink, sizeof(int)), "allocate");
-  KEEL_CUDA_RETURN(cudaMemset(buf, 1, bytes), "fill");
-  cudaDeviceProp prop{};
-  cudaGetDeviceProperties(&prop, device);
-  const int blocks = prop.multiProcessorCount * 8;
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  std::vector<float> ms;
-  for (int rep = 0; rep < 12; rep++) {
-    cudaEventRecord(a);
-    stream_read_kernel<<<blocks, 512>>>(static_cast<const int4*>(buf), bytes / sizeof(int4), sink);
-    cudaEventRecord(b);
-    cudaEventSynchronize(b);
-    float t = 0;
-    cudaEventElapsedTime(&t, a, b);
-    if (rep >= 2) ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
-  cudaFree(buf);
-  cudaFree(sink);
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  KEEL_CUDA_RETURN(cudaGetLastError(), "bandwidth kernel");
-  return bytes / (ms[ms.size() / 2] * 1e-3);
-}
-
-Result<double> cuda_gemm_flops(int device, int n) {
-  KEEL_CUDA_RETURN(cudaSetDevice(device), "set device");
-  const size_t elems = static_cast<size_t>(n) * n;
-  void *a = nullptr, *b = nullptr, *c = nullptr;
-  KEEL_CUDA_RETURN(cudaMalloc(&a, elems * 2), "allocate");
-  KEEL_CUDA_RETURN(cudaMalloc(&b, elems * 2), "allocate");
-  KEEL_CUDA_RETURN(cudaMalloc(&c, elems * 2), "allocate");
-  // Random-looking bf16 data: zeros run faster than real data and would flatter the ceiling.
-  std::vector<uint16_t> host(elems);
-  uint64_t s = 88172645463325252ull;
-  for (auto& v : host) {
-    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-    v = float_to_bf16(static_cast<float>(s >> 40) / static_cast<float>(1 << 24) - 0.5f);
-  }
-  cudaMemcpy(a, host.data(), elems * 2, cudaMemcpyHostToDevice);
-  cudaMemcpy(b, host.data(), elems * 2, cudaMemcpyHostToDevice);
-  cublasHandle_t h;
-  cublasCreate(&h);
-  const float alpha = 1.0f, beta = 0.0f;
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  std::vector<float> ms;
-  for (int rep = 0; rep < 10; rep++) {
-    cudaEventRecord(e0);
-    cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, b, CUDA_R_16BF, n, &beta, c,
-                 CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    cudaEventRecord(e1);
-    cudaEventSynchronize(e1);
-    float t = 0;
-    cudaEventElapsedTime(&t, e0, e1);
-    if (rep >= 3) ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
-  cublasDestroy(h);
-  cudaFree(a);
-  cudaFree(b);
-  cudaFree(c);
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  KEEL_CUDA_RETURN(cudaGetLastError(), "gemm");
-  return 2.0 * n * n * static_cast<double>(n) / (ms[ms.size() / 2] * 1e-3);
 }
 
 }  // namespace keel::backend

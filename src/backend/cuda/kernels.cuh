@@ -27,6 +27,15 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// SiLU, or GELU with the tanh approximation (gelu_pytorch_tanh).
+__device__ __forceinline__ float glu_activation(float g, bool gelu) {
+  if (gelu) {
+    const float k = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g)));
+  }
+  return g / (1.0f + __expf(-g));
+}
+
 // The sum of v over the block (any multiple of 32 threads up to 1024), returned to every thread.
 __device__ __forceinline__ float block_sum(float v) {
   __shared__ float partial[32];
@@ -126,13 +135,7 @@ __global__ void glu_fused_kernel(const float* gate_up, int64_t rows, int64_t int
   const int64_t r = i / inter, c = i % inter;
   const float g = gate_up[r * 2 * inter + c];
   const float u = gate_up[r * 2 * inter + inter + c];
-  float a;
-  if (gelu) {
-    const float k = 0.7978845608028654f;
-    a = 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g)));
-  } else {
-    a = g / (1.0f + __expf(-g));
-  }
+  const float a = glu_activation(g, gelu);
   out[i] = from_f<T>(a * u);
 }
 
@@ -445,13 +448,7 @@ __global__ void glu_kernel(const float* gate, const float* up, int64_t n, bool g
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const float g = gate[i];
-  float a;
-  if (gelu) {
-    const float k = 0.7978845608028654f;
-    a = 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g)));
-  } else {
-    a = g / (1.0f + __expf(-g));
-  }
+  const float a = glu_activation(g, gelu);
   out[i] = from_f<T>(a * up[i]);
 }
 
@@ -477,15 +474,5 @@ __global__ void scatter_add_rows_kernel(const float* y, const int32_t* rows, con
   for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) dst[d] += w * y[r * cols + d];
 }
 
-// The roofline's denominator: a streaming read of n 16-byte vectors.
-__global__ void stream_read_kernel(const int4* data, int64_t n, int* sink) {
-  int acc = 0;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int4 v = __ldg(data + i);
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x7fffffff) *sink = acc;
-}
 
 }  // namespace keel::backend::cuda

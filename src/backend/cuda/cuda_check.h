@@ -1,0 +1,42 @@
+// CUDA/cuBLAS error handling shared by the backend's files.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "base/status.h"
+
+namespace keel::backend {
+
+inline Status cuda_status(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return Status();
+  return internal_error("CUDA {}: {} ({})", what, cudaGetErrorString(err), static_cast<int>(err));
+}
+
+#define KEEL_CUDA_RETURN(expr, what) KEEL_RETURN_IF_ERROR(cuda_status((expr), (what)))
+
+// Ops cannot return errors (the seam is void); a CUDA failure inside one is a broken device or a keel bug,
+// so it is fatal with the reason rather than silently wrong.
+#define KEEL_CUDA_CHECK(expr)                                                                    \
+  do {                                                                                           \
+    cudaError_t e_ = (expr);                                                                     \
+    if (e_ != cudaSuccess) {                                                                     \
+      std::fprintf(stderr, "error: CUDA %s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(e_), \
+                   __FILE__, __LINE__);                                                          \
+      std::abort();                                                                              \
+    }                                                                                            \
+  } while (0)
+#define KEEL_CUBLAS_CHECK(expr)                                                                              \
+  do {                                                                                                       \
+    cublasStatus_t s_ = (expr);                                                                              \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                       \
+      std::fprintf(stderr, "error: cuBLAS %s failed: %s (%s:%d)\n", #expr, cublasGetStatusString(s_), __FILE__, \
+                   __LINE__);                                                                                \
+      std::abort();                                                                                          \
+    }                                                                                                        \
+  } while (0)
+
+}  // namespace keel::backend
