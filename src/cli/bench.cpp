@@ -217,6 +217,7 @@ int run_bench(const BenchArgs& a) {
     const double touched = 1.0 - std::pow(1.0 - k / e, batch);
     return w.bytes - embed_bytes - expert_bytes * (1.0 - touched);
   };
+  const uint64_t allocations_before = lm.backend->allocations();
   for (int batch : batches) {
     auto tok_s = measure_decode(m, *lm.backend, batch, a.prompt_tokens, a.decode_tokens);
     if (!tok_s.ok()) return report(tok_s.status());
@@ -227,8 +228,9 @@ int run_bench(const BenchArgs& a) {
                 *tok_s, 1e3 / steps_s, step_bytes * steps_s / 1e9, step_bytes * steps_s / bw,
                 gpu ? "HBM" : "memory-read");
   }
-  std::printf("  allocations: %llu in total, 0 expected during the timed steps\n",
-              static_cast<unsigned long long>(lm.backend->allocations()));
+  std::printf("  allocations: %llu at start, %llu during the decode runs (0 expected)\n",
+              static_cast<unsigned long long>(allocations_before),
+              static_cast<unsigned long long>(lm.backend->allocations() - allocations_before));
   return 0;
 }
 
