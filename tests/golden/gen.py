@@ -132,8 +132,9 @@ def to_v4_style(cfg):
     cfg.pop("_sliding_window_pattern", None)
     if cfg.get("layer_types") and all(t == "full_attention" for t in cfg["layer_types"]):
         cfg.pop("layer_types")  # 4.x configs of these families have none
-    if cfg.get("head_dim") == cfg["hidden_size"] // cfg["num_attention_heads"]:
-        cfg.pop("head_dim")  # 4.x llama/qwen2 configs derive it
+    if cfg.get("model_type") in ("llama", "qwen2") and \
+            cfg.get("head_dim") == cfg["hidden_size"] // cfg["num_attention_heads"]:
+        cfg.pop("head_dim")  # 4.x llama/qwen2 configs derive it (qwen3's default is 128, so it stays)
     if "num_local_experts" in cfg:
         cfg["num_experts"] = cfg.pop("num_local_experts")
     if "dtype" in cfg:
