@@ -10,6 +10,7 @@
 #include "cache/ssd_test_util.h"
 #include "cache/ssd_tier.h"
 #include "engine/engine.h"
+#include "engine/engine_test_util.h"
 #include "engine/fingerprint.h"
 #include "engine/generate.h"
 #include "env/fault_env.h"
@@ -18,68 +19,13 @@ namespace keel::engine {
 
 namespace {
 
-const std::string kModel = std::string(KEEL_SOURCE_DIR) + "/tests/golden/models/qwen3_moe";
+using namespace keel::engine::testing;
+
 const std::string kOtherModel = std::string(KEEL_SOURCE_DIR) + "/tests/golden/models/qwen3";
 
-struct Loaded {
-  std::unique_ptr<backend::Backend> backend;
-  std::unique_ptr<model::Model> model;
-};
-
-Loaded load(int kv_blocks) {
-  Loaded l;
-  l.backend = backend::make_cpu_backend();
-  model::LoadOptions o;
-  o.max_batch_tokens = 64;
-  o.kv_blocks = kv_blocks;
-  o.block_size = 4;
-  auto m = model::Model::load(env::Env::posix(), kModel, l.backend.get(), o);
-  EXPECT_TRUE(m.ok()) << m.status().message();
-  l.model = std::move(*m);
-  return l;
-}
-
-std::vector<int32_t> prompt(int n, int salt) {
-  std::vector<int32_t> p;
-  for (int i = 0; i < n; i++) p.push_back((i * 31 + salt * 17 + 5) % 256);
-  return p;
-}
-
-std::vector<int32_t> alone(const std::vector<int32_t>& p, int max_tokens) {
-  Loaded l = load(64);
-  GenerateOptions g;
-  g.max_tokens = max_tokens;
-  g.sampling.temperature = 0;
-  return *generate(*l.model, p, g);
-}
-
-struct Collector {
-  std::vector<int32_t> tokens;
-  FinishReason finish = FinishReason::kNone;
-  int cached_tokens = -1;
-  std::promise<void> done;
-  EventCallback callback() {
-    return [this](const Event& e) {
-      if (e.token >= 0) tokens.push_back(e.token);
-      if (e.finish != FinishReason::kNone) {
-        finish = e.finish;
-        cached_tokens = e.cached_tokens;
-        done.set_value();
-      }
-    };
-  }
-  bool wait() { return done.get_future().wait_for(std::chrono::seconds(60)) == std::future_status::ready; }
-};
-
-Collector run_one(Engine& engine, const std::vector<int32_t>& p, int max_tokens) {
-  Request r;
-  r.prompt = p;
-  r.max_tokens = max_tokens;
-  r.sampling.temperature = 0;
-  r.ignore_eos = true;
-  Collector c;
-  EXPECT_TRUE(engine.submit(std::move(r), c.callback()).ok());
-  EXPECT_TRUE(c.wait());
+// Every request here asks for fewer tokens than the context allows, so it must end by length.
+Collector run_to_length(Engine& engine, const std::vector<int32_t>& p, int max_tokens) {
+  Collector c = run_one(engine, p, max_tokens);
   EXPECT_EQ(c.finish, FinishReason::kLength);
   return c;
 }
@@ -111,8 +57,8 @@ const std::vector<int32_t> kOther = prompt(24, 12);
 // Runs `first` then `other` so that first's 5 full blocks leave the device (and a one-block host tier) and
 // are written to the SSD.
 Collector fill(Engine& engine, cache::SsdTier& ssd) {
-  Collector a = run_one(engine, kFirst, 4);
-  (void)run_one(engine, kOther, 6);
+  Collector a = run_to_length(engine, kFirst, 4);
+  (void)run_to_length(engine, kOther, 6);
   ssd.flush();
   return a;
 }
@@ -133,7 +79,7 @@ TEST(EngineSsdCache, APrefixEvictedFromDeviceAndHostIsServedFromTheSsd) {
   Engine engine(l.model.get(), o);
   Collector a = fill(engine, *ssd);
   EXPECT_GE(ssd->stats().written, 4u);
-  Collector c = run_one(engine, kFirst, 4);
+  Collector c = run_to_length(engine, kFirst, 4);
   EXPECT_EQ(c.cached_tokens, 20);
   EXPECT_EQ(c.tokens, a.tokens);
   EXPECT_EQ(c.tokens, alone(kFirst, 4));
@@ -154,7 +100,7 @@ TEST(EngineSsdCache, WithoutAHostTierTheDeviceEvictsStraightToTheSsd) {
   o.ssd_tier = ssd.get();
   Engine engine(l.model.get(), o);
   Collector a = fill(engine, *ssd);
-  Collector c = run_one(engine, kFirst, 4);
+  Collector c = run_to_length(engine, kFirst, 4);
   EXPECT_EQ(c.cached_tokens, 20);
   EXPECT_EQ(c.tokens, a.tokens);
   EXPECT_EQ(engine.stats().ssd_cache_hit_blocks, 5u);
@@ -198,7 +144,7 @@ TEST(EngineSsdCache, APrefixSurvivesARestartOfTheWholeEngineButNeverMatchesOther
     o.fingerprint = fingerprint_of(l);
     o.ssd_tier = ssd.get();
     Engine engine(l.model.get(), o);
-    Collector c = run_one(engine, kFirst, 4);
+    Collector c = run_to_length(engine, kFirst, 4);
     EXPECT_EQ(c.cached_tokens, 20);
     EXPECT_EQ(c.tokens, first_tokens);
     EXPECT_EQ(engine.stats().ssd_cache_hit_blocks, 5u);
@@ -216,7 +162,7 @@ TEST(EngineSsdCache, APrefixSurvivesARestartOfTheWholeEngineButNeverMatchesOther
     o.fingerprint = other;
     o.ssd_tier = ssd.get();
     Engine engine(l.model.get(), o);
-    Collector c = run_one(engine, kFirst, 4);
+    Collector c = run_to_length(engine, kFirst, 4);
     EXPECT_EQ(c.cached_tokens, 0);
     EXPECT_EQ(c.tokens, first_tokens);
     EXPECT_EQ(engine.stats().ssd_cache_hit_blocks, 0u);
@@ -237,9 +183,9 @@ TEST(EngineSsdCache, ADiskThatFillsUpMidWriteFailsNoRequest) {
   Engine engine(l.model.get(), o);
   const std::vector<int32_t> expected = alone(kFirst, 4);
   for (int round = 0; round < 3; round++) {
-    Collector a = run_one(engine, kFirst, 4);
+    Collector a = run_to_length(engine, kFirst, 4);
     EXPECT_EQ(a.tokens, expected) << "round " << round;
-    Collector b = run_one(engine, kOther, 6);
+    Collector b = run_to_length(engine, kOther, 6);
     ssd->flush();
   }
   EXPECT_GT(ssd->stats().disk_full_events, 0u);
