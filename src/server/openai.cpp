@@ -109,9 +109,46 @@ json usage(const Completion& c) {
 
 json openai_error_chunk(const ApiError& error) { return error.to_json(ApiFlavor::kOpenAI); }
 
-class ChatWriter : public ResponseWriter {
+// What the chat and completion writers share: the chunk envelope, the final chunk with the finish reason, the
+// optional usage chunk, [DONE], and in-stream errors.
+class OpenAiWriter : public ResponseWriter {
  public:
-  explicit ChatWriter(ResponseContext ctx) : ctx_(std::move(ctx)) {}
+  OpenAiWriter(ResponseContext ctx, const char* chunk_object) : ctx_(std::move(ctx)), chunk_object_(chunk_object) {}
+
+  std::string stream_error(const ApiError& error) const override {
+    return sse_data(openai_error_chunk(error)) + sse_done();
+  }
+
+ protected:
+  json chunk(json choice) const {
+    json out{{"id", ctx_.id}, {"object", chunk_object_}, {"created", ctx_.created}, {"model", ctx_.model},
+             {"choices", choice.is_null() ? json::array() : json::array({std::move(choice)})}};
+    if (ctx_.include_usage) out["usage"] = nullptr;
+    return out;
+  }
+
+  // `choice` is the API's empty final choice; the finish reason (and stop string) are added here.
+  std::string stream_end_with(json choice, const Piece& last, const Completion& c) const {
+    choice["finish_reason"] = openai_finish_reason(last.finish);
+    if (!last.stop_sequence.empty()) choice["stop_reason"] = last.stop_sequence;
+    std::string out = sse_data(chunk(std::move(choice)));
+    if (ctx_.include_usage) {
+      json final = chunk(nullptr);
+      final["usage"] = usage(c);
+      out += sse_data(final);
+    }
+    return out + sse_done();
+  }
+
+  ResponseContext ctx_;
+
+ private:
+  const char* chunk_object_;
+};
+
+class ChatWriter : public OpenAiWriter {
+ public:
+  explicit ChatWriter(ResponseContext ctx) : OpenAiWriter(std::move(ctx), "chat.completion.chunk") {}
 
   json response(const Piece& all, const Completion& c) const override {
     json choice{{"index", 0},
@@ -139,39 +176,13 @@ class ChatWriter : public ResponseWriter {
   }
 
   std::string stream_end(const Piece& last, const Completion& c) const override {
-    std::string out;
-    json choice{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr},
-                {"finish_reason", openai_finish_reason(last.finish)}};
-    if (!last.stop_sequence.empty()) choice["stop_reason"] = last.stop_sequence;
-    out += sse_data(chunk(std::move(choice)));
-    if (ctx_.include_usage) {
-      json final = chunk(nullptr);
-      final["choices"] = json::array();
-      final["usage"] = usage(c);
-      out += sse_data(final);
-    }
-    out += sse_done();
-    return out;
+    return stream_end_with(json{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr}}, last, c);
   }
-
-  std::string stream_error(const ApiError& error) const override {
-    return sse_data(openai_error_chunk(error)) + sse_done();
-  }
-
- private:
-  json chunk(json choice) const {
-    json out{{"id", ctx_.id}, {"object", "chat.completion.chunk"}, {"created", ctx_.created}, {"model", ctx_.model},
-             {"choices", choice.is_null() ? json::array() : json::array({std::move(choice)})}};
-    if (ctx_.include_usage) out["usage"] = nullptr;
-    return out;
-  }
-
-  ResponseContext ctx_;
 };
 
-class CompletionWriter : public ResponseWriter {
+class CompletionWriter : public OpenAiWriter {
  public:
-  explicit CompletionWriter(ResponseContext ctx) : ctx_(std::move(ctx)) {}
+  explicit CompletionWriter(ResponseContext ctx) : OpenAiWriter(std::move(ctx), "text_completion") {}
 
   json response(const Piece& all, const Completion& c) const override {
     json choice{{"index", 0},
@@ -197,33 +208,8 @@ class CompletionWriter : public ResponseWriter {
   }
 
   std::string stream_end(const Piece& last, const Completion& c) const override {
-    std::string out;
-    json choice{{"index", 0}, {"text", ""}, {"logprobs", nullptr},
-                {"finish_reason", openai_finish_reason(last.finish)}};
-    if (!last.stop_sequence.empty()) choice["stop_reason"] = last.stop_sequence;
-    out += sse_data(chunk(std::move(choice)));
-    if (ctx_.include_usage) {
-      json final = chunk(nullptr);
-      final["usage"] = usage(c);
-      out += sse_data(final);
-    }
-    out += sse_done();
-    return out;
+    return stream_end_with(json{{"index", 0}, {"text", ""}, {"logprobs", nullptr}}, last, c);
   }
-
-  std::string stream_error(const ApiError& error) const override {
-    return sse_data(openai_error_chunk(error)) + sse_done();
-  }
-
- private:
-  json chunk(json choice) const {
-    json out{{"id", ctx_.id}, {"object", "text_completion"}, {"created", ctx_.created}, {"model", ctx_.model},
-             {"choices", choice.is_null() ? json::array() : json::array({std::move(choice)})}};
-    if (ctx_.include_usage) out["usage"] = nullptr;
-    return out;
-  }
-
-  ResponseContext ctx_;
 };
 
 }  // namespace
