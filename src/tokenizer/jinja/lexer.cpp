@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "tokenizer/unicode.h"
+
 namespace keel::jinja {
 
 Status template_error(int line, int column, const std::string& what) {
@@ -35,24 +37,6 @@ std::string normalize_newlines(const std::string& in) {
   }
   if (!out.empty() && out.back() == '\n') out.pop_back();
   return out;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 class Lexer {
@@ -316,7 +300,7 @@ class Lexer {
         case 'U': {
           long cp = hex(e == 'x' ? 2 : e == 'u' ? 4 : 8);
           if (cp < 0) return error_at(pos - 2, fmt::format("invalid \\{} escape in string", e));
-          append_utf8(value, static_cast<uint32_t>(cp));
+          tokenizer::append_utf8(value, static_cast<char32_t>(cp));
           break;
         }
         default:
@@ -325,7 +309,7 @@ class Lexer {
             for (int i = 0; i < 2 && pos < src_.size() && src_[pos] >= '0' && src_[pos] <= '7'; ++i) {
               cp = cp * 8 + static_cast<uint32_t>(src_[pos++] - '0');
             }
-            append_utf8(value, cp);
+            tokenizer::append_utf8(value, static_cast<char32_t>(cp));
           } else {
             value += '\\';
             value += e;
