@@ -22,6 +22,13 @@ class Communicator {
   // recv[r*n .. r*n+n) = rank r's send[0..n); recv holds size()*n floats.
   virtual Status all_gather(const float* send, size_t n, float* recv) = 0;
   virtual Status barrier() = 0;
+  // data[0..n) of rank `root` copied to every rank's data (rank 0's step plan to its followers). Every rank
+  // passes the same n.
+  virtual Status broadcast(void* data, size_t n, int root) = 0;
+  // Point to point, for pipeline stages: send returns once the data is handed off (the caller may reuse it);
+  // recv blocks until `n` floats from `peer` arrive. Messages between two ranks arrive in the order sent.
+  virtual Status send(const float* data, size_t n, int peer) = 0;
+  virtual Status recv(float* data, size_t n, int peer) = 0;
 };
 
 }  // namespace keel::dist

@@ -48,6 +48,41 @@ class ThreadCommunicator final : public Communicator {
     return Status();
   }
 
+  Status broadcast(void* data, size_t n, int root) override {
+    if (root < 0 || root >= g_->size_) return invalid_argument("broadcast: root {} of {} ranks", root, g_->size_);
+    g_->slots_[rank_] = ThreadGroup::Slot{static_cast<float*>(data), nullptr, n};
+    g_->barrier_.arrive_and_wait();
+    KEEL_RETURN_IF_ERROR(check_sizes("broadcast", n));
+    if (rank_ != root) std::memcpy(data, g_->slots_[root].data, n);
+    g_->barrier_.arrive_and_wait();
+    return Status();
+  }
+
+  Status send(const float* data, size_t n, int peer) override {
+    KEEL_RETURN_IF_ERROR(check_peer("send", peer));
+    auto& m = g_->mail_;
+    {
+      std::lock_guard lock(m.mu);
+      m.queues[{rank_, peer}].emplace_back(data, data + n);
+    }
+    m.arrived.notify_all();
+    return Status();
+  }
+
+  Status recv(float* data, size_t n, int peer) override {
+    KEEL_RETURN_IF_ERROR(check_peer("recv", peer));
+    auto& m = g_->mail_;
+    std::unique_lock lock(m.mu);
+    auto& q = m.queues[{peer, rank_}];
+    m.arrived.wait(lock, [&] { return !q.empty(); });
+    std::vector<float> msg = std::move(q.front());
+    q.pop_front();
+    if (msg.size() != n)
+      return internal_error("recv: rank {} expected {} floats from rank {}, got {}", rank_, n, peer, msg.size());
+    std::memcpy(data, msg.data(), n * sizeof(float));
+    return Status();
+  }
+
  private:
   // Every rank sees the same slots, so a mismatch fails on all of them alike (after the trailing barrier, so no
   // rank is left waiting).
@@ -58,6 +93,12 @@ class ThreadCommunicator final : public Communicator {
       g_->barrier_.arrive_and_wait();
       return internal_error("{}: rank {} passed {} elements, rank {} passed {}", op, rank_, n, r, other);
     }
+    return Status();
+  }
+
+  Status check_peer(const char* op, int peer) const {
+    if (peer < 0 || peer >= g_->size_ || peer == rank_)
+      return invalid_argument("{}: rank {} cannot address peer {} of {} ranks", op, rank_, peer, g_->size_);
     return Status();
   }
 

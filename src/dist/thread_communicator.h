@@ -4,6 +4,10 @@
 #pragma once
 
 #include <barrier>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -33,10 +37,17 @@ class ThreadGroup {
     const float* send = nullptr;
     size_t n = 0;
   };
+  // One queue per (from, to) pair for send/recv.
+  struct Mailbox {
+    std::mutex mu;
+    std::condition_variable arrived;
+    std::map<std::pair<int, int>, std::deque<std::vector<float>>> queues;
+  };
 
   int size_;
   std::barrier<> barrier_;
   std::vector<Slot> slots_;
+  Mailbox mail_;
   std::vector<float> sum_;  // all-reduce result, written in chunks by every rank
   std::vector<std::unique_ptr<Communicator>> ranks_;
 };

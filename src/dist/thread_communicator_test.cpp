@@ -85,5 +85,47 @@ TEST(ThreadCommunicator, MismatchedSizesFailOnEveryRankInsteadOfHanging) {
   for (auto& s : status) EXPECT_TRUE(s.ok()) << s.message();
 }
 
+TEST(ThreadCommunicator, BroadcastCopiesTheRootsBytesToEveryRank) {
+  ThreadGroup group(3);
+  std::vector<std::string> got(3);
+  auto status = group.run([&](Communicator& c) {
+    char buf[6] = {};
+    if (c.rank() == 1) std::memcpy(buf, "plan1", 6);
+    KEEL_RETURN_IF_ERROR(c.broadcast(buf, sizeof buf, 1));
+    got[c.rank()] = buf;
+    return Status();
+  });
+  for (auto& s : status) ASSERT_TRUE(s.ok()) << s.message();
+  for (auto& g : got) EXPECT_EQ(g, "plan1");
+}
+
+TEST(ThreadCommunicator, SendRecvDeliversInOrderAndChecksSizes) {
+  ThreadGroup group(2);
+  std::vector<float> first(3), second(2);
+  Status size_error;
+  auto status = group.run([&](Communicator& c) -> Status {
+    if (c.rank() == 0) {
+      const float a[3] = {1, 2, 3}, b[2] = {4, 5}, d[4] = {6, 7, 8, 9};
+      KEEL_RETURN_IF_ERROR(c.send(a, 3, 1));
+      KEEL_RETURN_IF_ERROR(c.send(b, 2, 1));
+      return c.send(d, 4, 1);
+    }
+    KEEL_RETURN_IF_ERROR(c.recv(first.data(), 3, 0));
+    KEEL_RETURN_IF_ERROR(c.recv(second.data(), 2, 0));
+    float wrong[3];
+    size_error = c.recv(wrong, 3, 0);  // 4 were sent
+    return Status();
+  });
+  for (auto& s : status) ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(first, (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ(second, (std::vector<float>{4, 5}));
+  EXPECT_FALSE(size_error.ok());
+  EXPECT_NE(size_error.message().find("expected 3 floats from rank 0, got 4"), std::string::npos) << size_error.message();
+  // A rank cannot address itself or a rank outside the group.
+  float x = 0;
+  EXPECT_FALSE(group.rank(0).send(&x, 1, 0).ok());
+  EXPECT_FALSE(group.rank(0).recv(&x, 1, 2).ok());
+}
+
 }  // namespace
 }  // namespace keel::dist
