@@ -83,8 +83,12 @@ Status Model::init_buffers() {
   KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.mlp));
   KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.logit_in, act));
   KEEL_RETURN_IF_ERROR(alloc(shard_.vocab, &ws_.logits));
+  if (comm_ != nullptr && !comm_->on_device()) comm_buf_.resize(T * std::max<int64_t>(c.hidden_size, shard_.vocab));
+  if (comm_ != nullptr && comm_->on_device() && !ws_.logits.empty()) {
+    // Device collectives reduce in place; only the gathered logits come to the host, from here.
+    KEEL_ASSIGN_OR_RETURN(ws_.gathered, backend_->alloc(DType::kF32, T * comm_->size(), shard_.vocab));
+  }
   if (comm_ != nullptr) {
-    comm_buf_.resize(T * std::max<int64_t>(c.hidden_size, shard_.vocab));
     gather_buf_.resize(T * static_cast<int64_t>(c.vocab_size));
     local_tokens_.reserve(T);
   }
@@ -124,8 +128,9 @@ Status Model::init_buffers() {
     rope_local_.id = 1;
   }
   // MoE routes on the host today, which a captured graph cannot do.
-  // Collectives run on the host between ops, which a captured graph cannot do either.
-  graphable_ = backend_->supports_graphs() && !dynamic_rope_ && !moe && comm_ == nullptr;
+  // Host collectives run on the host between ops, which a captured graph cannot do either.
+  // Device collectives (NCCL) are captured into the graph with the kernels.
+  graphable_ = backend_->supports_graphs() && !dynamic_rope_ && !moe && (comm_ == nullptr || comm_->on_device());
   return Status();
 }
 
@@ -133,10 +138,11 @@ uint64_t Model::kv_bytes_per_token() const {
   return 2ull * local_.num_layers * local_.num_kv_heads * local_.head_dim * dtype_size(kv_layout().dtype);
 }
 
-// Sums a row-parallel layer's partial output over the ranks, staged through host memory so that any backend
-// works (a NcclCommunicator reduces device memory in place instead).
+// Sums a row-parallel layer's partial output over the ranks: in place on the device with a device communicator
+// (queued on the backend's stream), else staged through host memory so that any backend works.
 Status Model::all_reduce(Tensor& t) {
   if (comm_ == nullptr) return Status();
+  if (comm_->on_device()) return comm_->all_reduce_sum_device(t.data, static_cast<size_t>(t.numel()), t.dtype);
   backend_->copy_to_host(t, comm_buf_.data());
   KEEL_RETURN_IF_ERROR(comm_->all_reduce_sum(comm_buf_.data(), static_cast<size_t>(t.numel())));
   backend_->copy_from_host(comm_buf_.data(), t);
@@ -146,8 +152,16 @@ Status Model::all_reduce(Tensor& t) {
 // Vocab-parallel logits: every rank has [rows, vocab/N] of its slice; the full rows interleave the slices.
 Status Model::gather_logits(const Tensor& local, int rows, std::vector<float>* logits) {
   const size_t n = static_cast<size_t>(rows) * shard_.vocab, slice = static_cast<size_t>(shard_.vocab);
-  backend_->copy_to_host(local, comm_buf_.data());
-  KEEL_RETURN_IF_ERROR(comm_->all_gather(comm_buf_.data(), n, gather_buf_.data()));
+  if (comm_->on_device()) {
+    // The wait also checks the group: a dead or hung rank fails this forward instead of blocking it for ever.
+    Tensor all = ws_.gathered.row_slice(0, static_cast<int64_t>(comm_->size()) * rows);
+    KEEL_RETURN_IF_ERROR(comm_->all_gather_device(local.data, n, DType::kF32, all.data));
+    KEEL_RETURN_IF_ERROR(comm_->synchronize());
+    backend_->copy_to_host(all, gather_buf_.data());
+  } else {
+    backend_->copy_to_host(local, comm_buf_.data());
+    KEEL_RETURN_IF_ERROR(comm_->all_gather(comm_buf_.data(), n, gather_buf_.data()));
+  }
   for (int r = 0; r < comm_->size(); r++)
     for (int i = 0; i < rows; i++)
       std::copy_n(gather_buf_.data() + r * n + i * slice, slice,
@@ -216,6 +230,7 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   const bool graph = graphable_ && decode && forwards_++ > 0;
   const uint64_t key = static_cast<uint64_t>(T);
   if (graph && B.replay(key)) {
+    if (comm_ != nullptr) return gather_logits(out, n, logits);
     B.copy_to_host(out, logits->data());
     return Status();
   }

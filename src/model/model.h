@@ -81,6 +81,7 @@ class Model {
     // F32: the residual stream x, q/k/v, GEMM outputs (o, gate, up, mlp), logits.
     // act_dtype: GEMM inputs (h, attn, act, logit_in).
     backend::Tensor x, h, q, k, v, attn, o, gate, up, act, mlp, logit_in, logits;
+    backend::Tensor gathered;  // F32 [ranks * rows, vocab/ranks]: every rank's logits (device communicator)
   } ws_;
 };
 
