@@ -110,6 +110,7 @@ Result<uint64_t> Engine::submit(Request request, EventCallback callback) {
         "completion).",
         scheduler_.capacity_tokens(), total, prompt, request.max_tokens);
   std::lock_guard<std::mutex> lock(mu_);
+  if (!failure_.empty()) return unsupported("the engine has stopped: {}", failure_);
   if (draining_ || stopping_) return resource_exhausted("the server is shutting down and admits no new requests");
   const uint64_t id = next_id_++;
   incoming_.push_back({id, {std::move(request), std::move(callback)}});
@@ -126,6 +127,11 @@ void Engine::cancel(uint64_t request_id) {
 void Engine::drain() {
   std::lock_guard<std::mutex> lock(mu_);
   draining_ = true;
+}
+
+std::string Engine::failure() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
 }
 
 EngineStats Engine::stats() const {
@@ -201,7 +207,20 @@ void Engine::loop() {
       if (c.samples()) batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
       batch.meta.seqs.push_back(std::move(slice));
     }
-    Status s = model_->forward(batch, &logits);
+    Status s = options_.leader != nullptr ? options_.leader->forward(batch) : Status();
+    if (s.ok()) s = model_->forward(batch, &logits);
+    if (!s.ok() && options_.leader != nullptr) {
+      // The ranks are out of step (or one is gone): no later forward can be trusted. Fail everything and stop.
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        failure_ = "tensor-parallel step failed: " + s.message();
+      }
+      std::vector<uint64_t> all;
+      for (auto& [id, st] : requests) all.push_back(id);
+      for (uint64_t id : all) finish(id, FinishReason::kError, "tensor-parallel step failed: " + s.message());
+      publish_stats(0, 0, std::exchange(finished_count, 0), true);
+      break;
+    }
     if (!s.ok()) {
       for (const Chunk& c : plan.chunks) finish(c.seq->id, FinishReason::kError, s.message());
       publish_stats(0, 0, std::exchange(finished_count, 0), true);
@@ -270,7 +289,8 @@ void Engine::loop() {
   for (auto& [id, rc] : incoming_) {
     Event e;
     e.request_id = id;
-    e.finish = FinishReason::kCancelled;
+    e.finish = failure_.empty() ? FinishReason::kCancelled : FinishReason::kError;
+    e.error = failure_;
     rc.second(e);
   }
   incoming_.clear();

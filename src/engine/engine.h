@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cache/block_hash.h"
+#include "engine/follower.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "model/model.h"
@@ -76,6 +77,9 @@ struct EngineOptions {
   // outlive the process) and max_payload_bytes >= kv_block_bytes(model), and destroys it after the engine so
   // that it writes its checkpoint. Left out unless its fingerprint is the engine's.
   cache::SsdTier* ssd_tier = nullptr;
+  // Tensor parallel: this engine is rank 0 of a group; `leader` sends each step's plan to the other ranks
+  // (engine/follower.h) before the forward. Not owned. A failed step then fails the whole engine (failure()).
+  StepLeader* leader = nullptr;
 };
 
 // Bytes of one KV block over all layers, K and V: what each hot tier slot holds.
@@ -134,6 +138,9 @@ class Engine {
   void drain();
 
   EngineStats stats() const;
+  // Why the engine stopped for good ("" while it runs): a step of a tensor-parallel group failed (a rank died,
+  // hung or reported an error). Every request then got a kError event and submit fails.
+  std::string failure() const;
   const model::Model& model() const { return *model_; }
 
  private:
@@ -152,6 +159,7 @@ class Engine {
   std::atomic<uint64_t> next_id_{1};
   bool stopping_ = false;
   bool draining_ = false;
+  std::string failure_;
   EngineStats stats_;
   uint64_t warm_allocations_ = 0;  // Backend::allocations() after the first step
   std::thread thread_;
