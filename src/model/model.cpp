@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "model/pipeline.h"
 #include "model/rope.h"
 
 namespace keel::model {
@@ -48,10 +49,16 @@ Result<std::unique_ptr<Model>> Model::synthetic(const ModelConfig& config, backe
   return model;
 }
 
-// This rank's slice of the model; the whole of it without a communicator.
+// This rank's slice of the model (its stage's layers, its tensor-parallel part of them); the whole of it without
+// communicators.
 Status Model::init_shard() {
   comm_ = options_.communicator;
-  const ShardSpec spec = comm_ ? ShardSpec{comm_->rank(), comm_->size()} : ShardSpec{};
+  pipe_ = options_.pipeline;
+  ShardSpec spec;
+  if (comm_ != nullptr) spec.rank = comm_->rank(), spec.size = comm_->size();
+  if (pipe_ != nullptr) spec.stage = pipe_->rank(), spec.stages = pipe_->size();
+  if (options_.micro_batches < 0)
+    return invalid_argument("micro_batches={} must be >= 0 (0: one per pipeline stage)", options_.micro_batches);
   KEEL_ASSIGN_OR_RETURN(shard_, shard_layout(config_, spec));
   local_ = local_config(config_, shard_);
   return Status();
@@ -81,8 +88,10 @@ Status Model::init_buffers() {
   KEEL_RETURN_IF_ERROR(alloc(inter, &ws_.up));
   KEEL_RETURN_IF_ERROR(alloc(inter, &ws_.act, act));
   KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.mlp));
-  KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.logit_in, act));
-  KEEL_RETURN_IF_ERROR(alloc(shard_.vocab, &ws_.logits));
+  if (shard_.head) {  // the last pipeline stage's
+    KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.logit_in, act));
+    KEEL_RETURN_IF_ERROR(alloc(shard_.vocab, &ws_.logits));
+  }
   if (comm_ != nullptr && !comm_->on_device()) comm_buf_.resize(T * std::max<int64_t>(c.hidden_size, shard_.vocab));
   if (comm_ != nullptr && comm_->on_device() && !ws_.logits.empty()) {
     // Device collectives reduce in place; only the gathered logits come to the host, from here.
@@ -91,6 +100,10 @@ Status Model::init_buffers() {
   if (comm_ != nullptr) {
     gather_buf_.resize(T * static_cast<int64_t>(c.vocab_size));
     local_tokens_.reserve(T);
+  }
+  if (pipe_ != nullptr) {
+    pipe_buf_.resize(T * c.hidden_size);
+    if (shard_.head) pipe_logits_.resize(T * static_cast<int64_t>(c.vocab_size));
   }
   backend::KvLayout kv;
   kv.num_layers = c.num_layers;
@@ -128,9 +141,10 @@ Status Model::init_buffers() {
     rope_local_.id = 1;
   }
   // MoE routes on the host today, which a captured graph cannot do.
-  // Host collectives run on the host between ops, which a captured graph cannot do either.
+  // Pipeline sends and host collectives run on the host between ops, which a captured graph cannot do either.
   // Device collectives (NCCL) are captured into the graph with the kernels.
-  graphable_ = backend_->supports_graphs() && !dynamic_rope_ && !moe && (comm_ == nullptr || comm_->on_device());
+  graphable_ = backend_->supports_graphs() && !dynamic_rope_ && !moe && (comm_ == nullptr || comm_->on_device()) &&
+               pipe_ == nullptr;
   return Status();
 }
 
@@ -169,8 +183,7 @@ Status Model::gather_logits(const Tensor& local, int rows, std::vector<float>* l
   return Status();
 }
 
-Status Model::forward(const Batch& batch, std::vector<float>* logits) {
-  const ModelConfig& c = local_;
+Status Model::check_batch(const Batch& batch) const {
   const int T = static_cast<int>(batch.tokens.size());
   if (T == 0) return invalid_argument("forward: empty batch");
   if (T > options_.max_batch_tokens)
@@ -178,8 +191,8 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   if (static_cast<int>(batch.meta.positions.size()) != T || static_cast<int>(batch.meta.slot_mapping.size()) != T)
     return internal_error("forward: positions/slot_mapping sizes differ from the {} tokens", T);
   for (int32_t tok : batch.tokens)
-    if (tok < 0 || tok >= c.vocab_size)
-      return invalid_argument("token id {} is outside the vocabulary [0, {})", tok, c.vocab_size);
+    if (tok < 0 || tok >= config_.vocab_size)
+      return invalid_argument("token id {} is outside the vocabulary [0, {})", tok, config_.vocab_size);
   const int max_slot = kv_layout().num_blocks * kv_layout().block_size;
   for (int32_t s : batch.meta.slot_mapping)
     if (s < 0 || s >= max_slot) return internal_error("forward: KV slot {} outside the pool of {}", s, max_slot);
@@ -187,7 +200,34 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   for (auto& s : batch.meta.seqs) table_entries += static_cast<int64_t>(s.block_table.size());
   if (table_entries > max_table_entries_)
     return internal_error("forward: {} block-table entries exceed the reserved {}", table_entries, max_table_entries_);
+  const int n = static_cast<int>(batch.logit_rows.size());
+  if (n > T) return internal_error("forward: {} logit rows for a batch of {} tokens", n, T);
+  for (int32_t r : batch.logit_rows)
+    if (r < 0 || r >= T) return internal_error("forward: logit row {} outside the batch of {}", r, T);
+  return Status();
+}
 
+// Vocab parallel: ids in this rank's slice, others pointing at its zero row (the slice's last + 1).
+const std::vector<int32_t>& Model::local_tokens(const std::vector<int32_t>& tokens) {
+  if (comm_ == nullptr) return tokens;
+  local_tokens_.clear();
+  for (int32_t t : tokens)
+    local_tokens_.push_back(t >= shard_.vocab0 && t < shard_.vocab0 + shard_.vocab ? t - shard_.vocab0 : shard_.vocab);
+  return local_tokens_;
+}
+
+Status Model::embed(const std::vector<int32_t>& tokens) {
+  const int T = static_cast<int>(tokens.size());
+  Tensor x = ws_.x.row_slice(0, T);
+  backend_->embed(weights_.embed, tokens.data(), T, local_.embed_scale, x);
+  return all_reduce(x);
+}
+
+// This stage's layers over the residual stream ws_.x; x ends complete (the last MLP output added). rope_len:
+// per sequence, the length dynamic rope scales by (null: each slice's kv_len).
+Status Model::run_layers(const backend::BatchMeta& meta, const std::vector<int32_t>* rope_len) {
+  const ModelConfig& c = local_;
+  const int T = meta.num_tokens();
   backend::Backend& B = *backend_;
   Tensor x = ws_.x.row_slice(0, T), h = ws_.h.row_slice(0, T), q = ws_.q.row_slice(0, T),
          k = ws_.k.row_slice(0, T), v = ws_.v.row_slice(0, T), attn = ws_.attn.row_slice(0, T),
@@ -197,47 +237,19 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   auto apply_rope = [&](Tensor& t, bool sliding) {
     const RopeConfig& rc = sliding ? c.rope_local : c.rope;
     if (!dynamic_rope_) {
-      B.rope(t, c.head_dim, c.rotary_dim(), batch.meta, 0, sliding ? rope_local_ : rope_global_);
+      B.rope(t, c.head_dim, c.rotary_dim(), meta, 0, sliding ? rope_local_ : rope_global_);
       return;
     }
-    for (auto& s : batch.meta.seqs) {
+    for (size_t i = 0; i < meta.seqs.size(); i++) {
+      const backend::SeqSlice& s = meta.seqs[i];
       Tensor part = t.row_slice(s.q_start, s.q_len);
-      B.rope(part, c.head_dim, c.rotary_dim(), batch.meta, s.q_start,
-             make_rope_table(rc, c.head_dim, c.max_position_embeddings, s.kv_len));
+      B.rope(part, c.head_dim, c.rotary_dim(), meta, s.q_start,
+             make_rope_table(rc, c.head_dim, c.max_position_embeddings, rope_len ? (*rope_len)[i] : s.kv_len));
     }
   };
 
-  const int n = static_cast<int>(batch.logit_rows.size());
-  if (n > T) return internal_error("forward: {} logit rows for a batch of {} tokens", n, T);
-  for (int32_t r : batch.logit_rows)
-    if (r < 0 || r >= T) return internal_error("forward: logit row {} outside the batch of {}", r, T);
-  logits->resize(static_cast<size_t>(n) * c.vocab_size);
-  Tensor out = ws_.logits.row_slice(0, n);
-
-  // Vocab parallel: ids in this rank's slice, others pointing at its zero row (the slice's last + 1).
-  const std::vector<int32_t>* tokens = &batch.tokens;
-  if (comm_ != nullptr) {
-    local_tokens_.clear();
-    for (int32_t t : batch.tokens)
-      local_tokens_.push_back(t >= shard_.vocab0 && t < shard_.vocab0 + shard_.vocab ? t - shard_.vocab0 : shard_.vocab);
-    tokens = &local_tokens_;
-  }
-  B.begin_forward(batch.meta, *tokens, batch.logit_rows);
-  // Decode steps (one token per sequence, logits for each) replay a graph captured per batch size.
-  bool decode = n == T;
-  for (auto& s : batch.meta.seqs) decode &= s.q_len == 1;
-  // Never in the first forward: it makes the backend's fixed tables resident, which a capture cannot do.
-  const bool graph = graphable_ && decode && forwards_++ > 0;
-  const uint64_t key = static_cast<uint64_t>(T);
-  if (graph && B.replay(key)) {
-    if (comm_ != nullptr) return gather_logits(out, n, logits);
-    B.copy_to_host(out, logits->data());
-    return Status();
-  }
-  if (graph) B.begin_capture();
-  B.embed(weights_.embed, tokens->data(), T, c.embed_scale, x);
-  KEEL_RETURN_IF_ERROR(all_reduce(x));
   const auto glu = c.activation == Activation::kSilu ? backend::GluActivation::kSilu : backend::GluActivation::kGeluTanh;
+  // li indexes the stage's layers (its weights and its KV cache); c.layers holds the stage's specs.
   for (int li = 0; li < c.num_layers; li++) {
     const LayerWeights& L = weights_.layers[li];
     const LayerSpec& spec = c.layers[li];
@@ -256,7 +268,7 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
     }
     apply_rope(q, spec.sliding);
     apply_rope(k, spec.sliding);
-    B.write_kv(li, k, v, batch.meta);
+    B.write_kv(li, k, v, meta);
     backend::AttentionParams ap;
     ap.num_heads = c.num_heads;
     ap.num_kv_heads = c.num_kv_heads;
@@ -264,7 +276,7 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
     ap.scale = c.attn_scale;
     ap.sliding_window = spec.sliding ? c.sliding_window : 0;
     ap.softcap = c.attn_softcap;
-    B.attention(li, q, batch.meta, ap, attn);
+    B.attention(li, q, meta, ap, attn);
     B.gemm(attn, L.o, bias(L.o_bias), o);
     KEEL_RETURN_IF_ERROR(all_reduce(o));
     if (c.sandwich_norms) B.rms_norm(o, L.post_attn_norm, c.rms_norm_eps, c.norm_add_one, o);
@@ -289,15 +301,47 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
     if (c.sandwich_norms) B.rms_norm(mlp, L.post_ffn_norm, c.rms_norm_eps, c.norm_add_one, mlp);
   }
   B.add(x, mlp, x);
+  return Status();
+}
 
-  // Logits only for the rows that need them.
-  if (n > 0) {
-    Tensor rows = ws_.o.row_slice(0, n), normed = ws_.logit_in.row_slice(0, n);
-    B.gather_rows(x, batch.logit_rows, rows);
-    B.rms_norm(rows, weights_.final_norm, c.rms_norm_eps, c.norm_add_one, normed);
-    B.gemm(normed, weights_.lm_head, nullptr, out);
-    if (c.final_softcap > 0) B.softcap(out, c.final_softcap);
+// Logits only for the rows that need them, into ws_.logits[0, n): this rank's vocab slice when sharded.
+void Model::head(const std::vector<int32_t>& logit_rows) {
+  const ModelConfig& c = local_;
+  const int n = static_cast<int>(logit_rows.size());
+  backend::Backend& B = *backend_;
+  Tensor rows = ws_.o.row_slice(0, n), normed = ws_.logit_in.row_slice(0, n), out = ws_.logits.row_slice(0, n);
+  B.gather_rows(ws_.x, logit_rows, rows);
+  B.rms_norm(rows, weights_.final_norm, c.rms_norm_eps, c.norm_add_one, normed);
+  B.gemm(normed, weights_.lm_head, nullptr, out);
+  if (c.final_softcap > 0) B.softcap(out, c.final_softcap);
+}
+
+Status Model::forward(const Batch& batch, std::vector<float>* logits) {
+  KEEL_RETURN_IF_ERROR(check_batch(batch));
+  const int T = static_cast<int>(batch.tokens.size());
+  const int n = static_cast<int>(batch.logit_rows.size());
+  logits->resize(static_cast<size_t>(n) * config_.vocab_size);
+  if (pipe_ != nullptr) return forward_pipelined(batch, logits);
+
+  backend::Backend& B = *backend_;
+  Tensor out = ws_.logits.row_slice(0, n);
+  const std::vector<int32_t>& tokens = local_tokens(batch.tokens);
+  B.begin_forward(batch.meta, tokens, batch.logit_rows);
+  // Decode steps (one token per sequence, logits for each) replay a graph captured per batch size.
+  bool decode = n == T;
+  for (auto& s : batch.meta.seqs) decode &= s.q_len == 1;
+  // Never in the first forward: it makes the backend's fixed tables resident, which a capture cannot do.
+  const bool graph = graphable_ && decode && forwards_++ > 0;
+  const uint64_t key = static_cast<uint64_t>(T);
+  if (graph && B.replay(key)) {
+    if (comm_ != nullptr) return gather_logits(out, n, logits);
+    B.copy_to_host(out, logits->data());
+    return Status();
   }
+  if (graph) B.begin_capture();
+  KEEL_RETURN_IF_ERROR(embed(tokens));
+  KEEL_RETURN_IF_ERROR(run_layers(batch.meta, nullptr));
+  if (n > 0) head(batch.logit_rows);
   if (graph) {
     KEEL_RETURN_IF_ERROR(B.end_capture(key));
     if (!B.replay(key)) return internal_error("forward: graph for {} tokens was captured but cannot replay", T);
@@ -306,6 +350,47 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   if (comm_ != nullptr) return gather_logits(out, n, logits);
   B.copy_to_host(out, logits->data());
   return Status();
+}
+
+// One pipeline stage's part of a forward (docs/DISTRIBUTED.md, "Pipeline parallelism"). Micro-batch by
+// micro-batch, in order: the hidden states come from the embedding (stage 0) or from the stage before, go
+// through this stage's layers, and on to the next stage; the last stage computes the micro-batch's logits
+// instead. send returns once the data is handed off, so a stage starts micro-batch i+1 while the next one runs
+// micro-batch i. Once every micro-batch is through, the last stage broadcasts the logits to all stages.
+Status Model::forward_pipelined(const Batch& batch, std::vector<float>* logits) {
+  backend::Backend& B = *backend_;
+  const int stage = pipe_->rank(), last = pipe_->size() - 1;
+  const size_t hidden = static_cast<size_t>(local_.hidden_size), vocab = static_cast<size_t>(config_.vocab_size);
+  const int count = options_.micro_batches > 0 ? options_.micro_batches : pipe_->size();
+  for (const MicroBatch& mb : split_micro_batches(batch, count)) {
+    const Batch& b = mb.batch;
+    const size_t T = b.tokens.size();
+    const std::vector<int32_t>& tokens = local_tokens(b.tokens);
+    B.begin_forward(b.meta, tokens, b.logit_rows);
+    Tensor x = ws_.x.row_slice(0, static_cast<int64_t>(T));
+    if (stage == 0) {
+      KEEL_RETURN_IF_ERROR(embed(tokens));
+    } else {
+      KEEL_RETURN_IF_ERROR(pipe_->recv(pipe_buf_.data(), T * hidden, stage - 1));
+      B.copy_from_host(pipe_buf_.data(), x);
+    }
+    KEEL_RETURN_IF_ERROR(run_layers(b.meta, &mb.rope_len));
+    if (stage < last) {
+      B.copy_to_host(x, pipe_buf_.data());
+      KEEL_RETURN_IF_ERROR(pipe_->send(pipe_buf_.data(), T * hidden, stage + 1));
+      continue;
+    }
+    const int n = static_cast<int>(b.logit_rows.size());
+    if (n == 0) continue;
+    head(b.logit_rows);
+    Tensor out = ws_.logits.row_slice(0, n);
+    if (comm_ != nullptr) KEEL_RETURN_IF_ERROR(gather_logits(out, n, &pipe_logits_));
+    else B.copy_to_host(out, pipe_logits_.data());
+    for (int i = 0; i < n; i++)
+      std::copy_n(pipe_logits_.data() + i * vocab, vocab, logits->data() + mb.logit_index[i] * vocab);
+  }
+  if (logits->empty()) return Status();
+  return pipe_->broadcast(logits->data(), logits->size() * sizeof(float), last);
 }
 
 }  // namespace keel::model

@@ -29,6 +29,12 @@ struct LoadOptions {
   // Tensor parallel: this process or thread is communicator->rank() of communicator->size(); it binds its
   // slice of the weights (shard.h) and joins the all-reduces of every forward. Null: the whole model.
   dist::Communicator* communicator = nullptr;
+  // Pipeline parallel: this process or thread is stage pipeline->rank() of pipeline->size() (shard.h says which
+  // layers each stage holds); it receives hidden states from the stage before and sends them to the next.
+  // Independent of `communicator`: in a TP x PP grid each stage is a tensor-parallel group, and rank t of
+  // every stage forms one pipeline. Null: one stage.
+  dist::Communicator* pipeline = nullptr;
+  int micro_batches = 0;  // pipelined forwards cut the batch into this many micro-batches (0: one per stage)
 };
 
 class Model {
@@ -47,8 +53,13 @@ class Model {
   backend::Backend& backend() { return *backend_; }
   int max_batch_tokens() const { return options_.max_batch_tokens; }
 
-  // Runs the batch; `logits` receives [batch.logit_rows.size(), vocab] float32, row-major.
+  // Runs the batch; `logits` receives [batch.logit_rows.size(), vocab] float32, row-major. Pipelined, every
+  // stage runs the same batch and every stage receives the logits.
   Status forward(const Batch& batch, std::vector<float>* logits);
+
+  // This stage's layers: [first_layer(), first_layer() + num_stage_layers()) of the model (all with one stage).
+  int first_layer() const { return shard_.layer0; }
+  int num_stage_layers() const { return shard_.layers; }
 
   // KV bytes per token over all layers, in the backend's KV dtype.
   uint64_t kv_bytes_per_token() const;
@@ -59,12 +70,21 @@ class Model {
   Status init_buffers();
   Status all_reduce(backend::Tensor& t);
   Status gather_logits(const backend::Tensor& local, int rows, std::vector<float>* logits);
+  Status check_batch(const Batch& batch) const;
+  const std::vector<int32_t>& local_tokens(const std::vector<int32_t>& tokens);
+  // The stages of forward: tokens into ws_.x, this stage's layers over ws_.x, the head into ws_.logits.
+  Status embed(const std::vector<int32_t>& tokens);
+  Status run_layers(const backend::BatchMeta& meta, const std::vector<int32_t>* rope_len);
+  void head(const std::vector<int32_t>& logit_rows);
+  Status forward_pipelined(const Batch& batch, std::vector<float>* logits);
 
   ModelConfig config_;
   ModelConfig local_;   // this rank's shape (local head counts, intermediate size); config_ unsharded
   ShardLayout shard_;
   dist::Communicator* comm_ = nullptr;  // null unsharded
+  dist::Communicator* pipe_ = nullptr;  // null with one stage
   std::vector<float> comm_buf_, gather_buf_;  // host staging for collectives
+  std::vector<float> pipe_buf_, pipe_logits_;  // host staging for hidden states and a micro-batch's logits
   std::vector<int32_t> local_tokens_;         // token ids in this rank's vocab slice
   format::WeightFiles files_;
   ModelWeights weights_;

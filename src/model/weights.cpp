@@ -152,20 +152,26 @@ Status bind_all(const ModelConfig& c, const ShardLayout& s, Binder& b, ModelWeig
   const Slice vocab = tp ? Slice{s.vocab0, s.vocab, 0, -1, 1} : Slice{};
   const Slice q_rows = tp ? Slice::of_rows(s.q_head0 * D, s.q_heads * D) : Slice{};
   const Slice kv_rows = tp ? Slice::of_rows(s.kv_head0 * D, s.kv_heads * D) : Slice{};
-  KEEL_RETURN_IF_ERROR(
-      b.bind("model.embed_tokens.weight", c.vocab_size, H, "vocab_size x hidden_size", &w.embed, vocab));
-  KEEL_RETURN_IF_ERROR(b.bind("model.norm.weight", H, 0, "hidden_size", &w.final_norm));
-  if (c.tie_word_embeddings) {
-    w.lm_head = tp ? w.embed.row_slice(0, s.vocab) : w.embed;
-  } else {
-    KEEL_RETURN_IF_ERROR(b.bind("lm_head.weight", c.vocab_size, H, "vocab_size x hidden_size", &w.lm_head,
-                                tp ? Slice::of_rows(s.vocab0, s.vocab) : Slice{}));
+  // Pipeline stages: the embedding on the first, the head on the last, which binds the embedding as well when
+  // the head is tied to it.
+  if (s.embed || (s.head && c.tie_word_embeddings))
+    KEEL_RETURN_IF_ERROR(
+        b.bind("model.embed_tokens.weight", c.vocab_size, H, "vocab_size x hidden_size", &w.embed, vocab));
+  if (s.head) {
+    KEEL_RETURN_IF_ERROR(b.bind("model.norm.weight", H, 0, "hidden_size", &w.final_norm));
+    if (c.tie_word_embeddings) {
+      w.lm_head = tp ? w.embed.row_slice(0, s.vocab) : w.embed;
+    } else {
+      KEEL_RETURN_IF_ERROR(b.bind("lm_head.weight", c.vocab_size, H, "vocab_size x hidden_size", &w.lm_head,
+                                  tp ? Slice::of_rows(s.vocab0, s.vocab) : Slice{}));
+    }
   }
   const auto glu = c.activation == Activation::kSilu ? backend::GluActivation::kSilu
                                                      : backend::GluActivation::kGeluTanh;
-  w.layers.resize(c.num_layers);
-  for (int i = 0; i < c.num_layers; i++) {
-    LayerWeights& L = w.layers[i];
+  // w.layers[j] is the stage's j-th layer, checkpoint layer s.layer0 + j.
+  w.layers.resize(s.layers);
+  for (int i = s.layer0; i < s.layer0 + s.layers; i++) {
+    LayerWeights& L = w.layers[i - s.layer0];
     const std::string p = fmt::format("model.layers.{}.", i);
     KEEL_RETURN_IF_ERROR(b.bind(p + "input_layernorm.weight", H, 0, "hidden_size", &L.input_norm));
     KEEL_RETURN_IF_ERROR(b.bind(p + "post_attention_layernorm.weight", H, 0, "hidden_size", &L.post_attn_norm));

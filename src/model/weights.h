@@ -26,16 +26,19 @@ struct LayerWeights {
 struct ModelWeights {
   // Storage of synthetic weights (the checkpoint's mapping holds real ones).
   std::vector<std::unique_ptr<uint16_t[]>> owned;
+  // A pipeline stage holds only its part (shard.h): the embedding on the first stage (and the last when tied),
+  // final_norm and lm_head on the last; the others are empty tensors.
   backend::Tensor embed;    // [vocab, hidden]
   backend::Tensor lm_head;  // [vocab, hidden]; the embedding when tied
   backend::Tensor final_norm;
-  std::vector<LayerWeights> layers;
+  std::vector<LayerWeights> layers;  // the stage's layers, from its first (ShardLayout::layer0)
   uint64_t parameter_count = 0;
   uint64_t bytes = 0;
   DType dtype = DType::kF32;  // of the largest share of bytes
 };
 
-// `shard`: bind only this tensor-parallel rank's slice of each tensor (shard.h); the default binds all.
+// `shard`: bind only this pipeline stage's tensors and this tensor-parallel rank's slice of each (shard.h); the
+// default binds all.
 Result<ModelWeights> bind_weights(const ModelConfig& config, const format::WeightFiles& files,
                                   backend::Backend* backend, ShardSpec shard = {});
 
