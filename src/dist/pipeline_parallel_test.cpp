@@ -213,7 +213,7 @@ TEST(PipelineParallel, EachStageHoldsItsLayersOnly) {
     KEEL_ASSIGN_OR_RETURN(auto m, load("gemma3", options(nullptr, pp), b.get()));
     held[s] = m->weights().parameter_count;
     kv_bytes[s] = m->kv_bytes_per_token();
-    first[s] = m->first_layer();
+    first[s] = m->shard().layer0;
     count[s] = m->kv_layout().num_layers;
     return Status();
   });

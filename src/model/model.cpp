@@ -376,6 +376,8 @@ Status Model::forward_pipelined(const Batch& batch, std::vector<float>* logits) 
     }
     KEEL_RETURN_IF_ERROR(run_layers(b.meta, &mb.rope_len));
     if (stage < last) {
+      // A device tensor-parallel group's all-reduces are queued on the stream: checked before x leaves.
+      if (comm_ != nullptr) KEEL_RETURN_IF_ERROR(comm_->synchronize());
       B.copy_to_host(x, pipe_buf_.data());
       KEEL_RETURN_IF_ERROR(pipe_->send(pipe_buf_.data(), T * hidden, stage + 1));
       continue;

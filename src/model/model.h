@@ -57,9 +57,9 @@ class Model {
   // stage runs the same batch and every stage receives the logits.
   Status forward(const Batch& batch, std::vector<float>* logits);
 
-  // This stage's layers: [first_layer(), first_layer() + num_stage_layers()) of the model (all with one stage).
-  int first_layer() const { return shard_.layer0; }
-  int num_stage_layers() const { return shard_.layers; }
+  // The part of the model this rank holds: its stage's layers [shard().layer0, shard().layer0 + shard().layers),
+  // its tensor-parallel slice of them (all of it without communicators).
+  const ShardLayout& shard() const { return shard_; }
 
   // KV bytes per token over all layers, in the backend's KV dtype.
   uint64_t kv_bytes_per_token() const;
