@@ -9,6 +9,8 @@
 
 #include "backend/ops.h"
 #include "dist/thread_communicator.h"
+#include "engine/engine_test_util.h"
+#include "engine/follower.h"
 #include "engine/generate.h"
 #include "kv/block_pool.h"
 #include "model/model.h"
@@ -248,6 +250,65 @@ TEST(PipelineParallel, UntiedHeadLivesOnTheLastStageOnly) {
   EXPECT_EQ(has_embed, (std::vector<bool>{true, false, false}));
   EXPECT_EQ(has_head, (std::vector<bool>{false, false, true}));
   EXPECT_EQ(held[0] + held[1] + held[2], (*whole)->weights().parameter_count);  // nothing held twice
+}
+
+// The serving engine over a pipeline: the engine runs on stage 0 (TP rank 0) and sends each step's plan over a
+// communicator spanning the whole grid; every other rank runs run_follower. Three concurrent greedy requests of
+// different lengths, so steps mix prefill chunks and decodes; the tokens must be the whole model's.
+std::vector<std::vector<int32_t>> serve_three(engine::Engine& e) {
+  std::vector<engine::testing::Collector> c(3);
+  for (int i = 0; i < 3; i++)
+    EXPECT_TRUE(e.submit(engine::testing::greedy(engine::testing::prompt(5 + 9 * i, i), 12), c[i].callback()).ok());
+  std::vector<std::vector<int32_t>> out;
+  for (auto& x : c) {
+    EXPECT_TRUE(x.wait());
+    out.push_back(x.tokens);
+  }
+  return out;
+}
+
+model::LoadOptions engine_options(Communicator* tp, Communicator* pp) {
+  model::LoadOptions o = options(tp, pp);
+  o.max_batch_tokens = 64;
+  o.kv_blocks = 64;
+  o.block_size = 4;
+  return o;
+}
+
+TEST(PipelineParallelEngine, LeaderWithFollowersGivesTheWholeModelsGreedyTokens) {
+  const std::string name = "qwen3_moe";
+  std::vector<std::vector<int32_t>> want;
+  {
+    auto b = backend::make_cpu_backend();
+    auto whole = load(name, engine_options(nullptr, nullptr), b.get());
+    ASSERT_TRUE(whole.ok()) << whole.status().message();
+    engine::Engine e(whole->get(), engine::EngineOptions{});
+    want = serve_three(e);
+  }
+  for (auto [tp, pp] : {std::pair{1, 3}, std::pair{2, 3}}) {
+    ThreadGroup world(tp * pp);  // the step plans' channel; rank s*tp + t
+    std::vector<std::vector<int32_t>> got;
+    uint64_t allocations_after_warmup = 1;
+    auto status = run_grid(tp, pp, [&](int index, Communicator* tp_comm, Communicator* pp_comm) -> Status {
+      auto b = backend::make_cpu_backend();
+      KEEL_ASSIGN_OR_RETURN(auto m, load(name, engine_options(tp_comm, pp_comm), b.get()));
+      Communicator& plans = world.rank(index);
+      if (index != 0) return engine::run_follower(*m, plans);
+      engine::StepLeader leader(&plans);
+      engine::EngineOptions eo;
+      eo.leader = &leader;
+      {
+        engine::Engine e(m.get(), eo);
+        got = serve_three(e);
+        allocations_after_warmup = e.stats().allocations_after_warmup;
+        EXPECT_EQ(e.failure(), "");
+      }
+      return leader.shutdown();
+    });
+    for (auto& s : status) ASSERT_TRUE(s.ok()) << s.message();
+    EXPECT_EQ(got, want) << "TP=" << tp << " PP=" << pp;
+    EXPECT_EQ(allocations_after_warmup, 0u);
+  }
 }
 
 // Records the point-to-point traffic and broadcasts of one stage, passing everything through.
