@@ -32,10 +32,17 @@ for stage in "$@"; do
     bench)
       $B/keel bench --backend cuda --synthetic llama3-8b --prompt-tokens 128 --decode-tokens 64 2>&1 | tee "$OUT/bench.txt" ;;
     bench-more)
-      # Prefill at the peer's lengths, then the other named shapes (MoE routes on the host today).
+      # Prefill at the peer's lengths, then the other named shapes.
       $B/keel bench --backend cuda --synthetic llama3-8b --prompt-tokens 512 --decode-tokens 16 --batches 1 2>&1 | tee -a "$OUT/bench.txt"
       $B/keel bench --backend cuda --synthetic qwen3-8b --prompt-tokens 128 --decode-tokens 32 --batches 1,8,64 2>&1 | tee -a "$OUT/bench.txt"
       $B/keel bench --backend cuda --synthetic qwen3-30b-a3b --prompt-tokens 128 --decode-tokens 16 --batches 1,8 2>&1 | tee -a "$OUT/bench.txt" ;;
+    moe)
+      # MoE on the GPU (issue 6): the moe op against the CPU oracle, the MoE goldens and batched == alone, then
+      # qwen3-30b-a3b decode (graphs) at batches 1, 8, 64.
+      $B/src/backend/cuda/keel_backend_cuda_test --gtest_filter='CudaMoe.*:*qwen3_moe*:CudaEngine.*' 2>&1 |
+        tee "$OUT/moe_test.log" | grep -E "cuda golden|FAILED|PASSED|Failure|error|OK \]"
+      $B/keel bench --backend cuda --synthetic qwen3-30b-a3b --prompt-tokens 64 --decode-tokens 32 --batches 1,8,64 \
+        2>&1 | tee "$OUT/moe_bench.txt" ;;
     serve)
       # The demo model served from the GPU: non-streamed and streamed chat, then a clean SIGTERM.
       $B/keel serve --backend cuda --port 8090 > "$OUT/serve.log" 2>&1 &
@@ -47,6 +54,17 @@ for stage in "$@"; do
         -d "${body%\}},\"stream\":true}" | tail -3
       curl -s 127.0.0.1:8090/metrics | grep -E "allocations_after_warmup|kv_blocks"
       kill -TERM $pid; wait $pid; echo "serve exit $?"; tail -3 "$OUT/serve.log" ;;
+    server-tests)
+      # The official-client tests (openai, @anthropic-ai/sdk) against `keel serve --backend cuda`. The machine has no
+      # node: .device/node.xz is this machine's /usr/bin/node, .device/server_node_modules.tar.xz the npm clients.
+      mkdir -p /tmp/node/bin && xz -dc .device/node.xz > /tmp/node/bin/node && chmod +x /tmp/node/bin/node
+      [ -d tests/server/node_modules ] || tar xJf .device/server_node_modules.tar.xz -C tests/server
+      PATH=/tmp/node/bin:$PATH KEEL_SERVE_ARGS="--backend cuda --max-num-seqs 8" tests/server/run.sh $B/keel 2>&1 |
+        tee "$OUT/server_tests.log" | grep -E "^# (tests|pass|fail)|not ok|exited" ;;
+    serve-bench)
+      # 64 concurrent streaming clients, 128 in / 1024 out, through the real HTTP server, on the 8B shape.
+      $B/keel bench serve --backend cuda --synthetic llama3-8b --num-prompts ${KEEL_PROMPTS:-128} --concurrency 64 \
+        --input-len 128 --output-len 1024 --max-num-seqs 64 --max-num-batched-tokens 2048 2>&1 | tee "$OUT/serve_bench.txt" ;;
     doctor)
       $B/keel doctor --ssd-cache-dir /tmp/keel-cache 2>&1 | tee "$OUT/doctor.txt"; echo "doctor exit ${PIPESTATUS[0]}" ;;
     peer)

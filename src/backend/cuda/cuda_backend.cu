@@ -78,6 +78,8 @@ class CudaBackend final : public Backend {
   }
 
   std::string name() const override { return "cuda"; }
+  int device() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
   void set_weights_dtype(DType weights) override { act_ = weights; }
   DType act_dtype() const override { return act_; }
   DType kv_dtype() const override { return act_; }
@@ -666,6 +668,15 @@ Result<CudaMemoryInfo> cuda_memory_info(int device) {
   cudaDeviceProp prop{};
   KEEL_CUDA_RETURN(cudaGetDeviceProperties(&prop, device), "read device properties");
   return CudaMemoryInfo{"cuda:" + std::to_string(device) + " (" + prop.name + ")", total, free};
+}
+
+// For nccl_communicator.cpp: the device and the stream a CUDA backend's collectives must run on.
+bool cuda_backend_stream(Backend* backend, int* device, cudaStream_t* stream) {
+  auto* b = dynamic_cast<CudaBackend*>(backend);
+  if (b == nullptr) return false;
+  *device = b->device();
+  *stream = b->stream();
+  return true;
 }
 
 Result<std::unique_ptr<Backend>> make_cuda_backend(int device) {
