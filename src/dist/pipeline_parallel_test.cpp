@@ -285,14 +285,15 @@ TEST(PipelineParallelEngine, LeaderWithFollowersGivesTheWholeModelsGreedyTokens)
     engine::Engine e(whole->get(), engine::EngineOptions{});
     want = serve_three(e);
   }
-  for (auto [tp, pp] : {std::pair{1, 3}, std::pair{2, 3}}) {
+  // {tp, pp, plans over the pipeline communicator itself (TP=1 only)}
+  for (auto [tp, pp, over_pipeline] : {std::tuple{1, 3, false}, std::tuple{2, 3, false}, std::tuple{1, 2, true}}) {
     ThreadGroup world(tp * pp);  // the step plans' channel; rank s*tp + t
     std::vector<std::vector<int32_t>> got;
     uint64_t allocations_after_warmup = 1;
     auto status = run_grid(tp, pp, [&](int index, Communicator* tp_comm, Communicator* pp_comm) -> Status {
       auto b = backend::make_cpu_backend();
       KEEL_ASSIGN_OR_RETURN(auto m, load(name, engine_options(tp_comm, pp_comm), b.get()));
-      Communicator& plans = world.rank(index);
+      Communicator& plans = over_pipeline ? *pp_comm : world.rank(index);
       if (index != 0) return engine::run_follower(*m, plans);
       engine::StepLeader leader(&plans);
       engine::EngineOptions eo;
