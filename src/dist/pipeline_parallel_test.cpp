@@ -3,6 +3,7 @@
 // history, in mixed prefill/decode batches, and with each stage a tensor-parallel group (TP x PP).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <thread>
@@ -137,8 +138,8 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
-// Three sequences over three steps: prefill chunks next to decodes, logits for some rows only, cuts that fall
-// inside sequences and on their boundaries.
+// Three sequences over three steps: prefill chunks next to decodes, logits for some rows only (not in row order
+// after the first step), cuts that fall inside sequences and on their boundaries.
 class Steps {
  public:
   explicit Steps(const model::Model& m) : pool_(m.kv_layout().num_blocks, m.kv_layout().block_size) {
@@ -156,6 +157,9 @@ class Steps {
     for (auto& step : steps) {
       model::Batch b;
       for (auto [s, q, n] : step) KEEL_RETURN_IF_ERROR(add(b, s, q, n));
+      // Even rows first: a micro-batch's logits then go to rows of the step's logits that are not adjacent.
+      if (&step != &steps.front())
+        std::stable_partition(b.logit_rows.begin(), b.logit_rows.end(), [](int32_t r) { return r % 2 == 0; });
       KEEL_RETURN_IF_ERROR(m.forward(b, &logits));
       all.insert(all.end(), logits.begin(), logits.end());
     }

@@ -103,7 +103,8 @@ Status Model::init_buffers() {
   }
   if (pipe_ != nullptr) {
     pipe_buf_.resize(T * c.hidden_size);
-    if (shard_.head) pipe_logits_.resize(T * static_cast<int64_t>(c.vocab_size));
+    // The last stage's gathered tensor-parallel logits of a micro-batch, before they go to their rows.
+    if (shard_.head && comm_ != nullptr) pipe_logits_.resize(T * static_cast<int64_t>(c.vocab_size));
   }
   backend::KvLayout kv;
   kv.num_layers = c.num_layers;
@@ -386,10 +387,20 @@ Status Model::forward_pipelined(const Batch& batch, std::vector<float>* logits) 
     if (n == 0) continue;
     head(b.logit_rows);
     Tensor out = ws_.logits.row_slice(0, n);
-    if (comm_ != nullptr) KEEL_RETURN_IF_ERROR(gather_logits(out, n, &pipe_logits_));
-    else B.copy_to_host(out, pipe_logits_.data());
-    for (int i = 0; i < n; i++)
-      std::copy_n(pipe_logits_.data() + i * vocab, vocab, logits->data() + mb.logit_index[i] * vocab);
+    if (comm_ != nullptr) {
+      KEEL_RETURN_IF_ERROR(gather_logits(out, n, &pipe_logits_));
+      for (int i = 0; i < n; i++)
+        std::copy_n(pipe_logits_.data() + i * vocab, vocab, logits->data() + mb.logit_index[i] * vocab);
+      continue;
+    }
+    // Straight into place, a run of consecutive rows at a time: one run when the logit rows ascend (the
+    // engine's do).
+    for (int i = 0; i < n;) {
+      int j = i + 1;
+      while (j < n && mb.logit_index[j] == mb.logit_index[j - 1] + 1) j++;
+      B.copy_to_host(out.row_slice(i, j - i), logits->data() + mb.logit_index[i] * vocab);
+      i = j;
+    }
   }
   if (logits->empty()) return Status();
   return pipe_->broadcast(logits->data(), logits->size() * sizeof(float), last);

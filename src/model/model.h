@@ -84,7 +84,7 @@ class Model {
   dist::Communicator* comm_ = nullptr;  // null unsharded
   dist::Communicator* pipe_ = nullptr;  // null with one stage
   std::vector<float> comm_buf_, gather_buf_;  // host staging for collectives
-  std::vector<float> pipe_buf_, pipe_logits_;  // host staging for hidden states and a micro-batch's logits
+  std::vector<float> pipe_buf_, pipe_logits_;  // host staging: hidden states; a micro-batch's gathered logits
   std::vector<int32_t> local_tokens_;         // token ids in this rank's vocab slice
   format::WeightFiles files_;
   ModelWeights weights_;
