@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
 #include <functional>
 #include <thread>
 
@@ -365,6 +367,56 @@ TEST(PipelineParallel, StagesHandOnEachMicroBatchThenTheLastBroadcastsTheLogits)
   EXPECT_EQ(logs[1], (std::vector<std::string>{msg("recv", 2, 0), msg("send", 2, 2), msg("recv", 2, 0),
                                                msg("send", 2, 2), msg("recv", 3, 0), msg("send", 3, 2), bcast}));
   EXPECT_EQ(logs[2], (std::vector<std::string>{msg("recv", 2, 1), msg("recv", 2, 1), msg("recv", 3, 1), bcast}));
+}
+
+// Micro-batches in flight: stage 0 must not wait for stage 1 between micro-batches. Stage 1's first recv is held
+// until stage 0 has sent every micro-batch (which it can only do by running ahead), or fails after 30 s.
+TEST(PipelineParallel, StageZeroRunsAheadWhileTheNextStageWorks) {
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    int sent = 0;
+  } gate;
+  class Counting final : public Communicator {
+   public:
+    Counting(Communicator* inner, Gate* gate, int wait_for) : inner_(inner), gate_(gate), wait_for_(wait_for) {}
+    int rank() const override { return inner_->rank(); }
+    int size() const override { return inner_->size(); }
+    Status all_reduce_sum(float* d, size_t n) override { return inner_->all_reduce_sum(d, n); }
+    Status all_gather(const float* s, size_t n, float* r) override { return inner_->all_gather(s, n, r); }
+    Status barrier() override { return inner_->barrier(); }
+    Status broadcast(void* d, size_t n, int root) override { return inner_->broadcast(d, n, root); }
+    Status send(const float* d, size_t n, int peer) override {
+      KEEL_RETURN_IF_ERROR(inner_->send(d, n, peer));
+      std::lock_guard lock(gate_->mu);
+      gate_->sent++;
+      gate_->cv.notify_all();
+      return Status();
+    }
+    Status recv(float* d, size_t n, int peer) override {
+      std::unique_lock lock(gate_->mu);
+      if (!gate_->cv.wait_for(lock, std::chrono::seconds(30), [&] { return gate_->sent >= wait_for_; }))
+        return internal_error("stage 0 sent {} of {} micro-batches before stage 1 took the first", gate_->sent,
+                              wait_for_);
+      lock.unlock();
+      return inner_->recv(d, n, peer);
+    }
+
+   private:
+    Communicator* inner_;
+    Gate* gate_;
+    int wait_for_;
+  };
+  const int micro_batches = 4;
+  auto status = run_grid(1, 2, [&](int s, Communicator*, Communicator* pp) -> Status {
+    Counting counting(pp, &gate, micro_batches);
+    auto b = backend::make_cpu_backend();
+    KEEL_ASSIGN_OR_RETURN(auto m, load("llama3_v4", options(nullptr, &counting, micro_batches), b.get()));
+    const std::vector<int32_t> tokens = prompt();
+    return engine::all_logits(*m, std::vector<int32_t>(tokens.begin(), tokens.begin() + 16)).status();
+  });
+  for (auto& s : status) EXPECT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(gate.sent, micro_batches);
 }
 
 TEST(PipelineParallel, MoreStagesThanLayersAreRefusedAtLoad) {
