@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
-#include <mutex>
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "backend/ops.h"
@@ -420,7 +420,6 @@ TEST(PipelineParallel, StageZeroRunsAheadWhileTheNextStageWorks) {
 }
 
 TEST(PipelineParallel, MoreStagesThanLayersAreRefusedAtLoad) {
-  std::vector<std::string> errors(3);
   auto status = run_grid(1, 3, [&](int s, Communicator*, Communicator* pp) -> Status {
     auto b = backend::make_cpu_backend();
     return load("llama3_v4", options(nullptr, pp), b.get()).status();
