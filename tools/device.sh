@@ -25,6 +25,27 @@ for stage in "$@"; do
         -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
       ninja -C $B -j16 ${KEEL_TARGETS:-keel keel_backend_cuda_test} > "$OUT/build.log" 2>&1 || { grep -m20 -A5 "error" "$OUT/build.log"; exit 1; }
       echo "build ok" ;;
+    carried)
+      # Binaries built on the workstation (build-flash/, named in the call's carry) when they run here, else a
+      # build: the libraries first, as in build.
+      for f in .device/debs/*.deb; do dpkg -x "$f" $P; done
+      mkdir -p $B/src/backend/cuda
+      if build-flash/keel --help > /dev/null 2>&1 && build-flash/src/backend/cuda/keel_backend_cuda_test --gtest_list_tests > /dev/null 2>&1; then
+        cp build-flash/keel $B/keel && cp build-flash/src/backend/cuda/keel_backend_cuda_test $B/src/backend/cuda/
+        echo "carried binaries run"
+      else
+        echo "carried binaries do not run here: building"; "$0" build || exit 1
+      fi ;;
+    prefill)
+      # Tiled flash prefill (issue 6): the attention op tests, the kernel's microbenchmark (with the per-row
+      # kernel it replaces on the same problems), then llama3-8b prefill at 512/2048/8192 with it and without.
+      $B/src/backend/cuda/keel_backend_cuda_test --gtest_filter='CudaOps.*Attention*:CudaGolden.*' 2>&1 |
+        tee "$OUT/flash_test.log" | grep -E "flash prefill|cuda golden|FAILED|PASSED|Failure|OK \]"
+      nvcc -O3 -std=c++17 -gencode=arch=compute_90,code=sm_90 -o /tmp/flash_prefill_v1 dev/kernels/flash_prefill_v1.cu &&
+        /tmp/flash_prefill_v1 2>&1 | tee "$OUT/flash_dev.txt"
+      $B/keel bench --backend cuda --synthetic llama3-8b --decode-tokens 8 --batches 1 2>&1 | tee "$OUT/prefill.txt"
+      KEEL_FLASH_PREFILL=0 $B/keel bench --backend cuda --synthetic llama3-8b --decode-tokens 8 --batches 1 2>&1 |
+        tee -a "$OUT/prefill.txt" ;;
     test)
       $B/src/backend/cuda/keel_backend_cuda_test 2>&1 | tee "$OUT/cuda_test.log" | grep -E "cuda golden|FAILED|PASSED|Failure|error" ;;
     ctest)

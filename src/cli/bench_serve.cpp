@@ -270,6 +270,8 @@ void add_bench_serve(CLI::App& app, Context& ctx) {
   static BenchServeArgs a;
   ServeOptions& o = a.serving;
   cmd->add_option("MODEL_DIR", o.dir, "Model to serve in process (default: the bundled demo model)");
+  cmd->add_option("--synthetic", o.synthetic,
+                  "Serve a synthetic model of this shape (random bf16 weights, byte tokenizer) instead of MODEL_DIR");
   cmd->add_option("--url", a.url, "Benchmark a running server (http://HOST:PORT) instead of starting one");
   cmd->add_option("--model", a.model, "Model name to request with --url (default: the first in /v1/models)");
   cmd->add_option("--api-key", o.api_key, "Key sent as Authorization: Bearer");

@@ -6,6 +6,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -58,6 +59,8 @@ bool check_platform(bool strict) {
 }
 
 int run_serve(ServeArgs a) {
+  // The launcher of a tensor/pipeline-parallel group, or one of its followers, ends here.
+  if (std::optional<int> code = dispatch_serve_rank(a.serving)) return *code;
   // Block the shutdown signals before any thread starts, so only the waiting thread receives them.
   sigset_t set;
   sigemptyset(&set);
@@ -74,6 +77,12 @@ int run_serve(ServeArgs a) {
   // The listener stopped; if no signal did it, wake the waiting thread so it can finish too.
   pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();
+  if (std::string failure = (*serving)->failure(); !failure.empty()) {
+    // A failed group: the device or NCCL may never answer again, so no teardown that could wait on them.
+    std::fprintf(stderr, "error: %s\n", failure.c_str());
+    std::fflush(stderr);
+    std::_Exit(1);
+  }
   if (Status s = (*serving)->finish(); !s.ok()) return report(s);
   std::fprintf(stderr, "keel: stopped\n");
   return 0;
@@ -86,6 +95,8 @@ void add_serve(CLI::App& app, Context& ctx) {
   static ServeArgs a;
   ServeOptions& o = a.serving;
   cmd->add_option("MODEL_DIR", o.dir, "Hugging Face model directory (default: the bundled demo model)");
+  cmd->add_option("--synthetic", o.synthetic,
+                  "Serve a synthetic model of this shape (random bf16 weights, byte tokenizer) instead of MODEL_DIR");
   cmd->add_option("--host", o.host, "Address to bind")->capture_default_str();
   cmd->add_option("--port", o.port, "Port to listen on (0: any free port)")
       ->capture_default_str()
@@ -94,6 +105,7 @@ void add_serve(CLI::App& app, Context& ctx) {
   cmd->add_option("--served-model-name", o.served_model_name, "Model name in the API (default: the directory name)");
   cmd->add_option("--backend", o.backend, "auto|cpu|cuda")->capture_default_str();
   add_memory_flags(cmd, o);
+  add_dist_flags(cmd, o.dist);
   cmd->add_flag("--strict-platform", a.strict_platform,
                 "Refuse to start when a critical known issue matches this machine (keel doctor)");
   cmd->callback([&ctx] { ctx.exit_code = run_serve(a); });

@@ -1,12 +1,14 @@
 #include "cli/serving.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <future>
 #include <map>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "base/units.h"
 #include "cache/hot_tier.h"
@@ -18,9 +20,13 @@
 #include "memory/governor.h"
 #include "model/config.h"
 #include "model/model.h"
+#include "model/shard.h"
+#include "model/synthetic.h"
+#include "model/weights.h"
 #include "server/engine_generator.h"
 #include "server/server.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/synthetic.h"
 #include "tokenizer/tokenizer.h"
 
 #ifdef KEEL_WITH_CUDA
@@ -45,17 +51,20 @@ struct Serving::Parts {
   std::string name;
   std::unique_ptr<memory::Governor> governor;
   std::unique_ptr<backend::Backend> backend;
+  RankGroup group;  // rank 0 of a tensor/pipeline-parallel group: its communicators
   std::unique_ptr<model::Model> model;
   std::optional<tokenizer::Tokenizer> tokenizer;
   std::unique_ptr<ChatTemplate> chat_template;
   std::unique_ptr<cache::HotTier> hot_tier;  // outlives the engine, which copies blocks into it
   std::unique_ptr<cache::SsdTier> ssd_tier;  // likewise; destroyed after it, writing the index checkpoint
+  std::unique_ptr<engine::StepLeader> leader;  // sends each step's plan to the other ranks
   std::unique_ptr<engine::Engine> engine;
   std::unique_ptr<server::EngineGenerator> generator;
   std::unique_ptr<server::Server> http;
   std::vector<std::string> reserved;  // ledger ids, released by finish()
   int port = 0;
   bool finished = false;
+  std::atomic<bool> stopped{false};  // run() returned: the failure watcher ends
 };
 
 namespace {
@@ -127,11 +136,18 @@ Status warm_up(engine::Engine& engine) {
 Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
   env::Env* env = env::Env::posix();
   auto p = std::make_unique<Parts>();
-  if (o.dir.empty()) {
+  const bool synthetic = !o.synthetic.empty();
+  if (synthetic && !o.dir.empty())
+    return invalid_argument("--synthetic {} and MODEL_DIR {}: give one or the other", o.synthetic, o.dir);
+  if (synthetic && !o.ssd_cache_dir.empty())
+    return invalid_argument("--ssd-cache-dir needs a model directory: a synthetic model's blocks have no weights "
+                            "on disk to fingerprint");
+  if (!synthetic && o.dir.empty()) {
     o.dir = demo_model_dir();
     if (o.dir.empty()) return not_found("no MODEL_DIR given and the bundled demo model was not found");
   }
-  KEEL_ASSIGN_OR_RETURN(model::ModelConfig config, model::load_config(env, o.dir));
+  KEEL_ASSIGN_OR_RETURN(model::ModelConfig config,
+                        synthetic ? model::synthetic_config(o.synthetic) : model::load_config(env, o.dir));
   const int context = config.max_position_embeddings;
   if (o.max_model_len > context && context > 0) {
     say(o, fmt::format("keel: --max-model-len {} is above the model's context; using {}\n", o.max_model_len, context));
@@ -140,13 +156,22 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
   if (o.max_model_len <= 0) o.max_model_len = context;
   if (o.max_model_len <= 0) return invalid_argument("--max-model-len: the model's config gives no context");
   p->name = o.served_model_name;
+  if (p->name.empty() && synthetic) p->name = "synthetic-" + o.synthetic;
   if (p->name.empty()) p->name = std::filesystem::path(o.dir).lexically_normal().filename().string();
   if (p->name.empty()) p->name = std::filesystem::path(o.dir).lexically_normal().parent_path().filename().string();
 
   // The plan, from the checkpoint's size, the model's shape and what the machine reports, before any weight loads.
   KEEL_ASSIGN_OR_RETURN(p->backend, make_backend(o.backend));
+  if (o.rank) {
+    // Every rank joins its groups before planning: NCCL's device memory is taken by then, and counted below.
+    KEEL_ASSIGN_OR_RETURN(p->group, join_group(*o.rank, o.dist, p->backend.get()));
+    say(o, "keel: " + p->group.describe + "\n");
+  }
   uint64_t weight_bytes = 0;
-  {
+  if (synthetic) {
+    weight_bytes = model::count_weights(config).parameters * dtype_size(DType::kBF16);
+    p->backend->set_weights_dtype(DType::kBF16);
+  } else {
     KEEL_ASSIGN_OR_RETURN(format::WeightFiles files, format::WeightFiles::open(env, o.dir));
     weight_bytes = files.total_bytes();
     p->backend->set_weights_dtype(dominant_dtype(files));
@@ -163,6 +188,21 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
   in.shape.vocab_size = config.vocab_size;
   in.shape.kv_dtype_bytes = static_cast<int>(dtype_size(p->backend->kv_dtype()));
   in.shape.activation_dtype_bytes = static_cast<int>(dtype_size(p->backend->act_dtype()));
+  if (o.rank) {
+    // Rank 0 plans for every rank: one shard's heads, KV heads and MLP columns, the most layers a stage holds.
+    // The KV pool it picks is sent to the others (send_load_options), so all have the same blocks.
+    model::ShardSpec spec;
+    spec.size = o.dist.tensor_parallel;
+    spec.stages = o.dist.pipeline_parallel;
+    KEEL_ASSIGN_OR_RETURN(model::ShardLayout layout, model::shard_layout(config, spec));
+    const model::ModelConfig local = model::local_config(config, layout);
+    in.weight_bytes = weight_bytes / static_cast<uint64_t>(o.dist.world());
+    in.shape.num_layers = (config.num_layers + o.dist.pipeline_parallel - 1) / o.dist.pipeline_parallel;
+    in.shape.num_heads = local.num_heads;
+    in.shape.num_kv_heads = local.num_kv_heads;
+    if (config.intermediate_size > 0) in.shape.intermediate_size = local.intermediate_size;
+    in.overhead_bytes += p->group.device_bytes;
+  }
   in.max_model_len = o.max_model_len;
   in.max_num_seqs = o.max_num_seqs;
   in.max_num_batched_tokens = o.max_num_batched_tokens;
@@ -172,6 +212,12 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
   auto hot = parse_bytes(o.hot_cache_max_size);
   if (!hot.ok()) return hot.status().with_context("--hot-cache-max-size");
   in.hot_cache_max_size = *hot;
+  if (o.rank && (*hot > 0 || !o.ssd_cache_dir.empty()))
+    return unsupported("--hot-cache-max-size and --ssd-cache-dir with --tensor-parallel or --pipeline-parallel: "
+                       "every rank holds a slice of each KV block, and the tiers copy whole blocks of one process; "
+                       "not supported yet");
+  // The SSD tier's write queue is host RAM held for the process's life: planned like the hot tier.
+  if (!o.ssd_cache_dir.empty()) in.ssd_queue_blocks = static_cast<int>(cache::SsdTierOptions{}.queue_blocks);
   KEEL_ASSIGN_OR_RETURN(std::optional<memory::MemoryReport> device, device_memory(*p->backend));
   KEEL_ASSIGN_OR_RETURN(memory::Plan plan, memory::make_plan(in, host_memory(env), device));
   say(o, plan.to_table());
@@ -189,8 +235,17 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
   lo.kv_blocks = plan.kv_blocks;
   lo.block_size = plan.block_size;
   lo.max_batch_tokens = plan.max_num_batched_tokens;
+  if (o.rank) {
+    lo.communicator = p->group.tensor;
+    lo.pipeline = p->group.pipeline;
+    KEEL_RETURN_IF_ERROR(send_load_options(*p->group.plans, lo));
+  }
   const uint64_t before = p->backend->bytes_allocated();
-  KEEL_ASSIGN_OR_RETURN(p->model, model::Model::load(env, o.dir, p->backend.get(), lo));
+  if (synthetic) {
+    KEEL_ASSIGN_OR_RETURN(p->model, model::Model::synthetic(config, p->backend.get(), lo, 42));
+  } else {
+    KEEL_ASSIGN_OR_RETURN(p->model, model::Model::load(env, o.dir, p->backend.get(), lo));
+  }
   const uint64_t held = p->backend->bytes_allocated() - before;
   const backend::KvLayout& kv = p->model->kv_layout();
   const uint64_t kv_bytes = static_cast<uint64_t>(kv.num_blocks) * kv.block_size * p->model->kv_bytes_per_token();
@@ -213,10 +268,12 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
   p->reserved.push_back("kv_pool");
   if (Status s = gov.check_within_plan(); !s.ok()) say(o, "keel: warning: " + s.message() + "\n");
 
-  auto tok = tokenizer::Tokenizer::load(o.dir);
+  auto tok = synthetic ? tokenizer::synthetic_tokenizer(config.vocab_size) : tokenizer::Tokenizer::load(o.dir);
   if (!tok.ok()) return tok.status();
   p->tokenizer.emplace(std::move(tok).value());
-  if (auto t = ChatTemplate::load(o.dir); t.ok()) {
+  if (synthetic) {
+    say(o, "keel: a synthetic model has no chat template; chat routes will answer 400\n");
+  } else if (auto t = ChatTemplate::load(o.dir); t.ok()) {
     p->chat_template = std::make_unique<ChatTemplate>(std::move(t).value());
   } else if (t.status().code() == Code::kNotFound) {
     say(o, fmt::format("keel: {}; chat routes will answer 400\n", t.status().message()));
@@ -256,6 +313,15 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
                        st.segments_from_checkpoint > 0 ? " from the checkpoint" : "", st.skipped_corrupt,
                        st.skipped_other_model));
     eo.ssd_tier = p->ssd_tier.get();
+    // The queue's slots, and the scheduler's staging block for reads.
+    KEEL_RETURN_IF_ERROR(gov.reserve("ssd_queue", "ssd_queue", plan.ssd_queue_bytes,
+                                     p->ssd_tier->queue_bytes() + engine::kv_block_bytes(*p->model),
+                                     dtype_name(kv.dtype), by));
+    p->reserved.push_back("ssd_queue");
+  }
+  if (o.rank) {
+    p->leader = std::make_unique<engine::StepLeader>(p->group.plans);
+    eo.leader = p->leader.get();
   }
   p->engine = std::make_unique<engine::Engine>(p->model.get(), eo);
   KEEL_RETURN_IF_ERROR(warm_up(*p->engine));
@@ -269,7 +335,8 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
   p->http = std::make_unique<server::Server>(
       so, server::ServedModel{p->name, p->generator.get(), &*p->tokenizer, p->chat_template.get()});
   KEEL_ASSIGN_OR_RETURN(p->port, p->http->bind());
-  say(o, fmt::format("keel: serving {} ({}, context {}, {} KV blocks of {} tokens) on http://{}:{}\n", p->name, o.dir,
+  say(o, fmt::format("keel: serving {} ({}, context {}, {} KV blocks of {} tokens) on http://{}:{}\n", p->name,
+                     synthetic ? "synthetic " + o.synthetic : o.dir,
                      o.max_model_len, plan.kv_blocks, plan.block_size, o.host, p->port));
   p->options = std::move(o);
   return std::unique_ptr<Serving>(new Serving(std::move(p)));
@@ -283,7 +350,30 @@ Serving::~Serving() {
 
 int Serving::port() const { return parts_->port; }
 const std::string& Serving::model_name() const { return parts_->name; }
-void Serving::run() { parts_->http->run(); }
+// With a group, a watcher turns an engine failure (a rank died or hung) into a stop: /health answers 503
+// "unhealthy" for a moment while the failed requests' errors reach their clients, then the listener closes.
+void Serving::run() {
+  Parts& p = *parts_;
+  std::thread watcher;
+  if (p.leader) {
+    watcher = std::thread([&p] {
+      while (!p.stopped) {
+        if (std::string f = p.engine->failure(); !f.empty()) {
+          std::fprintf(stderr, "error: %s; /health reports unhealthy, stopping\n", f.c_str());
+          std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+          p.http->shutdown();
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  }
+  p.http->run();
+  p.stopped = true;
+  if (watcher.joinable()) watcher.join();
+}
+
+std::string Serving::failure() const { return parts_->engine ? parts_->engine->failure() : ""; }
 void Serving::shutdown() { parts_->http->shutdown(); }
 
 Status Serving::finish() {
@@ -293,7 +383,12 @@ Status Serving::finish() {
   // Stop the engine before its buffers are released in the ledger.
   p.http.reset();
   p.generator.reset();
+  const std::string failure = p.engine->failure();
   p.engine.reset();
+  // The followers end with the engine (unless the group failed: then nobody listens).
+  if (p.leader && failure.empty()) {
+    if (Status s = p.leader->shutdown(); !s.ok()) say(p.options, "keel: warning: " + s.message() + "\n");
+  }
   if (p.ssd_tier) {
     const uint64_t blocks = p.ssd_tier->stats().blocks;
     p.ssd_tier.reset();  // writes what is queued, then the index checkpoint

@@ -7,9 +7,11 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/status.h"
+#include "cli/launcher.h"
 
 namespace CLI {
 class App;
@@ -19,6 +21,9 @@ namespace keel::cli {
 
 struct ServeOptions {
   std::string dir;  // "": the bundled demo model
+  // A synthetic shape (model/synthetic.h: llama3-8b, ...) with random bf16 weights and the synthetic byte
+  // tokenizer instead of a model directory: serving benchmarks of real shapes without a download.
+  std::string synthetic;
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port
   std::string api_key, served_model_name, backend = "cpu";
@@ -33,6 +38,8 @@ struct ServeOptions {
   std::string ssd_cache_max_size = "100GB";
   std::string alloc_log;  // "": none
   bool quiet = false;     // no plan table or start-up lines (bench serve)
+  DistOptions dist;       // --tensor-parallel, --pipeline-parallel (cli/launcher.h)
+  std::optional<RankEnv> rank;  // set on rank 0 of a group (by dispatch_serve_rank)
 };
 
 // --max-model-len, --max-num-seqs, ... --alloc-log: the flags serve and bench serve share.
@@ -40,6 +47,10 @@ void add_memory_flags(CLI::App* cmd, ServeOptions& options);
 
 // The bundled demo model's directory, or "" when it cannot be found.
 std::string demo_model_dir();
+
+// First thing keel serve does: the launcher of a group or one of its followers runs here to the end and
+// returns its exit code; rank 0 of a group (options.rank set) and a lone server get nullopt (cli/launcher.h).
+std::optional<int> dispatch_serve_rank(ServeOptions& options);
 
 class Serving {
  public:
@@ -51,6 +62,8 @@ class Serving {
   const std::string& model_name() const;
   void run();       // serves until shutdown()
   void shutdown();  // safe from any thread
+  // Why the engine stopped for good ("" while healthy); run() then returns by itself.
+  std::string failure() const;
   // After run() returned: releases every reservation and checks that the ledger balances.
   Status finish();
 
