@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <unordered_map>
@@ -14,6 +15,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/kernels.cuh"
+#include "backend/cuda/flash_prefill.cuh"
 
 namespace keel::backend {
 
@@ -68,6 +70,9 @@ class CudaBackend final : public Backend {
     cudaDeviceProp prop{};
     KEEL_CUDA_RETURN(cudaGetDeviceProperties(&prop, device_), "read device properties");
     sm_count_ = prop.multiProcessorCount;
+    // KEEL_FLASH_PREFILL=0 sends prefill back through the per-row kernels, to measure what the tiled one buys.
+    const char* flash = std::getenv("KEEL_FLASH_PREFILL");
+    flash_prefill_ = flash == nullptr || std::strcmp(flash, "0") != 0;
     if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) return internal_error("cuBLAS: cannot create a handle");
     cublasSetStream(cublas_, stream_);
     // cuBLAS takes workspace from the pool on demand unless given one: give it one, so it never allocates.
@@ -182,6 +187,7 @@ class CudaBackend final : public Backend {
     const size_t shares = static_cast<size_t>(3 * sm_count_);
     reserve(split_ml_, shares * kMaxGroup * 2, true);
     reserve(split_acc_, shares * kMaxGroup * 256, true);
+    reserve(flash_tiles_, static_cast<size_t>(limits.max_tokens), true);  // a prefill tile holds >= 1 token
     if (limits.num_experts > 0) {
       const size_t pairs = static_cast<size_t>(limits.max_tokens) * limits.experts_per_token;
       const size_t act = dtype_size(act_);
@@ -216,6 +222,9 @@ class CudaBackend final : public Backend {
     upload(tables_, tables_host_.data(), tables_host_.size());
     upload(tokens_, tokens.data(), tokens.size());
     upload(gather_, logit_rows.data(), logit_rows.size());
+    prefill_ = false;
+    for (const SeqSlice& s : batch.seqs) prefill_ |= s.q_len > 1;
+    flash_tiles_rows_ = 0;  // the first prefill attention of this forward makes its tile list
   }
 
   bool supports_graphs() const override { return true; }
@@ -380,8 +389,34 @@ class CudaBackend final : public Backend {
     check_launch();
   }
 
+  // A batch with a multi-token sequence (prefill, a chunk over KV history, or such mixed with decodes) runs the
+  // tiled tensor-core kernel over all its sequences; decode-only batches keep the split-K kernel.
+  bool flash_prefill(int layer, const Tensor& q, const AttentionParams& p, Tensor& out) {
+    const int group = p.num_heads / p.num_kv_heads;
+    if (!flash_prefill_ || !prefill_ || kv_.dtype == DType::kF32 || !flash_prefill_supports(p.head_dim, group))
+      return false;
+    const int rows = flash_prefill_rows(p.head_dim, q.rows, group, p.num_kv_heads, sm_count_);
+    if (rows != flash_tiles_rows_) {
+      flash_prefill_tiles(seq_info_host_, rows / group, &flash_tiles_host_);
+      upload(flash_tiles_, flash_tiles_host_.data(), flash_tiles_host_.size());
+      flash_tiles_rows_ = rows;
+    }
+    dispatch(kv_.dtype, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      if constexpr (!std::is_same_v<T, float>) {
+        KEEL_CUDA_CHECK(launch_flash_prefill<T>(
+            static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
+            seq_info_.ptr, tables_.ptr, flash_tiles_.ptr, static_cast<int>(flash_tiles_host_.size()), p.num_heads,
+            p.num_kv_heads, p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap, rows,
+            static_cast<T*>(out.data), stream_));
+      }
+    });
+    return true;
+  }
+
   void attention(int layer, const Tensor& q, const BatchMeta& batch, const AttentionParams& p,
                  Tensor& out) override {
+    if (flash_prefill(layer, q, p, out)) return;
     const int group = p.num_heads / p.num_kv_heads;
     const int dpl = p.head_dim / 32;
     if (group <= kMaxGroup && p.head_dim % 32 == 0 && (dpl == 1 || dpl == 2 || dpl == 4 || dpl == 8)) {
@@ -604,6 +639,10 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;
   DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, moe_rows_;
   DeviceArray<SeqInfo> seq_info_;
+  DeviceArray<int2> flash_tiles_;
+  std::vector<int2> flash_tiles_host_;
+  int flash_tiles_rows_ = 0;  // rows per tile of the uploaded list; 0: none yet this forward
+  bool prefill_ = false, flash_prefill_ = true;
   DeviceArray<float> inv_freq_, moe_weights_, fused_, split_ml_, split_acc_;
   int sm_count_ = 132;
   static constexpr int kMaxSplits = 32;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <future>
 #include <random>
@@ -64,8 +65,10 @@ double attention_error(const AttnCase& c, DType act) {
   auto cpu = make_cpu_backend();
   auto gpu = make_cuda_backend(0).value();
   gpu->set_weights_dtype(act);
+  int q_tokens = 0;
+  for (auto& [kv, q] : c.seqs) q_tokens += q;
   ForwardLimits limits;
-  limits.max_tokens = 512;
+  limits.max_tokens = std::max(512, q_tokens);
   limits.max_seqs = 64;
   limits.max_block_table_entries = 4096;
   limits.hidden = 64;
@@ -147,6 +150,36 @@ TEST(CudaOps, PagedAttentionMatchesCpuOverManyShapes) {
     const double bf16 = attention_error(cases[i], DType::kBF16);
     EXPECT_LE(f32, 1e-5) << "case " << i;
     EXPECT_LE(bf16, 3e-2) << "case " << i;
+  }
+}
+
+// Batches with a multi-token sequence take the tiled flash kernel (head_dim % 16 == 0, group <= 8, 2-byte KV):
+// several sequences, lengths off the 16/32-token tiles, block sizes that split tiles, GQA 1..8, windows,
+// soft-cap, chunks over KV history, decode rows mixed in. F32 KV takes the per-row kernels (1e-5); BF16 and
+// F16 KV (Q and P rounded to 16 bits inside the kernel) must stay within the file's 3e-2.
+TEST(CudaOps, FlashPrefillAttentionMatchesCpu) {
+  REQUIRE_GPU();
+  const std::vector<AttnCase> cases = {
+      {8, 8, 128, 16, 0, 0, {{200, 200}, {77, 77}}},                 // MHA, two prompts
+      {8, 4, 64, 16, 0, 0, {{150, 150}, {300, 45}, {20, 2}}},        // GQA 2, a chunk over 255 tokens of history
+      {12, 4, 128, 7, 0, 0, {{129, 129}, {64, 63}}},                 // GQA 3 (21-token tiles), block size 7
+      {64, 16, 128, 16, 0, 0, {{1100, 1056}}},                       // GQA 4, enough tiles for 128-row CTAs
+      {16, 2, 128, 5, 19, 0, {{200, 120}, {64, 64}}},                // GQA 8, window 19, block size 5
+      {10, 2, 128, 16, 0, 30.0f, {{81, 81}}},                        // GQA 5, soft-cap
+      {8, 4, 256, 16, 32, 50.0f, {{150, 150}, {40, 20}}},            // head_dim 256, window and soft-cap
+      {4, 2, 32, 4, 6, 0, {{33, 33}, {50, 1}, {9, 9}}},              // head_dim 32, a decode row in the batch
+      {6, 6, 16, 1, 0, 0, {{40, 40}}},                               // head_dim 16, block size 1
+      {7, 1, 96, 32, 0, 0, {{260, 33}}},                             // GQA 7 (MQA), head_dim 96, history
+      {8, 2, 64, 16, 0, 0, {{5, 3}, {17, 17}, {2, 2}, {1, 1}}},      // tiny sequences
+  };
+  for (size_t i = 0; i < cases.size(); i++) {
+    const double f32 = attention_error(cases[i], DType::kF32);
+    const double bf16 = attention_error(cases[i], DType::kBF16);
+    const double f16 = attention_error(cases[i], DType::kF16);
+    std::printf("[flash prefill] case %2zu: rel. error f32 %.2e, bf16 %.2e, f16 %.2e\n", i, f32, bf16, f16);
+    EXPECT_LE(f32, 1e-5) << "case " << i;
+    EXPECT_LE(bf16, 3e-2) << "case " << i;
+    EXPECT_LE(f16, 3e-2) << "case " << i;
   }
 }
 
