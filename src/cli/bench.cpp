@@ -1,5 +1,6 @@
 // keel bench: prefill and decode throughput of a model, with decode's achieved memory bandwidth as a fraction
-// of what a plain memory-read loop reaches on the same machine in the same run.
+// of what a plain memory-read loop reaches on the same machine in the same run, and (on a GPU) prefill's
+// matmul throughput as a fraction of the bf16 GEMM peak measured in the same run.
 #include <omp.h>
 
 #include <algorithm>
@@ -23,9 +24,9 @@ namespace keel::cli {
 namespace {
 
 struct BenchArgs {
-  std::string dir, backend = "cpu", synthetic, batches;
-  int prompt_tokens = 256;
+  std::string dir, backend = "cpu", synthetic, batches, prompts;
   int decode_tokens = 32;
+  int prefill_chunk = 0;  // 0: the backend's default (cpu 512, cuda 8192)
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -112,20 +113,38 @@ std::vector<int> parse_list(const std::string& text) {
   return out;
 }
 
+// FLOPs of causal attention over one prompt of n tokens (QK^T and PV, 2 each per multiply-add), every layer.
+double attention_flops(const model::ModelConfig& c, int n) {
+  double total = 0;
+  for (const auto& l : c.layers) {
+    double keys = 0;  // visible keys summed over the rows
+    for (int i = 0; i < n; i++) keys += l.sliding && c.sliding_window > 0 ? std::min(i + 1, c.sliding_window) : i + 1;
+    total += 4.0 * c.num_heads * c.head_dim * keys;
+  }
+  return total;
+}
+
 int run_bench(const BenchArgs& a) {
-  if (a.prompt_tokens <= 0 || a.decode_tokens <= 0)
-    return report(invalid_argument("--prompt-tokens and --decode-tokens must be positive"));
   auto backend = make_backend(a.backend);
   if (!backend.ok()) return report(backend.status());
   const bool gpu = (*backend)->name() == "cuda";
+  // Prefill lengths: the first also sets the decode runs' context.
+  const std::vector<int> prompts = parse_list(a.prompts.empty() ? (gpu ? "512,2048,8192" : "256") : a.prompts);
+  for (int p : prompts)
+    if (p <= 0) return report(invalid_argument("--prompt-tokens {}: lengths must be positive", a.prompts));
+  if (a.decode_tokens <= 0) return report(invalid_argument("--decode-tokens must be positive"));
+  const int max_prompt = *std::max_element(prompts.begin(), prompts.end());
+  const int chunk = a.prefill_chunk > 0 ? a.prefill_chunk : (gpu ? 8192 : 512);
   std::vector<int> batches = parse_list(a.batches.empty() ? (gpu ? "1,8,32,64,128" : "1") : a.batches);
   for (int b : batches)
     if (b <= 0) return report(invalid_argument("--batches {}: batch sizes must be positive", a.batches));
   const int max_batch = *std::max_element(batches.begin(), batches.end());
-  const int context = a.prompt_tokens + a.decode_tokens + 2;
+  const int context = prompts[0] + a.decode_tokens + 2;
   model::LoadOptions options;
-  options.max_batch_tokens = std::max({std::min(a.prompt_tokens, 512), max_batch, 1});
-  options.kv_blocks = max_batch * ((context + options.block_size - 1) / options.block_size) + 1;
+  // One forward takes a whole prompt up to `chunk` tokens; longer ones are prefilled in chunks of it.
+  options.max_batch_tokens = std::max({std::min(max_prompt, chunk), max_batch, 1});
+  const int blocks_per = (std::max(context, max_prompt) + options.block_size - 1) / options.block_size;
+  options.kv_blocks = std::max(max_batch * ((context + options.block_size - 1) / options.block_size), blocks_per) + 1;
   LoadedModel lm;
   lm.backend = std::move(*backend);
   std::string what;
@@ -147,8 +166,11 @@ int run_bench(const BenchArgs& a) {
   const auto& c = m.config();
   const auto& w = m.weights();
   if (context > c.max_position_embeddings)
-    return report(invalid_argument("{} prompt + {} decode tokens exceed the model's context of {}", a.prompt_tokens,
+    return report(invalid_argument("{} prompt + {} decode tokens exceed the model's context of {}", prompts[0],
                                    a.decode_tokens, c.max_position_embeddings));
+  if (max_prompt > c.max_position_embeddings)
+    return report(invalid_argument("a {}-token prompt exceeds the model's context of {}", max_prompt,
+                                   c.max_position_embeddings));
   std::printf("keel bench: %s backend, %s\n", lm.backend->name().c_str(), what.c_str());
   std::printf("  model: %s, %.3fB parameters, %s, %s of weights\n", c.architecture.c_str(), w.parameter_count / 1e9,
               dtype_name(w.dtype), format_bytes(w.bytes).c_str());
@@ -172,10 +194,11 @@ int run_bench(const BenchArgs& a) {
     std::printf("  host: %d threads, memory-read loop %.2f GB/s\n", omp_get_max_threads(), bw / 1e9);
   }
 
-  // Prefill: one sequence of prompt_tokens, chunked by max_batch_tokens; logits for the last row only.
-  {
+  // Prefill: one sequence of each length, chunked by max_batch_tokens; logits for the last row only. The
+  // fraction counts the weight matmuls (2 x parameters x tokens); "with attention" adds causal attention's.
+  for (int prompt : prompts) {
     std::vector<int32_t> seq;
-    for (int i = 0; i < a.prompt_tokens; i++) seq.push_back((i * 7919 + 13) % c.vocab_size);
+    for (int i = 0; i < prompt; i++) seq.push_back((i * 7919 + 13) % c.vocab_size);
     const auto& layout = m.kv_layout();
     std::vector<float> logits;
     double best = 1e30;
@@ -184,8 +207,8 @@ int run_bench(const BenchArgs& a) {
       kv::BlockTable table(layout.block_size);
       lm.backend->synchronize();
       auto t0 = std::chrono::steady_clock::now();
-      for (int done = 0; done < a.prompt_tokens;) {
-        const int end = std::min(a.prompt_tokens, done + m.max_batch_tokens());
+      for (int done = 0; done < prompt;) {
+        const int end = std::min(prompt, done + m.max_batch_tokens());
         auto b = engine::chunk_batch(pool, table, seq, done, end, false);
         if (!b.ok()) return report(b.status());
         Status s = m.forward(*b, &logits);
@@ -195,10 +218,13 @@ int run_bench(const BenchArgs& a) {
       lm.backend->synchronize();
       best = std::min(best, seconds_since(t0));
     }
-    const double flops = 2.0 * w.parameter_count * a.prompt_tokens;
-    std::printf("  prefill: %d tokens in %.3f s = %.0f tok/s, %.1f GFLOP/s of weight matmuls", a.prompt_tokens, best,
-                a.prompt_tokens / best, flops / best / 1e9);
-    if (peak > 0) std::printf(" = %.2f of the GEMM peak", flops / best / peak);
+    const double flops = 2.0 * w.parameter_count * prompt, attn = attention_flops(c, prompt);
+    const int chunks = (prompt + m.max_batch_tokens() - 1) / m.max_batch_tokens();
+    std::printf("  prefill %5d tokens%s: %.3f s = %.0f tok/s, %.1f GFLOP/s of weight matmuls", prompt,
+                chunks > 1 ? fmt::format(" ({} chunks)", chunks).c_str() : "", best, prompt / best,
+                flops / best / 1e9);
+    if (peak > 0)
+      std::printf(" = %.2f of the GEMM peak (with attention %.2f)", flops / best / peak, (flops + attn) / best / peak);
     std::printf("\n");
   }
 
@@ -219,9 +245,9 @@ int run_bench(const BenchArgs& a) {
   };
   const uint64_t allocations_before = lm.backend->allocations();
   for (int batch : batches) {
-    auto tok_s = measure_decode(m, *lm.backend, batch, a.prompt_tokens, a.decode_tokens);
+    auto tok_s = measure_decode(m, *lm.backend, batch, prompts[0], a.decode_tokens);
     if (!tok_s.ok()) return report(tok_s.status());
-    const double mean_ctx = a.prompt_tokens + a.decode_tokens / 2.0;
+    const double mean_ctx = prompts[0] + a.decode_tokens / 2.0;
     const double step_bytes = weight_bytes_read(batch) + batch * mean_ctx * kv_token_bytes;
     const double steps_s = *tok_s / batch;
     std::printf("  decode batch %3d: %8.1f tok/s  (%.2f ms/step, %.0f GB/s = %.2f of the %s roofline)\n", batch,
@@ -243,7 +269,9 @@ void add_bench(CLI::App& app, Context& ctx) {
   cmd->add_option("--backend", a.backend, "auto|cpu|cuda");
   cmd->add_option("--synthetic", a.synthetic,
                   "Synthetic shape: llama-100m (cpu default), llama3-8b (cuda default), qwen3-8b, qwen3-30b-a3b");
-  cmd->add_option("--prompt-tokens", a.prompt_tokens, "Prompt length for prefill");
+  cmd->add_option("--prompt-tokens", a.prompts,
+                  "Prefill lengths, comma-separated (cpu: 256; cuda: 512,2048,8192); the first is the decode context");
+  cmd->add_option("--prefill-chunk", a.prefill_chunk, "Tokens per prefill forward (cpu: 512; cuda: 8192)");
   cmd->add_option("--decode-tokens", a.decode_tokens, "Tokens to decode");
   cmd->add_option("--batches", a.batches, "Decode batch sizes, comma-separated (cpu: 1; cuda: 1,8,32,64,128)");
   cmd->callback([&ctx, cmd] { if (cmd->get_subcommands().empty()) ctx.exit_code = run_bench(a); });
