@@ -14,6 +14,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/gemv.cuh"
 #include "backend/cuda/kernels.cuh"
 #include "backend/cuda/flash_prefill.cuh"
 
@@ -290,9 +291,16 @@ class CudaBackend final : public Backend {
     // column-major matrix (transposed to N x K) and x as K x M.
     const float alpha = 1.0f, beta = 0.0f;
     const int m = static_cast<int>(x.rows), n = static_cast<int>(w.rows), k = static_cast<int>(w.cols);
-    KEEL_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w.data, cuda_type(w.dtype), k,
+    if (use_gemv_ && x.dtype == DType::kBF16 && w.dtype == DType::kBF16 && x.cols == k && out.cols == n &&
+        gemv_applies(m, k, x.data, w.data)) {
+      launch_gemv_bf16(static_cast<const __nv_bfloat16*>(x.data), static_cast<const __nv_bfloat16*>(w.data),
+                       static_cast<float*>(out.data), m, n, k, stream_);
+      check_launch();
+    } else {
+      KEEL_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w.data, cuda_type(w.dtype), k,
                                    x.data, cuda_type(x.dtype), k, &beta, out.data, CUDA_R_32F, n,
                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
     if (bias != nullptr) {
       dispatch(bias->dtype, [&](auto* tag) {
         using T = std::remove_pointer_t<decltype(tag)>;
@@ -628,6 +636,11 @@ class CudaBackend final : public Backend {
   int device_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  // Decode-sized bf16 GEMMs (≤ 8 rows) through gemv.cuh instead of cuBLAS; KEEL_CUDA_GEMV=0 turns it off (A/B).
+  bool use_gemv_ = [] {
+    const char* v = std::getenv("KEEL_CUDA_GEMV");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
   DType act_ = DType::kBF16;
   KvLayout kv_;
   std::vector<void*> k_, v_;
