@@ -160,12 +160,38 @@ void Engine::loop() {
     finished_count++;
   };
 
+  // A failed step or heartbeat of a tensor-parallel group: the ranks are out of step (or one is gone), so no
+  // later forward can be trusted. Every request fails and the engine stops.
+  auto fail_group = [&](const Status& s) {
+    const std::string why = "tensor-parallel group failed: " + s.message();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      failure_ = why;
+    }
+    std::vector<uint64_t> all;
+    for (auto& [id, st] : requests) all.push_back(id);
+    for (uint64_t id : all) finish(id, FinishReason::kError, why);
+    publish_stats(0, 0, std::exchange(finished_count, 0), false);
+  };
+
   std::vector<float> logits;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !incoming_.empty() || !cancelled_.empty() || !scheduler_.idle(); });
+      // A tensor-parallel leader wakes every second without work to check on its followers.
+      const auto idle = options_.leader != nullptr ? std::chrono::seconds(1) : std::chrono::seconds(3600);
+      const bool work = cv_.wait_for(lock, idle, [&] { return stopping_ || !incoming_.empty() || !cancelled_.empty() || !scheduler_.idle(); });
       if (stopping_) break;
+      if (!work) {
+        lock.unlock();
+        if (options_.leader != nullptr) {
+          if (Status s = options_.leader->heartbeat(); !s.ok()) {
+            fail_group(s);
+            break;
+          }
+        }
+        continue;
+      }
       for (auto& [id, rc] : incoming_) {
         const SamplingParams sampling = rc.first.sampling;
         auto state = std::make_unique<RequestState>(
@@ -210,15 +236,7 @@ void Engine::loop() {
     Status s = options_.leader != nullptr ? options_.leader->forward(batch) : Status();
     if (s.ok()) s = model_->forward(batch, &logits);
     if (!s.ok() && options_.leader != nullptr) {
-      // The ranks are out of step (or one is gone): no later forward can be trusted. Fail everything and stop.
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        failure_ = "tensor-parallel step failed: " + s.message();
-      }
-      std::vector<uint64_t> all;
-      for (auto& [id, st] : requests) all.push_back(id);
-      for (uint64_t id : all) finish(id, FinishReason::kError, "tensor-parallel step failed: " + s.message());
-      publish_stats(0, 0, std::exchange(finished_count, 0), true);
+      fail_group(s);
       break;
     }
     if (!s.ok()) {

@@ -8,7 +8,7 @@ namespace keel::engine {
 namespace {
 
 constexpr uint32_t kMagic = 0x7074736b;  // "kstp"
-enum Kind : uint32_t { kForward = 1, kShutdown = 2, kAllReduceBench = 3 };
+enum Kind : uint32_t { kForward = 1, kShutdown = 2, kAllReduceBench = 3, kHeartbeat = 4 };
 
 struct Header {
   uint32_t magic = kMagic;
@@ -125,6 +125,11 @@ Status StepLeader::all_reduce_bench(uint64_t elements, uint32_t iterations) {
   return send(kAllReduceBench, payload);
 }
 
+Status StepLeader::heartbeat() {
+  KEEL_RETURN_IF_ERROR(send(kHeartbeat, {}));
+  return comm_->barrier();
+}
+
 Status StepLeader::shutdown() {
   if (shut_) return Status();
   shut_ = true;
@@ -144,6 +149,7 @@ Status run_follower(model::Model& model, dist::Communicator& comm) {
     if (h.bytes > 0) KEEL_RETURN_IF_ERROR(comm.broadcast(payload.data(), payload.size(), 0));
     switch (h.kind) {
       case kShutdown: return Status();
+      case kHeartbeat: KEEL_RETURN_IF_ERROR(comm.barrier()); break;
       case kForward: {
         KEEL_ASSIGN_OR_RETURN(model::Batch batch, decode_batch(payload.data(), payload.size()));
         KEEL_RETURN_IF_ERROR(model.forward(batch, &logits).with_context(fmt::format("rank {}", comm.rank())));

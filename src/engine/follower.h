@@ -4,7 +4,8 @@
 // ranks join the same collectives in the same order. A shutdown message ends the followers.
 //
 // Wire format (Communicator::broadcast from rank 0; little-endian, as every supported host is):
-//   header  u32 magic "kstp", u32 kind (1 forward, 2 shutdown, 3 all-reduce benchmark), u64 payload bytes
+//   header  u32 magic "kstp", u32 kind (1 forward, 2 shutdown, 3 all-reduce benchmark, 4 heartbeat), u64 payload
+//           bytes; a heartbeat is followed by a barrier of all ranks
 //   forward payload  u32 tokens, u32 seqs, u32 logit rows; i32 tokens[], positions[], slot_mapping[];
 //                    per seq: i32 q_start, q_len, kv_len, u32 blocks, i32 block_table[]; i32 logit_rows[]
 //   all-reduce benchmark payload  u64 elements, u32 iterations
@@ -30,6 +31,9 @@ class StepLeader {
   Status forward(const model::Batch& batch);
   // Tells the followers to run time_all_reduce(elements, iterations) with the leader.
   Status all_reduce_bench(uint64_t elements, uint32_t iterations);
+  // While idle: a round trip through every rank, so a rank that died or hangs is found before a request needs
+  // it (the engine sends one per second without work).
+  Status heartbeat();
   // Ends the followers' loops (once; later calls do nothing).
   Status shutdown();
 

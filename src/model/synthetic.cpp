@@ -30,13 +30,16 @@ ModelConfig dense(Arch arch, const char* architecture, int vocab, int hidden, in
 
 }  // namespace
 
-std::vector<std::string> synthetic_names() { return {"llama-100m", "llama3-8b", "qwen3-8b", "qwen3-30b-a3b"}; }
+std::vector<std::string> synthetic_names() { return {"llama-100m", "llama3-8b", "llama3-70b", "qwen3-8b", "qwen3-30b-a3b"}; }
 
 Result<ModelConfig> synthetic_config(const std::string& name) {
   if (name == "llama-100m")  // a ~125M-parameter llama: the CPU benchmark's default
     return dense(Arch::kLlama, "LlamaForCausalLM", 32000, 768, 2048, 12, 12, 4, 64, 10000.0);
   if (name == "llama3-8b")
     return dense(Arch::kLlama, "LlamaForCausalLM", 128256, 4096, 14336, 32, 32, 8, 128, 500000.0);
+  // 70B-class: 141 GB of bf16 weights, more than one 80 GB GPU holds; 70.6 GB a rank at --tensor-parallel 2.
+  if (name == "llama3-70b")
+    return dense(Arch::kLlama, "LlamaForCausalLM", 128256, 8192, 28672, 80, 64, 8, 128, 500000.0);
   if (name == "qwen3-8b")
     return dense(Arch::kQwen3, "Qwen3ForCausalLM", 151936, 4096, 12288, 36, 32, 8, 128, 1000000.0);
   if (name == "qwen3-30b-a3b") {

@@ -16,6 +16,7 @@ class EngineGenerator : public Generator {
   void drain() override { engine_->drain(); }
   GeneratorStats stats() const override;
   int max_model_len() const override { return max_model_len_; }
+  std::string failure() const override { return engine_->failure(); }
 
  private:
   engine::Engine* engine_;

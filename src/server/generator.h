@@ -82,6 +82,8 @@ class Generator {
   virtual GeneratorStats stats() const = 0;
   // The longest prompt + completion a request may have, in tokens.
   virtual int max_model_len() const = 0;
+  // Why generation stopped for good ("" while healthy): /health then answers 503 "unhealthy" with it.
+  virtual std::string failure() const { return ""; }
 };
 
 }  // namespace keel::server

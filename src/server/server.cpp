@@ -167,7 +167,9 @@ json Server::model_card() const {
 }
 
 void Server::health(const httplib::Request&, httplib::Response& res) {
-  if (draining_) {
+  if (std::string failure = model_.generator->failure(); !failure.empty()) {
+    send_json(res, json{{"status", "unhealthy"}, {"error", failure}}, 503);
+  } else if (draining_) {
     send_json(res, json{{"status", "draining"}}, 503);
   } else {
     send_json(res, json{{"status", "ok"}});

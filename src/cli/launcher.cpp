@@ -1,0 +1,390 @@
+#include "cli/launcher.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/load_model.h"
+#include "cli/serving.h"
+#include "engine/follower.h"
+#include "model/shard.h"
+#include "model/synthetic.h"
+
+#ifdef KEEL_WITH_CUDA
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/nccl_communicator.h"
+#endif
+
+namespace keel::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* env_first(const char* a, const char* b) {
+  const char* v = std::getenv(a);
+  return v != nullptr && *v != '\0' ? v : std::getenv(b);
+}
+
+Result<int> env_int(const char* keel_name, const char* torch_name, int lo, int hi) {
+  const char* v = env_first(keel_name, torch_name);
+  if (v == nullptr) return invalid_argument("{} (or {}) is not set", keel_name, torch_name);
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (*end != '\0' || end == v || x < lo || x > hi)
+    return invalid_argument("{}={}: expected an integer in [{}, {}]", keel_name, v, lo, hi);
+  return static_cast<int>(x);
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, sep);)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::vector<std::string> own_command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> args;
+  size_t at = 0;
+  while (at < all.size()) {
+    const size_t nul = all.find('\0', at);
+    args.push_back(all.substr(at, nul - at));
+    if (nul == std::string::npos) break;
+    at = nul + 1;
+  }
+  return args;
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_ANY);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  socklen_t len = sizeof(sa);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(fd);
+  return ntohs(sa.sin_port);
+}
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+  return "stopped";
+}
+
+int visible_gpus() {
+#ifdef KEEL_WITH_CUDA
+  return backend::cuda_device_count();
+#else
+  return 0;
+#endif
+}
+
+}  // namespace
+
+void add_dist_flags(CLI::App* cmd, DistOptions& d) {
+  cmd->add_option("--tensor-parallel,--tp", d.tensor_parallel,
+                  "Split every layer over N GPUs (N processes, one per GPU; NCCL on CUDA)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--pipeline-parallel,--pp", d.pipeline_parallel, "Split the layers into M stages (M x N processes)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--master-port", d.master_port, "Port the ranks meet on (default: a free one)")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--dist-timeout", d.timeout_s,
+                  "Seconds a step's collectives may take before the group is declared failed")
+      ->capture_default_str();
+}
+
+Result<std::optional<RankEnv>> rank_from_environment() {
+  const bool ours = std::getenv("KEEL_RANK") != nullptr;
+  if (!ours && std::getenv("RANK") == nullptr) return std::optional<RankEnv>();
+  RankEnv e;
+  KEEL_ASSIGN_OR_RETURN(e.world, env_int("KEEL_WORLD_SIZE", "WORLD_SIZE", 1, 4096));
+  KEEL_ASSIGN_OR_RETURN(e.rank, env_int("KEEL_RANK", "RANK", 0, e.world - 1));
+  KEEL_ASSIGN_OR_RETURN(e.master_port, env_int("KEEL_MASTER_PORT", "MASTER_PORT", 1, 65535));
+  if (const char* a = env_first("KEEL_MASTER_ADDR", "MASTER_ADDR"); a != nullptr && *a != '\0') e.master_addr = a;
+  // An outside launcher says which GPU by LOCAL_RANK; keel's own sets CUDA_VISIBLE_DEVICES itself.
+  if (!ours && std::getenv("LOCAL_RANK") != nullptr) {
+    KEEL_ASSIGN_OR_RETURN(int local, env_int("LOCAL_RANK", "LOCAL_RANK", 0, 1023));
+    const char* vis = std::getenv("CUDA_VISIBLE_DEVICES");
+    std::vector<std::string> ids = vis != nullptr ? split(vis, ',') : std::vector<std::string>{};
+    const std::string mine = ids.empty() ? std::to_string(local) : local < static_cast<int>(ids.size()) ? ids[local] : "";
+    if (mine.empty())
+      return invalid_argument("LOCAL_RANK={} but CUDA_VISIBLE_DEVICES={} lists {} GPUs", local, vis, ids.size());
+    setenv("CUDA_VISIBLE_DEVICES", mine.c_str(), 1);
+  }
+  setenv("NCCL_NVLS_ENABLE", "0", 1);
+  return std::optional<RankEnv>(e);
+}
+
+Status check_layout(const DistOptions& d, const model::ModelConfig& config, const std::string& backend) {
+  if (d.tensor_parallel < 1) return invalid_argument("--tensor-parallel {} must be at least 1", d.tensor_parallel);
+  if (d.pipeline_parallel < 1)
+    return invalid_argument("--pipeline-parallel {} must be at least 1", d.pipeline_parallel);
+  if (d.timeout_s <= 0) return invalid_argument("--dist-timeout {} must be positive", d.timeout_s);
+  model::ShardSpec spec;
+  spec.size = d.tensor_parallel;
+  spec.stages = d.pipeline_parallel;
+  KEEL_RETURN_IF_ERROR(model::shard_layout(config, spec).status());
+  const bool cuda = backend == "cuda" || (backend == "auto" && visible_gpus() > 0);
+  if (cuda && d.world() > 1 && getenv("KEEL_RANK") == nullptr && getenv("RANK") == nullptr) {
+    const int gpus = visible_gpus();
+    if (gpus < d.world())
+      return invalid_argument("--tensor-parallel {} x --pipeline-parallel {} needs {} GPUs (one per rank); {} visible",
+                              d.tensor_parallel, d.pipeline_parallel, d.world(), gpus);
+  }
+  return Status();
+}
+
+int launch_ranks(const LaunchOptions& o) {
+  std::vector<std::string> command = o.command.empty() ? own_command_line() : o.command;
+  const std::string exe = o.executable.empty() ? "/proc/self/exe" : o.executable;
+  const int port = o.master_port > 0 ? o.master_port : free_port();
+  std::vector<std::string> gpus;
+  if (const char* vis = std::getenv("CUDA_VISIBLE_DEVICES"); vis != nullptr) gpus = split(vis, ',');
+  if (o.cuda && !gpus.empty() && static_cast<int>(gpus.size()) < o.world) {
+    std::fprintf(stderr, "error: CUDA_VISIBLE_DEVICES=%s lists %zu GPUs for %d ranks\n", std::getenv("CUDA_VISIBLE_DEVICES"),
+                 gpus.size(), o.world);
+    return 1;
+  }
+
+  // Signals arrive through sigtimedwait below, in this thread only.
+  sigset_t set, old;
+  sigemptyset(&set);
+  for (int s : {SIGCHLD, SIGINT, SIGTERM}) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, &old);
+
+  std::vector<char*> argv;
+  for (auto& a : command) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<pid_t> pids(o.world, -1);
+  std::vector<bool> running(o.world, false);
+  for (int r = 0; r < o.world; r++) {
+    const pid_t pid = fork();
+    if (pid < 0) {
+      std::fprintf(stderr, "error: cannot start rank %d: %s\n", r, std::strerror(errno));
+      for (int i = 0; i < r; i++) kill(pids[i], SIGKILL);
+      return 1;
+    }
+    if (pid == 0) {
+      // The terminal's Ctrl-C reaches the launcher only (it stops the group in order); a launcher that dies
+      // takes its ranks with it.
+      setpgid(0, 0);
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      setenv("KEEL_RANK", std::to_string(r).c_str(), 1);
+      setenv("KEEL_WORLD_SIZE", std::to_string(o.world).c_str(), 1);
+      setenv("KEEL_MASTER_ADDR", "127.0.0.1", 1);
+      setenv("KEEL_MASTER_PORT", std::to_string(port).c_str(), 1);
+      setenv("NCCL_NVLS_ENABLE", "0", 1);
+      if (o.cuda) setenv("CUDA_VISIBLE_DEVICES", (gpus.empty() ? std::to_string(r) : gpus[r]).c_str(), 1);
+      execv(exe.c_str(), argv.data());
+      std::fprintf(stderr, "error: rank %d: cannot run %s: %s\n", r, exe.c_str(), std::strerror(errno));
+      _exit(127);
+    }
+    pids[r] = pid;
+    running[r] = true;
+  }
+  std::fprintf(stderr, "keel: launched %d ranks (pids", o.world);
+  for (pid_t p : pids) std::fprintf(stderr, " %d", p);
+  std::fprintf(stderr, "), master port %d\n", port);
+
+  int alive = o.world;
+  bool failed = false;
+  auto deadline = Clock::time_point::max();
+  while (alive > 0) {
+    timespec tick{0, 200 * 1000 * 1000};
+    siginfo_t info;
+    const int sig = sigtimedwait(&set, &info, &tick);
+    if ((sig == SIGINT || sig == SIGTERM) && deadline == Clock::time_point::max()) {
+      // Rank 0 drains, finishes in-flight requests, then ends the followers.
+      std::fprintf(stderr, "keel: %s received; stopping rank 0, which stops the others\n", strsignal(sig));
+      if (running[0]) kill(pids[0], SIGTERM);
+      deadline = Clock::now() + o.stop_grace;
+    }
+    int status = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+      for (int r = 0; r < o.world; r++) {
+        if (pids[r] != pid || !running[r]) continue;
+        running[r] = false;
+        alive--;
+        const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (!clean && !failed) {
+          failed = true;
+          std::fprintf(stderr, "keel: rank %d (pid %d) %s; the other ranks fail their work and stop (killed in %.0f s)\n",
+                       r, pid, describe_exit(status).c_str(), o.grace.count() / 1000.0);
+          deadline = std::min(deadline, Clock::now() + o.grace);
+        } else if (!clean) {
+          std::fprintf(stderr, "keel: rank %d (pid %d) %s\n", r, pid, describe_exit(status).c_str());
+        }
+      }
+    }
+    if (alive > 0 && Clock::now() >= deadline) {
+      for (int r = 0; r < o.world; r++) {
+        if (!running[r]) continue;
+        std::fprintf(stderr, "keel: rank %d (pid %d) still running after the grace period; killing it\n", r, pids[r]);
+        kill(pids[r], SIGKILL);
+      }
+      failed = true;
+      deadline = Clock::time_point::max();  // the SIGCHLDs follow
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (failed) std::fprintf(stderr, "error: the tensor-parallel group failed (see the ranks' messages above)\n");
+  return failed ? 1 : 0;
+}
+
+Result<RankGroup> join_group(const RankEnv& env, const DistOptions& d, backend::Backend* backend) {
+  if (env.world != d.world())
+    return invalid_argument("this rank's world size is {} but --tensor-parallel {} x --pipeline-parallel {} is {}",
+                            env.world, d.tensor_parallel, d.pipeline_parallel, d.world());
+  const int tp = d.tensor_parallel, pp = d.pipeline_parallel;
+  const int stage = env.rank / tp, t = env.rank % tp;
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(d.timeout_s * 1000));
+  auto tcp = [&](int rank, int world, int port) {
+    dist::TcpOptions o;
+    o.rank = rank;
+    o.world = world;
+    o.master_addr = env.master_addr;
+    o.master_port = port;
+    o.timeout = timeout;
+    return dist::TcpCommunicator::connect(o);
+  };
+  RankGroup g;
+  KEEL_ASSIGN_OR_RETURN(g.world, tcp(env.rank, env.world, env.master_port));
+  dist::Communicator* tensor_tcp = nullptr;
+  if (tp > 1 && pp > 1) {
+    // Sub-groups meet on ports above the master's: stage s's TP group, then TP rank t's pipeline.
+    KEEL_ASSIGN_OR_RETURN(g.stage, tcp(t, tp, env.master_port + 1 + stage));
+    KEEL_ASSIGN_OR_RETURN(g.pipe, tcp(stage, pp, env.master_port + 1 + pp + t));
+    tensor_tcp = g.stage.get();
+    g.pipeline = g.pipe.get();
+  } else if (tp > 1) {
+    tensor_tcp = g.world.get();
+  } else if (pp > 1) {
+    g.pipeline = g.world.get();
+  }
+  g.tensor = tensor_tcp;
+  g.plans = g.world.get();
+  g.describe = fmt::format("rank {} of {} (TP rank {} of {}, stage {} of {})", env.rank, env.world, t, tp, stage, pp);
+  if (tensor_tcp != nullptr && backend->name() == "cuda") {
+#ifdef KEEL_WITH_CUDA
+    KEEL_ASSIGN_OR_RETURN(auto nccl, backend::NcclCommunicator::create(tensor_tcp, backend, timeout));
+    g.device_bytes = nccl->device_bytes();
+    g.describe += fmt::format(", {} ({} MiB of device memory)", nccl->version(), g.device_bytes >> 20);
+    g.tensor = nccl.get();
+    g.device = std::move(nccl);
+#else
+    return unsupported("--tensor-parallel on CUDA: this keel was built without CUDA");
+#endif
+  }
+  return g;
+}
+
+namespace {
+
+struct WireLoadOptions {
+  int32_t ok = 0;  // 0: rank 0 failed before loading; the followers exit
+  int32_t max_batch_tokens = 0, kv_blocks = 0, block_size = 0, micro_batches = 0;
+};
+
+}  // namespace
+
+Status send_load_options(dist::Communicator& plans, const model::LoadOptions& o) {
+  WireLoadOptions w{1, o.max_batch_tokens, o.kv_blocks, o.block_size, o.micro_batches};
+  return plans.broadcast(&w, sizeof(w), 0);
+}
+
+Result<model::LoadOptions> receive_load_options(dist::Communicator& plans) {
+  WireLoadOptions w;
+  KEEL_RETURN_IF_ERROR(plans.broadcast(&w, sizeof(w), 0));
+  if (w.ok != 1) return internal_error("rank 0 did not load the model");
+  model::LoadOptions o;
+  o.max_batch_tokens = w.max_batch_tokens;
+  o.kv_blocks = w.kv_blocks;
+  o.block_size = w.block_size;
+  o.micro_batches = w.micro_batches;
+  return o;
+}
+
+std::optional<int> dispatch_rank(const DistOptions& d, const model::ModelConfig& config, const std::string& backend,
+                                 const LoadShard& load, std::optional<RankEnv>* rank) {
+  if (Status s = check_layout(d, config, backend); !s.ok()) return report(s);
+  auto env = rank_from_environment();
+  if (!env.ok()) return report(env.status());
+  if (!env->has_value()) {
+    if (d.world() == 1) return std::nullopt;
+    LaunchOptions lo;
+    lo.world = d.world();
+    lo.cuda = backend == "cuda" || (backend == "auto" && visible_gpus() > 0);
+    lo.master_port = d.master_port;
+    lo.grace = std::chrono::milliseconds(static_cast<int64_t>(1000 * std::max(10.0, d.timeout_s + 5)));
+    return launch_ranks(lo);
+  }
+  const RankEnv& e = **env;
+  if (e.rank == 0) {
+    *rank = e;
+    return std::nullopt;
+  }
+  // A follower: its errors name the rank, since every rank writes to the same terminal.
+  const std::string who = fmt::format("rank {}", e.rank);
+  auto b = make_backend(backend);
+  if (!b.ok()) return report(b.status().with_context(who));
+  auto group = join_group(e, d, b->get());
+  if (!group.ok()) return report(group.status().with_context(who));
+  auto options = receive_load_options(*group->plans);
+  if (!options.ok()) return report(options.status().with_context(who));
+  options->communicator = group->tensor;
+  options->pipeline = group->pipeline;
+  auto m = load(b->get(), *options);
+  if (!m.ok()) return report(m.status().with_context(who));
+  if (Status s = engine::run_follower(**m, *group->plans); !s.ok()) {
+    report(s.with_context(who));
+    // The group is broken: leave without the destructors, which may wait on a device or NCCL that will not answer.
+    std::fflush(stderr);
+    std::_Exit(1);
+  }
+  return 0;
+}
+
+std::optional<int> dispatch_serve_rank(ServeOptions& o) {
+  const bool as_rank = std::getenv("KEEL_RANK") != nullptr || std::getenv("RANK") != nullptr;
+  if (o.dist.world() == 1 && !as_rank) return std::nullopt;
+  if (!o.synthetic.empty()) {
+    auto config = model::synthetic_config(o.synthetic);
+    if (!config.ok()) return report(config.status());
+    // The seed Serving::start uses: every rank's shard of the same random model.
+    LoadShard load = [c = *config](backend::Backend* b, const model::LoadOptions& lo) {
+      return model::Model::synthetic(c, b, lo, 42);
+    };
+    return dispatch_rank(o.dist, *config, o.backend, load, &o.rank);
+  }
+  const std::string dir = o.dir.empty() ? demo_model_dir() : o.dir;
+  if (dir.empty()) return report(not_found("no MODEL_DIR given and the bundled demo model was not found"));
+  auto config = model::load_config(env::Env::posix(), dir);
+  if (!config.ok()) return report(config.status());
+  LoadShard load = [dir](backend::Backend* b, const model::LoadOptions& lo) {
+    return model::Model::load(env::Env::posix(), dir, b, lo);
+  };
+  return dispatch_rank(o.dist, *config, o.backend, load, &o.rank);
+}
+
+}  // namespace keel::cli

@@ -1,0 +1,197 @@
+// `keel serve --tensor-parallel 2 --backend cpu`: the launcher starts two rank processes (TCP communicator),
+// rank 0 serves HTTP. They answer as one process does; SIGTERM stops them cleanly; a rank that is killed or
+// stops answering fails the requests, turns /health unhealthy and ends the server with a non-zero exit instead
+// of a hang; layouts that cannot work are refused before anything starts.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "keel_cli.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One HTTP/1.1 exchange with Connection: close; returns "" when nothing answers.
+std::string http(int port, const std::string& method, const std::string& path, const std::string& body = "") {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  const std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
+                          "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                          "\r\n\r\n" + body;
+  (void)!::write(fd, req.data(), req.size());
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+std::string body_of(const std::string& response) {
+  const size_t at = response.find("\r\n\r\n");
+  return at == std::string::npos ? "" : response.substr(at + 4);
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  socklen_t len = sizeof(sa);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(fd);
+  return ntohs(sa.sin_port);
+}
+
+// keel serve in the background, stderr to a file.
+struct Server {
+  pid_t pid = -1;
+  int port = 0;
+  std::string log;
+
+  explicit Server(const std::string& args) : port(free_port()) {
+    log = "/tmp/keel_tp_serve_" + std::to_string(::getpid()) + "_" + std::to_string(port) + ".log";
+    const std::string cmd = "exec " + std::string(KEEL_BINARY) + " serve --backend cpu --port " +
+                            std::to_string(port) + " --max-model-len 512 --max-num-seqs 8 " + args + " 2>" + log + " >/dev/null";
+    pid = fork();
+    if (pid == 0) {
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+      _exit(127);
+    }
+  }
+  ~Server() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    std::remove(log.c_str());
+  }
+  bool ready() {
+    const auto end = Clock::now() + std::chrono::seconds(60);
+    while (Clock::now() < end) {
+      if (http(port, "GET", "/health").find("\"ok\"") != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+  std::string stderr_text() const {
+    std::ifstream in(log);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // The exit code, or -1 if it is still running after `seconds`.
+  int wait(double seconds) {
+    const auto end = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    while (Clock::now() < end) {
+      int status = 0;
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -1;
+  }
+  // The rank pids the launcher reported.
+  std::vector<pid_t> ranks() const {
+    std::smatch m;
+    const std::string text = stderr_text();
+    std::vector<pid_t> out;
+    if (std::regex_search(text, m, std::regex("launched \\d+ ranks \\(pids ([0-9 ]+)\\)"))) {
+      std::istringstream in(m[1].str());
+      for (pid_t p; in >> p;) out.push_back(p);
+    }
+    return out;
+  }
+};
+
+std::string complete(int port, int max_tokens) {
+  const std::string body = nlohmann::json{{"model", "demo"},
+                                          {"prompt", "Once upon a time"},
+                                          {"max_tokens", max_tokens},
+                                          {"temperature", 0}}
+                               .dump();
+  return body_of(http(port, "POST", "/v1/completions", body));
+}
+
+TEST(ServeTensorParallel, TwoCpuRanksAnswerAsOneProcessAndStopCleanly) {
+  std::string want;
+  {
+    Server one("");
+    ASSERT_TRUE(one.ready()) << one.stderr_text();
+    want = nlohmann::json::parse(complete(one.port, 24))["choices"][0]["text"];
+  }
+  Server tp("--tensor-parallel 2");
+  ASSERT_TRUE(tp.ready()) << tp.stderr_text();
+  EXPECT_EQ(tp.ranks().size(), 2u) << tp.stderr_text();
+  const std::string got = nlohmann::json::parse(complete(tp.port, 24))["choices"][0]["text"];
+  EXPECT_EQ(got, want);
+  kill(tp.pid, SIGTERM);
+  EXPECT_EQ(tp.wait(30), 0) << tp.stderr_text();
+  EXPECT_NE(tp.stderr_text().find("keel: stopped"), std::string::npos) << tp.stderr_text();
+}
+
+TEST(ServeTensorParallel, AKilledRankFailsTheServerInsteadOfHangingIt) {
+  Server tp("--tensor-parallel 2");
+  ASSERT_TRUE(tp.ready()) << tp.stderr_text();
+  const std::vector<pid_t> ranks = tp.ranks();
+  ASSERT_EQ(ranks.size(), 2u) << tp.stderr_text();
+  kill(ranks[1], SIGKILL);
+  // Idle, rank 0 finds out by its next heartbeat (one a second): /health turns unhealthy, then the group exits 1.
+  bool unhealthy = false;
+  const auto end = Clock::now() + std::chrono::seconds(10);
+  while (!unhealthy && Clock::now() < end) {
+    unhealthy = http(tp.port, "GET", "/health").find("\"unhealthy\"") != std::string::npos;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(unhealthy) << tp.stderr_text();
+  const std::string refused = complete(tp.port, 4);
+  if (!refused.empty()) EXPECT_NE(refused.find("tensor-parallel group failed"), std::string::npos) << refused;
+  EXPECT_EQ(tp.wait(30), 1) << tp.stderr_text();
+  const std::string err = tp.stderr_text();
+  EXPECT_NE(err.find("rank 1 (pid " + std::to_string(ranks[1]) + ") was killed by signal 9"), std::string::npos) << err;
+}
+
+TEST(ServeTensorParallel, ARankThatStopsAnsweringTimesOutTheGroup) {
+  Server tp("--tensor-parallel 2 --dist-timeout 2");
+  ASSERT_TRUE(tp.ready()) << tp.stderr_text();
+  const std::vector<pid_t> ranks = tp.ranks();
+  ASSERT_EQ(ranks.size(), 2u) << tp.stderr_text();
+  kill(ranks[1], SIGSTOP);  // alive, its sockets open, but silent
+  const std::string answer = complete(tp.port, 8);
+  EXPECT_NE(answer.find("timed out"), std::string::npos) << answer;
+  EXPECT_EQ(tp.wait(30), 1) << tp.stderr_text();
+}
+
+TEST(ServeTensorParallel, LayoutsThatCannotWorkAreRefusedBeforeAnyRankStarts) {
+  using keel::test::run_keel;
+  auto r = run_keel("serve --backend cpu --tensor-parallel 3 --port 0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--tensor-parallel 3 does not divide num_attention_heads=8"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("launched"), std::string::npos) << r.err;
+  r = run_keel("serve --backend cpu --tensor-parallel 2 --hot-cache-max-size 64MB --port 0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not supported yet"), std::string::npos) << r.err;
+}
+
+}  // namespace
