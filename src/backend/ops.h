@@ -210,6 +210,19 @@ class Backend {
   virtual void softcap(Tensor& x, float cap) = 0;
   // out[i] = x[rows[i]].
   virtual void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, Tensor& out) = 0;
+  // out[r] = the index of row r's largest value, the lowest index on ties (greedy sampling); logits F32
+  // [rows, vocab], out on the host. A device backend reduces on the device and copies back only the indices.
+  virtual void argmax_rows(const Tensor& logits, int32_t* out) {
+    std::vector<float> host(static_cast<size_t>(logits.numel()));
+    copy_to_host(logits, host.data());
+    for (int64_t r = 0; r < logits.rows; r++) {
+      const float* row = host.data() + r * logits.cols;
+      int64_t best = 0;
+      for (int64_t v = 1; v < logits.cols; v++)
+        if (row[v] > row[best]) best = v;
+      out[r] = static_cast<int32_t>(best);
+    }
+  }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

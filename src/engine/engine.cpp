@@ -42,6 +42,7 @@ struct RequestState {
   Sampler sampler;
   EventCallback callback;
   std::vector<int32_t> stop_ids;
+  bool plain_greedy = false;  // temperature 0, no penalties, no logprobs: the argmax is the whole sample
 };
 
 }  // namespace
@@ -175,6 +176,7 @@ void Engine::loop() {
   };
 
   std::vector<float> logits;
+  std::vector<int32_t> greedy_tokens;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -197,6 +199,9 @@ void Engine::loop() {
         auto state = std::make_unique<RequestState>(
             RequestState{std::move(rc.first), Sampler(sampling), std::move(rc.second), {}});
         state->stop_ids = state->request.stop_token_ids;
+        state->plain_greedy = sampling.temperature == 0.0f && sampling.repetition_penalty == 1.0f &&
+                              sampling.frequency_penalty == 0.0f && sampling.presence_penalty == 0.0f &&
+                              state->request.top_logprobs < 0;
         if (!state->request.ignore_eos)
           for (int e : model_->config().eos_token_ids) state->stop_ids.push_back(e);
         scheduler_.add(std::make_unique<Sequence>(id, state->request.prompt, model_->kv_layout().block_size));
@@ -233,8 +238,13 @@ void Engine::loop() {
       if (c.samples()) batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
       batch.meta.seqs.push_back(std::move(slice));
     }
+    // A step whose every sampling row is plain greedy (no penalties, no logprobs) needs only each row's argmax,
+    // which the backend finds without copying the logits off the device.
+    bool greedy = true;
+    for (const Chunk& c : plan.chunks)
+      if (c.samples()) greedy &= requests.at(c.seq->id)->plain_greedy;
     Status s = options_.leader != nullptr ? options_.leader->forward(batch) : Status();
-    if (s.ok()) s = model_->forward(batch, &logits);
+    if (s.ok()) s = greedy ? model_->forward_greedy(batch, &greedy_tokens) : model_->forward(batch, &logits);
     if (!s.ok() && options_.leader != nullptr) {
       fail_group(s);
       break;
@@ -257,8 +267,9 @@ void Engine::loop() {
       prompt_tokens += std::max(0, std::min(c.end, seq->prompt_len) - c.begin);
       if (!c.samples()) continue;
       RequestState& st = *requests.at(seq->id);
-      const float* l = logits.data() + static_cast<size_t>(row++) * vocab;
-      const int32_t tok = st.sampler.sample(l, vocab, seq->tokens);
+      const float* l = greedy ? nullptr : logits.data() + static_cast<size_t>(row) * vocab;
+      const int32_t tok = greedy ? greedy_tokens[row] : st.sampler.sample(l, vocab, seq->tokens);
+      row++;
       seq->tokens.push_back(tok);
       generated++;
       Event e;

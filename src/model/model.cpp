@@ -317,11 +317,35 @@ void Model::head(const std::vector<int32_t>& logit_rows) {
   if (c.final_softcap > 0) B.softcap(out, c.final_softcap);
 }
 
-Status Model::forward(const Batch& batch, std::vector<float>* logits) {
+Status Model::forward(const Batch& batch, std::vector<float>* logits) { return forward_impl(batch, logits, nullptr); }
+
+Status Model::forward_greedy(const Batch& batch, std::vector<int32_t>* tokens) {
+  return forward_impl(batch, nullptr, tokens);
+}
+
+namespace {
+
+void host_argmax(const std::vector<float>& logits, int vocab, std::vector<int32_t>* out) {
+  for (size_t r = 0; r < out->size(); r++) {
+    const float* row = logits.data() + r * vocab;
+    (*out)[r] = static_cast<int32_t>(std::max_element(row, row + vocab) - row);  // the first maximum
+  }
+}
+
+}  // namespace
+
+Status Model::forward_impl(const Batch& batch, std::vector<float>* logits, std::vector<int32_t>* greedy) {
   KEEL_RETURN_IF_ERROR(check_batch(batch));
   const int T = static_cast<int>(batch.tokens.size());
   const int n = static_cast<int>(batch.logit_rows.size());
-  logits->resize(static_cast<size_t>(n) * config_.vocab_size);
+  if (greedy != nullptr) greedy->resize(n);
+  // Collectives and pipelines deliver host logits; greedy then reduces them on the host.
+  if (greedy != nullptr && (comm_ != nullptr || pipe_ != nullptr)) {
+    KEEL_RETURN_IF_ERROR(forward_impl(batch, &greedy_logits_, nullptr));
+    host_argmax(greedy_logits_, config_.vocab_size, greedy);
+    return Status();
+  }
+  if (logits != nullptr) logits->resize(static_cast<size_t>(n) * config_.vocab_size);
   if (pipe_ != nullptr) return forward_pipelined(batch, logits);
 
   backend::Backend& B = *backend_;
@@ -334,11 +358,13 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
   // Never in the first forward: it makes the backend's fixed tables resident, which a capture cannot do.
   const bool graph = graphable_ && decode && forwards_++ > 0;
   const uint64_t key = static_cast<uint64_t>(T);
-  if (graph && B.replay(key)) {
+  auto deliver = [&]() -> Status {
     if (comm_ != nullptr) return gather_logits(out, n, logits);
-    B.copy_to_host(out, logits->data());
+    if (greedy != nullptr) B.argmax_rows(out, greedy->data());
+    else B.copy_to_host(out, logits->data());
     return Status();
-  }
+  };
+  if (graph && B.replay(key)) return deliver();
   if (graph) B.begin_capture();
   KEEL_RETURN_IF_ERROR(embed(tokens));
   KEEL_RETURN_IF_ERROR(run_layers(batch.meta, nullptr));
@@ -348,9 +374,7 @@ Status Model::forward(const Batch& batch, std::vector<float>* logits) {
     if (!B.replay(key)) return internal_error("forward: graph for {} tokens was captured but cannot replay", T);
   }
   if (n == 0) return Status();
-  if (comm_ != nullptr) return gather_logits(out, n, logits);
-  B.copy_to_host(out, logits->data());
-  return Status();
+  return deliver();
 }
 
 // One pipeline stage's part of a forward (docs/DISTRIBUTED.md, "Pipeline parallelism"). Micro-batch by

@@ -56,6 +56,9 @@ class Model {
   // Runs the batch; `logits` receives [batch.logit_rows.size(), vocab] float32, row-major. Pipelined, every
   // stage runs the same batch and every stage receives the logits.
   Status forward(const Batch& batch, std::vector<float>* logits);
+  // The same forward, but only the greedy token of each logit row (argmax, the lowest id on ties): the logits
+  // stay on the device, which saves copying [rows, vocab] floats off it every step.
+  Status forward_greedy(const Batch& batch, std::vector<int32_t>* tokens);
 
   // The part of the model this rank holds: its stage's layers [shard().layer0, shard().layer0 + shard().layers),
   // its tensor-parallel slice of them (all of it without communicators).
@@ -70,6 +73,8 @@ class Model {
   Status init_buffers();
   Status all_reduce(backend::Tensor& t);
   Status gather_logits(const backend::Tensor& local, int rows, std::vector<float>* logits);
+  // forward and forward_greedy: one of logits / greedy is set.
+  Status forward_impl(const Batch& batch, std::vector<float>* logits, std::vector<int32_t>* greedy);
   Status check_batch(const Batch& batch) const;
   const std::vector<int32_t>& local_tokens(const std::vector<int32_t>& tokens);
   // The stages of forward: tokens into ws_.x, this stage's layers over ws_.x, the head into ws_.logits.
@@ -84,6 +89,7 @@ class Model {
   dist::Communicator* comm_ = nullptr;  // null unsharded
   dist::Communicator* pipe_ = nullptr;  // null with one stage
   std::vector<float> comm_buf_, gather_buf_;  // host staging for collectives
+  std::vector<float> greedy_logits_;  // forward_greedy's host logits when collectives deliver them
   std::vector<float> pipe_buf_, pipe_logits_;  // host staging: hidden states; a micro-batch's gathered logits
   std::vector<int32_t> local_tokens_;         // token ids in this rank's vocab slice
   format::WeightFiles files_;

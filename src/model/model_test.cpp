@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -119,6 +120,14 @@ TEST(ModelBatch, ThreeSequencesInOneForwardEqualEachAlone) {
     std::vector<float> together;
     ASSERT_TRUE((*m)->forward(b, &together).ok());
     const size_t vocab = (*m)->config().vocab_size;
+    // forward_greedy on the same batch (rewriting the same KV) gives each row's first maximum.
+    std::vector<int32_t> greedy;
+    ASSERT_TRUE((*m)->forward_greedy(b, &greedy).ok());
+    ASSERT_EQ(greedy.size(), b.logit_rows.size());
+    for (size_t r = 0; r < greedy.size(); r++) {
+      const float* l = together.data() + r * vocab;
+      EXPECT_EQ(greedy[r], std::max_element(l, l + vocab) - l) << "row " << r;
+    }
     size_t row = 0;
     for (size_t i = 0; i < seqs.size(); i++) {
       for (size_t p = 0; p < seqs[i].size(); p++, row++) {

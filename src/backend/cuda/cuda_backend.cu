@@ -14,6 +14,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/argmax.cuh"
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/kernels.cuh"
 #include "backend/cuda/flash_prefill.cuh"
@@ -164,6 +165,17 @@ class CudaBackend final : public Backend {
     to_float(src.dtype, raw.data(), dst, src.numel());
   }
 
+  void argmax_rows(const Tensor& logits, int32_t* out) override {
+    const int rows = static_cast<int>(logits.rows);
+    if (rows == 0) return;
+    reserve(argmax_, rows);
+    argmax_rows_kernel<<<rows, kArgmaxThreads, 0, stream_>>>(static_cast<const float*>(logits.data),
+                                                             static_cast<int>(logits.cols), argmax_.ptr);
+    check_launch();
+    KEEL_CUDA_CHECK(cudaMemcpyAsync(out, argmax_.ptr, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
   void copy_from_host(const float* src, Tensor& dst) override {
     std::vector<uint8_t> staged(dst.nbytes());
     from_float_host(src, dst.dtype, staged.data(), dst.numel());
@@ -180,6 +192,7 @@ class CudaBackend final : public Backend {
     reserve(row_seq_, limits.max_tokens, true);
     reserve(tokens_, limits.max_tokens, true);
     reserve(gather_, limits.max_tokens, true);
+    reserve(argmax_, limits.max_tokens, true);
     reserve(seq_info_, limits.max_seqs, true);
     reserve(tables_, static_cast<size_t>(limits.max_block_table_entries), true);
     reserve(inv_freq_, 4096, true);
@@ -650,7 +663,7 @@ class CudaBackend final : public Backend {
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
   std::unordered_map<int, DeviceArray<float>> rope_tables_;
   bool capturing_ = false;
-  DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, moe_rows_;
+  DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, moe_rows_, argmax_;
   DeviceArray<SeqInfo> seq_info_;
   DeviceArray<int2> flash_tiles_;
   std::vector<int2> flash_tiles_host_;

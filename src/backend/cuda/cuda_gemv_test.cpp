@@ -2,6 +2,7 @@
 // multiply the same numbers in float: what differs is summation order only (relative error ≤ 1e-5).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -77,6 +78,32 @@ TEST(CudaGemv, DecodeShapesMatchCpu) {
       EXPECT_LE(err, 1e-5) << "m=" << m << " n=" << s.n << " k=" << s.k;
     }
   }
+}
+
+TEST(CudaArgmax, RowsGiveTheFirstMaximumLikeTheCpu) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible";
+  auto gpu = make_cuda_backend(0).value();
+  const int rows = 5, vocab = 128256;
+  auto data = random_bf16(static_cast<size_t>(rows) * vocab, 21);
+  // Row 1: a tie between two ids far apart (the lower wins); row 2: the maximum in the very last id; row 3: all
+  // -inf but one (a masked vocabulary); row 4: all equal (id 0 wins).
+  float* r1 = data.data() + vocab;
+  r1[70000] = r1[90000] = 100.0f;
+  data[2 * vocab + vocab - 1] = 100.0f;
+  for (int v = 0; v < vocab; v++) data[3 * vocab + v] = v == 4242 ? -3.0f : -INFINITY;
+  for (int v = 0; v < vocab; v++) data[4 * vocab + v] = 0.5f;
+  Tensor logits = *gpu->alloc(DType::kF32, rows, vocab);
+  gpu->copy_from_host(data.data(), logits);
+  std::vector<int32_t> got(rows, -1);
+  gpu->argmax_rows(logits, got.data());
+  for (int r = 0; r < rows; r++) {
+    const float* l = data.data() + static_cast<size_t>(r) * vocab;
+    EXPECT_EQ(got[r], std::max_element(l, l + vocab) - l) << "row " << r;
+  }
+  EXPECT_EQ(got[1], 70000);
+  EXPECT_EQ(got[2], vocab - 1);
+  EXPECT_EQ(got[3], 4242);
+  EXPECT_EQ(got[4], 0);
 }
 
 }  // namespace
