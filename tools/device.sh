@@ -86,6 +86,10 @@ for stage in "$@"; do
       # 64 concurrent streaming clients, 128 in / 1024 out, through the real HTTP server, on the 8B shape.
       $B/keel bench serve --backend cuda --synthetic llama3-8b --num-prompts ${KEEL_PROMPTS:-128} --concurrency 64 \
         --input-len 128 --output-len 1024 --max-num-seqs 64 --max-num-batched-tokens 2048 2>&1 | tee "$OUT/serve_bench.txt" ;;
+    gemv)
+      # The decode GEMV against cuBLAS on the 8B shapes (dev/kernels/gemv_v1.cu).
+      nvcc -O3 -std=c++17 -gencode=arch=compute_90,code=sm_90 -Isrc -o /tmp/gemv_v1 dev/kernels/gemv_v1.cu -lcublas &&
+        /tmp/gemv_v1 2>&1 | tee "$OUT/gemv.txt" ;;
     doctor)
       $B/keel doctor --ssd-cache-dir /tmp/keel-cache 2>&1 | tee "$OUT/doctor.txt"; echo "doctor exit ${PIPESTATUS[0]}" ;;
     peer)
