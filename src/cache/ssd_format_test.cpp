@@ -109,5 +109,38 @@ TEST(SsdInspect, CountsRecordsProblemsAndFingerprintsAndClearsByFingerprint) {
   EXPECT_FALSE(env->file_exists(env::join_path(dir, segment_name(9))));
 }
 
+TEST(SsdInspect, ARecordCutShortAtTheEndIsATornTailNotDamage) {
+  std::string dir = temp_dir();
+  env::Env* env = env::Env::posix();
+  const std::string one = encode_record(header_for(0), payload(0));
+  const std::string two = encode_record(header_for(1), payload(1));
+  // Cut inside the payload, and inside the header: both what a killed writer leaves.
+  ASSERT_TRUE(env->write_file_atomic(env::join_path(dir, segment_name(1)), one + two.substr(0, two.size() - 3)).ok());
+  ASSERT_TRUE(env->write_file_atomic(env::join_path(dir, segment_name(2)), one + two.substr(0, 50)).ok());
+  auto r = inspect_dir(env, dir, true);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->records(), 2u);
+  EXPECT_EQ(r->problems(), 0u);
+  EXPECT_EQ(r->torn_tails(), 2u);
+  ASSERT_TRUE(r->segments[0].torn_tail.has_value());
+  EXPECT_EQ(r->segments[0].torn_tail->offset, kRecord);
+  EXPECT_EQ(r->segments[0].torn_tail->problem, Problem::kTruncatedPayload);
+  EXPECT_EQ(r->segments[1].torn_tail->problem, Problem::kTruncatedHeader);
+}
+
+TEST(SsdInspect, ATruncationFollowedByASoundRecordIsDamage) {
+  std::string dir = temp_dir();
+  env::Env* env = env::Env::posix();
+  const std::string one = encode_record(header_for(0), payload(0));
+  const std::string two = encode_record(header_for(1), payload(1));
+  // A record whose first 40 bytes went missing mid-segment: the magic is found again at the next record.
+  ASSERT_TRUE(env->write_file_atomic(env::join_path(dir, segment_name(1)), one.substr(0, 40) + two).ok());
+  auto r = inspect_dir(env, dir, true);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->records(), 1u);
+  EXPECT_EQ(r->problems(), 1u);
+  EXPECT_EQ(r->torn_tails(), 0u);
+}
+
 }  // namespace
 }  // namespace keel::cache::ssd

@@ -20,6 +20,12 @@ uint64_t DirReport::problems() const {
   return n;
 }
 
+uint64_t DirReport::torn_tails() const {
+  uint64_t n = 0;
+  for (const auto& s : segments) n += s.torn_tail ? 1 : 0;
+  return n;
+}
+
 std::map<std::string, FingerprintUsage> DirReport::by_fingerprint() const {
   std::map<std::string, FingerprintUsage> out;
   for (const auto& s : segments) {
@@ -38,6 +44,25 @@ std::optional<ModelFingerprint> DirReport::newest_fingerprint() const {
   return std::nullopt;
 }
 
+namespace {
+
+bool is_truncation(Problem p) { return p == Problem::kTruncatedHeader || p == Problem::kTruncatedPayload; }
+
+// Moves the first truncation after the last sound record (and whatever the walk found after it, all inside
+// the cut-short record) out of `problems` into `torn_tail`.
+void split_torn_tail(const SegmentScan& scan, SegmentReport* seg) {
+  const uint64_t last_record = scan.records.empty() ? 0 : scan.records.back().offset;
+  for (size_t i = 0; i < seg->problems.size(); i++) {
+    const ScanProblem& p = seg->problems[i];
+    if (!is_truncation(p.problem) || (!scan.records.empty() && p.offset < last_record)) continue;
+    seg->torn_tail = p;
+    seg->problems.resize(i);
+    return;
+  }
+}
+
+}  // namespace
+
 Result<DirReport> inspect_dir(env::Env* env, const std::string& dir, bool verify_payloads) {
   if (!env->is_directory(dir)) return not_found("--ssd-cache-dir {}: not a directory", dir);
   KEEL_ASSIGN_OR_RETURN(std::vector<SegmentFile> files, list_segments(env, dir));
@@ -50,7 +75,8 @@ Result<DirReport> inspect_dir(env::Env* env, const std::string& dir, bool verify
     seg.bytes = map->size();
     SegmentScan scan = scan_segment(map->data(), map->size(), verify_payloads);
     seg.records = scan.records.size();
-    seg.problems = std::move(scan.problems);
+    seg.problems = scan.problems;
+    split_torn_tail(scan, &seg);
     for (const ScannedRecord& r : scan.records) {
       FingerprintUsage& u = seg.by_fingerprint[r.header.fingerprint.hex()];
       u.records++;

@@ -20,7 +20,12 @@ struct SegmentReport {
   SegmentFile file;
   uint64_t bytes = 0;
   uint64_t records = 0;
+  // Damage: runs of bytes that are not a sound record, each listed once. Never served.
   std::vector<ScanProblem> problems;
+  // A record cut short by the end of the segment with nothing sound after it: what a crash (or a full disk)
+  // leaves at the tail of the segment being written. Skipped like damage, but expected: each process writes
+  // only segments it created, so the tail is never appended to.
+  std::optional<ScanProblem> torn_tail;
   std::map<std::string, FingerprintUsage> by_fingerprint;  // hex fingerprint → usage
   std::optional<ModelFingerprint> last_fingerprint;        // of the segment's last sound record
 };
@@ -30,7 +35,8 @@ struct DirReport {
   std::vector<SegmentReport> segments;
   uint64_t bytes() const;
   uint64_t records() const;
-  uint64_t problems() const;
+  uint64_t problems() const;  // damage, torn tails excluded
+  uint64_t torn_tails() const;
   std::map<std::string, FingerprintUsage> by_fingerprint() const;
   // The fingerprint of the most recently written sound record.
   std::optional<ModelFingerprint> newest_fingerprint() const;

@@ -24,9 +24,9 @@ void print_ls(const DirReport& r) {
                 static_cast<unsigned long long>(s.records), s.problems.size(),
                 fingerprint_list(s.by_fingerprint).c_str());
   }
-  std::printf("%zu segments, %llu records, %llu bytes, %llu damaged\n", r.segments.size(),
+  std::printf("%zu segments, %llu records, %llu bytes, %llu damaged, %llu torn tails\n", r.segments.size(),
               static_cast<unsigned long long>(r.records()), static_cast<unsigned long long>(r.bytes()),
-              static_cast<unsigned long long>(r.problems()));
+              static_cast<unsigned long long>(r.problems()), static_cast<unsigned long long>(r.torn_tails()));
 }
 
 void print_stats(const DirReport& r) {
@@ -36,6 +36,8 @@ void print_stats(const DirReport& r) {
   std::printf("records       %llu\n", static_cast<unsigned long long>(r.records()));
   std::printf("damaged       %llu (headers only; `keel cache verify` checks payloads)\n",
               static_cast<unsigned long long>(r.problems()));
+  std::printf("torn tails    %llu (records cut short by a crash; skipped)\n",
+              static_cast<unsigned long long>(r.torn_tails()));
   auto newest = r.newest_fingerprint();
   for (const auto& [fp, u] : r.by_fingerprint()) {
     std::printf("fingerprint   %s  %llu records  %llu bytes%s\n", fp.c_str(), static_cast<unsigned long long>(u.records),
@@ -43,16 +45,22 @@ void print_stats(const DirReport& r) {
   }
 }
 
-// Exit code 1 when any record is damaged.
+// Exit code 1 when any record is damaged. A torn tail (the record a crash cut short at the end of the segment
+// it was writing) is reported and skipped like damage, but is what a kill leaves behind: exit code 0.
 int print_verify(const DirReport& r) {
   for (const auto& s : r.segments) {
     for (const auto& p : s.problems) {
       std::printf("%s offset %llu: %s\n", s.file.path.c_str(), static_cast<unsigned long long>(p.offset),
                   cache::ssd::problem_name(p.problem));
     }
+    if (s.torn_tail) {
+      std::printf("%s offset %llu: torn tail (%s; a write cut short, skipped)\n", s.file.path.c_str(),
+                  static_cast<unsigned long long>(s.torn_tail->offset), cache::ssd::problem_name(s.torn_tail->problem));
+    }
   }
-  std::printf("verified %llu records in %zu segments: %llu damaged\n", static_cast<unsigned long long>(r.records()),
-              r.segments.size(), static_cast<unsigned long long>(r.problems()));
+  std::printf("verified %llu records in %zu segments: %llu damaged, %llu torn tails\n",
+              static_cast<unsigned long long>(r.records()), r.segments.size(),
+              static_cast<unsigned long long>(r.problems()), static_cast<unsigned long long>(r.torn_tails()));
   if (r.problems() > 0) {
     std::fprintf(stderr, "error: %llu damaged records in %s (keel skips them; `keel cache clear` removes them)\n",
                  static_cast<unsigned long long>(r.problems()), r.dir.c_str());
@@ -98,7 +106,8 @@ void add_cache(CLI::App& app, Context& ctx) {
     print_stats(*r);
   });
 
-  CLI::App* verify = cmd->add_subcommand("verify", "Check every record's checksums; exit 1 if any is damaged");
+  CLI::App* verify = cmd->add_subcommand(
+      "verify", "Check every record's checksums; exit 1 if any is damaged (a torn tail left by a crash is not)");
   add_dir(verify);
   verify->callback([flags, &ctx] {
     auto r = cache::ssd::inspect_dir(env::Env::posix(), flags->dir, /*verify_payloads=*/true);
