@@ -130,6 +130,18 @@ void Engine::drain() {
   draining_ = true;
 }
 
+int Engine::evict_prefix_cache() {
+  std::future<int> moved;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return 0;
+    evictions_.emplace_back();
+    moved = evictions_.back().get_future();
+  }
+  cv_.notify_all();
+  return moved.get();
+}
+
 std::string Engine::failure() const {
   std::lock_guard<std::mutex> lock(mu_);
   return failure_;
@@ -182,7 +194,9 @@ void Engine::loop() {
       std::unique_lock<std::mutex> lock(mu_);
       // A tensor-parallel leader wakes every second without work to check on its followers.
       const auto idle = options_.leader != nullptr ? std::chrono::seconds(1) : std::chrono::seconds(3600);
-      const bool work = cv_.wait_for(lock, idle, [&] { return stopping_ || !incoming_.empty() || !cancelled_.empty() || !scheduler_.idle(); });
+      const bool work = cv_.wait_for(lock, idle, [&] {
+        return stopping_ || !incoming_.empty() || !cancelled_.empty() || !evictions_.empty() || !scheduler_.idle();
+      });
       if (stopping_) break;
       if (!work) {
         lock.unlock();
@@ -192,6 +206,14 @@ void Engine::loop() {
             break;
           }
         }
+        continue;
+      }
+      if (!evictions_.empty()) {
+        std::vector<std::promise<int>> evictions;
+        evictions.swap(evictions_);
+        lock.unlock();
+        for (auto& p : evictions) p.set_value(scheduler_.evict_cached());
+        publish_stats(0, 0, 0, false);
         continue;
       }
       for (auto& [id, rc] : incoming_) {
@@ -315,6 +337,8 @@ void Engine::loop() {
   for (auto& [id, st] : requests) left.push_back(id);
   for (uint64_t id : left) finish(id, FinishReason::kCancelled, "");
   std::lock_guard<std::mutex> lock(mu_);
+  for (auto& p : evictions_) p.set_value(0);
+  evictions_.clear();
   for (auto& [id, rc] : incoming_) {
     Event e;
     e.request_id = id;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -137,6 +138,11 @@ class Engine {
   // Stops admitting (submit fails with kResourceExhausted) and lets running requests finish.
   void drain();
 
+  // Moves every cached device block no request uses down to the host tier (or the SSD without one) between
+  // two steps, as memory pressure would, and returns how many moved; waits for the engine thread. For
+  // benchmarks (keel bench cache: warm from RAM) and tests.
+  int evict_prefix_cache();
+
   EngineStats stats() const;
   // Why the engine stopped for good ("" while it runs): a step of a tensor-parallel group failed (a rank died,
   // hung or reported an error). Every request then got a kError event and submit fails.
@@ -156,6 +162,7 @@ class Engine {
   std::condition_variable cv_;
   std::deque<std::pair<uint64_t, std::pair<Request, EventCallback>>> incoming_;
   std::vector<uint64_t> cancelled_;
+  std::vector<std::promise<int>> evictions_;  // evict_prefix_cache() calls waiting for the engine thread
   std::atomic<uint64_t> next_id_{1};
   bool stopping_ = false;
   bool draining_ = false;

@@ -323,4 +323,32 @@ TEST(PrefixCacheHotTier, TheHostTierNeverHoldsMoreThanItsCapAndServesOnlyRightBy
   expect_balanced(s);
 }
 
+TEST(PrefixCacheHotTier, EvictCachedSendsEveryUnusedBlockDownAndKeepsBlocksInUse) {
+  Scheduler s(/*blocks=*/12, 4, 8, 100, kModelA);
+  FakeDevice d(12);
+  auto hot = cache::HotTier::create(16 * FakeDevice::kBlockBytes, FakeDevice::kBlockBytes);
+  ASSERT_TRUE(hot.ok());
+  s.set_hot_tier(hot->get(), &d);
+  s.add(seq(1, tokens(12, 1)));
+  prefill_and_finish(s, d, 1);  // 3 cached blocks nobody uses
+  s.add(seq(2, tokens(9, 2)));
+  step(s, d);                   // 2 full blocks of a running sequence: in use
+  EXPECT_EQ(s.evict_cached(), 3);
+  EXPECT_EQ((*hot)->num_blocks(), 3u);
+  EXPECT_EQ(s.prefix_index()->num_evictable(), 0u);
+  EXPECT_EQ(s.evict_cached(), 0);
+  // The evicted prompt comes back whole from the host tier.
+  std::vector<int32_t> again = tokens(12, 1);
+  again.push_back(3);
+  s.add(seq(3, again));
+  StepPlan p = s.schedule();
+  d.expect_consistent(p);
+  EXPECT_EQ(s.prefix_stats().hot_hit_blocks, 3u);
+  d.compute(p);
+  run(s, p);
+  ASSERT_TRUE(s.finish(2));
+  ASSERT_TRUE(s.finish(3));
+  expect_balanced(s);
+}
+
 }  // namespace keel::engine

@@ -38,6 +38,12 @@ int Scheduler::count_lower(const Sequence* seq, int from, int to) const {
 
 void Scheduler::add(std::unique_ptr<Sequence> seq) { waiting_.push_back(std::move(seq)); }
 
+int Scheduler::evict_cached() {
+  const uint64_t before = prefix_stats_.evictions;
+  (void)make_room(pool_.num_blocks());  // stops when nothing evictable is left
+  return static_cast<int>(prefix_stats_.evictions - before);
+}
+
 int Scheduler::available_blocks() const {
   return pool_.num_free() + (index_ ? static_cast<int>(index_->num_evictable()) : 0);
 }

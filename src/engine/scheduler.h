@@ -100,6 +100,10 @@ class Scheduler {
   // block's bytes over all layers); the staging buffer for reads is reserved here, once. Neither is owned.
   void set_ssd_tier(cache::SsdTier* tier, KvBlockCopier* copier, size_t block_bytes);
 
+  // Moves every cached block no sequence uses down a tier (host RAM, or the SSD without one), as memory
+  // pressure would; returns how many left the device. For benchmarks and tests.
+  int evict_cached();
+
   void add(std::unique_ptr<Sequence> seq);
   // Plans one step and reserves its KV slots. After the forward pass, call `advance` with the plan.
   StepPlan schedule();

@@ -106,6 +106,26 @@ TEST(EngineSsdCache, WithoutAHostTierTheDeviceEvictsStraightToTheSsd) {
   EXPECT_EQ(engine.stats().ssd_cache_hit_blocks, 5u);
 }
 
+TEST(EngineSsdCache, EvictPrefixCacheSendsUnusedDeviceBlocksToTheSsdAndTheyComeBack) {
+  const std::string dir = cache::testing::temp_dir();
+  Loaded l = load(/*kv_blocks=*/16);
+  auto ssd = open_ssd(env::Env::posix(), dir, l, fingerprint_of(l));
+  ASSERT_NE(ssd, nullptr);
+  EngineOptions o;
+  o.fingerprint = fingerprint_of(l);
+  o.ssd_tier = ssd.get();
+  Engine engine(l.model.get(), o);
+  Collector a = run_to_length(engine, kFirst, 4);
+  EXPECT_EQ(engine.stats().kv_blocks_cached, 6);  // 21 prompt + 3 fed back tokens: 6 full blocks
+  EXPECT_EQ(engine.evict_prefix_cache(), 6);
+  EXPECT_EQ(engine.stats().kv_blocks_cached, 0);
+  ssd->flush();
+  Collector c = run_to_length(engine, kFirst, 4);
+  EXPECT_EQ(c.cached_tokens, 20);
+  EXPECT_EQ(c.tokens, a.tokens);
+  EXPECT_EQ(engine.stats().ssd_cache_hit_blocks, 5u);
+}
+
 TEST(EngineSsdCache, AZeroFingerprintLeavesTheSsdOut) {
   const std::string dir = cache::testing::temp_dir();
   Loaded l = load(/*kv_blocks=*/8);
