@@ -96,6 +96,9 @@ class SsdTier {
   void flush();
   SsdTierStats stats() const;
   const SsdTierOptions& options() const { return options_; }
+  // Host memory the write queue holds for the tier's life: queue_blocks slots of max_payload_bytes, reserved
+  // at open (what the memory plan's "ssd queue" line sets aside).
+  uint64_t queue_bytes() const { return arena_.size(); }
 
  private:
   struct Location {

@@ -201,6 +201,31 @@ TEST(Governor, BuffersThatAddUpOverThePlanAreCaught) {
   EXPECT_TRUE(s.message().starts_with("memory: ")) << s.message();
 }
 
+TEST(Governor, TheSsdWriteQueueCountsTowardsThePlan) {
+  testing::MemEnv env;
+  Plan plan = big_plan();
+  plan.ssd_queue_bytes = 1 * GiB;  // more than the 1% slack of the other lines
+  Governor gov(plan, nullptr, env.clock());
+  ASSERT_TRUE(gov.reserve("weights", "weights", plan.weight_bytes, plan.weight_bytes, "bf16", "loader").ok());
+  ASSERT_TRUE(gov.reserve("kv_pool", "kv_pool", plan.kv_bytes, plan.kv_bytes, "bf16", "backend").ok());
+  ASSERT_TRUE(gov.reserve("activations", "activations", plan.activation_bytes, plan.activation_bytes, "f32", "m").ok());
+  ASSERT_TRUE(gov.reserve("ssd_queue", "ssd_queue", plan.ssd_queue_bytes, plan.ssd_queue_bytes, "f32", "s").ok());
+  EXPECT_TRUE(gov.check_within_plan().ok());
+  // More than the plan set aside for it is refused like any buffer.
+  EXPECT_EQ(gov.reserve("ssd_queue.2", "ssd_queue", plan.ssd_queue_bytes, 2 * plan.ssd_queue_bytes, "f32", "s").code(),
+            Code::kResourceExhausted);
+  // A plan without the queue line does not hold it.
+  Plan without = big_plan();
+  Governor other(without, nullptr, env.clock());
+  ASSERT_TRUE(other.reserve("weights", "weights", without.weight_bytes, without.weight_bytes, "bf16", "l").ok());
+  ASSERT_TRUE(other.reserve("kv_pool", "kv_pool", without.kv_bytes, without.kv_bytes, "bf16", "b").ok());
+  ASSERT_TRUE(other.reserve("activations", "activations", without.activation_bytes, without.activation_bytes, "f32", "m").ok());
+  ASSERT_TRUE(other.reserve("ssd_queue", "ssd_queue", 1 * GiB, 1 * GiB, "f32", "s").ok());
+  Status s = other.check_within_plan();
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(s.message().ends_with("+ ssd queue 0 B)")) << s.message();
+}
+
 TEST(Governor, ContextGuardUsesThePlan) {
   testing::MemEnv env;
   Governor gov(big_plan(), nullptr, env.clock());

@@ -31,14 +31,15 @@ Status Governor::reserve(const std::string& id, std::string_view purpose, uint64
 }
 
 Status Governor::check_within_plan() const {
-  const uint64_t planned = plan_.weight_bytes + plan_.activation_bytes + plan_.kv_bytes + plan_.hot_tier_bytes;
+  const uint64_t planned = plan_.weight_bytes + plan_.activation_bytes + plan_.kv_bytes + plan_.hot_tier_bytes +
+                           plan_.ssd_queue_bytes;
   const uint64_t held = ledger_.bytes_reserved();
   if (held > planned + planned / 100) {
     return resource_exhausted("memory: {} reserved but the plan holds {} (weights {} + activations {} + kv pool {} + "
-                              "hot tier {})",
+                              "hot tier {} + ssd queue {})",
                               format_bytes(held), format_bytes(planned), format_bytes(plan_.weight_bytes),
                               format_bytes(plan_.activation_bytes), format_bytes(plan_.kv_bytes),
-                              format_bytes(plan_.hot_tier_bytes));
+                              format_bytes(plan_.hot_tier_bytes), format_bytes(plan_.ssd_queue_bytes));
   }
   return Status();
 }

@@ -28,7 +28,8 @@ class Governor {
   Status reserve(const std::string& id, std::string_view purpose, uint64_t planned, uint64_t actual,
                  std::string_view dtype, std::string_view by);
   // After start-up: kResourceExhausted when the buffers held now exceed weights + activations + KV pool + hot tier
-  // of the plan by more than 1% (buffers reserved one by one can each be right and still add up wrong).
+  // + SSD write queue of the plan by more than 1% (buffers reserved one by one can each be right and still add
+  // up wrong).
   Status check_within_plan() const;
   // The matching release at shutdown.
   Status unreserve(const std::string& id, std::string_view by) { return ledger_.release(id, by); }

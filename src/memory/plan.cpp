@@ -29,6 +29,8 @@ Status validate(const PlanInputs& in) {
   KEEL_RETURN_IF_ERROR(check_positive("vocab_size", s.vocab_size));
   KEEL_RETURN_IF_ERROR(check_positive("kv_dtype_bytes", s.kv_dtype_bytes));
   KEEL_RETURN_IF_ERROR(check_positive("activation_dtype_bytes", s.activation_dtype_bytes));
+  if (in.ssd_queue_blocks < 0)
+    return invalid_argument("memory plan: ssd_queue_blocks={} must not be negative", in.ssd_queue_blocks);
   return Status();
 }
 
@@ -117,10 +119,13 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
   p.overhead_bytes = in.overhead_bytes;
   p.hot_tier_bytes = in.hot_cache_max_size;
   p.kv_bytes_per_block = in.shape.kv_bytes_per_token() * static_cast<uint64_t>(in.block_size);
+  p.ssd_queue_bytes =
+      in.ssd_queue_blocks > 0 ? static_cast<uint64_t>(in.ssd_queue_blocks + 1) * p.kv_bytes_per_block : 0;
 
-  // Without a device the hot tier shares host RAM with everything else.
+  // Without a device the hot tier and the SSD write queue share host RAM with everything else.
   const uint64_t hot_in_main = device ? 0 : p.hot_tier_bytes;
-  const uint64_t fixed = p.weight_bytes + p.activation_bytes + p.overhead_bytes + hot_in_main;
+  const uint64_t queue_in_main = device ? 0 : p.ssd_queue_bytes;
+  const uint64_t fixed = p.weight_bytes + p.activation_bytes + p.overhead_bytes + hot_in_main + queue_in_main;
   const int64_t blocks_per_seq = ceil_div(in.max_model_len, in.block_size);
   const int64_t wanted_blocks = std::min<int64_t>(blocks_per_seq * in.max_num_seqs, INT_MAX);
   const uint64_t one_seq = static_cast<uint64_t>(blocks_per_seq) * p.kv_bytes_per_block;
@@ -130,6 +135,7 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
     std::string terms = fmt::format("weights {} + activations {}", format_bytes(p.weight_bytes),
                                     format_bytes(p.activation_bytes));
     if (hot_in_main > 0) terms += " + hot tier " + format_bytes(hot_in_main);
+    if (queue_in_main > 0) terms += " + SSD write queue " + format_bytes(queue_in_main);
     terms += " + overhead " + format_bytes(p.overhead_bytes);
     terms += fmt::format(" + KV for one {}-token sequence {}", in.max_model_len, format_bytes(one_seq));
     std::string advice = p.weight_bytes + p.overhead_bytes > p.main_budget
@@ -140,11 +146,15 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
                               format_bytes(fixed + one_seq), format_bytes(p.main_budget), p.main_budget_source,
                               advice);
   }
-  if (device && p.hot_tier_bytes > p.host_budget) {
+  if (device && p.hot_tier_bytes + p.ssd_queue_bytes > p.host_budget) {
+    const std::string terms =
+        p.ssd_queue_bytes == 0
+            ? fmt::format("hot tier {} exceeds", format_bytes(p.hot_tier_bytes))
+            : fmt::format("hot tier {} + SSD write queue {} = {} exceed", format_bytes(p.hot_tier_bytes),
+                          format_bytes(p.ssd_queue_bytes), format_bytes(p.hot_tier_bytes + p.ssd_queue_bytes));
     return resource_exhausted(
-        "memory plan: hot tier {} exceeds the host budget of {} ({}); lower --hot-cache-max-size or raise "
-        "--max-process-memory",
-        format_bytes(p.hot_tier_bytes), format_bytes(p.host_budget), p.host_budget_source);
+        "memory plan: {} the host budget of {} ({}); lower --hot-cache-max-size or raise --max-process-memory", terms,
+        format_bytes(p.host_budget), p.host_budget_source);
   }
 
   const uint64_t fit = (p.main_budget - fixed) / p.kv_bytes_per_block;
@@ -163,6 +173,10 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
                    p.kv_blocks, in.block_size, p.kv_capacity_tokens(), format_bytes(p.kv_bytes_per_block),
                    p.kv_blocks, wanted_blocks, in.max_num_seqs, in.max_model_len)});
   p.lines.push_back({"hot tier", device ? host.name : main, p.hot_tier_bytes, "--hot-cache-max-size"});
+  if (p.ssd_queue_bytes > 0)
+    p.lines.push_back({"ssd queue", device ? host.name : main, p.ssd_queue_bytes,
+                       fmt::format("{} blocks waiting for the SSD writer + 1 staging block, {}/block (--ssd-cache-dir)",
+                                   in.ssd_queue_blocks, format_bytes(p.kv_bytes_per_block))});
   p.lines.push_back({"overhead", main, p.overhead_bytes, device ? "CUDA context, workspaces, runtime" : "runtime"});
   return p;
 }

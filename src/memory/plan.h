@@ -51,13 +51,16 @@ struct PlanInputs {
   std::string max_process_memory = "80%";  // flag text: percent of host RAM, or bytes ("24GB")
   double gpu_memory_utilization = 0.9;     // fraction of device memory; used only with a device
   uint64_t hot_cache_max_size = 0;         // host RAM tier of the prefix cache
+  // The SSD tier's write queue (--ssd-cache-dir), in KV blocks; 0 without an SSD tier. Host RAM, held for the
+  // process's life: the queued blocks plus one staging block for reads.
+  int ssd_queue_blocks = 0;
   // The runtime beside the tensors (allocator slack, tokenizer, HTTP buffers; on a GPU the CUDA context and
   // the cuBLAS workspace). Counted in the same memory as the weights.
   uint64_t overhead_bytes = kDefaultOverheadBytes;
 };
 
 struct PlanLine {
-  std::string name;   // "weights", "activations", "kv pool", "hot tier", "overhead"
+  std::string name;   // "weights", "activations", "kv pool", "hot tier", "ssd queue", "overhead"
   std::string where;  // the MemoryReport name it lives in
   uint64_t bytes = 0;
   std::string detail;
@@ -76,6 +79,7 @@ struct Plan {
   int kv_blocks = 0;
   uint64_t kv_bytes = 0;
   uint64_t hot_tier_bytes = 0;
+  uint64_t ssd_queue_bytes = 0;  // (ssd_queue_blocks + 1) x kv_bytes_per_block
   uint64_t overhead_bytes = 0;
 
   // The memory that holds weights, activations and KV (the device, or the host on the CPU backend), and the

@@ -206,6 +206,52 @@ TEST(Plan, WithoutADeviceTheHotTierSharesTheBudget) {
   EXPECT_TRUE(contains(refused.status().message(), "or --hot-cache-max-size")) << refused.status().message();
 }
 
+TEST(Plan, TheSsdWriteQueueIsHostMemoryInTheTableAndTheBudget) {
+  // 64 queued blocks + 1 staging block of 8 KiB = 520 KiB.
+  PlanInputs in = toy("16MB");
+  in.ssd_queue_blocks = 64;
+  auto plan = make_plan(in, host(), std::nullopt);
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  EXPECT_EQ(plan->ssd_queue_bytes, 65u * 8192);
+  // Without a device it shares the budget: 16 - 12 MiB - 520 KiB leaves 3.49 MiB of KV = 447 blocks.
+  EXPECT_EQ(plan->kv_blocks, 447);
+  EXPECT_TRUE(contains(plan->to_table(), "  ssd queue    host     520.0 KiB  64 blocks waiting for the SSD writer + 1 "
+                                         "staging block, 8.0 KiB/block (--ssd-cache-dir)\n"))
+      << plan->to_table();
+  EXPECT_EQ(plan->main_total(), 10 * MiB + 1 * MiB + 447 * 8192 + 65 * 8192 + 1 * MiB);
+
+  // It is a term of the refusal when one sequence no longer fits beside it.
+  in.max_process_memory = "13MB";  // 13 - 12 MiB - 520 KiB < 1 MiB for one 2048-token sequence
+  auto refused = make_plan(in, host(), std::nullopt);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(contains(refused.status().message(), "+ SSD write queue 520.0 KiB +")) << refused.status().message();
+
+  // On a device it lives in host RAM with the hot tier, and both must fit the host budget.
+  PlanInputs d = toy("80%");
+  d.gpu_memory_utilization = 0.7;
+  d.ssd_queue_blocks = 64;
+  d.hot_cache_max_size = 80 * MiB - 256 * 1024;  // fits alone
+  auto gpu = make_plan(d, host(100 * MiB), MemoryReport{"cuda:0", 20 * MiB, 20 * MiB});
+  ASSERT_FALSE(gpu.ok());
+  EXPECT_EQ(gpu.status().message(),
+            "memory plan: hot tier 79.8 MiB + SSD write queue 520.0 KiB = 80.3 MiB exceed the host budget of 80.0 MiB "
+            "(--max-process-memory 80% of 100.0 MiB); lower --hot-cache-max-size or raise --max-process-memory");
+  d.hot_cache_max_size = 50 * MiB;
+  gpu = make_plan(d, host(100 * MiB), MemoryReport{"cuda:0", 20 * MiB, 20 * MiB});
+  ASSERT_TRUE(gpu.ok()) << gpu.status().message();
+  EXPECT_EQ(gpu->kv_blocks, 256);  // the device is untouched
+  EXPECT_EQ(gpu->host_total(), 50 * MiB + 65 * 8192);
+}
+
+TEST(Plan, ANegativeSsdQueueIsInvalid) {
+  PlanInputs in = toy("16MB");
+  in.ssd_queue_blocks = -1;
+  auto r = make_plan(in, host(), std::nullopt);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(r.status().message(), "memory plan: ssd_queue_blocks=-1 must not be negative");
+}
+
 TEST(Plan, TableIsAligned) {
   PlanInputs in = toy("80%");
   in.gpu_memory_utilization = 0.7;
