@@ -11,7 +11,9 @@
 
 #include "base/units.h"
 #include "cli/commands.h"
+#include "cli/launcher.h"
 #include "cli/load_model.h"
+#include "engine/follower.h"
 #include "engine/generate.h"
 #include "model/synthetic.h"
 
@@ -27,6 +29,7 @@ struct BenchArgs {
   std::string dir, backend = "cpu", synthetic, batches, prompts;
   int decode_tokens = 32;
   int prefill_chunk = 0;  // 0: the backend's default (cpu 512, cuda 8192)
+  DistOptions dist;  // --tensor-parallel ranks: rank 0 measures, the others follow
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -58,7 +61,9 @@ double memory_read_bandwidth() {
 
 // Decode throughput of `batch` sequences stepping together: each is prefilled with `prompt` tokens, then all
 // decode `steps` tokens, one batched forward per step. Returns tokens/s over the decode steps.
-Result<double> measure_decode(model::Model& m, backend::Backend& b, int batch, int prompt, int steps) {
+// With a tensor-parallel group, `leader` sends every forward's plan to the other ranks first.
+Result<double> measure_decode(model::Model& m, backend::Backend& b, int batch, int prompt, int steps,
+                              engine::StepLeader* leader) {
   const auto& c = m.config();
   const auto& layout = m.kv_layout();
   kv::BlockPool pool(layout.num_blocks, layout.block_size);
@@ -70,6 +75,7 @@ Result<double> measure_decode(model::Model& m, backend::Backend& b, int batch, i
     for (int done = 0; done < prompt;) {
       const int end = std::min(prompt, done + m.max_batch_tokens());
       KEEL_ASSIGN_OR_RETURN(auto bt, engine::chunk_batch(pool, tables[s], seqs[s], done, end, false));
+      if (leader != nullptr) KEEL_RETURN_IF_ERROR(leader->forward(bt));
       KEEL_RETURN_IF_ERROR(m.forward(bt, &logits));
       done = end;
     }
@@ -91,6 +97,7 @@ Result<double> measure_decode(model::Model& m, backend::Backend& b, int batch, i
       bt.meta.seqs.push_back(std::move(sl));
       bt.logit_rows.push_back(s);
     }
+    if (leader != nullptr) KEEL_RETURN_IF_ERROR(leader->forward(bt));
     return m.forward(bt, out);
   };
   KEEL_RETURN_IF_ERROR(step(&logits));  // warm-up
@@ -124,9 +131,41 @@ double attention_flops(const model::ModelConfig& c, int n) {
   return total;
 }
 
+// Tensor parallel: what the all-reduces of one decode step cost alone (2 x layers + 1 of [batch, hidden] f32, as
+// the forward runs them), and the bus bandwidth NCCL reaches on a large buffer, 2(n-1)/n x bytes / time (nccl-tests'
+// busBW), in the same run.
+Status report_all_reduce(model::Model& m, dist::Communicator& tp, engine::StepLeader& leader,
+                         const std::vector<int>& batches) {
+  backend::Tensor scratch;
+  const int per_step = 2 * m.shard().layers + 1;
+  const uint64_t hidden = static_cast<uint64_t>(m.config().hidden_size);
+  for (int batch : batches) {
+    KEEL_RETURN_IF_ERROR(leader.all_reduce_bench(batch * hidden, 50));
+    KEEL_ASSIGN_OR_RETURN(double t, engine::time_all_reduce(m, tp, batch * hidden, 50, &scratch));
+    std::printf("  all-reduce batch %3d: %.3f ms/step (%d x [%d, %llu] f32, %.1f us each)\n", batch, 1e3 * t * per_step,
+                per_step, batch, static_cast<unsigned long long>(hidden), 1e6 * t);
+  }
+  const uint64_t big = 64ull << 20;  // floats: 256 MiB
+  KEEL_RETURN_IF_ERROR(leader.all_reduce_bench(big, 20));
+  KEEL_ASSIGN_OR_RETURN(double t, engine::time_all_reduce(m, tp, big, 20, &scratch));
+  const double n = tp.size(), bytes = static_cast<double>(big) * sizeof(float);
+  std::printf("  all-reduce of 256 MiB over %d ranks: %.2f ms = %.1f GB/s algorithm, %.1f GB/s bus bandwidth\n",
+              tp.size(), 1e3 * t, bytes / t / 1e9, 2 * (n - 1) / n * bytes / t / 1e9);
+  return Status();
+}
+
 int run_bench(const BenchArgs& a) {
+  // The launcher of a tensor-parallel group, or one of its followers, ends here.
+  std::optional<RankEnv> rank;
+  if (std::optional<int> code = dispatch_bench_rank(a.dir, a.synthetic, a.backend, a.dist, &rank)) return *code;
   auto backend = make_backend(a.backend);
   if (!backend.ok()) return report(backend.status());
+  RankGroup group;
+  if (rank) {
+    auto g = join_group(*rank, a.dist, backend->get());
+    if (!g.ok()) return report(g.status());
+    group = std::move(*g);
+  }
   const bool gpu = (*backend)->name() == "cuda";
   // Prefill lengths: the first also sets the decode runs' context.
   const std::vector<int> prompts = parse_list(a.prompts.empty() ? (gpu ? "512,2048,8192" : "256") : a.prompts);
@@ -145,6 +184,14 @@ int run_bench(const BenchArgs& a) {
   options.max_batch_tokens = std::max({std::min(max_prompt, chunk), max_batch, 1});
   const int blocks_per = (std::max(context, max_prompt) + options.block_size - 1) / options.block_size;
   options.kv_blocks = std::max(max_batch * ((context + options.block_size - 1) / options.block_size), blocks_per) + 1;
+  std::unique_ptr<engine::StepLeader> leader_owner;
+  if (rank) {
+    options.communicator = group.tensor;
+    options.pipeline = group.pipeline;
+    if (Status s = send_load_options(*group.plans, options); !s.ok()) return report(s);
+    leader_owner = std::make_unique<engine::StepLeader>(group.plans);
+  }
+  engine::StepLeader* leader = leader_owner.get();
   LoadedModel lm;
   lm.backend = std::move(*backend);
   std::string what;
@@ -174,6 +221,7 @@ int run_bench(const BenchArgs& a) {
   std::printf("keel bench: %s backend, %s\n", lm.backend->name().c_str(), what.c_str());
   std::printf("  model: %s, %.3fB parameters, %s, %s of weights\n", c.architecture.c_str(), w.parameter_count / 1e9,
               dtype_name(w.dtype), format_bytes(w.bytes).c_str());
+  if (rank) std::printf("  tensor parallel: %s; parameters and bytes above are this rank's\n", group.describe.c_str());
 
   // The machine's limits, measured now.
   double bw = 0, peak = 0;
@@ -211,7 +259,8 @@ int run_bench(const BenchArgs& a) {
         const int end = std::min(prompt, done + m.max_batch_tokens());
         auto b = engine::chunk_batch(pool, table, seq, done, end, false);
         if (!b.ok()) return report(b.status());
-        Status s = m.forward(*b, &logits);
+        Status s = leader != nullptr ? leader->forward(*b) : Status();
+        if (s.ok()) s = m.forward(*b, &logits);
         if (!s.ok()) return report(s);
         done = end;
       }
@@ -245,7 +294,7 @@ int run_bench(const BenchArgs& a) {
   };
   const uint64_t allocations_before = lm.backend->allocations();
   for (int batch : batches) {
-    auto tok_s = measure_decode(m, *lm.backend, batch, prompts[0], a.decode_tokens);
+    auto tok_s = measure_decode(m, *lm.backend, batch, prompts[0], a.decode_tokens, leader);
     if (!tok_s.ok()) return report(tok_s.status());
     const double mean_ctx = prompts[0] + a.decode_tokens / 2.0;
     const double step_bytes = weight_bytes_read(batch) + batch * mean_ctx * kv_token_bytes;
@@ -257,6 +306,12 @@ int run_bench(const BenchArgs& a) {
   std::printf("  allocations: %llu at start, %llu during the decode runs (0 expected)\n",
               static_cast<unsigned long long>(allocations_before),
               static_cast<unsigned long long>(lm.backend->allocations() - allocations_before));
+  if (leader != nullptr) {
+    if (group.tensor != nullptr) {
+      if (Status s = report_all_reduce(m, *group.tensor, *leader, batches); !s.ok()) return report(s);
+    }
+    if (Status s = leader->shutdown(); !s.ok()) return report(s);
+  }
   return 0;
 }
 
@@ -273,6 +328,7 @@ void add_bench(CLI::App& app, Context& ctx) {
                   "Prefill lengths, comma-separated (cpu: 256; cuda: 512,2048,8192); the first is the decode context");
   cmd->add_option("--prefill-chunk", a.prefill_chunk, "Tokens per prefill forward (cpu: 512; cuda: 8192)");
   cmd->add_option("--decode-tokens", a.decode_tokens, "Tokens to decode");
+  add_dist_flags(cmd, a.dist);
   cmd->add_option("--batches", a.batches, "Decode batch sizes, comma-separated (cpu: 1; cuda: 1,8,32,64,128)");
   cmd->callback([&ctx, cmd] { if (cmd->get_subcommands().empty()) ctx.exit_code = run_bench(a); });
   add_bench_cache(app, ctx);

@@ -356,7 +356,7 @@ std::optional<int> dispatch_rank(const DistOptions& d, const model::ModelConfig&
   options->pipeline = group->pipeline;
   auto m = load(b->get(), *options);
   if (!m.ok()) return report(m.status().with_context(who));
-  if (Status s = engine::run_follower(**m, *group->plans); !s.ok()) {
+  if (Status s = engine::run_follower(**m, *group->plans, group->tensor); !s.ok()) {
     report(s.with_context(who));
     // The group is broken: leave without the destructors, which may wait on a device or NCCL that will not answer.
     std::fflush(stderr);
@@ -385,6 +385,29 @@ std::optional<int> dispatch_serve_rank(ServeOptions& o) {
     return model::Model::load(env::Env::posix(), dir, b, lo);
   };
   return dispatch_rank(o.dist, *config, o.backend, load, &o.rank);
+}
+
+std::optional<int> dispatch_bench_rank(const std::string& dir, const std::string& synthetic, const std::string& backend,
+                                       const DistOptions& d, std::optional<RankEnv>* rank) {
+  const bool as_rank = std::getenv("KEEL_RANK") != nullptr || std::getenv("RANK") != nullptr;
+  if (d.world() == 1 && !as_rank) return std::nullopt;
+  if (!dir.empty()) {
+    auto config = model::load_config(env::Env::posix(), dir);
+    if (!config.ok()) return report(config.status());
+    LoadShard load = [dir](backend::Backend* b, const model::LoadOptions& lo) {
+      return model::Model::load(env::Env::posix(), dir, b, lo);
+    };
+    return dispatch_rank(d, *config, backend, load, rank);
+  }
+  // keel bench's default shape, decided the same way on every rank.
+  const bool cuda = backend == "cuda" || (backend == "auto" && visible_gpus() > 0);
+  const std::string shape = synthetic.empty() ? (cuda ? "llama3-8b" : "llama-100m") : synthetic;
+  auto config = model::synthetic_config(shape);
+  if (!config.ok()) return report(config.status());
+  LoadShard load = [c = *config](backend::Backend* b, const model::LoadOptions& lo) {
+    return model::Model::synthetic(c, b, lo, 42);
+  };
+  return dispatch_rank(d, *config, backend, load, rank);
 }
 
 }  // namespace keel::cli

@@ -96,6 +96,10 @@ using LoadShard = std::function<Result<std::unique_ptr<model::Model>>(backend::B
 // For serve and bench, first thing: this process is the launcher (starts the ranks, returns its exit code), a
 // follower rank (runs until shutdown, returns its exit code), or rank 0 or a lone process (nullopt; `rank` is set
 // for rank 0 of a group, which then calls join_group and send_load_options itself).
+// keel bench's: MODEL_DIR, else the synthetic shape (its default resolved as keel bench resolves it).
+std::optional<int> dispatch_bench_rank(const std::string& dir, const std::string& synthetic, const std::string& backend,
+                                       const DistOptions& d, std::optional<RankEnv>* rank);
+
 std::optional<int> dispatch_rank(const DistOptions& d, const model::ModelConfig& config, const std::string& backend,
                                  const LoadShard& load, std::optional<RankEnv>* rank);
 

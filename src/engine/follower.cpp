@@ -136,7 +136,7 @@ Status StepLeader::shutdown() {
   return send(kShutdown, {});
 }
 
-Status run_follower(model::Model& model, dist::Communicator& comm) {
+Status run_follower(model::Model& model, dist::Communicator& comm, dist::Communicator* tensor) {
   if (comm.rank() == 0) return invalid_argument("run_follower: rank 0 leads; followers are ranks 1..N-1");
   std::vector<uint8_t> payload;
   std::vector<float> logits;
@@ -161,7 +161,8 @@ Status run_follower(model::Model& model, dist::Communicator& comm) {
         uint32_t iterations = 0;
         KEEL_RETURN_IF_ERROR(r.get(&elements));
         KEEL_RETURN_IF_ERROR(r.get(&iterations));
-        KEEL_RETURN_IF_ERROR(time_all_reduce(model, comm, elements, iterations, &scratch).status());
+        dist::Communicator& group = tensor != nullptr ? *tensor : comm;
+        KEEL_RETURN_IF_ERROR(time_all_reduce(model, group, elements, iterations, &scratch).status());
         break;
       }
       default: return corruption("step plan: unknown message kind {}", h.kind);

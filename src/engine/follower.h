@@ -44,8 +44,9 @@ class StepLeader {
 };
 
 // A follower rank's whole life after loading: receive, run, repeat until shutdown (returns OK) or a failure of
-// the group or of a forward (returns it; the process should exit non-zero).
-Status run_follower(model::Model& model, dist::Communicator& comm);
+// the group or of a forward (returns it; the process should exit non-zero). Plans arrive on `comm`; all-reduce
+// benchmarks run on `tensor` (the rank's tensor-parallel group; null: comm).
+Status run_follower(model::Model& model, dist::Communicator& comm, dist::Communicator* tensor = nullptr);
 
 // Seconds per all-reduce of `elements` floats, over `iterations` after one untimed, on every rank at once (the
 // leader after all_reduce_bench). On device buffers where the communicator has device collectives; `scratch`
