@@ -95,6 +95,50 @@ for stage in "$@"; do
     peer)
       PYTHONUNBUFFERED=1 python3 .device/peer/torch_llama.py --shape llama3-8b --batch 1 8 64 --no-hf \
         > "$OUT/peer.jsonl" 2> "$OUT/peer.err"; cat "$OUT/peer.jsonl"; tail -3 "$OUT/peer.err" ;;
+    tp)
+      # Tensor parallelism on two GPUs (issue 9, docs/DISTRIBUTED.md), NVLink multicast off everywhere. ~7 min.
+      export NCCL_NVLS_ENABLE=0
+      # 1. TP=2 vs TP=1 and transformers on the goldens, greedy tokens, the engine with a follower rank (graphs, no
+      #    allocation after warm-up), a rank that exits (skips with fewer than 2 GPUs).
+      timeout 240 $B/src/backend/cuda/keel_backend_cuda_test --gtest_filter='*Nccl*' 2>&1 | tee "$OUT/tp_test.log" |
+        grep -E "^\[tp\]|OK \]|FAILED|SKIPPED|Failure|error:"
+      # 2. Decode tok/s at batch 1 and 64, TP=1 then TP=2 for the 8B shape (all-reduce per step, bus bandwidth),
+      #    then the 70B shape, which only fits two GPUs.
+      for tp in 1 2; do
+        timeout 150 $B/keel bench --backend cuda --synthetic llama3-8b --tensor-parallel $tp --prompt-tokens 512 \
+          --decode-tokens 32 --batches 1,64 2>&1 | tee -a "$OUT/tp_bench.txt" | grep -vE "^  prefill"
+      done
+      timeout 300 $B/keel bench --backend cuda --synthetic llama3-70b --tensor-parallel 2 --prompt-tokens 512 \
+        --decode-tokens 16 --batches 1,64 2>&1 | tee -a "$OUT/tp_bench.txt"
+      # 3. keel serve --tensor-parallel 2: the demo model's greedy text against one GPU's, then kill -9 rank 1:
+      #    /health turns unhealthy, requests fail, the launcher exits 1 (no hang).
+      body='{"model":"demo","prompt":"Once upon a time","max_tokens":32,"temperature":0}'
+      $B/keel serve --backend cuda --port 8092 > "$OUT/tp_serve1.log" 2>&1 &
+      pid=$!
+      for _ in $(seq 1 300); do curl -sf 127.0.0.1:8092/health >/dev/null && break; sleep 0.1; done
+      echo "TP=1: $(curl -s 127.0.0.1:8092/v1/completions -H 'content-type: application/json' -d "$body")"
+      kill -TERM $pid; wait $pid
+      $B/keel serve --backend cuda --tensor-parallel 2 --port 8091 > "$OUT/tp_serve.log" 2>&1 &
+      pid=$!
+      for _ in $(seq 1 600); do curl -sf 127.0.0.1:8091/health >/dev/null && break; sleep 0.1; done
+      grep -E "^keel: (launched|rank)" "$OUT/tp_serve.log"
+      echo "TP=2: $(curl -s 127.0.0.1:8091/v1/completions -H 'content-type: application/json' -d "$body")"
+      curl -sN 127.0.0.1:8091/v1/completions -H 'content-type: application/json' -d "${body%\}},\"stream\":true}" | tail -2
+      curl -s 127.0.0.1:8091/metrics | grep -E "allocations_after_warmup"
+      rank1=$(grep -oE "pids [0-9]+ [0-9]+" "$OUT/tp_serve.log" | cut -d' ' -f3)
+      kill -9 "$rank1"; sleep 2
+      echo "health after kill: $(curl -s 127.0.0.1:8091/health)"
+      echo "request after kill: $(curl -s 127.0.0.1:8091/v1/completions -H 'content-type: application/json' -d "$body")"
+      timeout 90 tail --pid=$pid -f /dev/null; wait $pid; echo "tp serve exit $? (1 expected)"
+      tail -4 "$OUT/tp_serve.log"
+      # 4. A rank that stops answering mid-step: NCCL waits on it until --dist-timeout, then aborts.
+      $B/keel serve --backend cuda --tensor-parallel 2 --port 8093 --dist-timeout 5 > "$OUT/tp_serve_stop.log" 2>&1 &
+      pid=$!
+      for _ in $(seq 1 600); do curl -sf 127.0.0.1:8093/health >/dev/null && break; sleep 0.1; done
+      rank1=$(grep -oE "pids [0-9]+ [0-9]+" "$OUT/tp_serve_stop.log" | cut -d' ' -f3)
+      kill -STOP "$rank1"
+      echo "request to a stopped group: $(curl -s -m 30 127.0.0.1:8093/v1/completions -H 'content-type: application/json' -d "$body")"
+      timeout 90 tail --pid=$pid -f /dev/null; wait $pid; echo "tp serve (stopped rank) exit $? (1 expected)" ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac
 done

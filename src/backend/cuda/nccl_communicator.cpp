@@ -74,6 +74,9 @@ Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::create(dist::Communi
   // its memory is known up front and no collective inside a graph capture sets one up.
   setenv("NCCL_NVLS_ENABLE", "0", 1);
   setenv("NCCL_RUNTIME_CONNECT", "0", 0);
+  // Captured collectives use NCCL's own buffers rather than registering the model's (graph registration maps
+  // user buffers across processes, which keel's fixed workspaces do not need).
+  setenv("NCCL_GRAPH_REGISTER", "0", 0);
   ncclGetVersion(&impl->version);
   if (cudaSetDevice(impl->device) != cudaSuccess) return internal_error("NCCL: cannot select device {}", impl->device);
   size_t free_before = 0, free_after = 0, total = 0;
@@ -161,6 +164,8 @@ Status NcclCommunicator::synchronize() {
   }
 }
 
+void NcclCommunicator::abort(const Status& why) { (void)impl_->fail(why); }
+
 uint64_t NcclCommunicator::device_bytes() const { return impl_->device_bytes; }
 
 std::string NcclCommunicator::version() const {
@@ -189,6 +194,7 @@ Status NcclCommunicator::recv(float*, size_t, int) { return unsupported("no NCCL
 Status NcclCommunicator::all_reduce_sum_device(void*, size_t, DType) { return unsupported("no NCCL"); }
 Status NcclCommunicator::all_gather_device(const void*, size_t, DType, void*) { return unsupported("no NCCL"); }
 Status NcclCommunicator::synchronize() { return unsupported("no NCCL"); }
+void NcclCommunicator::abort(const Status&) {}
 uint64_t NcclCommunicator::device_bytes() const { return 0; }
 std::string NcclCommunicator::version() const { return "none"; }
 

@@ -39,6 +39,10 @@ class NcclCommunicator final : public dist::Communicator {
   Status all_gather_device(const void* send, size_t n, DType dtype, void* recv) override;
   Status synchronize() override;
 
+  // Fails the group now (ncclCommAbort, control links closed): what a rank that must leave does, so that its
+  // peers fail at once instead of waiting on it.
+  void abort(const Status& why);
+
   // Device memory NCCL took at creation (its buffers and channels; all connections are made then), for the
   // memory plan.
   uint64_t device_bytes() const;

@@ -208,7 +208,7 @@ TEST(NcclTensorParallel, ARankThatExitsFailsTheOthersStepInsteadOfHangingIt) {
         KEEL_ASSIGN_OR_RETURN(Tensor t, backend->alloc(DType::kF32, 1, 1 << 20));
         KEEL_RETURN_IF_ERROR(nccl->barrier());
         if (rank == 1) {
-          tcp->abort(io_error("exiting"));  // what the process's exit does to its sockets
+          nccl->abort(io_error("exiting"));  // what the process's exit does: NCCL gone, sockets closed
           return Status();
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
