@@ -1,7 +1,9 @@
-// keel bench cache: the SSD tier on its own, without a model. Writes N blocks through the background writer,
-// then measures what a restart costs (the index checkpoint, and the header scan it saves), and the latency of
-// get() (read + checksum re-verification) on random blocks. The numbers to watch: rebuild time for 100k blocks
-// and get p99.
+// keel bench cache: first the tiers under a model (bench_cache_ttft.h: time to first token cold and warm from
+// the device, host RAM and the SSD, each against its transfer bound), then the SSD tier on its own, without a
+// model: writes N blocks through the background writer, then measures what a restart costs (the index
+// checkpoint, and the header scan it saves), and the latency of get() (read + checksum re-verification) on
+// random blocks. The numbers to watch: warm-from-SSD TTFT against its bound, rebuild time for 100k blocks and
+// get p99.
 #include <stdlib.h>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +18,7 @@
 
 #include "base/units.h"
 #include "cache/ssd_tier.h"
+#include "cli/bench_cache_ttft.h"
 #include "cli/commands.h"
 
 namespace keel::cli {
@@ -26,6 +29,10 @@ using Clock = std::chrono::steady_clock;
 
 struct BenchCacheArgs {
   std::string dir;  // "": a fresh temporary directory, removed afterwards
+  CacheTtftArgs ttft;
+  std::string prompt_lengths = "1k,8k,32k";
+  bool skip_ttft = false;
+  bool skip_index = false;
   uint64_t blocks = 100'000;
   std::string payload = "4KB";
   std::string segment_size = "256MB";
@@ -51,43 +58,29 @@ Result<std::unique_ptr<cache::SsdTier>> open_tier(const cache::SsdTierOptions& o
   return tier;
 }
 
-int run_bench_cache(const BenchCacheArgs& a) {
-  auto payload = parse_bytes(a.payload);
-  if (!payload.ok() || *payload == 0) return report(invalid_argument("--payload-bytes: '{}' is not a size", a.payload));
-  auto segment = parse_bytes(a.segment_size);
-  if (!segment.ok() || *segment == 0) return report(invalid_argument("--segment-size: '{}' is not a size", a.segment_size));
-  std::string dir = a.dir;
-  const bool temporary = dir.empty();
-  std::error_code ec;
-  if (temporary) {
-    std::string tmpl = (std::filesystem::temp_directory_path(ec) / "keel-bench-cache-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) return report(io_error("{}: cannot create a temporary directory", tmpl));
-    dir = tmpl;
-  } else if (std::filesystem::exists(dir, ec) && !std::filesystem::is_empty(dir, ec)) {
-    // Never write into (or time against) a cache someone uses.
-    return report(invalid_argument("--dir {}: not empty; give a new or empty directory", dir));
-  }
-
+// The SSD tier without a model, in `dir` (new): the results go into `out`, and are printed unless --json.
+// Returns the exit code.
+int run_index_bench(const BenchCacheArgs& a, const std::string& dir, uint64_t payload_bytes, uint64_t segment_bytes,
+                    nlohmann::json& out) {
   cache::SsdTierOptions o;
   o.dir = dir;
-  o.max_payload_bytes = *payload;
+  o.max_payload_bytes = payload_bytes;
   o.queue_blocks = a.queue_blocks;
-  o.segment_bytes = *segment;
-  o.max_bytes = std::max<uint64_t>(2 * a.blocks * (*payload + 256), 64 * *segment);
-  o.layout = cache::KvLayout{.num_layers = 1, .num_kv_heads = 1, .head_dim = static_cast<uint32_t>(*payload / 32),
+  o.segment_bytes = segment_bytes;
+  o.max_bytes = std::max<uint64_t>(2 * a.blocks * (payload_bytes + 256), 64 * segment_bytes);
+  o.layout = cache::KvLayout{.num_layers = 1, .num_kv_heads = 1, .head_dim = static_cast<uint32_t>(payload_bytes / 32),
                              .block_size = 16, .kv_dtype = DType::kBF16};
   o.fingerprint = cache::model_fingerprint("keel bench cache", "BF16", o.layout);
 
-  nlohmann::json out;
   out["blocks"] = a.blocks;
-  out["payload_bytes"] = *payload;
+  out["payload_bytes"] = payload_bytes;
   out["dir"] = dir;
   int rc = 0;
   {
     double open_s = 0;
     auto tier = open_tier(o, &open_s);
     if (!tier.ok()) return report(tier.status());
-    std::vector<uint8_t> bytes(*payload);
+    std::vector<uint8_t> bytes(payload_bytes);
     for (size_t k = 0; k < bytes.size(); k++) bytes[k] = static_cast<uint8_t>(k * 7 + 1);
     // Writes as fast as the writer takes them: a full queue waits for it (flush) instead of dropping, so
     // every block lands and the figure is the disk path's throughput.
@@ -124,7 +117,7 @@ int run_bench_cache(const BenchCacheArgs& a) {
     out["rebuild_checkpoint_segments_from_checkpoint"] = st.segments_from_checkpoint;
     // Random gets over everything written: read, re-verify both checksums, copy out.
     std::mt19937_64 rng(1);
-    std::vector<uint8_t> buf(*payload);
+    std::vector<uint8_t> buf(payload_bytes);
     std::vector<double> micros;
     micros.reserve(a.gets);
     uint64_t misses = 0;
@@ -152,14 +145,10 @@ int run_bench_cache(const BenchCacheArgs& a) {
     out["rebuild_scan_blocks"] = (*tier)->stats().blocks;
     out["rebuild_scan_records"] = (*tier)->stats().records_scanned;
   }
-  if (temporary) std::filesystem::remove_all(dir, ec);
 
-  if (a.json) {
-    std::printf("%s\n", out.dump(2).c_str());
-    return rc;
-  }
-  std::printf("keel bench cache: %llu blocks of %s in %s\n", static_cast<unsigned long long>(a.blocks),
-              format_bytes(*payload).c_str(), dir.c_str());
+  if (a.json) return rc;
+  std::printf("keel bench cache: the SSD tier without a model, %llu blocks of %s in %s\n", static_cast<unsigned long long>(a.blocks),
+              format_bytes(payload_bytes).c_str(), dir.c_str());
   std::printf("  write              %8.0f blocks/s  %8.1f MB/s  (%.2f s, %llu segments)\n",
               out["write_blocks_per_second"].get<double>(), out["write_mb_per_second"].get<double>(),
               out["write_seconds"].get<double>(), static_cast<unsigned long long>(out["segments"].get<uint64_t>()));
@@ -177,13 +166,62 @@ int run_bench_cache(const BenchCacheArgs& a) {
   return rc;
 }
 
+int run_bench_cache(BenchCacheArgs a) {
+  auto payload = parse_bytes(a.payload);
+  if (!payload.ok() || *payload == 0) return report(invalid_argument("--payload-bytes: '{}' is not a size", a.payload));
+  auto segment = parse_bytes(a.segment_size);
+  if (!segment.ok() || *segment == 0) return report(invalid_argument("--segment-size: '{}' is not a size", a.segment_size));
+  auto lengths = parse_prompt_lengths(a.prompt_lengths);
+  if (!lengths.ok()) return report(lengths.status());
+  a.ttft.prompt_tokens = *lengths;
+  std::string dir = a.dir;
+  const bool temporary = dir.empty();
+  std::error_code ec;
+  if (temporary) {
+    std::string tmpl = (std::filesystem::temp_directory_path(ec) / "keel-bench-cache-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) return report(io_error("{}: cannot create a temporary directory", tmpl));
+    dir = tmpl;
+  } else if (std::filesystem::exists(dir, ec) && !std::filesystem::is_empty(dir, ec)) {
+    // Never write into (or time against) a cache someone uses.
+    return report(invalid_argument("--dir {}: not empty; give a new or empty directory", dir));
+  }
+  int rc = 0;
+  nlohmann::json out;
+  if (!a.skip_ttft) {
+    a.ttft.dir = dir;
+    auto r = run_cache_ttft(a.ttft, a.json);
+    if (!r.ok()) {
+      rc = report(r.status().with_context("keel bench cache"));
+    } else {
+      out["ttft"] = std::move(*r);
+    }
+    if (!a.skip_index && !a.json) std::printf("\n");
+  }
+  if (rc == 0 && !a.skip_index)
+    rc = run_index_bench(a, env::join_path(dir, "index"), *payload, *segment, out["ssd_index"]);
+  if (temporary) std::filesystem::remove_all(dir, ec);
+  if (a.json) std::printf("%s\n", out.dump(2).c_str());
+  return rc;
+}
+
 }  // namespace
 
 void add_bench_cache(CLI::App& app, Context& ctx) {
   CLI::App* bench = app.get_subcommand("bench");
-  auto* cmd = bench->add_subcommand("cache", "SSD tier benchmark: write throughput, restart time, get latency");
+  auto* cmd = bench->add_subcommand(
+      "cache", "Prefix cache benchmark: TTFT cold and warm from each tier; SSD write throughput, restart, get latency");
   static BenchCacheArgs a;
   cmd->add_option("--dir", a.dir, "A new or empty directory to write in (default: a temporary one, removed after)");
+  cmd->add_option("--backend", a.ttft.backend, "TTFT table: cpu or cuda")->capture_default_str();
+  cmd->add_option("--synthetic", a.ttft.synthetic,
+                  "TTFT table: the model shape (default llama-tiny on cpu, llama3-8b on cuda)");
+  cmd->add_option("--prompt-lengths", a.prompt_lengths, "TTFT table: prompt lengths in tokens (k = 1024)")
+      ->capture_default_str();
+  cmd->add_option("--max-num-batched-tokens", a.ttft.max_num_batched_tokens,
+                  "TTFT table: prefill chunk (default 512 on cpu, 2048 on cuda)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--skip-ttft", a.skip_ttft, "Only the SSD tier without a model");
+  cmd->add_flag("--skip-index", a.skip_index, "Only the TTFT table");
   cmd->add_option("--blocks", a.blocks, "Blocks to write")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--payload-bytes", a.payload, "Bytes of one block's payload")->capture_default_str();
   cmd->add_option("--segment-size", a.segment_size, "Segment file size")->capture_default_str();
