@@ -94,7 +94,9 @@ Status read_all(int fd, void* data, size_t n, Clock::time_point deadline, const 
       n -= static_cast<size_t>(r);
       continue;
     }
-    if (r == 0) return io_error("{}: the peer closed its connection (did it exit?)", what);
+    // A peer that closes with data of ours unread resets the connection instead: the same event.
+    if (r == 0 || (r < 0 && errno == ECONNRESET))
+      return io_error("{}: the peer closed its connection (did it exit?)", what);
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       KEEL_RETURN_IF_ERROR(wait_fd(fd, POLLIN, deadline, what));
       continue;
@@ -375,7 +377,8 @@ Status TcpCommunicator::check_peers() {
     if (r == rank_) continue;
     char c;
     const ssize_t got = ::recv(socks_[r], &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (got == 0) return fail(io_error("rank {}: rank {} closed its connection (did it exit?)", rank_, r));
+    if (got == 0 || (got < 0 && errno == ECONNRESET))
+      return fail(io_error("rank {}: rank {} closed its connection (did it exit?)", rank_, r));
     if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
       return fail(io_error("rank {}: connection to rank {}: {}", rank_, r, errno_text()));
   }

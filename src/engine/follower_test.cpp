@@ -174,5 +174,38 @@ TEST(TensorParallelEngine, ARankThatDiesFailsEveryRequestAndStopsTheEngine) {
   EXPECT_NE(refused.find("the engine has stopped"), std::string::npos) << refused;
 }
 
+TEST(TensorParallelEngine, AnIdleLeaderFindsADeadFollowerByItsHeartbeat) {
+  const int port = 31000 + static_cast<int>(::getpid() % 2000);
+  std::string failure;
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 2; rank++) {
+    ranks.emplace_back([&, rank] {
+      dist::TcpOptions o;
+      o.rank = rank;
+      o.world = 2;
+      o.master_port = port;
+      auto tcp = dist::TcpCommunicator::connect(o);
+      ASSERT_TRUE(tcp.ok()) << tcp.status().message();
+      auto r = load_rank(kLlama, tcp->get());
+      ASSERT_TRUE(r.ok()) << r.status().message();
+      if (rank == 1) {
+        DiesAfter dying(tcp->get(), 0);  // gone before any work arrives
+        EXPECT_FALSE(run_follower(*r->model, dying).ok());
+        return;
+      }
+      StepLeader leader(tcp->get());
+      EngineOptions eo;
+      eo.leader = &leader;
+      Engine engine(r->model.get(), eo);
+      const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (engine.failure().empty() && std::chrono::steady_clock::now() < end)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      failure = engine.failure();
+    });
+  }
+  for (auto& t : ranks) t.join();
+  EXPECT_NE(failure.find("closed its connection"), std::string::npos) << failure;
+}
+
 }  // namespace
 }  // namespace keel::engine
