@@ -680,32 +680,45 @@ class CudaBackend final : public Backend {
   std::vector<float> moe_weights_host_;
 
   // --- Prefix cache tiers (host RAM, SSD): one KV block of every layer to or from host memory, laid out as
-  // ops.h says (per layer: K then V). Synchronous; the caller moves few blocks per step.
+  // ops.h says (per layer: K then V). The copies run on their own stream through pinned staging slots, ordered
+  // against the compute stream by events, never by synchronizing it: an upload returns once its bytes are
+  // staged, and the next kernels on the compute stream wait for it on the device; a download waits only for
+  // the kernels queued before it and for its own copy. Pinned staging also lets the DMA engine read and write
+  // host memory directly (pageable memory goes through the driver's bounce buffer in small pieces).
  public:
   void copy_kv_block_to_host(int block, void* dst) override {
+    KvCopySlot& slot = kv_copy_.next(*this);
+    // After every kernel queued so far (the block's last writer), on the copy stream.
+    KEEL_CUDA_CHECK(cudaEventRecord(kv_copy_.compute_done, stream_));
+    KEEL_CUDA_CHECK(cudaStreamWaitEvent(kv_copy_.stream, kv_copy_.compute_done, 0));
     const size_t n = kv_block_bytes_per_tensor();
-    auto* out = static_cast<uint8_t*>(dst);
     for (int l = 0; l < kv_.num_layers; l++) {
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(out, static_cast<const uint8_t*>(k_[l]) + block * n, n,
-                                      cudaMemcpyDeviceToHost, stream_));
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(out + n, static_cast<const uint8_t*>(v_[l]) + block * n, n,
-                                      cudaMemcpyDeviceToHost, stream_));
-      out += 2 * n;
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(slot.host + 2 * l * n, static_cast<const uint8_t*>(k_[l]) + block * n, n,
+                                      cudaMemcpyDeviceToHost, kv_copy_.stream));
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(slot.host + (2 * l + 1) * n, static_cast<const uint8_t*>(v_[l]) + block * n,
+                                      n, cudaMemcpyDeviceToHost, kv_copy_.stream));
     }
-    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    KEEL_CUDA_CHECK(cudaEventRecord(slot.done, kv_copy_.stream));
+    KEEL_CUDA_CHECK(cudaEventSynchronize(slot.done));
+    std::memcpy(dst, slot.host, kv_copy_.block_bytes);
   }
 
   void copy_kv_block_from_host(const void* src, int block) override {
+    KvCopySlot& slot = kv_copy_.next(*this);  // waits until the slot's previous copy has left it
+    std::memcpy(slot.host, src, kv_copy_.block_bytes);
+    // Kernels queued before this upload may still read the block's old bytes (an evicted block being reused).
+    KEEL_CUDA_CHECK(cudaEventRecord(kv_copy_.compute_done, stream_));
+    KEEL_CUDA_CHECK(cudaStreamWaitEvent(kv_copy_.stream, kv_copy_.compute_done, 0));
     const size_t n = kv_block_bytes_per_tensor();
-    const auto* in = static_cast<const uint8_t*>(src);
     for (int l = 0; l < kv_.num_layers; l++) {
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(k_[l]) + block * n, in, n, cudaMemcpyHostToDevice,
-                                      stream_));
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(v_[l]) + block * n, in + n, n,
-                                      cudaMemcpyHostToDevice, stream_));
-      in += 2 * n;
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(k_[l]) + block * n, slot.host + 2 * l * n, n,
+                                      cudaMemcpyHostToDevice, kv_copy_.stream));
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(v_[l]) + block * n, slot.host + (2 * l + 1) * n, n,
+                                      cudaMemcpyHostToDevice, kv_copy_.stream));
     }
-    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    KEEL_CUDA_CHECK(cudaEventRecord(slot.done, kv_copy_.stream));
+    // Everything queued on the compute stream from now on sees the block.
+    KEEL_CUDA_CHECK(cudaStreamWaitEvent(stream_, slot.done, 0));
   }
 
  private:
@@ -713,6 +726,54 @@ class CudaBackend final : public Backend {
   size_t kv_block_bytes_per_tensor() const {
     return static_cast<size_t>(kv_.block_size) * kv_.num_kv_heads * kv_.head_dim * dtype_size(kv_.dtype);
   }
+
+  struct KvCopySlot {
+    uint8_t* host = nullptr;  // block_bytes of pinned memory, inside KvCopy::pinned
+    cudaEvent_t done = nullptr;
+  };
+  // The copy stream and a ring of pinned staging slots, made on the first copy (the first eviction) and kept:
+  // host memory, so not counted in allocations(), and bounded: kSlots blocks.
+  struct KvCopy {
+    // Uploads of one admission's run of blocks overlap: staging block i + 1 while block i crosses the bus.
+    static constexpr int kSlots = 8;
+    int device = 0;
+    cudaStream_t stream = nullptr;
+    cudaEvent_t compute_done = nullptr;
+    uint8_t* pinned = nullptr;
+    size_t block_bytes = 0;
+    KvCopySlot slots[kSlots];
+    int next_slot = 0;
+
+    KvCopySlot& next(const CudaBackend& b) {
+      if (stream == nullptr) init(b);
+      KvCopySlot& s = slots[next_slot];
+      next_slot = (next_slot + 1) % kSlots;
+      KEEL_CUDA_CHECK(cudaEventSynchronize(s.done));  // its last copy has left the slot
+      return s;
+    }
+    void init(const CudaBackend& b) {
+      device = b.device_;
+      block_bytes = 2 * b.kv_block_bytes_per_tensor() * b.kv_.num_layers;
+      KEEL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+      KEEL_CUDA_CHECK(cudaEventCreateWithFlags(&compute_done, cudaEventDisableTiming));
+      KEEL_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&pinned), kSlots * block_bytes, cudaHostAllocDefault));
+      for (int i = 0; i < kSlots; i++) {
+        slots[i].host = pinned + i * block_bytes;
+        KEEL_CUDA_CHECK(cudaEventCreateWithFlags(&slots[i].done, cudaEventDisableTiming));
+        KEEL_CUDA_CHECK(cudaEventRecord(slots[i].done, stream));  // "free" until first used
+      }
+    }
+    ~KvCopy() {
+      if (stream == nullptr) return;
+      cudaSetDevice(device);
+      cudaStreamSynchronize(stream);
+      for (auto& s : slots) cudaEventDestroy(s.done);
+      cudaEventDestroy(compute_done);
+      cudaFreeHost(pinned);
+      cudaStreamDestroy(stream);
+    }
+  };
+  KvCopy kv_copy_;
 };
 
 }  // namespace
