@@ -58,11 +58,11 @@ for stage in "$@"; do
       $B/keel bench --backend cuda --synthetic qwen3-8b --prompt-tokens 128 --decode-tokens 32 --batches 1,8,64 2>&1 | tee -a "$OUT/bench.txt"
       $B/keel bench --backend cuda --synthetic qwen3-30b-a3b --prompt-tokens 128 --decode-tokens 16 --batches 1,8 2>&1 | tee -a "$OUT/bench.txt" ;;
     moe)
-      # MoE on the GPU (issue 6): the moe op against the CPU oracle, the MoE goldens and batched == alone, then
-      # qwen3-30b-a3b decode (graphs) at batches 1, 8, 64.
-      $B/src/backend/cuda/keel_backend_cuda_test --gtest_filter='CudaMoe.*:*qwen3_moe*:CudaEngine.*' 2>&1 |
+      # MoE on the GPU (issue 6): the moe op against the CPU oracle, the goldens (MoE among them), batched ==
+      # alone, then qwen3-30b-a3b decode (graphs) at batches 1, 8, 64 and a 2048-token prefill (grouped GEMMs).
+      $B/src/backend/cuda/keel_backend_cuda_test --gtest_filter='CudaMoe.*:*CudaGolden.*:CudaEngine.*' 2>&1 |
         tee "$OUT/moe_test.log" | grep -E "cuda golden|FAILED|PASSED|Failure|error|OK \]"
-      $B/keel bench --backend cuda --synthetic qwen3-30b-a3b --prompt-tokens 64 --decode-tokens 32 --batches 1,8,64 \
+      $B/keel bench --backend cuda --synthetic qwen3-30b-a3b --prompt-tokens 64,2048 --decode-tokens 32 --batches 1,8,64 \
         2>&1 | tee "$OUT/moe_bench.txt" ;;
     serve)
       # The demo model served from the GPU: non-streamed and streamed chat, then a clean SIGTERM.

@@ -141,11 +141,10 @@ Status Model::init_buffers() {
     rope_local_ = make_rope_table(c.rope_local, c.head_dim, c.max_position_embeddings, 0);
     rope_local_.id = 1;
   }
-  // MoE routes on the host today, which a captured graph cannot do.
   // Pipeline sends and host collectives run on the host between ops, which a captured graph cannot do either.
   // Device collectives (NCCL) are captured into the graph with the kernels.
-  graphable_ = backend_->supports_graphs() && !dynamic_rope_ && !moe && (comm_ == nullptr || comm_->on_device()) &&
-               pipe_ == nullptr;
+  graphable_ =
+      backend_->supports_graphs() && !dynamic_rope_ && (comm_ == nullptr || comm_->on_device()) && pipe_ == nullptr;
   return Status();
 }
 

@@ -1,6 +1,6 @@
 // The CUDA backend: cuBLAS GEMMs (F32 accumulation) and the kernels in kernels.cuh, all on one stream.
-// Every buffer is allocated at start (weights, activations, KV) or on the first forward (batch metadata and
-// MoE scratch, sized for the largest batch): the allocation counter stays flat after warm-up.
+// Every buffer is allocated at start (weights, activations, KV, per-forward scratch sized for the largest batch)
+// or on the first forward (rope tables, MoE expert tables): the allocation counter stays flat after warm-up.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -18,6 +18,7 @@
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/kernels.cuh"
 #include "backend/cuda/flash_prefill.cuh"
+#include "backend/cuda/moe_kernels.cuh"
 
 namespace keel::backend {
 
@@ -203,16 +204,21 @@ class CudaBackend final : public Backend {
     reserve(split_acc_, shares * kMaxGroup * 256, true);
     reserve(flash_tiles_, static_cast<size_t>(limits.max_tokens), true);  // a prefill tile holds >= 1 token
     if (limits.num_experts > 0) {
-      const size_t pairs = static_cast<size_t>(limits.max_tokens) * limits.experts_per_token;
-      const size_t act = dtype_size(act_);
-      reserve(moe_logits_, static_cast<size_t>(limits.max_tokens) * limits.num_experts * sizeof(float), true);
-      reserve(moe_x_, pairs * limits.hidden * act, true);
-      reserve(moe_gate_, pairs * limits.moe_intermediate * sizeof(float), true);
-      reserve(moe_up_, pairs * limits.moe_intermediate * sizeof(float), true);
-      reserve(moe_act_, pairs * limits.moe_intermediate * act, true);
-      reserve(moe_y_, pairs * limits.hidden * sizeof(float), true);
-      reserve(moe_rows_, pairs, true);
+      const size_t tokens = limits.max_tokens, experts = limits.num_experts;
+      const size_t pairs = tokens * limits.experts_per_token;
+      reserve(moe_logits_, tokens * experts, true);
+      reserve(moe_ids_, pairs, true);
       reserve(moe_weights_, pairs, true);
+      reserve(moe_pair_row_, pairs, true);
+      reserve(moe_row_token_, pairs, true);
+      reserve(moe_active_, 3 * experts + 1, true);
+      reserve(moe_gate_, pairs * limits.moe_intermediate, true);
+      reserve(moe_y_, pairs * limits.hidden, true);
+      if (pairs > kMoeFusedMaxPairs) {  // the grouped-GEMM path's scratch
+        reserve(moe_x_, pairs * limits.hidden * dtype_size(act_), true);
+        reserve(moe_up_, pairs * limits.moe_intermediate, true);
+        reserve(moe_act_, pairs * limits.moe_intermediate * dtype_size(act_), true);
+      }
     }
     return Status();
   }
@@ -500,76 +506,60 @@ class CudaBackend final : public Backend {
     check_launch();
   }
 
+  // Route and run the experts on the device. Decode-sized batches (and anything captured in a graph) use the
+  // fused kernels, which read each chosen expert's weights once per step whatever its token count; large
+  // prefill batches group rows by expert and run cuBLAS GEMMs per expert, which needs the counts on the host.
   void moe(const Tensor& x, const MoeWeights& w, Tensor& out) override {
-    const int64_t tokens = x.rows, hidden = x.cols;
-    const int experts = static_cast<int>(w.experts.size());
-    const int64_t inter = w.experts[0].gate.rows;
-    const int64_t pairs = tokens * w.top_k;
-    ensure(moe_logits_, tokens * experts * sizeof(float));
-    ensure(moe_x_, pairs * hidden * dtype_size(x.dtype));
-    ensure(moe_gate_, pairs * inter * sizeof(float));
-    ensure(moe_up_, pairs * inter * sizeof(float));
-    ensure(moe_act_, pairs * inter * dtype_size(x.dtype));
-    ensure(moe_y_, pairs * hidden * sizeof(float));
-    // Route on the host: softmax over experts, top-k, optional renormalisation (as the CPU oracle does).
-    Tensor logits{moe_logits_.ptr, DType::kF32, tokens, experts};
-    gemm(x, w.router, nullptr, logits);
-    std::vector<float> l(tokens * experts);
-    copy_to_host(logits, l.data());
-    std::vector<std::vector<std::pair<int32_t, float>>> assigned(experts);
-    std::vector<int> order(experts);
-    for (int64_t t = 0; t < tokens; t++) {
-      float* lt = l.data() + t * experts;
-      const float mx = *std::max_element(lt, lt + experts);
-      float sum = 0;
-      for (int e = 0; e < experts; e++) sum += (lt[e] = std::exp(lt[e] - mx));
-      for (int e = 0; e < experts; e++) lt[e] /= sum;
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return lt[a] > lt[b]; });
-      float top = 0;
-      for (int k = 0; k < w.top_k; k++) top += lt[order[k]];
-      for (int k = 0; k < w.top_k; k++)
-        assigned[order[k]].push_back({static_cast<int32_t>(t), w.norm_topk_prob ? lt[order[k]] / top : lt[order[k]]});
+    const int tokens = static_cast<int>(x.rows), hidden = static_cast<int>(x.cols);
+    const int experts = static_cast<int>(w.experts.size()), top_k = w.top_k;
+    if (tokens == 0) return;
+    if (top_k < 1 || top_k > std::min(experts, kMoeMaxTopK)) {
+      std::fprintf(stderr, "error: moe: top_k=%d with %d experts (1..min(experts, %d) supported)\n", top_k, experts,
+                   kMoeMaxTopK);
+      std::abort();
     }
-    moe_rows_host_.clear();
-    moe_weights_host_.clear();
-    std::vector<int64_t> start(experts + 1, 0);
-    for (int e = 0; e < experts; e++) {
-      start[e] = static_cast<int64_t>(moe_rows_host_.size());
-      for (auto& [t, wt] : assigned[e]) {
-        moe_rows_host_.push_back(t);
-        moe_weights_host_.push_back(wt);
-      }
-    }
-    start[experts] = static_cast<int64_t>(moe_rows_host_.size());
-    upload(moe_rows_, moe_rows_host_.data(), moe_rows_host_.size());
-    upload(moe_weights_, moe_weights_host_.data(), moe_weights_host_.size());
-    KEEL_CUDA_CHECK(cudaMemsetAsync(out.data, 0, out.nbytes(), stream_));
-    const size_t xs = dtype_size(x.dtype);
-    // Gather every routed row once, grouped by expert; then each expert's GEMMs over its contiguous rows.
+    const int64_t pairs = static_cast<int64_t>(tokens) * top_k;
+    reserve(moe_logits_, static_cast<size_t>(tokens) * experts);
+    reserve(moe_ids_, pairs);
+    reserve(moe_weights_, pairs);
+    reserve(moe_pair_row_, pairs);
+    reserve(moe_row_token_, pairs);
+    reserve(moe_active_, 3 * static_cast<size_t>(experts) + 1);
+    const ExpertTable& table = expert_table(w);
+    const bool vec = table.aligned && hidden % 8 == 0 && reinterpret_cast<uintptr_t>(x.data) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(w.router.data) % 16 == 0;
+    const int nt = tokens == 1 ? 1 : tokens <= 4 ? 4 : 8;  // tokens per pass over a weight row
     dispatch(x.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      if (pairs > 0)
-        gather_rows_kernel<T><<<static_cast<unsigned>(pairs), 256, 0, stream_>>>(
-            static_cast<const T*>(x.data), moe_rows_.ptr, hidden, reinterpret_cast<T*>(moe_x_.ptr));
+      const dim3 grid(static_cast<unsigned>((experts + kMoeWarps - 1) / kMoeWarps),
+                      static_cast<unsigned>((tokens + nt - 1) / nt));
+      auto launch = [&](auto kernel) {
+        kernel<<<grid, kMoeWarps * 32, 0, stream_>>>(static_cast<const T*>(x.data),
+                                                      static_cast<const T*>(w.router.data), tokens, experts, hidden,
+                                                      moe_logits_.ptr);
+      };
+      if (!vec) launch(moe_router_kernel<T, 8, false>);
+      else if (nt == 1) launch(moe_router_kernel<T, 1, true>);
+      else if (nt == 4) launch(moe_router_kernel<T, 4, true>);
+      else launch(moe_router_kernel<T, 8, true>);
     });
     check_launch();
-    for (int e = 0; e < experts; e++) {
-      const int64_t n = start[e + 1] - start[e];
-      const ExpertWeights& ex = w.experts[e];
-      if (n == 0 || ex.gate.empty()) continue;  // empty: another tensor-parallel rank owns this expert
-      Tensor xe{static_cast<uint8_t*>(moe_x_.ptr) + start[e] * hidden * xs, x.dtype, n, hidden};
-      Tensor g{moe_gate_.ptr, DType::kF32, n, inter}, u{moe_up_.ptr, DType::kF32, n, inter};
-      Tensor a{moe_act_.ptr, x.dtype, n, inter}, y{moe_y_.ptr, DType::kF32, n, hidden};
-      gemm(xe, ex.gate, nullptr, g);
-      gemm(xe, ex.up, nullptr, u);
-      glu(g, u, w.activation, a);
-      gemm(a, ex.down, nullptr, y);
-      scatter_add_rows_kernel<<<static_cast<unsigned>(n), 256, 0, stream_>>>(
-          static_cast<const float*>(y.data), moe_rows_.ptr + start[e], moe_weights_.ptr + start[e], hidden,
-          static_cast<float*>(out.data));
-      check_launch();
-    }
+    moe_topk_kernel<<<blocks_for(tokens, kTopkWarps), kTopkWarps * 32, kTopkWarps * experts * sizeof(float),
+                      stream_>>>(moe_logits_.ptr, tokens, experts, top_k, w.norm_topk_prob, moe_ids_.ptr,
+                                 moe_weights_.ptr);
+    check_launch();
+    moe_group_kernel<<<1, 256, 2 * experts * sizeof(int32_t), stream_>>>(
+        moe_ids_.ptr, static_cast<int>(pairs), top_k, experts, moe_pair_row_.ptr, moe_row_token_.ptr,
+        moe_active_.ptr);
+    check_launch();
+    // Rows per pass over an expert's weight row: a decode batch of 8 gives experts ~1 row each, and more
+    // accumulators than that cost occupancy (104 registers a thread at 8, 54 at 4).
+    const int expert_nt = tokens == 1 ? 1 : pairs <= 2 * experts ? 4 : 8;
+    if (capturing_ || pairs <= static_cast<int64_t>(kMoeFusedMaxPairs)) moe_fused_experts(x, w, table, vec, expert_nt);
+    else moe_grouped_gemms(x, w);
+    moe_combine_kernel<<<static_cast<unsigned>(tokens), 256, 0, stream_>>>(
+        moe_y_.ptr, moe_pair_row_.ptr, moe_weights_.ptr, top_k, hidden, static_cast<float*>(out.data));
+    check_launch();
   }
 
   void softcap(Tensor& x, float cap) override {
@@ -623,8 +613,6 @@ class CudaBackend final : public Backend {
     a.capacity = cap;
   }
 
-  void ensure(DeviceArray<uint8_t>& a, size_t bytes) { reserve(a, bytes); }
-
   template <typename T>
   void upload(DeviceArray<T>& a, const T* host, size_t n) {
     reserve(a, n);
@@ -663,21 +651,123 @@ class CudaBackend final : public Backend {
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
   std::unordered_map<int, DeviceArray<float>> rope_tables_;
   bool capturing_ = false;
-  DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, moe_rows_, argmax_;
+  DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, argmax_;
   DeviceArray<SeqInfo> seq_info_;
   DeviceArray<int2> flash_tiles_;
   std::vector<int2> flash_tiles_host_;
   int flash_tiles_rows_ = 0;  // rows per tile of the uploaded list; 0: none yet this forward
   bool prefill_ = false, flash_prefill_ = true;
-  DeviceArray<float> inv_freq_, moe_weights_, fused_, split_ml_, split_acc_;
+  DeviceArray<float> inv_freq_, fused_, split_ml_, split_acc_;
   int sm_count_ = 132;
   static constexpr int kMaxSplits = 32;
   uint8_t* arena_ = nullptr;
   size_t arena_size_ = 0, arena_used_ = 0;
-  DeviceArray<uint8_t> moe_logits_, moe_x_, moe_gate_, moe_up_, moe_act_, moe_y_;
-  std::vector<int32_t> row_seq_host_, tables_host_, moe_rows_host_;
+  std::vector<int32_t> row_seq_host_, tables_host_;
   std::vector<SeqInfo> seq_info_host_;
-  std::vector<float> moe_weights_host_;
+
+  // --- Mixture of experts (moe_kernels.cuh has the grouping's layout).
+  // Above this many (token, expert) pairs an eager forward runs cuBLAS GEMMs per expert instead of the fused
+  // kernels, whose CUDA-core dot products cost more than the weight reads there (a 512-token prefill of
+  // qwen3-30b-a3b: 4096 pairs, 39 GFLOP per layer).
+  static constexpr size_t kMoeFusedMaxPairs = 1024;
+  struct ExpertTable {
+    DeviceArray<ExpertPtrs> ptrs;
+    int inter = 0;         // moe_intermediate of the experts held here (0: none)
+    bool aligned = true;   // every expert weight 16-byte aligned
+  };
+  std::unordered_map<const void*, ExpertTable> expert_tables_;  // by router weight
+  DeviceArray<float> moe_logits_, moe_weights_, moe_gate_, moe_up_, moe_y_;
+  DeviceArray<int32_t> moe_ids_, moe_pair_row_, moe_row_token_, moe_active_;
+  DeviceArray<uint8_t> moe_x_, moe_act_;
+  std::vector<int32_t> moe_active_host_;
+
+  // Each MoE layer's expert pointers live on the device from its first use, keyed by its router; the model's
+  // first forward is eager, so no capture ever uploads one.
+  const ExpertTable& expert_table(const MoeWeights& w) {
+    auto it = expert_tables_.find(w.router.data);
+    if (it != expert_tables_.end()) return it->second;
+    ExpertTable& t = expert_tables_[w.router.data];
+    std::vector<ExpertPtrs> host;
+    for (const ExpertWeights& ex : w.experts) {
+      host.push_back({ex.gate.data, ex.up.data, ex.down.data});
+      if (!ex.gate.empty()) t.inter = static_cast<int>(ex.gate.rows);
+      for (const void* p : {ex.gate.data, ex.up.data, ex.down.data}) t.aligned &= reinterpret_cast<uintptr_t>(p) % 16 == 0;
+    }
+    upload(t.ptrs, host.data(), host.size());
+    return t;
+  }
+
+  // Gate/up + activation, then down, for every active expert's rows: one grid row per possible active expert
+  // (min(experts, pairs)), the idle ones returning at once.
+  void moe_fused_experts(const Tensor& x, const MoeWeights& w, const ExpertTable& table, bool vec, int nt) {
+    const int tokens = static_cast<int>(x.rows), hidden = static_cast<int>(x.cols);
+    const int experts = static_cast<int>(w.experts.size()), inter = table.inter;
+    const int64_t pairs = static_cast<int64_t>(tokens) * w.top_k;
+    reserve(moe_gate_, static_cast<size_t>(pairs) * std::max(inter, 1));
+    reserve(moe_y_, static_cast<size_t>(pairs) * hidden);
+    const bool v = vec && inter % 8 == 0;
+    const unsigned slots = static_cast<unsigned>(std::min<int64_t>(experts, pairs));
+    const bool gelu = w.activation == GluActivation::kGeluTanh;
+    dispatch(x.dtype, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      auto gate_up = [&](auto kernel) {
+        if (inter == 0) return;  // no expert here: the down kernel writes zeros
+        kernel<<<dim3(static_cast<unsigned>((inter + kMoeWarps - 1) / kMoeWarps), slots), kMoeWarps * 32, 0,
+                 stream_>>>(static_cast<const T*>(x.data), table.ptrs.ptr, moe_active_.ptr, moe_row_token_.ptr,
+                            experts, hidden, inter, gelu, moe_gate_.ptr);
+      };
+      auto down = [&](auto kernel) {
+        kernel<<<dim3(static_cast<unsigned>((hidden + kMoeWarps - 1) / kMoeWarps), slots), kMoeWarps * 32, 0,
+                 stream_>>>(moe_gate_.ptr, table.ptrs.ptr, moe_active_.ptr, experts, hidden, inter, moe_y_.ptr);
+      };
+      if (!v) gate_up(moe_gate_up_kernel<T, 8, false>), down(moe_down_kernel<T, 8, false>);
+      else if (nt == 1) gate_up(moe_gate_up_kernel<T, 1, true>), down(moe_down_kernel<T, 1, true>);
+      else if (nt == 4) gate_up(moe_gate_up_kernel<T, 4, true>), down(moe_down_kernel<T, 4, true>);
+      else gate_up(moe_gate_up_kernel<T, 8, true>), down(moe_down_kernel<T, 8, true>);
+    });
+    check_launch();
+  }
+
+  // Large eager batches: the active-expert list comes to the host (one sync per layer), each expert's rows are
+  // gathered together, and its GEMMs run on cuBLAS (tensor cores).
+  void moe_grouped_gemms(const Tensor& x, const MoeWeights& w) {
+    const int64_t hidden = x.cols, pairs = x.rows * w.top_k;
+    const int experts = static_cast<int>(w.experts.size());
+    const size_t xs = dtype_size(x.dtype);
+    int64_t inter = 0;
+    for (const ExpertWeights& ex : w.experts)
+      if (!ex.gate.empty()) inter = ex.gate.rows;
+    reserve(moe_x_, pairs * hidden * xs);
+    reserve(moe_gate_, pairs * std::max<int64_t>(inter, 1));
+    reserve(moe_up_, pairs * std::max<int64_t>(inter, 1));
+    reserve(moe_act_, pairs * std::max<int64_t>(inter, 1) * xs);
+    reserve(moe_y_, pairs * hidden);
+    moe_active_host_.resize(3 * static_cast<size_t>(experts) + 1);
+    KEEL_CUDA_CHECK(cudaMemcpyAsync(moe_active_host_.data(), moe_active_.ptr, moe_active_host_.size() * sizeof(int32_t),
+                                    cudaMemcpyDeviceToHost, stream_));
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    dispatch(x.dtype, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      gather_rows_kernel<T><<<static_cast<unsigned>(pairs), 256, 0, stream_>>>(
+          static_cast<const T*>(x.data), moe_row_token_.ptr, hidden, reinterpret_cast<T*>(moe_x_.ptr));
+    });
+    check_launch();
+    const int active = moe_active_host_[3 * experts];
+    for (int a = 0; a < active; a++) {
+      const ExpertWeights& ex = w.experts[moe_active_host_[a]];
+      const int64_t first = moe_active_host_[experts + a], n = moe_active_host_[2 * experts + a];
+      Tensor y{moe_y_.ptr + first * hidden, DType::kF32, n, hidden};
+      if (ex.gate.empty()) {  // another tensor-parallel rank's expert: contributes nothing here
+        KEEL_CUDA_CHECK(cudaMemsetAsync(y.data, 0, y.nbytes(), stream_));
+        continue;
+      }
+      Tensor xe{moe_x_.ptr + first * hidden * xs, x.dtype, n, hidden};
+      Tensor g{moe_gate_.ptr, DType::kF32, n, inter}, u{moe_up_.ptr, DType::kF32, n, inter};
+      Tensor act{moe_act_.ptr, x.dtype, n, inter};
+      gemm_glu(xe, ex.gate, ex.up, w.activation, g, u, act);
+      gemm(act, ex.down, nullptr, y);
+    }
+  }
 
   // --- Prefix cache tiers (host RAM, SSD): one KV block of every layer to or from host memory, laid out as
   // ops.h says (per layer: K then V). The copies run on their own stream through pinned staging slots, ordered

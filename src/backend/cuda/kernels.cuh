@@ -465,14 +465,6 @@ __global__ void gather_rows_kernel(const T* x, const int32_t* rows, int64_t cols
   for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) out[r * cols + d] = src[d];
 }
 
-// out[rows[i]] += weights[i] * y[i]; rows may repeat across experts, so experts run one after another.
-__global__ void scatter_add_rows_kernel(const float* y, const int32_t* rows, const float* weights, int64_t cols,
-                                        float* out) {
-  const int64_t r = blockIdx.x;
-  float* dst = out + static_cast<int64_t>(rows[r]) * cols;
-  const float w = weights[r];
-  for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) dst[d] += w * y[r * cols + d];
-}
 
 
 }  // namespace keel::backend::cuda
