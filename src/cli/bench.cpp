@@ -210,6 +210,9 @@ int run_bench(const BenchArgs& a) {
     what = "synthetic " + shape;
   }
   model::Model& m = *lm.model;
+  if (rank) {
+    if (Status s = wait_until_loaded(group); !s.ok()) return report(s);
+  }
   const auto& c = m.config();
   const auto& w = m.weights();
   if (context > c.max_position_embeddings)

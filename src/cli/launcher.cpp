@@ -308,6 +308,10 @@ struct WireLoadOptions {
 
 }  // namespace
 
+Status wait_until_loaded(RankGroup& group) {
+  return group.world->barrier_within(std::chrono::milliseconds(0)).with_context("waiting for every rank to load");
+}
+
 Status send_load_options(dist::Communicator& plans, const model::LoadOptions& o) {
   WireLoadOptions w{1, o.max_batch_tokens, o.kv_blocks, o.block_size, o.micro_batches};
   return plans.broadcast(&w, sizeof(w), 0);
@@ -356,6 +360,7 @@ std::optional<int> dispatch_rank(const DistOptions& d, const model::ModelConfig&
   options->pipeline = group->pipeline;
   auto m = load(b->get(), *options);
   if (!m.ok()) return report(m.status().with_context(who));
+  if (Status s = wait_until_loaded(*group); !s.ok()) return report(s.with_context(who));
   if (Status s = engine::run_follower(**m, *group->plans, group->tensor); !s.ok()) {
     report(s.with_context(who));
     // The group is broken: leave without the destructors, which may wait on a device or NCCL that will not answer.

@@ -86,6 +86,10 @@ struct RankGroup {
 
 Result<RankGroup> join_group(const RankEnv& env, const DistOptions& d, backend::Backend* backend);
 
+// Waits until every rank has loaded its shard, for as long as that takes (a rank that fails exits, which ends the
+// wait): the step timeout then only measures steps.
+Status wait_until_loaded(RankGroup& group);
+
 // Rank 0's load options (from its memory plan), sent so that every rank sizes its KV pool and buffers alike.
 Status send_load_options(dist::Communicator& plans, const model::LoadOptions& options);
 Result<model::LoadOptions> receive_load_options(dist::Communicator& plans);

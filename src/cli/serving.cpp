@@ -247,6 +247,8 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
     KEEL_ASSIGN_OR_RETURN(p->model, model::Model::load(env, o.dir, p->backend.get(), lo));
   }
   const uint64_t held = p->backend->bytes_allocated() - before;
+  // Ranks load in parallel; no step starts before all have (a slow rank is not a hung one).
+  if (o.rank) KEEL_RETURN_IF_ERROR(wait_until_loaded(p->group));
   const backend::KvLayout& kv = p->model->kv_layout();
   const uint64_t kv_bytes = static_cast<uint64_t>(kv.num_blocks) * kv.block_size * p->model->kv_bytes_per_token();
   const uint64_t weights = p->model->weights().bytes;

@@ -349,6 +349,14 @@ Status TcpCommunicator::barrier() {
   return Status();
 }
 
+Status TcpCommunicator::barrier_within(std::chrono::milliseconds timeout) {
+  const auto saved = timeout_;
+  timeout_ = timeout;
+  Status s = barrier();
+  timeout_ = saved;
+  return s;
+}
+
 Status TcpCommunicator::broadcast(void* data, size_t n, int root) {
   if (root < 0 || root >= world_) return invalid_argument("broadcast: root {} of {} ranks", root, world_);
   if (rank_ == root) {

@@ -41,6 +41,8 @@ class TcpCommunicator final : public Communicator {
   Status all_reduce_sum(float* data, size_t n) override;
   Status all_gather(const float* send, size_t n, float* recv) override;
   Status barrier() override;
+  // A barrier with its own timeout (0: none): "every rank has loaded its shard", which takes as long as it takes.
+  Status barrier_within(std::chrono::milliseconds timeout);
   Status broadcast(void* data, size_t n, int root) override;
   Status send(const float* data, size_t n, int peer) override;
   Status recv(float* data, size_t n, int peer) override;
