@@ -1,5 +1,6 @@
 // keel cache ls|stats|verify|clear as a user drives it: exit codes and what is printed.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <array>
 #include <cstdio>
@@ -142,6 +143,30 @@ TEST(CacheCli, ClearRemovesOnlyKeelsFiles) {
   EXPECT_TRUE(env::Env::posix()->file_exists(c.dir + "/notes.txt"));
   CacheRun ls = keel_cache("ls " + c.args());
   EXPECT_NE(ls.out.find("0 segments"), std::string::npos);
+}
+
+TEST(CacheCli, BenchCacheWarmsEachTierWithThePromptsWholePrefix) {
+  CacheRun r = keel::test::run_keel("bench cache --prompt-lengths 64,200 --blocks 300 --gets 300 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["ttft"]["rows"].size(), 2u);
+  for (const auto& row : j["ttft"]["rows"]) {
+    const uint64_t blocks = row["cached_tokens"].get<uint64_t>() / 16;  // every full block but the last token's
+    EXPECT_EQ(row["cached_tokens"], (row["prompt_tokens"].get<int>() - 1) / 16 * 16);
+    EXPECT_EQ(row["ssd_blocks"], blocks) << row.dump();
+    EXPECT_EQ(row["ram_blocks"], blocks) << row.dump();
+    EXPECT_EQ(row["ssd_queue_dropped"], 0) << row.dump();
+    EXPECT_GT(row["ram_bound_ms"].get<double>(), 0.0);
+    EXPECT_GT(row["ssd_bound_ms"].get<double>(), 0.0);
+  }
+  EXPECT_EQ(j["ssd_index"]["rebuild_checkpoint_blocks"], 300);
+  EXPECT_EQ(j["ssd_index"]["get_misses"], 0);
+}
+
+TEST(CacheCli, BenchCacheNamesABadPromptLength) {
+  CacheRun r = keel::test::run_keel("bench cache --prompt-lengths 1k,x");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: --prompt-lengths 1k,x: 'x' is not a prompt length of at least 2 tokens (like 1024 or 8k)\n");
 }
 
 TEST(CacheCli, ErrorsAreOneLineAndExitOne) {
