@@ -87,6 +87,18 @@ std::string describe_exit(int status) {
   return "stopped";
 }
 
+// CUDA_VISIBLE_DEVICES for a rank: its own GPU first (so it is device 0, the one the backend takes), then the
+// others, still visible so that NCCL can reach them peer to peer.
+std::string gpus_for(int local, const std::vector<std::string>& listed, int count) {
+  std::vector<std::string> all = listed;
+  if (all.empty())
+    for (int i = 0; i < count; i++) all.push_back(std::to_string(i));
+  std::string out = all[local];
+  for (int i = 0; i < static_cast<int>(all.size()); i++)
+    if (i != local) out += "," + all[i];
+  return out;
+}
+
 int visible_gpus() {
 #ifdef KEEL_WITH_CUDA
   return backend::cuda_device_count();
@@ -125,10 +137,9 @@ Result<std::optional<RankEnv>> rank_from_environment() {
     KEEL_ASSIGN_OR_RETURN(int local, env_int("LOCAL_RANK", "LOCAL_RANK", 0, 1023));
     const char* vis = std::getenv("CUDA_VISIBLE_DEVICES");
     std::vector<std::string> ids = vis != nullptr ? split(vis, ',') : std::vector<std::string>{};
-    const std::string mine = ids.empty() ? std::to_string(local) : local < static_cast<int>(ids.size()) ? ids[local] : "";
-    if (mine.empty())
+    if (!ids.empty() && local >= static_cast<int>(ids.size()))
       return invalid_argument("LOCAL_RANK={} but CUDA_VISIBLE_DEVICES={} lists {} GPUs", local, vis, ids.size());
-    setenv("CUDA_VISIBLE_DEVICES", mine.c_str(), 1);
+    setenv("CUDA_VISIBLE_DEVICES", gpus_for(local, ids, local + 1).c_str(), 1);
   }
   setenv("NCCL_NVLS_ENABLE", "0", 1);
   return std::optional<RankEnv>(e);
@@ -159,6 +170,7 @@ int launch_ranks(const LaunchOptions& o) {
   const int port = o.master_port > 0 ? o.master_port : free_port();
   std::vector<std::string> gpus;
   if (const char* vis = std::getenv("CUDA_VISIBLE_DEVICES"); vis != nullptr) gpus = split(vis, ',');
+  const int visible = o.cuda ? visible_gpus() : 0;
   if (o.cuda && !gpus.empty() && static_cast<int>(gpus.size()) < o.world) {
     std::fprintf(stderr, "error: CUDA_VISIBLE_DEVICES=%s lists %zu GPUs for %d ranks\n", std::getenv("CUDA_VISIBLE_DEVICES"),
                  gpus.size(), o.world);
@@ -194,7 +206,7 @@ int launch_ranks(const LaunchOptions& o) {
       setenv("KEEL_MASTER_ADDR", "127.0.0.1", 1);
       setenv("KEEL_MASTER_PORT", std::to_string(port).c_str(), 1);
       setenv("NCCL_NVLS_ENABLE", "0", 1);
-      if (o.cuda) setenv("CUDA_VISIBLE_DEVICES", (gpus.empty() ? std::to_string(r) : gpus[r]).c_str(), 1);
+      if (o.cuda) setenv("CUDA_VISIBLE_DEVICES", gpus_for(r, gpus, std::max(o.world, visible)).c_str(), 1);
       execv(exe.c_str(), argv.data());
       std::fprintf(stderr, "error: rank %d: cannot run %s: %s\n", r, exe.c_str(), std::strerror(errno));
       _exit(127);

@@ -3,8 +3,9 @@
 // its groups once at start. docs/DISTRIBUTED.md ("Launching ranks") has the whole protocol.
 //
 //   launcher   the process the user started: picks the master port, starts rank g = s*N + t (stage s, TP rank
-//              t) with KEEL_RANK/KEEL_WORLD_SIZE/KEEL_MASTER_ADDR/KEEL_MASTER_PORT and its own GPU
-//              (CUDA_VISIBLE_DEVICES), forwards SIGINT/SIGTERM to rank 0, and when a rank dies gives the others
+//              t) with KEEL_RANK/KEEL_WORLD_SIZE/KEEL_MASTER_ADDR/KEEL_MASTER_PORT and its own GPU first in
+//              CUDA_VISIBLE_DEVICES (device 0; the others stay visible for NCCL's peer-to-peer paths), forwards
+//              SIGINT/SIGTERM to rank 0, and when a rank dies gives the others
 //              a grace period to fail cleanly, then kills them. Exit code 0 only if every rank exited 0.
 //   rank 0     serves HTTP (or runs the benchmark) and schedules; sends each step's plan to the others.
 //   rank g>0   loads its shard and runs engine::run_follower until rank 0 says shutdown.

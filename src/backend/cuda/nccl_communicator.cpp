@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "dist/tcp_communicator.h"
@@ -72,11 +73,16 @@ Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::create(dist::Communi
     return invalid_argument("NCCL needs the CUDA backend, not {}", backend->name());
   // NVLink multicast (NVLS) stays off on every machine keel runs on; every connection is made at creation, so
   // its memory is known up front and no collective inside a graph capture sets one up.
-  setenv("NCCL_NVLS_ENABLE", "0", 1);
-  setenv("NCCL_RUNTIME_CONNECT", "0", 0);
+  // (Only where not so already: setenv races with other threads' getenv, and ranks as threads set them first.)
+  auto set = [](const char* name, const char* value, bool force) {
+    const char* now = std::getenv(name);
+    if (now == nullptr || (force && std::strcmp(now, value) != 0)) setenv(name, value, 1);
+  };
+  set("NCCL_NVLS_ENABLE", "0", true);
+  set("NCCL_RUNTIME_CONNECT", "0", false);
   // Captured collectives use NCCL's own buffers rather than registering the model's (graph registration maps
   // user buffers across processes, which keel's fixed workspaces do not need).
-  setenv("NCCL_GRAPH_REGISTER", "0", 0);
+  set("NCCL_GRAPH_REGISTER", "0", false);
   ncclGetVersion(&impl->version);
   if (cudaSetDevice(impl->device) != cudaSuccess) return internal_error("NCCL: cannot select device {}", impl->device);
   size_t free_before = 0, free_after = 0, total = 0;

@@ -50,8 +50,16 @@ double rel_error(const std::vector<float>& got, const std::vector<float>& want) 
   return std::sqrt(num / den);
 }
 
+// NCCL's settings, made once before any rank thread starts (setenv is not thread-safe).
+void nccl_env() {
+  setenv("NCCL_NVLS_ENABLE", "0", 1);
+  setenv("NCCL_RUNTIME_CONNECT", "0", 0);
+  setenv("NCCL_GRAPH_REGISTER", "0", 0);
+}
+
 // Runs fn(rank's communicator, rank's backend) on two threads, rank r on GPU r.
 std::vector<Status> on_two_gpus(const std::function<Status(dist::Communicator&, Backend&)>& fn) {
+  nccl_env();
   dist::ThreadGroup control(2);
   return control.run([&](dist::Communicator& c) -> Status {
     KEEL_ASSIGN_OR_RETURN(auto backend, make_cuda_backend(c.rank()));
@@ -192,6 +200,7 @@ TEST(NcclTensorParallel, EngineWithAFollowerRankGivesOneGpusTokensWithoutAllocat
 TEST(NcclTensorParallel, ARankThatExitsFailsTheOthersStepInsteadOfHangingIt) {
   REQUIRE_TWO_GPUS();
   const int port = 29500 + static_cast<int>(::getpid() % 1000);
+  nccl_env();
   std::vector<Status> status(2);
   double waited = 0;
   std::vector<std::thread> threads;
