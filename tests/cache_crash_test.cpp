@@ -75,10 +75,11 @@ class ServeProcess {
     if (pid_ > 0 && !reaped_) kill9();
   }
 
-  // The port once the server listens; 0 when it exited or did not listen within a minute.
+  // The port once the server listens; 0 when it exited (its log says why) or did not listen within two
+  // minutes (a machine this loaded cannot run the test).
   int wait_listening() {
     const std::regex listening("on http://127\\.0\\.0\\.1:([0-9]+)");
-    for (int i = 0; i < 1200; i++) {
+    for (int i = 0; i < 2400; i++) {
       std::smatch m;
       const std::string text = log_text();
       if (std::regex_search(text, m, listening)) return std::stoi(m[1]);
