@@ -37,15 +37,18 @@ for stage in "$@"; do
         echo "carried binaries do not run here: building"; "$0" build || exit 1
       fi ;;
     prefill)
-      # Tiled flash prefill (issue 6): the attention op tests, the kernel's microbenchmark (with the per-row
-      # kernel it replaces on the same problems), then llama3-8b prefill at 512/2048/8192 with it and without.
-      $B/src/backend/cuda/keel_backend_cuda_test --gtest_filter='CudaOps.*Attention*:CudaGolden.*' 2>&1 |
-        tee "$OUT/flash_test.log" | grep -E "flash prefill|cuda golden|FAILED|PASSED|Failure|OK \]"
-      nvcc -O3 -std=c++17 -gencode=arch=compute_90,code=sm_90 -o /tmp/flash_prefill_v1 dev/kernels/flash_prefill_v1.cu &&
-        /tmp/flash_prefill_v1 2>&1 | tee "$OUT/flash_dev.txt"
+      # Tiled flash prefill (issue 6): every CUDA test (op tests, goldens), the kernel's microbenchmark (variants,
+      # and the per-row kernel it replaces on the same problems), then llama3-8b prefill at 512/2048/8192 with it
+      # and without (KEEL_FLASH_PREFILL=0), and 8192 in chunks of 2048 (each chunk attends to the KV before it).
+      $B/src/backend/cuda/keel_backend_cuda_test 2>&1 | tee "$OUT/cuda_test.log" |
+        grep -E "flash prefill|cuda golden|FAILED|PASSED|Failure|tests ran"
+      nvcc -O3 -std=c++17 -gencode=arch=compute_90,code=sm_90 -I src -o /tmp/flash_prefill_v2 dev/kernels/flash_prefill_v2.cu &&
+        /tmp/flash_prefill_v2 2>&1 | tee "$OUT/flash_dev.txt" | grep -E "FAIL|TFLOP"
       $B/keel bench --backend cuda --synthetic llama3-8b --decode-tokens 8 --batches 1 2>&1 | tee "$OUT/prefill.txt"
       KEEL_FLASH_PREFILL=0 $B/keel bench --backend cuda --synthetic llama3-8b --decode-tokens 8 --batches 1 2>&1 |
-        tee -a "$OUT/prefill.txt" ;;
+        tee -a "$OUT/prefill.txt"
+      $B/keel bench --backend cuda --synthetic llama3-8b --prompt-tokens 8192 --prefill-chunk 2048 --decode-tokens 4 \
+        --batches 1 2>&1 | tee -a "$OUT/prefill.txt" ;;
     test)
       $B/src/backend/cuda/keel_backend_cuda_test 2>&1 | tee "$OUT/cuda_test.log" | grep -E "cuda golden|FAILED|PASSED|Failure|error" ;;
     ctest)

@@ -422,7 +422,7 @@ class CudaBackend final : public Backend {
     const int group = p.num_heads / p.num_kv_heads;
     if (!flash_prefill_ || !prefill_ || kv_.dtype == DType::kF32 || !flash_prefill_supports(p.head_dim, group))
       return false;
-    const int rows = flash_prefill_rows(p.head_dim, q.rows, group, p.num_kv_heads, sm_count_);
+    const int rows = flash_prefill_rows(p.head_dim);
     if (rows != flash_tiles_rows_) {
       flash_prefill_tiles(seq_info_host_, rows / group, &flash_tiles_host_);
       upload(flash_tiles_, flash_tiles_host_.data(), flash_tiles_host_.size());
@@ -434,7 +434,7 @@ class CudaBackend final : public Backend {
         KEEL_CUDA_CHECK(launch_flash_prefill<T>(
             static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
             seq_info_.ptr, tables_.ptr, flash_tiles_.ptr, static_cast<int>(flash_tiles_host_.size()), p.num_heads,
-            p.num_kv_heads, p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap, rows,
+            p.num_kv_heads, p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap,
             static_cast<T*>(out.data), stream_));
       }
     });

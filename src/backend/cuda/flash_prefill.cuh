@@ -83,17 +83,22 @@ __device__ __forceinline__ float fast_exp2(float x) {
 
 }  // namespace flash
 
-// HD: head_dim; WARPS: 16 packed query rows each; BN: keys per K/V tile. tiles[i] = (sequence, first token);
-// CTA b handles tile b / kv_heads, KV head b % kv_heads.
-template <typename T, int HD, int WARPS, int BN>
-__global__ void __launch_bounds__(WARPS * 32) flash_prefill_kernel(
+// HD: head_dim; WARPS x MT x 16 packed query rows a CTA (MT m16 tiles a warp: each K/V fragment read from
+// shared memory feeds MT MMAs); BN: keys per K/V tile; QR: Q's fragments held in registers (a fifth fewer
+// ldmatrix, ~40 more registers). tiles[i] = (sequence, first token); CTA b handles tile b / kv_heads, KV head
+// b % kv_heads. q_scale is the softmax scale, times log2(e) when there is no soft-cap.
+// MT 1 without QR, up to 128 x 32 of head_dim x keys, fits 128 registers: asking for 16 warps an SM keeps the
+// compiler there (left alone it took 130, which leaves room for 12).
+template <typename T, int HD, int WARPS, int BN, int MT, bool QR>
+__global__ void __launch_bounds__(WARPS * 32, MT == 1 && !QR && HD * BN <= 128 * 32 ? 16 / WARPS : 1) flash_prefill_kernel(
     const float* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
     const SeqInfo* __restrict__ seqs, const int32_t* __restrict__ block_tables, const int2* __restrict__ tiles,
-    int heads, int kv_heads, int block_size, float scale, int window, float softcap, T* __restrict__ out) {
+    int heads, int kv_heads, int block_size, float q_scale, int window, float softcap, T* __restrict__ out) {
   using namespace flash;
-  constexpr int BM = 16 * WARPS, NT = WARPS * 32;
+  constexpr int WM = 16 * MT, BM = WM * WARPS, NT = WARPS * 32;
   constexpr int LD = HD + 8;  // +16 bytes a row: the 8 rows of an ldmatrix land in different banks
   constexpr int CH = HD / 8;  // 16-byte chunks a row
+  constexpr bool kQRegs = QR && MT == 1;
   constexpr float kLog2e = 1.4426950408889634f;
   extern __shared__ __align__(16) uint8_t flash_smem[];
   T* qs = reinterpret_cast<T*>(flash_smem);  // [BM][LD]
@@ -114,6 +119,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_prefill_kernel(
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int64_t row_stride = static_cast<int64_t>(heads) * HD;
   const int64_t head_off = static_cast<int64_t>(kvh) * group * HD;
+  const float inv_cap = softcap > 0.f ? 1.f / softcap : 0.f, cap_log2e = softcap * kLog2e;
 
   // Q, pre-scaled, to T. The packed rows of one token are contiguous in q (heads kvh*group .. +group-1).
   for (int i = tid; i < BM * (HD / 4); i += NT) {
@@ -123,7 +129,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_prefill_kernel(
       v = *reinterpret_cast<const float4*>(q + (seq.q_start + t0 + m / group) * row_stride + head_off +
                                            (m % group) * HD + c);
     *reinterpret_cast<uint2*>(qs + m * LD + c) =
-        make_uint2(pack2<T>(v.x * scale, v.y * scale), pack2<T>(v.z * scale, v.w * scale));
+        make_uint2(pack2<T>(v.x * q_scale, v.y * q_scale), pack2<T>(v.z * q_scale, v.w * q_scale));
   }
 
   // Keys kt .. kt+BN-1 through the block table; those past the tile's last position become zeros (P is 0
@@ -145,17 +151,30 @@ __global__ void __launch_bounds__(WARPS * 32) flash_prefill_kernel(
   const int n_tiles = (p1 - lo + BN) / BN;
   load_kv(0, lo);
 
-  // This thread's two rows (lane/4 and lane/4 + 8 of the warp's 16); padding rows act as the last token.
-  int pos[2];
+  uint32_t qf[kQRegs ? HD / 16 : 1][4];
+  if constexpr (kQRegs) {
+    __syncthreads();
 #pragma unroll
-  for (int h = 0; h < 2; h++) {
-    const int m = warp * 16 + (lane >> 2) + 8 * h;
-    pos[h] = m < rows ? first_pos + m / group : p1;
+    for (int kk = 0; kk < HD / 16; kk++)
+      ldmatrix_x4(qf[kk], qs + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
   }
-  float m_i[2] = {-INFINITY, -INFINITY}, l_i[2] = {0.f, 0.f};
-  float o[HD / 8][4];
+
+  // This thread's rows: lane/4 and lane/4 + 8 of each of the warp's m16 tiles; padding rows act as the last token.
+  int pos[MT][2];
+  float m_i[MT][2], l_i[MT][2];
+  float o[MT][HD / 8][4];
 #pragma unroll
-  for (int i = 0; i < HD / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int m = warp * WM + mt * 16 + (lane >> 2) + 8 * h;
+      pos[mt][h] = m < rows ? first_pos + m / group : p1;
+      m_i[mt][h] = -INFINITY;
+      l_i[mt][h] = 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < HD / 8; i++) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.f;
+  }
 
   for (int it = 0; it < n_tiles; it++) {
     const int kt = lo + it * BN;
@@ -165,100 +184,138 @@ __global__ void __launch_bounds__(WARPS * 32) flash_prefill_kernel(
     const T* kb = ks + (it & 1) * BN * LD;
     const T* vb = vs + (it & 1) * BN * LD;
 
-    float s[BN / 8][4];
+    float s[MT][BN / 8][4];
 #pragma unroll
-    for (int i = 0; i < BN / 8; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int i = 0; i < BN / 8; i++) s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
-      uint32_t a[4];
-      ldmatrix_x4(a, qs + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+      uint32_t a[MT][4];
+      if constexpr (kQRegs) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) a[0][e] = qf[kk][e];
+      } else {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+          ldmatrix_x4(a[mt], qs + (warp * WM + mt * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+      }
 #pragma unroll
       for (int nn = 0; nn < BN / 16; nn++) {
         uint32_t b[4];
         ldmatrix_x4(b, kb + (nn * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma16816<T>(s[2 * nn], a, b[0], b[1]);
-        mma16816<T>(s[2 * nn + 1], a, b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          mma16816<T>(s[mt][2 * nn], a[mt], b[0], b[1]);
+          mma16816<T>(s[mt][2 * nn + 1], a[mt], b[2], b[3]);
+        }
       }
     }
 
-    // Soft-cap, mask, scores to log2 units. Only tiles crossing the diagonal or the window's edge need the mask.
+    // Soft-cap and mask; scores are in log2 units from here. Only tiles crossing the diagonal or the window's
+    // edge need the mask.
     const bool need_mask = kt + BN - 1 > first_pos || (window > 0 && kt <= p1 - window);
+    float alpha[MT][2];
+    bool moved = false;
 #pragma unroll
-    for (int ni = 0; ni < BN / 8; ni++) {
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        float v = s[ni][e];
-        if (softcap > 0.f) v = softcap * tanhf(v / softcap);  // not tanh.approx: x cap 50, its error is 0.02
-        v *= kLog2e;
-        if (need_mask) {
-          const int j = kt + ni * 8 + (lane & 3) * 2 + (e & 1);
-          const int p = pos[e >> 1];
-          if (j > p || (window > 0 && j <= p - window)) v = -INFINITY;
-        }
-        s[ni][e] = v;
-      }
-    }
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      float mx = m_i[h];
-#pragma unroll
-      for (int ni = 0; ni < BN / 8; ni++) mx = fmaxf(mx, fmaxf(s[ni][2 * h], s[ni][2 * h + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_use = mx == -INFINITY ? 0.f : mx;  // a row with nothing visible yet stays at zero
-      const float alpha = fast_exp2(m_i[h] - m_use);
-      m_i[h] = mx;
-      float sum = 0.f;
+    for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
       for (int ni = 0; ni < BN / 8; ni++) {
-        s[ni][2 * h] = fast_exp2(s[ni][2 * h] - m_use);
-        s[ni][2 * h + 1] = fast_exp2(s[ni][2 * h + 1] - m_use);
-        sum += s[ni][2 * h] + s[ni][2 * h + 1];
-      }
-      l_i[h] = l_i[h] * alpha + sum;  // this thread's share of the row; the quad is summed at the end
 #pragma unroll
-      for (int di = 0; di < HD / 8; di++) {
-        o[di][2 * h] *= alpha;
-        o[di][2 * h + 1] *= alpha;
+        for (int e = 0; e < 4; e++) {
+          float v = s[mt][ni][e];
+          // not tanh.approx: its ~5e-4 error times a cap of 50 would move logits by 0.02
+          if (softcap > 0.f) v = cap_log2e * tanhf(v * inv_cap);
+          if (need_mask) {
+            const int j = kt + ni * 8 + (lane & 3) * 2 + (e & 1);
+            const int p = pos[mt][e >> 1];
+            if (j > p || (window > 0 && j <= p - window)) v = -INFINITY;
+          }
+          s[mt][ni][e] = v;
+        }
       }
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        float mx = m_i[mt][h];
+#pragma unroll
+        for (int ni = 0; ni < BN / 8; ni++) mx = fmaxf(mx, fmaxf(s[mt][ni][2 * h], s[mt][ni][2 * h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_use = mx == -INFINITY ? 0.f : mx;  // a row with nothing visible yet stays at zero
+        alpha[mt][h] = mx == m_i[mt][h] ? 1.f : fast_exp2(m_i[mt][h] - m_use);
+        moved |= mx != m_i[mt][h];
+        m_i[mt][h] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int ni = 0; ni < BN / 8; ni++) {
+          s[mt][ni][2 * h] = fast_exp2(s[mt][ni][2 * h] - m_use);
+          s[mt][ni][2 * h + 1] = fast_exp2(s[mt][ni][2 * h + 1] - m_use);
+          sum += s[mt][ni][2 * h] + s[mt][ni][2 * h + 1];
+        }
+        l_i[mt][h] = l_i[mt][h] * alpha[mt][h] + sum;  // this thread's share of the row; the quad's summed at the end
+      }
+    }
+    // Rescale O only when some row of the warp has a new maximum: past the first tiles of a long row, rarely.
+    if (__any_sync(0xffffffffu, moved)) {
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int di = 0; di < HD / 8; di++) {
+          o[mt][di][0] *= alpha[mt][0];
+          o[mt][di][1] *= alpha[mt][0];
+          o[mt][di][2] *= alpha[mt][1];
+          o[mt][di][3] *= alpha[mt][1];
+        }
     }
 
     // O += P V: the score accumulators' layout is the A-operand layout of the next MMA.
 #pragma unroll
     for (int kk = 0; kk < BN / 16; kk++) {
-      uint32_t a[4];
-      a[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
-      a[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
-      a[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      uint32_t a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        a[mt][0] = pack2<T>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        a[mt][1] = pack2<T>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        a[mt][2] = pack2<T>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        a[mt][3] = pack2<T>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
 #pragma unroll
       for (int dn = 0; dn < HD / 16; dn++) {
         uint32_t b[4];
         ldmatrix_x4_trans(b, vb + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dn * 16 + (lane >> 4) * 8);
-        mma16816<T>(o[2 * dn], a, b[0], b[1]);
-        mma16816<T>(o[2 * dn + 1], a, b[2], b[3]);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          mma16816<T>(o[mt][2 * dn], a[mt], b[0], b[1]);
+          mma16816<T>(o[mt][2 * dn + 1], a[mt], b[2], b[3]);
+        }
       }
     }
   }
 
-  // Normalise; stage the warp's 16 rows in its own Q rows (no other warp reads them) for 16-byte stores.
+  // Normalise; stage the warp's rows in its own Q rows (no other warp reads them) for 16-byte stores.
+  T* os = qs + warp * WM * LD;
 #pragma unroll
-  for (int h = 0; h < 2; h++) {
-    l_i[h] += __shfl_xor_sync(0xffffffffu, l_i[h], 1);
-    l_i[h] += __shfl_xor_sync(0xffffffffu, l_i[h], 2);
-    l_i[h] = 1.f / l_i[h];
-  }
-  T* os = qs + warp * 16 * LD;
+  for (int mt = 0; mt < MT; mt++) {
+    float inv[2];
 #pragma unroll
-  for (int di = 0; di < HD / 8; di++) {
-    const int c = di * 8 + (lane & 3) * 2;
-    *reinterpret_cast<uint32_t*>(os + (lane >> 2) * LD + c) = pack2<T>(o[di][0] * l_i[0], o[di][1] * l_i[0]);
-    *reinterpret_cast<uint32_t*>(os + ((lane >> 2) + 8) * LD + c) = pack2<T>(o[di][2] * l_i[1], o[di][3] * l_i[1]);
+    for (int h = 0; h < 2; h++) {
+      float l = l_i[mt][h];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      inv[h] = 1.f / l;
+    }
+#pragma unroll
+    for (int di = 0; di < HD / 8; di++) {
+      const int c = di * 8 + (lane & 3) * 2;
+      const int r = mt * 16 + (lane >> 2);
+      *reinterpret_cast<uint32_t*>(os + r * LD + c) = pack2<T>(o[mt][di][0] * inv[0], o[mt][di][1] * inv[0]);
+      *reinterpret_cast<uint32_t*>(os + (r + 8) * LD + c) = pack2<T>(o[mt][di][2] * inv[1], o[mt][di][3] * inv[1]);
+    }
   }
   __syncwarp();
-  for (int i = lane; i < 16 * CH; i += 32) {
+  for (int i = lane; i < WM * CH; i += 32) {
     const int r = i / CH, c = (i % CH) * 8;
-    const int m = warp * 16 + r;
+    const int m = warp * WM + r;
     if (m < rows)
       *reinterpret_cast<uint4*>(out + (seq.q_start + t0 + m / group) * row_stride + head_off + (m % group) * HD + c) =
           *reinterpret_cast<const uint4*>(os + r * LD + c);
@@ -276,12 +333,24 @@ inline bool flash_prefill_supports(int head_dim, int group) {
   return dim && group >= 1 && group <= kFlashMaxGroup;
 }
 
-// Rows of query (token x head) a CTA takes. 128-row tiles halve the K/V re-reads of long prompts; 64-row ones
-// keep short ones from leaving SMs idle.
-inline int flash_prefill_rows(int head_dim, int64_t tokens, int group, int kv_heads, int sm_count) {
-  if (head_dim != 128) return 64;
-  const int64_t ctas_128 = (tokens * group + 127) / 128 * kv_heads;
-  return ctas_128 >= 4 * sm_count ? 128 : 64;
+// One configuration a head_dim: WARPS x MT x 16 packed rows a CTA, BN keys a K/V tile. From
+// dev/kernels/flash_prefill_v2.cu's sweep on an H100 (llama3-8b attention, one layer, TFLOP/s at 512 / 2048 /
+// 8192 tokens): head_dim 128 at 8 warps x 32 keys 51 / 190 / 241, against 4 warps x 32 keys 49 / 171 / 214,
+// 4 x 64 keys 55 / 134 / 171, 2 m-tiles a warp 44 / 173 / 227, Q in registers 55 / 130 / 160 (the per-row
+// kernel: 7 / 9 / 9). 32-key tiles at 128 registers keep 16 warps on an SM.
+template <int HD>
+struct FlashConfig {
+  static constexpr int kWarps = HD == 128 ? 8 : 4, kKeys = HD >= 128 ? 32 : 64, kMTiles = 1;
+  static constexpr bool kQRegs = false;
+  static constexpr int kRows = 16 * kWarps * kMTiles;
+};
+
+inline int flash_prefill_rows(int head_dim) {
+  switch (head_dim) {
+    case 128: return FlashConfig<128>::kRows;
+    case 256: return FlashConfig<256>::kRows;
+    default: return FlashConfig<64>::kRows;
+  }
 }
 
 // The (sequence, first token) of every tile of `rows_per_tile` packed rows, heaviest (most keys) first, so the
@@ -301,39 +370,38 @@ inline void flash_prefill_tiles(const std::vector<SeqInfo>& seqs, int tokens_per
   for (const Tile& x : t) out->push_back(make_int2(x.seq, x.t0));
 }
 
-template <typename T, int HD, int WARPS, int BN>
+template <typename T, int HD, int WARPS, int BN, int MT, bool QR>
 cudaError_t launch_flash_prefill_cfg(const float* q, const T* k, const T* v, const SeqInfo* seqs, const int32_t* tables,
                                      const int2* tiles, int num_tiles, int heads, int kv_heads, int block_size,
                                      float scale, int window, float softcap, T* out, cudaStream_t stream) {
-  auto kernel = flash_prefill_kernel<T, HD, WARPS, BN>;
-  const size_t smem = static_cast<size_t>(16 * WARPS + 4 * BN) * (HD + 8) * sizeof(T);
+  auto kernel = flash_prefill_kernel<T, HD, WARPS, BN, MT, QR>;
+  const size_t smem = static_cast<size_t>(16 * WARPS * MT + 4 * BN) * (HD + 8) * sizeof(T);
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
   }
+  const float q_scale = softcap > 0.0f ? scale : scale * 1.4426950408889634f;  // log2(e): exp2 in the kernel
   kernel<<<static_cast<unsigned>(num_tiles) * kv_heads, WARPS * 32, smem, stream>>>(
-      q, k, v, seqs, tables, tiles, heads, kv_heads, block_size, scale, window, softcap, out);
+      q, k, v, seqs, tables, tiles, heads, kv_heads, block_size, q_scale, window, softcap, out);
   return cudaGetLastError();
 }
 
-// rows_per_tile: 64 or 128 (flash_prefill_rows); head_dim: one flash_prefill_supports accepts.
+// Tiles of flash_prefill_rows(head_dim) rows; head_dim one flash_prefill_supports accepts.
 template <typename T>
 cudaError_t launch_flash_prefill(const float* q, const T* k, const T* v, const SeqInfo* seqs, const int32_t* tables,
                                  const int2* tiles, int num_tiles, int heads, int kv_heads, int head_dim,
-                                 int block_size, float scale, int window, float softcap, int rows_per_tile, T* out,
-                                 cudaStream_t stream) {
-#define KEEL_FLASH(HD, W, BN)                                                                                \
-  return launch_flash_prefill_cfg<T, HD, W, BN>(q, k, v, seqs, tables, tiles, num_tiles, heads, kv_heads, \
-                                                block_size, scale, window, softcap, out, stream)
+                                 int block_size, float scale, int window, float softcap, T* out, cudaStream_t stream) {
+#define KEEL_FLASH(HD)                                                                                          \
+  return launch_flash_prefill_cfg<T, HD, FlashConfig<HD>::kWarps, FlashConfig<HD>::kKeys,                       \
+                                  FlashConfig<HD>::kMTiles, FlashConfig<HD>::kQRegs>(q, k, v, seqs, tables, tiles, num_tiles, heads,     \
+                                                            kv_heads, block_size, scale, window, softcap, out, stream)
   switch (head_dim) {
-    case 16: KEEL_FLASH(16, 4, 64);
-    case 32: KEEL_FLASH(32, 4, 64);
-    case 64: KEEL_FLASH(64, 4, 64);
-    case 96: KEEL_FLASH(96, 4, 64);
-    case 128:
-      if (rows_per_tile == 128) KEEL_FLASH(128, 8, 64);
-      KEEL_FLASH(128, 4, 64);
-    case 256: KEEL_FLASH(256, 4, 32);
+    case 16: KEEL_FLASH(16);
+    case 32: KEEL_FLASH(32);
+    case 64: KEEL_FLASH(64);
+    case 96: KEEL_FLASH(96);
+    case 128: KEEL_FLASH(128);
+    case 256: KEEL_FLASH(256);
   }
 #undef KEEL_FLASH
   return cudaErrorInvalidValue;
