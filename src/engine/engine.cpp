@@ -212,8 +212,11 @@ void Engine::loop() {
         std::vector<std::promise<int>> evictions;
         evictions.swap(evictions_);
         lock.unlock();
-        for (auto& p : evictions) p.set_value(scheduler_.evict_cached());
+        std::vector<int> moved;
+        for (size_t i = 0; i < evictions.size(); i++) moved.push_back(scheduler_.evict_cached());
+        // Stats first: a caller woken by its answer reads stats that include the eviction.
         publish_stats(0, 0, 0, false);
+        for (size_t i = 0; i < evictions.size(); i++) evictions[i].set_value(moved[i]);
         continue;
       }
       for (auto& [id, rc] : incoming_) {
