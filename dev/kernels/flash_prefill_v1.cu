@@ -484,7 +484,7 @@ void run_case(const Case& c, bool timed) {
         cudaEventRecord(a);
         base<<<dim3(p.tokens, c.kv_heads, 1), kTileKeys, bsmem>>>(d_q, d_k, d_v, d_pos, d_rs, d_info, d_tables, c.heads,
                                                                   c.kv_heads, HD, c.block_size, scale, c.window,
-                                                                  c.softcap, d_out, 1, nullptr, nullptr);
+                                                                  c.softcap, d_out, 1, nullptr, nullptr, false);
         cudaEventRecord(b);
         cudaEventSynchronize(b);
         float t = 0;

@@ -242,8 +242,11 @@ class CudaBackend final : public Backend {
     upload(tables_, tables_host_.data(), tables_host_.size());
     upload(tokens_, tokens.data(), tokens.size());
     upload(gather_, logit_rows.data(), logit_rows.size());
-    prefill_ = false;
-    for (const SeqSlice& s : batch.seqs) prefill_ |= s.q_len > 1;
+    prefill_ = single_rows_ = false;
+    for (const SeqSlice& s : batch.seqs) {
+      prefill_ |= s.q_len > 1;
+      single_rows_ |= s.q_len == 1;
+    }
     flash_tiles_rows_ = 0;  // the first prefill attention of this forward makes its tile list
   }
 
@@ -416,8 +419,8 @@ class CudaBackend final : public Backend {
     check_launch();
   }
 
-  // A batch with a multi-token sequence (prefill, a chunk over KV history, or such mixed with decodes) runs the
-  // tiled tensor-core kernel over all its sequences; decode-only batches keep the split-K kernel.
+  // The multi-token sequences of a batch (prompts, chunks over KV history) run the tiled tensor-core kernel;
+  // single-token ones (decodes, alone or mixed in) keep the per-row kernels below.
   bool flash_prefill(int layer, const Tensor& q, const AttentionParams& p, Tensor& out) {
     const int group = p.num_heads / p.num_kv_heads;
     if (!flash_prefill_ || !prefill_ || kv_.dtype == DType::kF32 || !flash_prefill_supports(p.head_dim, group))
@@ -428,6 +431,7 @@ class CudaBackend final : public Backend {
       upload(flash_tiles_, flash_tiles_host_.data(), flash_tiles_host_.size());
       flash_tiles_rows_ = rows;
     }
+    if (flash_tiles_host_.empty()) return true;
     dispatch(kv_.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
       if constexpr (!std::is_same_v<T, float>) {
@@ -443,7 +447,9 @@ class CudaBackend final : public Backend {
 
   void attention(int layer, const Tensor& q, const BatchMeta& batch, const AttentionParams& p,
                  Tensor& out) override {
-    if (flash_prefill(layer, q, p, out)) return;
+    // flash: the multi-token sequences are done; the kernels below skip them.
+    const bool flash = flash_prefill(layer, q, p, out);
+    if (flash && !single_rows_) return;
     const int group = p.num_heads / p.num_kv_heads;
     const int dpl = p.head_dim / 32;
     if (group <= kMaxGroup && p.head_dim % 32 == 0 && (dpl == 1 || dpl == 2 || dpl == 4 || dpl == 8)) {
@@ -451,7 +457,7 @@ class CudaBackend final : public Backend {
       // blocks to fill the GPU (decode), each row's keys are split across blocks and joined afterwards.
       const int64_t tasks = q.rows * p.num_kv_heads;
       int splits = 1;
-      if (tasks < sm_count_)
+      if (tasks < sm_count_ && !flash)  // (the combine kernel writes every row)
         splits = static_cast<int>(std::min<int64_t>(kMaxSplits, (2 * sm_count_ + tasks - 1) / tasks));
       if (static_cast<size_t>(tasks * splits * group * p.head_dim) > split_acc_.capacity) splits = 1;
       dim3 grid(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads), static_cast<unsigned>(splits));
@@ -465,7 +471,7 @@ class CudaBackend final : public Backend {
               static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
               positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr, p.num_heads, p.num_kv_heads, p.head_dim,
               kv_.block_size, p.scale, p.sliding_window, p.softcap, static_cast<T*>(out.data), splits, split_ml_.ptr,
-              split_acc_.ptr);
+              split_acc_.ptr, flash);
         };
         switch (dpl) {
           case 1: launch(attention_group_kernel<T, 1>); break;
@@ -489,7 +495,7 @@ class CudaBackend final : public Backend {
       attention_kernel<T><<<blocks_for(tasks, warps), warps * 32, 0, stream_>>>(
           static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
           positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr, q.rows, p.num_heads, p.num_kv_heads,
-          p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap, static_cast<T*>(out.data));
+          p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap, static_cast<T*>(out.data), flash);
     });
     check_launch();
   }
@@ -656,7 +662,7 @@ class CudaBackend final : public Backend {
   DeviceArray<int2> flash_tiles_;
   std::vector<int2> flash_tiles_host_;
   int flash_tiles_rows_ = 0;  // rows per tile of the uploaded list; 0: none yet this forward
-  bool prefill_ = false, flash_prefill_ = true;
+  bool prefill_ = false, single_rows_ = false, flash_prefill_ = true;
   DeviceArray<float> inv_freq_, fused_, split_ml_, split_acc_;
   int sm_count_ = 132;
   static constexpr int kMaxSplits = 32;

@@ -155,8 +155,9 @@ TEST(CudaOps, PagedAttentionMatchesCpuOverManyShapes) {
 
 // Batches with a multi-token sequence take the tiled flash kernel (head_dim % 16 == 0, group <= 8, 2-byte KV):
 // several sequences, lengths off the 16/32-token tiles, block sizes that split tiles, GQA 1..8, windows,
-// soft-cap, chunks over KV history, decode rows mixed in. F32 KV takes the per-row kernels (1e-5); BF16 and
-// F16 KV (Q and P rounded to 16 bits inside the kernel) must stay within the file's 3e-2.
+// soft-cap, chunks over KV history, decode rows mixed in (those take the per-row kernels in the same call).
+// F32 KV takes the per-row kernels (1e-5); BF16 and F16 KV (Q and P rounded to 16 bits inside the kernel) must
+// stay within the file's 3e-2 (measured on an H100: bf16 2.6e-3..3.6e-3, f16 3.3e-4..4.5e-4).
 TEST(CudaOps, FlashPrefillAttentionMatchesCpu) {
   REQUIRE_GPU();
   const std::vector<AttnCase> cases = {
@@ -169,7 +170,8 @@ TEST(CudaOps, FlashPrefillAttentionMatchesCpu) {
       {8, 4, 256, 16, 32, 50.0f, {{150, 150}, {40, 20}}},            // head_dim 256, window and soft-cap
       {4, 2, 32, 4, 6, 0, {{33, 33}, {50, 1}, {9, 9}}},              // head_dim 32, a decode row in the batch
       {6, 6, 16, 1, 0, 0, {{40, 40}}},                               // head_dim 16, block size 1
-      {7, 1, 96, 32, 0, 0, {{260, 33}}},                             // GQA 7 (MQA), head_dim 96, history
+      {7, 1, 96, 32, 0, 0, {{260, 33}, {70, 1}}},                   // MQA, head_dim 96, history; a decode row
+                                                                      // (per-warp kernel beside the flash one)
       {8, 2, 64, 16, 0, 0, {{5, 3}, {17, 17}, {2, 2}, {1, 1}}},      // tiny sequences
   };
   for (size_t i = 0; i < cases.size(); i++) {

@@ -353,8 +353,8 @@ inline int flash_prefill_rows(int head_dim) {
   }
 }
 
-// The (sequence, first token) of every tile of `rows_per_tile` packed rows, heaviest (most keys) first, so the
-// long tiles of a causal prompt do not start last.
+// The (sequence, first token) of every tile of the multi-token sequences (single-token ones, decodes, stay with
+// the split-K kernel), heaviest (most keys) first, so the long tiles of a causal prompt do not start last.
 inline void flash_prefill_tiles(const std::vector<SeqInfo>& seqs, int tokens_per_tile, std::vector<int2>* out) {
   struct Tile {
     int work, seq, t0;
@@ -362,6 +362,7 @@ inline void flash_prefill_tiles(const std::vector<SeqInfo>& seqs, int tokens_per
   std::vector<Tile> t;
   for (int s = 0; s < static_cast<int>(seqs.size()); s++) {
     const SeqInfo& q = seqs[s];
+    if (q.q_len < 2) continue;
     for (int t0 = 0; t0 < q.q_len; t0 += tokens_per_tile)
       t.push_back({q.kv_len - q.q_len + std::min(t0 + tokens_per_tile, q.q_len), s, t0});
   }

@@ -189,7 +189,7 @@ template <typename T>
 __global__ void attention_kernel(const float* q, const T* k_cache, const T* v_cache, const int32_t* positions,
                                  const int32_t* row_seq, const SeqInfo* seqs, const int32_t* block_tables,
                                  int64_t rows, int heads, int kv_heads, int head_dim, int block_size, float scale,
-                                 int window, float softcap, T* out) {
+                                 int window, float softcap, T* out, bool single_rows_only) {
   const int warps_per_block = blockDim.x >> 5;
   const int64_t task = blockIdx.x * static_cast<int64_t>(warps_per_block) + (threadIdx.x >> 5);
   if (task >= rows * heads) return;
@@ -198,6 +198,7 @@ __global__ void attention_kernel(const float* q, const T* k_cache, const T* v_ca
   const int h = static_cast<int>(task % heads);
   const int kvh = h / (heads / kv_heads);
   const SeqInfo seq = seqs[row_seq[row]];
+  if (single_rows_only && seq.q_len > 1) return;  // the flash prefill kernel takes this sequence
   const int32_t* table = block_tables + seq.table_offset;
   const int pos = positions[row];
   const int lo = window > 0 ? max(0, pos - window + 1) : 0;
@@ -282,7 +283,8 @@ template <typename T, int DPL>
 __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
     const float* q, const T* k_cache, const T* v_cache, const int32_t* positions, const int32_t* row_seq,
     const SeqInfo* seqs, const int32_t* block_tables, int heads, int kv_heads, int head_dim, int block_size,
-    float scale, int window, float softcap, T* out, int splits, float* part_ml, float* part_acc) {
+    float scale, int window, float softcap, T* out, int splits, float* part_ml, float* part_acc,
+    bool single_rows_only) {
   extern __shared__ float smem[];
   const int group = heads / kv_heads;
   float* qs = smem;                          // [group][head_dim], pre-scaled
@@ -296,6 +298,7 @@ __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
   const int kvh = blockIdx.y;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const SeqInfo seq = seqs[row_seq[row]];
+  if (single_rows_only && seq.q_len > 1) return;  // the flash prefill kernel takes this sequence (whole block)
   const int32_t* table = block_tables + seq.table_offset;
   const int pos_q = positions[row];
   const int lo_q = window > 0 ? max(0, pos_q - window + 1) : 0;
