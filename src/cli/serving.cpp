@@ -196,7 +196,10 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
     spec.stages = o.dist.pipeline_parallel;
     KEEL_ASSIGN_OR_RETURN(model::ShardLayout layout, model::shard_layout(config, spec));
     const model::ModelConfig local = model::local_config(config, layout);
-    in.weight_bytes = weight_bytes / static_cast<uint64_t>(o.dist.world());
+    // This rank's parameters at the checkpoint's bytes per parameter (stage 0 holds the embedding, so the shares
+    // are not equal).
+    const double per_parameter = static_cast<double>(weight_bytes) / model::count_weights(config).parameters;
+    in.weight_bytes = static_cast<uint64_t>(per_parameter * model::count_weights(config, spec).parameters) + 4096;
     in.shape.num_layers = (config.num_layers + o.dist.pipeline_parallel - 1) / o.dist.pipeline_parallel;
     in.shape.num_heads = local.num_heads;
     in.shape.num_kv_heads = local.num_kv_heads;
