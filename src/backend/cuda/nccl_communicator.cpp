@@ -116,10 +116,12 @@ Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::create(dist::Communi
 
 NcclCommunicator::NcclCommunicator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+// ncclCommAbort rather than ncclCommDestroy: it never waits on a peer, so a rank that leaves early (a failed
+// start, a failed group) cannot hang in its destructor; at a clean shutdown nothing is in flight either way.
 NcclCommunicator::~NcclCommunicator() {
   if (impl_->comm != nullptr) {
     cudaSetDevice(impl_->device);
-    ncclCommDestroy(impl_->comm);
+    ncclCommAbort(impl_->comm);
   }
 }
 
