@@ -111,7 +111,8 @@ for stage in "$@"; do
         timeout 150 $B/keel bench --backend cuda --synthetic llama3-8b --tensor-parallel $tp --prompt-tokens 512 \
           --decode-tokens 32 --batches 1,64 2>&1 | tee -a "$OUT/tp_bench.txt" | grep -vE "^  prefill"
       done
-      timeout 300 $B/keel bench --backend cuda --synthetic llama3-70b --tensor-parallel 2 --prompt-tokens 512 \
+      # 70B at TP=2 per GPU: 65.7 GiB of weights, 2.8 GiB of KV (64 x 272 tokens), 4 GiB for the HBM probe.
+      timeout 300 $B/keel bench --backend cuda --synthetic llama3-70b --tensor-parallel 2 --prompt-tokens 256 \
         --decode-tokens 16 --batches 1,64 2>&1 | tee -a "$OUT/tp_bench.txt"
       # 3. keel serve --tensor-parallel 2: the demo model's greedy text against one GPU's, then kill -9 rank 1:
       #    /health turns unhealthy, requests fail, the launcher exits 1 (no hang).
