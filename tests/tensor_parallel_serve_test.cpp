@@ -70,9 +70,9 @@ struct Server {
   int port = 0;
   std::string log;
 
-  explicit Server(const std::string& args) : port(free_port()) {
+  explicit Server(const std::string& args, const std::string& env = "") : port(free_port()) {
     log = "/tmp/keel_tp_serve_" + std::to_string(::getpid()) + "_" + std::to_string(port) + ".log";
-    const std::string cmd = "exec " + std::string(KEEL_BINARY) + " serve --backend cpu --port " +
+    const std::string cmd = "exec env " + env + " " + std::string(KEEL_BINARY) + " serve --backend cpu --port " +
                             std::to_string(port) + " --max-model-len 512 --max-num-seqs 8 " + args + " 2>" + log + " >/dev/null";
     pid = fork();
     if (pid == 0) {
@@ -185,6 +185,24 @@ TEST(ServeTensorParallel, ARankThatStopsAnsweringTimesOutTheGroup) {
   const std::string answer = complete(tp.port, 8);
   EXPECT_NE(answer.find("timed out"), std::string::npos) << answer;
   EXPECT_EQ(tp.wait(30), 1) << tp.stderr_text();
+}
+
+// Ranks started by an outside launcher (torchrun style): RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, the same
+// command on every rank; rank 0 serves.
+TEST(ServeTensorParallel, RanksStartedByAnotherLauncherFormTheGroupFromTheEnvironment) {
+  const int master = free_port();
+  auto env = [&](int rank) {
+    return "RANK=" + std::to_string(rank) + " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(master);
+  };
+  Server follower("--tensor-parallel 2", env(1));
+  Server leader("--tensor-parallel 2", env(0));
+  ASSERT_TRUE(leader.ready()) << leader.stderr_text() << follower.stderr_text();
+  EXPECT_EQ(leader.stderr_text().find("launched"), std::string::npos) << "an outside launcher's rank launched ranks";
+  const std::string got = nlohmann::json::parse(complete(leader.port, 8))["choices"][0]["text"];
+  EXPECT_FALSE(got.empty());
+  kill(leader.pid, SIGTERM);
+  EXPECT_EQ(leader.wait(30), 0) << leader.stderr_text();
+  EXPECT_EQ(follower.wait(30), 0) << follower.stderr_text();
 }
 
 TEST(ServeTensorParallel, LayoutsThatCannotWorkAreRefusedBeforeAnyRankStarts) {
