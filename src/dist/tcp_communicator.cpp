@@ -316,13 +316,10 @@ Status TcpCommunicator::all_reduce_sum(float* data, size_t n) {
   }
   // Rank order 0..N-1 for every element, as ThreadGroup sums.
   if (sum_.size() < n) sum_.resize(n);
-  std::vector<float>& part = sum_;
-  std::vector<float> acc(data, data + n);
   for (int r = 1; r < world_; r++) {
-    KEEL_RETURN_IF_ERROR(recv_msg(r, Tag::kReduce, part.data(), bytes));
-    for (size_t i = 0; i < n; i++) acc[i] += part[i];
+    KEEL_RETURN_IF_ERROR(recv_msg(r, Tag::kReduce, sum_.data(), bytes));
+    for (size_t i = 0; i < n; i++) data[i] += sum_[i];
   }
-  std::copy(acc.begin(), acc.end(), data);
   for (int r = 1; r < world_; r++) KEEL_RETURN_IF_ERROR(send_msg(r, Tag::kReduced, data, bytes));
   return Status();
 }

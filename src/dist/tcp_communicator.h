@@ -66,7 +66,7 @@ class TcpCommunicator final : public Communicator {
   std::chrono::milliseconds timeout_;
   std::vector<int> socks_;  // per peer; -1 for this rank
   Status failed_;
-  std::vector<float> sum_;  // rank 0's all-reduce scratch
+  std::vector<float> sum_;  // rank 0's receive buffer for the all-reduce
 };
 
 }  // namespace keel::dist
