@@ -74,15 +74,15 @@ int run_serve(ServeArgs a) {
 
   std::thread signals(wait_for_signal, serving->get());
   (*serving)->run();
-  // The listener stopped; if no signal did it, wake the waiting thread so it can finish too.
-  pthread_kill(signals.native_handle(), SIGTERM);
-  signals.join();
   if (std::string failure = (*serving)->failure(); !failure.empty()) {
     // A failed group: the device or NCCL may never answer again, so no teardown that could wait on them.
     std::fprintf(stderr, "error: %s\n", failure.c_str());
     std::fflush(stderr);
     std::_Exit(1);
   }
+  // The listener stopped; if no signal did it, wake the waiting thread so it can finish too.
+  pthread_kill(signals.native_handle(), SIGTERM);
+  signals.join();
   if (Status s = (*serving)->finish(); !s.ok()) return report(s);
   std::fprintf(stderr, "keel: stopped\n");
   return 0;
