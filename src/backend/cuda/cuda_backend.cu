@@ -313,8 +313,8 @@ class CudaBackend final : public Backend {
     // column-major matrix (transposed to N x K) and x as K x M.
     const float alpha = 1.0f, beta = 0.0f;
     const int m = static_cast<int>(x.rows), n = static_cast<int>(w.rows), k = static_cast<int>(w.cols);
-    if (use_gemv_ && x.dtype == DType::kBF16 && w.dtype == DType::kBF16 && x.cols == k && out.cols == n &&
-        gemv_applies(m, k, x.data, w.data)) {
+    if (use_gemv_ && m <= kGemvPreferredRows && x.dtype == DType::kBF16 && w.dtype == DType::kBF16 &&
+        x.cols == k && out.cols == n && gemv_applies(m, k, x.data, w.data)) {
       launch_gemv_bf16(static_cast<const __nv_bfloat16*>(x.data), static_cast<const __nv_bfloat16*>(w.data),
                        static_cast<float*>(out.data), m, n, k, stream_);
       check_launch();
@@ -563,7 +563,9 @@ class CudaBackend final : public Backend {
     const int expert_nt = tokens == 1 ? 1 : pairs <= 2 * experts ? 4 : 8;
     if (capturing_ || pairs <= static_cast<int64_t>(kMoeFusedMaxPairs)) moe_fused_experts(x, w, table, vec, expert_nt);
     else moe_grouped_gemms(x, w);
-    moe_combine_kernel<<<static_cast<unsigned>(tokens), 256, 0, stream_>>>(
+    moe_combine_kernel<<<dim3(static_cast<unsigned>((hidden + kCombineThreads - 1) / kCombineThreads),
+                             static_cast<unsigned>(tokens)),
+                        kCombineThreads, 0, stream_>>>(
         moe_y_.ptr, moe_pair_row_.ptr, moe_weights_.ptr, top_k, hidden, static_cast<float*>(out.data));
     check_launch();
   }
@@ -643,7 +645,8 @@ class CudaBackend final : public Backend {
   int device_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
-  // Decode-sized bf16 GEMMs (≤ 8 rows) through gemv.cuh instead of cuBLAS; KEEL_CUDA_GEMV=0 turns it off (A/B).
+  // Decode-sized bf16 GEMMs (≤ kGemvPreferredRows rows) through gemv.cuh instead of cuBLAS; KEEL_CUDA_GEMV=0
+  // turns it off (A/B).
   bool use_gemv_ = [] {
     const char* v = std::getenv("KEEL_CUDA_GEMV");
     return v == nullptr || std::strcmp(v, "0") != 0;

@@ -82,6 +82,12 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
+// Rows up to which the backend prefers this kernel to cuBLAS. On an H100 (dev/kernels/gemv_v1.cu, 8B shapes) it
+// reads the weights at 0.79-1.00 of the streaming-read bandwidth with one row (cuBLAS 0.65-0.91) and still at
+// 0.73-0.99 with two (cuBLAS 0.66-0.91); from four rows on, the activations' L1 traffic makes it slower than
+// cuBLAS (0.45-0.63 at eight rows against 0.66-0.90).
+constexpr int kGemvPreferredRows = 2;
+
 // True when the kernel applies: bf16 operands, 1..8 rows, K a multiple of 8 and 16-byte aligned rows.
 inline bool gemv_applies(int m, int k, const void* x, const void* w) {
   return m >= 1 && m <= kGemvMaxRows && k % 8 == 0 &&

@@ -262,16 +262,27 @@ __global__ void __launch_bounds__(kMoeWarps * 32)
   }
 }
 
-// out[t] = sum over token t's experts, in ascending id order, of weight * y[its row]: one block per token.
-__global__ void moe_combine_kernel(const float* y, const int32_t* pair_row, const float* topk_weights, int top_k,
-                                   int hidden, float* out) {
-  const int64_t t = blockIdx.x;
-  for (int d = threadIdx.x; d < hidden; d += blockDim.x) {
-    float acc = 0.0f;
-    for (int j = 0; j < top_k; j++)
-      acc += y[static_cast<int64_t>(pair_row[t * top_k + j]) * hidden + d] * topk_weights[t * top_k + j];
-    out[t * hidden + d] = acc;
+// out[t] = sum over token t's experts, in ascending id order, of weight * y[its row]: a block per (256 columns,
+// token), the token's rows and weights in shared memory so that its top_k loads of y are in flight together
+// (one block per token walking the columns made a serial chain of L2 round trips at batch 1).
+constexpr int kCombineThreads = 256;
+__global__ void __launch_bounds__(kCombineThreads)
+    moe_combine_kernel(const float* y, const int32_t* pair_row, const float* topk_weights, int top_k, int hidden,
+                       float* out) {
+  __shared__ int32_t rows[kMoeMaxTopK];
+  __shared__ float weights[kMoeMaxTopK];
+  const int64_t t = blockIdx.y;
+  if (threadIdx.x < top_k) {
+    rows[threadIdx.x] = pair_row[t * top_k + threadIdx.x];
+    weights[threadIdx.x] = topk_weights[t * top_k + threadIdx.x];
   }
+  __syncthreads();
+  const int d = blockIdx.x * kCombineThreads + threadIdx.x;
+  if (d >= hidden) return;
+  float acc = 0.0f;
+#pragma unroll 8
+  for (int j = 0; j < top_k; j++) acc += y[static_cast<int64_t>(rows[j]) * hidden + d] * weights[j];
+  out[t * hidden + d] = acc;
 }
 
 }  // namespace keel::backend::cuda
