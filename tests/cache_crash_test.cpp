@@ -51,11 +51,11 @@ std::string temp_dir(const char* what) {
 class ServeProcess {
  public:
   ServeProcess(const std::string& cache_dir, const std::string& log) : log_(log) {
-    // A pool of 2 x 448 tokens (56 blocks) and 10 host blocks (96 KiB each): every few prompts push blocks
+    // A pool of 2 x 320 tokens (40 blocks) and 5 host blocks (96 KiB each): every few prompts push blocks
     // down to the SSD.
     std::vector<std::string> args = {KEEL_BINARY,          "serve",       "--port",          "0",
                                      "--backend",          "cpu",         "--max-num-seqs",  "2",
-                                     "--max-model-len",    "448",         "--hot-cache-max-size", "1MB",
+                                     "--max-model-len",    "320",         "--hot-cache-max-size", "512KB",
                                      "--ssd-cache-dir",    cache_dir,     "--ssd-cache-max-size", "256MB"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -242,7 +242,7 @@ TEST(CacheCrash, ServeKilledUnderLoadLeavesAVerifiedCacheThatServesColdOutputs) 
   }
 
   // A last run that ends cleanly: the fixed prompts, then enough others to push their blocks out of the device
-  // pool (56 blocks) and the host tier (10) down to the SSD, then SIGTERM writes the queue and the checkpoint.
+  // pool (40 blocks) and the host tier (5) down to the SSD, then SIGTERM writes the queue and the checkpoint.
   {
     ServeProcess serve(dir, log);
     const int port = serve.wait_listening();
