@@ -35,7 +35,7 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr int kRounds = 6;
+constexpr int kRounds = 8;
 constexpr int kClients = 3;
 constexpr int kFamilies = 3;        // shared prefixes
 constexpr int kPrefixTokens = 128;  // 8 blocks of 16
@@ -53,10 +53,14 @@ class ServeProcess {
   ServeProcess(const std::string& cache_dir, const std::string& log) : log_(log) {
     // A pool of 2 x 320 tokens (40 blocks) and 5 host blocks (96 KiB each): every few prompts push blocks
     // down to the SSD.
-    std::vector<std::string> args = {KEEL_BINARY,          "serve",       "--port",          "0",
-                                     "--backend",          "cpu",         "--max-num-seqs",  "2",
-                                     "--max-model-len",    "320",         "--hot-cache-max-size", "512KB",
-                                     "--ssd-cache-dir",    cache_dir,     "--ssd-cache-max-size", "256MB"};
+    std::vector<std::string> args = {KEEL_BINARY,        "serve",
+                                     "--port",           "0",
+                                     "--backend",        "cpu",
+                                     "--max-num-seqs",   "2",
+                                     "--max-model-len",  "320",
+                                     "--hot-cache-max-size", "512KB",
+                                     "--ssd-cache-dir",  cache_dir,
+                                     "--ssd-cache-max-size", "256MB"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -176,7 +180,8 @@ struct Prompts {
 };
 
 // Clients send prompts until told to stop (the server is gone by then), counting completions.
-void run_clients(int port, const Prompts& prompts, uint64_t seed, std::atomic<bool>& stop, std::atomic<int>& completed) {
+void run_clients(int port, const Prompts& prompts, uint64_t seed, std::atomic<bool>& stop,
+                 std::atomic<int>& completed) {
   std::vector<std::thread> clients;
   for (int c = 0; c < kClients; c++) {
     clients.emplace_back([&, c] {
@@ -189,7 +194,9 @@ void run_clients(int port, const Prompts& prompts, uint64_t seed, std::atomic<bo
   for (auto& t : clients) t.join();
 }
 
-keel::test::CliRun verify(const std::string& dir) { return keel::test::run_keel("cache verify --ssd-cache-dir " + dir); }
+keel::test::CliRun verify(const std::string& dir) {
+  return keel::test::run_keel("cache verify --ssd-cache-dir " + dir);
+}
 
 std::string last_line(const std::string& s) {
   std::string t = s;
@@ -227,7 +234,7 @@ TEST(CacheCrash, ServeKilledUnderLoadLeavesAVerifiedCacheThatServesColdOutputs) 
     // prefill, an eviction or a write.
     const int wait_for = 2 + static_cast<int>(rng() % 7);
     const auto start = std::chrono::steady_clock::now();
-    while (completed < wait_for && std::chrono::steady_clock::now() - start < 20s) std::this_thread::sleep_for(5ms);
+    while (completed < wait_for && std::chrono::steady_clock::now() - start < 15s) std::this_thread::sleep_for(5ms);
     std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 400));
     const auto kill_after =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);

@@ -50,7 +50,8 @@ Result<Ttft> time_to_first_token(engine::Engine& engine, const std::vector<int32
                         }));
   (void)id;
   auto [t1, e] = future.get();
-  if (e.finish == engine::FinishReason::kError) return internal_error("a {}-token prompt failed: {}", prompt.size(), e.error);
+  if (e.finish == engine::FinishReason::kError)
+    return internal_error("a {}-token prompt failed: {}", prompt.size(), e.error);
   return Ttft{std::chrono::duration<double>(t1 - t0).count(), e.cached_tokens};
 }
 
@@ -232,11 +233,12 @@ Result<nlohmann::json> run_cache_ttft(const CacheTtftArgs& a, bool quiet) {
                   longest_blocks, copy.to_device / 1e9, copy.to_host / 1e9));
   say(fmt::format("  SSD tier in {}{}\n", a.dir, tmpfs ? " (tmpfs: its \"disk\" reads come from RAM)" : ""));
 
-  const char* kRow = "  {:>7}  {:>9}  {:>9} {:>8}  {:>9} {:>9} {:>8} {:>7} {:>7}  {:>9} {:>9} {:>8} {:>7} {:>7} {:>6}\n";
-  say(fmt::format(fmt::runtime(kRow), "prompt", "cold", "device", "speedup", "RAM", "moved", "bound", "x bound", "net x", "SSD",
+  const auto row_format =
+      fmt::runtime("  {:>7}  {:>9}  {:>9} {:>8}  {:>9} {:>9} {:>8} {:>7} {:>7}  {:>9} {:>9} {:>8} {:>7} {:>7} {:>6}\n");
+  say(fmt::format(row_format, "prompt", "cold", "device", "speedup", "RAM", "moved", "bound", "x bound", "net x", "SSD",
                   "moved", "bound", "x bound", "net x", "disk"));
-  say(fmt::format(fmt::runtime(kRow), "tokens", "TTFT ms", "TTFT ms", "vs cold", "TTFT ms", "", "ms", "", "", "TTFT ms", "", "ms", "",
-                  "", "GB/s"));
+  say(fmt::format(row_format, "tokens", "TTFT ms", "TTFT ms", "vs cold", "TTFT ms", "", "ms", "", "", "TTFT ms", "",
+                  "ms", "", "", "GB/s"));
   std::vector<std::string> warnings;
   for (const int n : lengths) {
     Row row;
@@ -318,33 +320,32 @@ Result<nlohmann::json> run_cache_ttft(const CacheTtftArgs& a, bool quiet) {
       warnings.push_back(fmt::format("  warning: {} tokens: {} of {} blocks came from the SSD ({} dropped from its "
                                      "queue), {} from host RAM\n",
                                      n, row.ssd_blocks, cached_blocks, row.ssd_dropped, row.ram_blocks));
-    const Row& r = row;
     // Net: the time a tier added over the warm device run (which computes the same last block), per bound.
-    const double ram_net = (r.ram - r.device) / r.ram_bound, ssd_net = (r.ssd - r.device) / r.ssd_bound;
+    const double ram_net = (row.ram - row.device) / row.ram_bound, ssd_net = (row.ssd - row.device) / row.ssd_bound;
     auto x = [](double v) { return fmt::format("{:.1f}x", v); };
-    say(fmt::format(fmt::runtime(kRow), r.tokens, ms(r.cold), ms(r.device), x(r.cold / r.device), ms(r.ram),
-                    format_bytes(r.ram_bytes), ms(r.ram_bound), x(r.ram / r.ram_bound), x(ram_net), ms(r.ssd),
-                    format_bytes(r.ssd_bytes), ms(r.ssd_bound), x(r.ssd / r.ssd_bound), x(ssd_net),
-                    fmt::format("{:.2f}", r.disk_bw / 1e9)));
-    out["rows"].push_back({{"prompt_tokens", r.tokens},
-                           {"cached_tokens", r.cached_tokens},
-                           {"cold_ms", r.cold * 1e3},
-                           {"device_ms", r.device * 1e3},
-                           {"ram_ms", r.ram * 1e3},
-                           {"ram_blocks", r.ram_blocks},
-                           {"ram_bytes", r.ram_bytes},
-                           {"ram_bound_ms", r.ram_bound * 1e3},
-                           {"ram_x_bound", r.ram / r.ram_bound},
+    say(fmt::format(row_format, row.tokens, ms(row.cold), ms(row.device), x(row.cold / row.device), ms(row.ram),
+                    format_bytes(row.ram_bytes), ms(row.ram_bound), x(row.ram / row.ram_bound), x(ram_net),
+                    ms(row.ssd), format_bytes(row.ssd_bytes), ms(row.ssd_bound), x(row.ssd / row.ssd_bound),
+                    x(ssd_net), fmt::format("{:.2f}", row.disk_bw / 1e9)));
+    out["rows"].push_back({{"prompt_tokens", row.tokens},
+                           {"cached_tokens", row.cached_tokens},
+                           {"cold_ms", row.cold * 1e3},
+                           {"device_ms", row.device * 1e3},
+                           {"ram_ms", row.ram * 1e3},
+                           {"ram_blocks", row.ram_blocks},
+                           {"ram_bytes", row.ram_bytes},
+                           {"ram_bound_ms", row.ram_bound * 1e3},
+                           {"ram_x_bound", row.ram / row.ram_bound},
                            {"ram_net_x_bound", ram_net},
-                           {"ssd_ms", r.ssd * 1e3},
-                           {"ssd_blocks", r.ssd_blocks},
-                           {"ssd_bytes", r.ssd_bytes},
-                           {"ssd_bound_ms", r.ssd_bound * 1e3},
-                           {"ssd_x_bound", r.ssd / r.ssd_bound},
+                           {"ssd_ms", row.ssd * 1e3},
+                           {"ssd_blocks", row.ssd_blocks},
+                           {"ssd_bytes", row.ssd_bytes},
+                           {"ssd_bound_ms", row.ssd_bound * 1e3},
+                           {"ssd_x_bound", row.ssd / row.ssd_bound},
                            {"ssd_net_x_bound", ssd_net},
-                           {"ssd_queue_dropped", r.ssd_dropped},
-                           {"disk_read_bytes_per_second", r.disk_bw},
-                           {"disk_page_cache_resident_after_drop", r.disk_resident}});
+                           {"ssd_queue_dropped", row.ssd_dropped},
+                           {"disk_read_bytes_per_second", row.disk_bw},
+                           {"disk_page_cache_resident_after_drop", row.disk_resident}});
     }
   for (const std::string& w : warnings) say(w);
 
