@@ -103,17 +103,17 @@ for stage in "$@"; do
       export NCCL_NVLS_ENABLE=0
       # 1. TP=2 vs TP=1 and transformers on the goldens, greedy tokens, the engine with a follower rank (graphs, no
       #    allocation after warm-up), a rank that exits (skips with fewer than 2 GPUs).
-      timeout 240 $B/src/backend/cuda/keel_backend_cuda_test --gtest_filter='*Nccl*' 2>&1 | tee "$OUT/tp_test.log" |
+      timeout 150 $B/src/backend/cuda/keel_backend_cuda_test --gtest_filter='*Nccl*' 2>&1 | tee "$OUT/tp_test.log" |
         grep -E "^\[tp\]|OK \]|FAILED|SKIPPED|Failure|error:"
       # 2. Decode tok/s at batch 1 and 64, TP=1 then TP=2 for the 8B shape (all-reduce per step, bus bandwidth),
       #    then the 70B shape, which only fits two GPUs.
       for tp in 1 2; do
-        timeout 150 $B/keel bench --backend cuda --synthetic llama3-8b --tensor-parallel $tp --prompt-tokens 512 \
-          --decode-tokens 32 --batches 1,64 2>&1 | tee -a "$OUT/tp_bench.txt" | grep -vE "^  prefill"
+        timeout 100 $B/keel bench --backend cuda --synthetic llama3-8b --tensor-parallel $tp --prompt-tokens 128 \
+          --decode-tokens 16 --batches 1,64 2>&1 | tee -a "$OUT/tp_bench.txt" | grep -vE "^  prefill"
       done
       # 70B at TP=2 per GPU: 65.7 GiB of weights, 2.8 GiB of KV (64 x 272 tokens), 4 GiB for the HBM probe.
-      timeout 300 $B/keel bench --backend cuda --synthetic llama3-70b --tensor-parallel 2 --prompt-tokens 256 \
-        --decode-tokens 16 --batches 1,64 2>&1 | tee -a "$OUT/tp_bench.txt"
+      timeout 200 $B/keel bench --backend cuda --synthetic llama3-70b --tensor-parallel 2 --prompt-tokens 128 \
+        --decode-tokens 8 --batches 1,64 2>&1 | tee -a "$OUT/tp_bench.txt"
       # 3. keel serve --tensor-parallel 2: the demo model's greedy text against one GPU's, then kill -9 rank 1:
       #    /health turns unhealthy, requests fail, the launcher exits 1 (no hang).
       body='{"model":"demo","prompt":"Once upon a time","max_tokens":32,"temperature":0}'

@@ -379,7 +379,13 @@ std::optional<int> dispatch_rank(const DistOptions& d, const model::ModelConfig&
     std::fflush(stderr);
     std::_Exit(1);
   }
-  return 0;
+  // Done: rank 0 sent the shutdown plan and nothing is in flight. On two H100s a follower did not exit after a
+  // clean TP=2 bench (the launcher killed it after the grace period; which teardown step blocked — NCCL's
+  // abort, the decode graphs, the device buffers — is not yet known). Its exit releases everything the
+  // destructors would, so it leaves without them.
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(0);
 }
 
 std::optional<int> dispatch_serve_rank(ServeOptions& o) {
