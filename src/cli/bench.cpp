@@ -16,6 +16,7 @@
 #include "engine/follower.h"
 #include "engine/generate.h"
 #include "model/synthetic.h"
+#include "model/weights.h"
 
 #ifdef KEEL_WITH_CUDA
 #include "backend/cuda/cuda_bench.h"
@@ -255,7 +256,19 @@ int run_bench(const BenchArgs& a) {
   }
 
   // Prefill: one sequence of each length, chunked by max_batch_tokens; logits for the last row only. The
-  // fraction counts the weight matmuls (2 x parameters x tokens); "with attention" adds causal attention's.
+  // fraction counts the weight matmuls a prompt goes through (of the whole model, against the peak of all its
+  // ranks): 2 x the layers' parameters per token — of an MoE layer only the k experts a token is routed to,
+  // not the embedding (a lookup) — plus the head once (one logit row). "With attention" adds causal attention's.
+  const double vocab_params = static_cast<double>(c.vocab_size) * c.hidden_size;
+  int moe_layers = 0;
+  for (auto& l : c.layers) moe_layers += l.moe;
+  const double idle_expert_params =
+      moe_layers == 0 ? 0.0
+                           : 3.0 * c.hidden_size * c.moe_intermediate_size *
+                                 (c.num_experts - c.num_experts_per_tok) * moe_layers;
+  const double token_params = static_cast<double>(model::count_weights(c).parameters) -
+                              vocab_params * (c.tie_word_embeddings ? 1 : 2) - idle_expert_params;
+  const int world = a.dist.world();
   for (int prompt : prompts) {
     std::vector<int32_t> seq;
     for (int i = 0; i < prompt; i++) seq.push_back((i * 7919 + 13) % c.vocab_size);
@@ -279,7 +292,7 @@ int run_bench(const BenchArgs& a) {
       lm.backend->synchronize();
       best = std::min(best, seconds_since(t0));
     }
-    const double flops = 2.0 * w.parameter_count * prompt, attn = attention_flops(c, prompt);
+    const double flops = 2.0 * (token_params * prompt + vocab_params), attn = attention_flops(c, prompt);
     const int chunks = (prompt + m.max_batch_tokens() - 1) / m.max_batch_tokens();
     std::printf("  prefill %5d tokens%s: %.3f s = %.0f tok/s, %.1f GFLOP/s of weight matmuls", prompt,
                 chunks > 1 ? fmt::format(" ({} chunks)", chunks).c_str() : "", best, prompt / best,
@@ -294,8 +307,6 @@ int run_bench(const BenchArgs& a) {
   const double embed_bytes =
       c.tie_word_embeddings ? 0.0 : static_cast<double>(c.vocab_size) * c.hidden_size * dtype_size(w.dtype);
   const double kv_token_bytes = 2.0 * c.num_layers * c.num_kv_heads * c.head_dim * dtype_size(lm.backend->kv_dtype());
-  int moe_layers = 0;
-  for (auto& l : c.layers) moe_layers += l.moe;
   const double expert_bytes =
       3.0 * c.hidden_size * c.moe_intermediate_size * dtype_size(w.dtype) * c.num_experts * moe_layers;
   auto weight_bytes_read = [&](int batch) {
