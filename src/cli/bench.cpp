@@ -298,7 +298,8 @@ int run_bench(const BenchArgs& a) {
                 chunks > 1 ? fmt::format(" ({} chunks)", chunks).c_str() : "", best, prompt / best,
                 flops / best / 1e9);
     if (peak > 0)
-      std::printf(" = %.2f of the GEMM peak (with attention %.2f)", flops / best / peak, (flops + attn) / best / peak);
+      std::printf(" = %.2f of the GEMM peak%s (with attention %.2f)", flops / best / (peak * world),
+                  world > 1 ? fmt::format(" of {} GPUs", world).c_str() : "", (flops + attn) / best / (peak * world));
     std::printf("\n");
   }
 
