@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "backend/ops.h"
+#include "base/test_util.h"
 #include "dist/thread_communicator.h"
 #include "engine/engine_test_util.h"
 #include "engine/follower.h"
@@ -62,16 +63,6 @@ std::vector<Status> run_grid(int tp, int pp, const std::function<Status(int inde
       });
   for (auto& th : threads) th.join();
   return status;
-}
-
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); i++) {
-    const double d = static_cast<double>(got[i]) - want[i];
-    num += d * d;
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(num / den);
 }
 
 // Runs `work` on the whole model and on every rank of a TP x PP grid; expects every rank's result to be within

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "backend/ops.h"
+#include "base/test_util.h"
 #include "engine/generate.h"
 #include "format/npy.h"
 #include "model/model.h"
@@ -33,16 +34,6 @@ Golden read_golden(const std::string& name) {
   EXPECT_TRUE(npy.ok()) << npy.status().message();
   g.logits = std::move(*npy);
   return g;
-}
-
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); i++) {
-    double d = static_cast<double>(got[i]) - want[i];
-    num += d * d;
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(num / den);
 }
 
 class GoldenModel : public ::testing::TestWithParam<std::string> {};

@@ -10,6 +10,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "base/test_util.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "format/npy.h"
@@ -23,16 +24,6 @@ const std::string kGolden = std::string(KEEL_SOURCE_DIR) + "/tests/golden/models
 
 #define REQUIRE_GPU()                                                       \
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible"
-
-double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); i++) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    num += std::pow(static_cast<double>(got[i]) - want[i], 2);
-    den += std::pow(static_cast<double>(want[i]), 2);
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
 
 std::vector<float> random_floats(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -124,7 +115,7 @@ double attention_error(const AttnCase& c, DType act) {
     b->attention(0, q, run, p, o);
     out[i++] = read(*b, o);
   }
-  return rel_error(out[1], out[0]);
+  return relative_error(out[1], out[0]);
 }
 
 }  // namespace
@@ -220,10 +211,10 @@ TEST(CudaOps, RmsNormRopeGluGemmMatchCpu) {
       rope_out[i] = read(*b, x);
       i++;
     }
-    EXPECT_LE(rel_error(norm[1], norm[0]), tol);
-    EXPECT_LE(rel_error(gemm_out[1], gemm_out[0]), tol);
-    EXPECT_LE(rel_error(glu_out[1], glu_out[0]), tol);
-    EXPECT_LE(rel_error(rope_out[1], rope_out[0]), 1e-5);  // rope runs in F32 on both
+    EXPECT_LE(relative_error(norm[1], norm[0]), tol);
+    EXPECT_LE(relative_error(gemm_out[1], gemm_out[0]), tol);
+    EXPECT_LE(relative_error(glu_out[1], glu_out[0]), tol);
+    EXPECT_LE(relative_error(rope_out[1], rope_out[0]), 1e-5);  // rope runs in F32 on both
   }
 }
 
@@ -244,7 +235,7 @@ TEST_P(CudaGolden, LogitsAndGreedyTokensMatchTransformers) {
   auto logits = engine::all_logits(**m, tokens);
   ASSERT_TRUE(logits.ok());
   const bool f32 = gpu->act_dtype() == DType::kF32;
-  const double err = rel_error(*logits, want.data);
+  const double err = relative_error(*logits, want.data);
   std::printf("[cuda golden] %-22s %s logits rel. error %.3g\n", name.c_str(), dtype_name(gpu->act_dtype()), err);
   EXPECT_LE(err, f32 ? 1e-4 : 3e-2);
   if (golden["greedy"].is_null() || !f32) return;  // bf16 activations may flip near-ties over 24 steps

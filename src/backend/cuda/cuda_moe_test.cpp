@@ -12,6 +12,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "base/test_util.h"
 
 namespace keel::backend {
 
@@ -25,16 +26,6 @@ struct MoeCase {
   bool norm;
   bool missing = false;  // every third expert held by another rank (empty tensors)
 };
-
-double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); i++) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    num += std::pow(static_cast<double>(got[i]) - want[i], 2);
-    den += std::pow(static_cast<double>(want[i]), 2);
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
 
 // Normal(0, scale^2) values, exactly representable in `dtype`.
 std::vector<float> random_values(size_t n, float scale, DType dtype, std::mt19937& rng) {
@@ -126,7 +117,7 @@ double moe_error(const MoeCase& c, DType dtype, uint32_t seed) {
   std::vector<float> poison(out.numel(), NAN);
   gpu->copy_from_host(poison.data(), out);  // every element must be written
   gpu->moe(xt, w, out);
-  return rel_error(read(*gpu, out), cpu_moe(c, h, x));
+  return relative_error(read(*gpu, out), cpu_moe(c, h, x));
 }
 
 }  // namespace
@@ -181,7 +172,7 @@ TEST(CudaMoe, CapturedGraphReplaysOnNewInputsWithoutAllocating) {
       x = random_values(x.size(), 1.0f, DType::kBF16, rng);
       gpu->copy_from_host(x.data(), xt);
       ASSERT_TRUE(gpu->replay(1));
-      EXPECT_LE(rel_error(read(*gpu, out), cpu_moe(c, h, x)), 1e-4) << "round " << round;
+      EXPECT_LE(relative_error(read(*gpu, out), cpu_moe(c, h, x)), 1e-4) << "round " << round;
     }
     EXPECT_EQ(gpu->allocations(), warm);
   }

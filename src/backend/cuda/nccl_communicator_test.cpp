@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "backend/cuda/cuda_backend.h"
+#include "base/test_util.h"
 #include "dist/tcp_communicator.h"
 #include "dist/thread_communicator.h"
 #include "engine/engine.h"
@@ -38,16 +39,6 @@ model::LoadOptions options(dist::Communicator* comm) {
   o.block_size = 16;
   o.communicator = comm;
   return o;
-}
-
-double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); i++) {
-    const double d = static_cast<double>(got[i]) - want[i];
-    num += d * d;
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(num / den);
 }
 
 // NCCL's settings, made once before any rank thread starts (setenv is not thread-safe).
@@ -125,7 +116,7 @@ TEST_P(NcclTensorParallel, LogitsAndGreedyTokensMatchOneGpu) {
     return Status();
   });
   for (auto& s : status) ASSERT_TRUE(s.ok()) << s.message();
-  const double vs_tp1 = rel_error(logits[0], tp1), vs_golden = rel_error(logits[0], want.data);
+  const double vs_tp1 = relative_error(logits[0], tp1), vs_golden = relative_error(logits[0], want.data);
   std::printf("[tp] %-22s %s TP=2 vs TP=1 rel. error %.3g, vs transformers %.3g\n", name.c_str(),
               f32 ? "F32" : "BF16", vs_tp1, vs_golden);
   EXPECT_LE(vs_tp1, f32 ? 1e-5 : 2e-2);
