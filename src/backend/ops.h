@@ -211,8 +211,10 @@ class Backend {
   // out[i] = x[rows[i]].
   virtual void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, Tensor& out) = 0;
   // out[r] = the index of row r's largest value, the lowest index on ties (greedy sampling); logits F32
-  // [rows, vocab], out on the host. A device backend reduces on the device and copies back only the indices.
-  virtual void argmax_rows(const Tensor& logits, int32_t* out) {
+  // [rows, vocab], out on the host. value (optional, host): each row's largest value itself, which
+  // vocab-parallel greedy compares across ranks. A device backend reduces on the device and copies back only
+  // the indices (and values).
+  virtual void argmax_rows(const Tensor& logits, int32_t* out, float* value = nullptr) {
     std::vector<float> host(static_cast<size_t>(logits.numel()));
     copy_to_host(logits, host.data());
     for (int64_t r = 0; r < logits.rows; r++) {
@@ -221,6 +223,7 @@ class Backend {
       for (int64_t v = 1; v < logits.cols; v++)
         if (row[v] > row[best]) best = v;
       out[r] = static_cast<int32_t>(best);
+      if (value != nullptr) value[r] = row[best];
     }
   }
 };

@@ -15,9 +15,10 @@ __device__ __forceinline__ bool argmax_better(float v, int i, float best_v, int 
   return v > best_v || (v == best_v && i < best_i);
 }
 
-// One block per row.
+// One block per row. out_value (nullable): the row's largest value, for vocab-parallel greedy.
 __global__ void __launch_bounds__(kArgmaxThreads) argmax_rows_kernel(const float* __restrict__ logits, int vocab,
-                                                                      int32_t* __restrict__ out) {
+                                                                      int32_t* __restrict__ out,
+                                                                      float* __restrict__ out_value) {
   const float* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
   float best_v = -INFINITY;
   int best_i = vocab;  // beyond every real index: any value wins over it, even -inf
@@ -39,6 +40,7 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_rows_kernel(const float
     for (int w = 1; w < static_cast<int>(blockDim.x / 32); w++)
       if (argmax_better(warp_v[w], warp_i[w], best_v, best_i)) best_v = warp_v[w], best_i = warp_i[w];
     out[blockIdx.x] = best_i;
+    if (out_value != nullptr) out_value[blockIdx.x] = best_v;
   }
 }
 

@@ -166,14 +166,18 @@ class CudaBackend final : public Backend {
     to_float(src.dtype, raw.data(), dst, src.numel());
   }
 
-  void argmax_rows(const Tensor& logits, int32_t* out) override {
+  void argmax_rows(const Tensor& logits, int32_t* out, float* value = nullptr) override {
     const int rows = static_cast<int>(logits.rows);
     if (rows == 0) return;
     reserve(argmax_, rows);
+    if (value != nullptr) reserve(argmax_value_, rows);
     argmax_rows_kernel<<<rows, kArgmaxThreads, 0, stream_>>>(static_cast<const float*>(logits.data),
-                                                             static_cast<int>(logits.cols), argmax_.ptr);
+                                                             static_cast<int>(logits.cols), argmax_.ptr,
+                                                             value != nullptr ? argmax_value_.ptr : nullptr);
     check_launch();
     KEEL_CUDA_CHECK(cudaMemcpyAsync(out, argmax_.ptr, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    if (value != nullptr)
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(value, argmax_value_.ptr, rows * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
@@ -194,6 +198,7 @@ class CudaBackend final : public Backend {
     reserve(tokens_, limits.max_tokens, true);
     reserve(gather_, limits.max_tokens, true);
     reserve(argmax_, limits.max_tokens, true);
+    reserve(argmax_value_, limits.max_tokens, true);
     reserve(seq_info_, limits.max_seqs, true);
     reserve(tables_, static_cast<size_t>(limits.max_block_table_entries), true);
     reserve(inv_freq_, 4096, true);
@@ -666,7 +671,7 @@ class CudaBackend final : public Backend {
   std::vector<int2> flash_tiles_host_;
   int flash_tiles_rows_ = 0;  // rows per tile of the uploaded list; 0: none yet this forward
   bool prefill_ = false, single_rows_ = false, flash_prefill_ = true;
-  DeviceArray<float> inv_freq_, fused_, split_ml_, split_acc_;
+  DeviceArray<float> inv_freq_, fused_, split_ml_, split_acc_, argmax_value_;
   int sm_count_ = 132;
   static constexpr int kMaxSplits = 32;
   uint8_t* arena_ = nullptr;

@@ -80,7 +80,7 @@ TEST(CudaGemv, DecodeShapesMatchCpu) {
   }
 }
 
-TEST(CudaArgmax, RowsGiveTheFirstMaximumLikeTheCpu) {
+TEST(CudaArgmax, RowsGiveTheFirstMaximumAndItsValueLikeTheCpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible";
   auto gpu = make_cuda_backend(0).value();
   const int rows = 5, vocab = 128256;
@@ -94,16 +94,23 @@ TEST(CudaArgmax, RowsGiveTheFirstMaximumLikeTheCpu) {
   for (int v = 0; v < vocab; v++) data[4 * vocab + v] = 0.5f;
   Tensor logits = *gpu->alloc(DType::kF32, rows, vocab);
   gpu->copy_from_host(data.data(), logits);
-  std::vector<int32_t> got(rows, -1);
-  gpu->argmax_rows(logits, got.data());
+  std::vector<int32_t> got(rows, -1), ids_only(rows, -1);
+  std::vector<float> value(rows, 0.0f);
+  gpu->argmax_rows(logits, got.data(), value.data());
+  gpu->argmax_rows(logits, ids_only.data());
   for (int r = 0; r < rows; r++) {
     const float* l = data.data() + static_cast<size_t>(r) * vocab;
     EXPECT_EQ(got[r], std::max_element(l, l + vocab) - l) << "row " << r;
+    EXPECT_EQ(value[r], *std::max_element(l, l + vocab)) << "row " << r;  // the same float, bit for bit
   }
+  EXPECT_EQ(ids_only, got);
   EXPECT_EQ(got[1], 70000);
+  EXPECT_EQ(value[1], 100.0f);
   EXPECT_EQ(got[2], vocab - 1);
   EXPECT_EQ(got[3], 4242);
+  EXPECT_EQ(value[3], -3.0f);
   EXPECT_EQ(got[4], 0);
+  EXPECT_EQ(value[4], 0.5f);
 }
 
 }  // namespace
