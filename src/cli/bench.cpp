@@ -76,13 +76,14 @@ Result<double> measure_decode(model::Model& m, backend::Backend& b, int batch, i
     for (int done = 0; done < prompt;) {
       const int end = std::min(prompt, done + m.max_batch_tokens());
       KEEL_ASSIGN_OR_RETURN(auto bt, engine::chunk_batch(pool, tables[s], seqs[s], done, end, false));
-      if (leader != nullptr) KEEL_RETURN_IF_ERROR(leader->forward(bt));
+      if (leader != nullptr) KEEL_RETURN_IF_ERROR(leader->forward(bt, false));
       KEEL_RETURN_IF_ERROR(m.forward(bt, &logits));
       done = end;
     }
   }
   // Greedy steps, as the engine runs temperature-0 requests: the argmax is taken on the device (as the peer
-  // does), so only one id per sequence leaves it.
+  // does), so only one id per sequence leaves it (tensor parallel: one (value, id) pair per rank, so the
+  // followers are told the step is greedy).
   std::vector<int32_t> next;
   auto step = [&]() -> Status {
     model::Batch bt;
@@ -101,7 +102,7 @@ Result<double> measure_decode(model::Model& m, backend::Backend& b, int batch, i
       bt.meta.seqs.push_back(std::move(sl));
       bt.logit_rows.push_back(s);
     }
-    if (leader != nullptr) KEEL_RETURN_IF_ERROR(leader->forward(bt));
+    if (leader != nullptr) KEEL_RETURN_IF_ERROR(leader->forward(bt, true));
     return m.forward_greedy(bt, &next);
   };
   KEEL_RETURN_IF_ERROR(step());  // warm-up
@@ -284,7 +285,7 @@ int run_bench(const BenchArgs& a) {
         const int end = std::min(prompt, done + m.max_batch_tokens());
         auto b = engine::chunk_batch(pool, table, seq, done, end, false);
         if (!b.ok()) return report(b.status());
-        Status s = leader != nullptr ? leader->forward(*b) : Status();
+        Status s = leader != nullptr ? leader->forward(*b, false) : Status();
         if (s.ok()) s = m.forward(*b, &logits);
         if (!s.ok()) return report(s);
         done = end;

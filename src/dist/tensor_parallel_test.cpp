@@ -2,6 +2,7 @@
 // of the whole model (TP=1) within fp32 rounding, for every family and for more ranks than KV heads.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "backend/ops.h"
@@ -78,6 +79,68 @@ TEST_P(TensorParallel, LogitsMatchTheWholeModel) {
   EXPECT_LE(err, 1e-5);
   // Every rank holds the same gathered logits, so every rank samples the same next token.
   for (int r = 1; r < c.ranks; r++) EXPECT_EQ((*got)[r], (*got)[0]) << "rank " << r;
+}
+
+// Three sequences prefilled in one batch, every row a logit row: 15 rows of next-token logits.
+model::Batch three_sequences() {
+  model::Batch b;
+  const int lengths[] = {5, 4, 6};
+  for (int s = 0; s < 3; s++) {
+    backend::SeqSlice slice;
+    slice.q_start = static_cast<int32_t>(b.tokens.size());
+    slice.q_len = slice.kv_len = lengths[s];
+    slice.block_table = {s};  // block size 16
+    for (int p = 0; p < lengths[s]; p++) {
+      b.tokens.push_back((p * 53 + s * 101 + 7) % 256);
+      b.meta.positions.push_back(p);
+      b.meta.slot_mapping.push_back(s * 16 + p);
+      b.logit_rows.push_back(static_cast<int32_t>(b.tokens.size() - 1));
+    }
+    b.meta.seqs.push_back(slice);
+  }
+  return b;
+}
+
+std::vector<int32_t> host_argmax(const std::vector<float>& logits, size_t vocab) {
+  std::vector<int32_t> out;
+  for (size_t i = 0; i + vocab <= logits.size(); i += vocab)
+    out.push_back(static_cast<int32_t>(std::max_element(logits.begin() + i, logits.begin() + i + vocab) -
+                                       (logits.begin() + i)));
+  return out;
+}
+
+// forward_greedy under tensor parallelism exchanges each rank's (value, id) row maxima instead of the logits:
+// every rank must get the argmax of the gathered logits exactly, and so TP=1's greedy tokens.
+TEST_P(TensorParallel, GreedyTokensAreTheArgmaxOfTheGatheredLogits) {
+  const Case c = GetParam();
+  const model::Batch batch = three_sequences();
+  std::vector<int32_t> want;
+  {
+    auto backend = backend::make_cpu_backend();
+    auto m = model::Model::load(env::Env::posix(), kGoldenDir + c.model, backend.get(), options(nullptr));
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    std::vector<float> logits;
+    ASSERT_TRUE((*m)->forward(batch, &logits).ok());
+    want = host_argmax(logits, (*m)->config().vocab_size);
+  }
+  ASSERT_EQ(want.size(), batch.logit_rows.size());
+  ThreadGroup group(c.ranks);
+  std::vector<std::vector<int32_t>> greedy(c.ranks), of_gathered(c.ranks);
+  auto status = group.run([&](Communicator& comm) -> Status {
+    auto backend = backend::make_cpu_backend();
+    KEEL_ASSIGN_OR_RETURN(auto m,
+                          model::Model::load(env::Env::posix(), kGoldenDir + c.model, backend.get(), options(&comm)));
+    std::vector<float> logits;
+    KEEL_RETURN_IF_ERROR(m->forward(batch, &logits));
+    of_gathered[comm.rank()] = host_argmax(logits, m->config().vocab_size);
+    // The same batch again (rewriting the same KV), greedy.
+    return m->forward_greedy(batch, &greedy[comm.rank()]);
+  });
+  for (auto& s : status) ASSERT_TRUE(s.ok()) << s.message();
+  for (int r = 0; r < c.ranks; r++) {
+    EXPECT_EQ(greedy[r], of_gathered[r]) << "rank " << r;
+    EXPECT_EQ(greedy[r], want) << "rank " << r;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, TensorParallel,

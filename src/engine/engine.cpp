@@ -268,7 +268,7 @@ void Engine::loop() {
     bool greedy = true;
     for (const Chunk& c : plan.chunks)
       if (c.samples()) greedy &= requests.at(c.seq->id)->plain_greedy;
-    Status s = options_.leader != nullptr ? options_.leader->forward(batch) : Status();
+    Status s = options_.leader != nullptr ? options_.leader->forward(batch, greedy) : Status();
     if (s.ok()) s = greedy ? model_->forward_greedy(batch, &greedy_tokens) : model_->forward(batch, &logits);
     if (!s.ok() && options_.leader != nullptr) {
       fail_group(s);

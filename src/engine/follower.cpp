@@ -62,9 +62,12 @@ class Reader {
 
 }  // namespace
 
-std::vector<uint8_t> encode_batch(const model::Batch& b) {
+constexpr uint32_t kGreedy = 1;  // forward payload flags
+
+std::vector<uint8_t> encode_forward(const model::Batch& b, bool greedy) {
   std::vector<uint8_t> out;
   Writer w(&out);
+  w.put(greedy ? kGreedy : 0u);
   w.put(static_cast<uint32_t>(b.tokens.size()));
   w.put(static_cast<uint32_t>(b.meta.seqs.size()));
   w.put(static_cast<uint32_t>(b.logit_rows.size()));
@@ -82,10 +85,14 @@ std::vector<uint8_t> encode_batch(const model::Batch& b) {
   return out;
 }
 
-Result<model::Batch> decode_batch(const uint8_t* data, size_t size) {
+Result<ForwardPlan> decode_forward(const uint8_t* data, size_t size) {
   Reader r(data, size);
-  model::Batch b;
-  uint32_t tokens = 0, seqs = 0, rows = 0;
+  ForwardPlan plan;
+  model::Batch& b = plan.batch;
+  uint32_t flags = 0, tokens = 0, seqs = 0, rows = 0;
+  KEEL_RETURN_IF_ERROR(r.get(&flags));
+  if ((flags & ~kGreedy) != 0) return corruption("step plan: unknown flags {:#x}", flags);
+  plan.greedy = (flags & kGreedy) != 0;
   KEEL_RETURN_IF_ERROR(r.get(&tokens));
   KEEL_RETURN_IF_ERROR(r.get(&seqs));
   KEEL_RETURN_IF_ERROR(r.get(&rows));
@@ -104,7 +111,7 @@ Result<model::Batch> decode_batch(const uint8_t* data, size_t size) {
   }
   KEEL_RETURN_IF_ERROR(r.get(&b.logit_rows, rows));
   if (r.left() != 0) return corruption("step plan: {} bytes after the end", r.left());
-  return b;
+  return plan;
 }
 
 Status StepLeader::send(uint32_t kind, const std::vector<uint8_t>& payload) {
@@ -115,7 +122,9 @@ Status StepLeader::send(uint32_t kind, const std::vector<uint8_t>& payload) {
   return comm_->broadcast(const_cast<uint8_t*>(payload.data()), payload.size(), 0);
 }
 
-Status StepLeader::forward(const model::Batch& batch) { return send(kForward, encode_batch(batch)); }
+Status StepLeader::forward(const model::Batch& batch, bool greedy) {
+  return send(kForward, encode_forward(batch, greedy));
+}
 
 Status StepLeader::all_reduce_bench(uint64_t elements, uint32_t iterations) {
   std::vector<uint8_t> payload;
@@ -140,6 +149,7 @@ Status run_follower(model::Model& model, dist::Communicator& comm, dist::Communi
   if (comm.rank() == 0) return invalid_argument("run_follower: rank 0 leads; followers are ranks 1..N-1");
   std::vector<uint8_t> payload;
   std::vector<float> logits;
+  std::vector<int32_t> tokens;
   backend::Tensor scratch;
   while (true) {
     Header h;
@@ -151,8 +161,9 @@ Status run_follower(model::Model& model, dist::Communicator& comm, dist::Communi
       case kShutdown: return Status();
       case kHeartbeat: KEEL_RETURN_IF_ERROR(comm.barrier()); break;
       case kForward: {
-        KEEL_ASSIGN_OR_RETURN(model::Batch batch, decode_batch(payload.data(), payload.size()));
-        KEEL_RETURN_IF_ERROR(model.forward(batch, &logits).with_context(fmt::format("rank {}", comm.rank())));
+        KEEL_ASSIGN_OR_RETURN(ForwardPlan plan, decode_forward(payload.data(), payload.size()));
+        Status s = plan.greedy ? model.forward_greedy(plan.batch, &tokens) : model.forward(plan.batch, &logits);
+        KEEL_RETURN_IF_ERROR(s.with_context(fmt::format("rank {}", comm.rank())));
         break;
       }
       case kAllReduceBench: {

@@ -39,10 +39,16 @@ Result<Rank> load_rank(const std::string& dir, dist::Communicator* comm) {
   return r;
 }
 
-// Three concurrent greedy requests of different lengths (so steps mix prefill chunks and decodes).
-std::vector<std::vector<int32_t>> serve_three(Engine& engine) {
+// Three concurrent greedy requests of different lengths (so steps mix prefill chunks and decodes). mixed: the
+// second asks for logprobs over 6 tokens, so the steps it samples in need the logits (forward) and the others
+// only the argmax (forward_greedy), and the followers must switch with the leader.
+std::vector<std::vector<int32_t>> serve_three(Engine& engine, bool mixed = false) {
   std::vector<Collector> c(3);
-  for (int i = 0; i < 3; i++) EXPECT_TRUE(engine.submit(greedy(prompt(5 + 9 * i, i), 12), c[i].callback()).ok());
+  for (int i = 0; i < 3; i++) {
+    Request r = greedy(prompt(5 + 9 * i, i), mixed && i == 1 ? 6 : 12);
+    if (mixed && i == 1) r.top_logprobs = 1;
+    EXPECT_TRUE(engine.submit(std::move(r), c[i].callback()).ok());
+  }
   std::vector<std::vector<int32_t>> out;
   for (auto& x : c) {
     EXPECT_TRUE(x.wait());
@@ -59,29 +65,46 @@ TEST(StepPlan, EncodesAndDecodesEveryField) {
   b.meta.slot_mapping = {40, 41, 77};
   b.meta.seqs = {{0, 2, 2, {10}}, {2, 1, 10, {3, 19, 4}}};
   b.logit_rows = {1, 2};
-  const std::vector<uint8_t> bytes = encode_batch(b);
-  auto d = decode_batch(bytes.data(), bytes.size());
-  ASSERT_TRUE(d.ok()) << d.status().message();
-  EXPECT_EQ(d->tokens, b.tokens);
-  EXPECT_EQ(d->meta.positions, b.meta.positions);
-  EXPECT_EQ(d->meta.slot_mapping, b.meta.slot_mapping);
-  ASSERT_EQ(d->meta.seqs.size(), 2u);
-  EXPECT_EQ(d->meta.seqs[1].kv_len, 10);
-  EXPECT_EQ(d->meta.seqs[1].block_table, (std::vector<int32_t>{3, 19, 4}));
-  EXPECT_EQ(d->logit_rows, b.logit_rows);
-  // Every truncation is an error, never a crash or a partial batch.
-  for (size_t n = 0; n < bytes.size(); n++) EXPECT_FALSE(decode_batch(bytes.data(), n).ok()) << n;
+  for (bool greedy : {false, true}) {
+    const std::vector<uint8_t> bytes = encode_forward(b, greedy);
+    auto d = decode_forward(bytes.data(), bytes.size());
+    ASSERT_TRUE(d.ok()) << d.status().message();
+    EXPECT_EQ(d->greedy, greedy);
+    EXPECT_EQ(d->batch.tokens, b.tokens);
+    EXPECT_EQ(d->batch.meta.positions, b.meta.positions);
+    EXPECT_EQ(d->batch.meta.slot_mapping, b.meta.slot_mapping);
+    ASSERT_EQ(d->batch.meta.seqs.size(), 2u);
+    EXPECT_EQ(d->batch.meta.seqs[1].kv_len, 10);
+    EXPECT_EQ(d->batch.meta.seqs[1].block_table, (std::vector<int32_t>{3, 19, 4}));
+    EXPECT_EQ(d->batch.logit_rows, b.logit_rows);
+    // Every truncation is an error, never a crash or a partial batch.
+    for (size_t n = 0; n < bytes.size(); n++) EXPECT_FALSE(decode_forward(bytes.data(), n).ok()) << n;
+  }
 }
 
-TEST(TensorParallelEngine, LeaderWithFollowersGivesTheWholeModelsGreedyTokens) {
+TEST(StepPlan, UnknownFlagsAreRefused) {
+  model::Batch b;
+  b.tokens = {5};
+  b.meta.positions = {0};
+  b.meta.slot_mapping = {0};
+  b.meta.seqs = {{0, 1, 1, {0}}};
+  b.logit_rows = {0};
+  std::vector<uint8_t> bytes = encode_forward(b, true);
+  bytes[0] |= 2;  // flags are the payload's first word
+  auto d = decode_forward(bytes.data(), bytes.size());
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().message(), "step plan: unknown flags 0x3");
+}
+
+void expect_whole_models_tokens(const std::vector<int>& worlds, bool mixed) {
   std::vector<std::vector<int32_t>> want;
   {
     auto whole = load_rank(kLlama, nullptr);
     ASSERT_TRUE(whole.ok()) << whole.status().message();
     Engine engine(whole->model.get(), EngineOptions{});
-    want = serve_three(engine);
+    want = serve_three(engine, mixed);
   }
-  for (int world : {2, 4}) {
+  for (int world : worlds) {
     dist::ThreadGroup group(world);
     std::vector<std::vector<int32_t>> got;
     uint64_t allocations_after_warmup = 1;
@@ -93,7 +116,7 @@ TEST(TensorParallelEngine, LeaderWithFollowersGivesTheWholeModelsGreedyTokens) {
       eo.leader = &leader;
       {
         Engine engine(r.model.get(), eo);
-        got = serve_three(engine);
+        got = serve_three(engine, mixed);
         allocations_after_warmup = engine.stats().allocations_after_warmup;
         EXPECT_EQ(engine.failure(), "");
       }
@@ -103,6 +126,14 @@ TEST(TensorParallelEngine, LeaderWithFollowersGivesTheWholeModelsGreedyTokens) {
     EXPECT_EQ(got, want) << "TP=" << world;
     EXPECT_EQ(allocations_after_warmup, 0u);
   }
+}
+
+TEST(TensorParallelEngine, LeaderWithFollowersGivesTheWholeModelsGreedyTokens) {
+  expect_whole_models_tokens({2, 4}, false);
+}
+
+TEST(TensorParallelEngine, FollowersSwitchBetweenGreedyAndLogitStepsWithTheLeader) {
+  expect_whole_models_tokens({2}, true);
 }
 
 // A follower process that dies mid-request: its links close (TcpCommunicator::abort does what exit does).

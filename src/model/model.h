@@ -57,7 +57,10 @@ class Model {
   // stage runs the same batch and every stage receives the logits.
   Status forward(const Batch& batch, std::vector<float>* logits);
   // The same forward, but only the greedy token of each logit row (argmax, the lowest id on ties): the logits
-  // stay on the device, which saves copying [rows, vocab] floats off it every step.
+  // stay on the device, which saves copying [rows, vocab] floats off it every step. Tensor parallel, each rank
+  // reduces its vocab slice and the ranks exchange one (value, id) pair per row (vocab_parallel.h), so every
+  // rank of the group must call forward_greedy for the same step (run_follower does, by the step plan).
+  // Pipelined, the logits are gathered as for forward and reduced on the host.
   Status forward_greedy(const Batch& batch, std::vector<int32_t>* tokens);
 
   // The part of the model this rank holds: its stage's layers [shard().layer0, shard().layer0 + shard().layers),
@@ -73,6 +76,7 @@ class Model {
   Status init_buffers();
   Status all_reduce(backend::Tensor& t);
   Status gather_logits(const backend::Tensor& local, int rows, std::vector<float>* logits);
+  Status vocab_parallel_greedy(const backend::Tensor& local, int rows, std::vector<int32_t>* tokens);
   // forward and forward_greedy: one of logits / greedy is set.
   Status forward_impl(const Batch& batch, std::vector<float>* logits, std::vector<int32_t>* greedy);
   Status check_batch(const Batch& batch) const;
@@ -89,7 +93,8 @@ class Model {
   dist::Communicator* comm_ = nullptr;  // null unsharded
   dist::Communicator* pipe_ = nullptr;  // null with one stage
   std::vector<float> comm_buf_, gather_buf_;  // host staging for collectives
-  std::vector<float> greedy_logits_;  // forward_greedy's host logits when collectives deliver them
+  std::vector<float> greedy_logits_;  // forward_greedy's host logits when a pipeline delivers them
+  std::vector<float> row_max_, row_max_pairs_, row_max_gathered_;  // vocab-parallel greedy: values, packed pairs
   std::vector<float> pipe_buf_, pipe_logits_;  // host staging: hidden states; a micro-batch's gathered logits
   std::vector<int32_t> local_tokens_;         // token ids in this rank's vocab slice
   format::WeightFiles files_;
