@@ -315,7 +315,7 @@ namespace {
 
 struct WireLoadOptions {
   int32_t ok = 0;  // 0: rank 0 failed before loading; the followers exit
-  int32_t max_batch_tokens = 0, kv_blocks = 0, block_size = 0, micro_batches = 0;
+  int32_t max_batch_tokens = 0, kv_blocks = 0, block_size = 0, micro_batches = 0, max_logit_rows = 0;
 };
 
 }  // namespace
@@ -325,7 +325,7 @@ Status wait_until_loaded(RankGroup& group) {
 }
 
 Status send_load_options(dist::Communicator& plans, const model::LoadOptions& o) {
-  WireLoadOptions w{1, o.max_batch_tokens, o.kv_blocks, o.block_size, o.micro_batches};
+  WireLoadOptions w{1, o.max_batch_tokens, o.kv_blocks, o.block_size, o.micro_batches, o.max_logit_rows};
   return plans.broadcast(&w, sizeof(w), 0);
 }
 
@@ -338,6 +338,7 @@ Result<model::LoadOptions> receive_load_options(dist::Communicator& plans) {
   o.kv_blocks = w.kv_blocks;
   o.block_size = w.block_size;
   o.micro_batches = w.micro_batches;
+  o.max_logit_rows = w.max_logit_rows;
   return o;
 }
 

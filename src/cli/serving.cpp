@@ -238,6 +238,7 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions o) {
   lo.kv_blocks = plan.kv_blocks;
   lo.block_size = plan.block_size;
   lo.max_batch_tokens = plan.max_num_batched_tokens;
+  lo.max_logit_rows = plan.max_logit_rows;
   if (o.rank) {
     lo.communicator = p->group.tensor;
     lo.pipeline = p->group.pipeline;

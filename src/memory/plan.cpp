@@ -71,13 +71,16 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-uint64_t activation_bytes(const ModelShape& s, int64_t tokens) {
+uint64_t activation_bytes(const ModelShape& s, int64_t tokens, int64_t logit_rows) {
   const uint64_t q = static_cast<uint64_t>(s.num_heads) * s.head_dim, kv = static_cast<uint64_t>(s.num_kv_heads) * s.head_dim;
-  // Always f32: x, o, mlp (hidden each), q, k, v, gate, up, logits.
-  const uint64_t f32 = 3ull * s.hidden_size + q + 2 * kv + 2ull * s.intermediate_size + s.vocab_size;
-  // In the backend's activation dtype: h, logit_in (hidden each), attention output (q), activated MLP (intermediate).
-  const uint64_t act = 2ull * s.hidden_size + q + s.intermediate_size;
-  return (f32 * 4 + act * s.activation_dtype_bytes) * static_cast<uint64_t>(tokens);
+  // Per token, always f32: x, o, mlp (hidden each), q, k, v, gate, up; in the backend's activation dtype: h
+  // (hidden), attention output (q), activated MLP (intermediate).
+  const uint64_t f32 = 3ull * s.hidden_size + q + 2 * kv + 2ull * s.intermediate_size;
+  const uint64_t act = static_cast<uint64_t>(s.hidden_size) + q + s.intermediate_size;
+  // Per logit row: the logits (f32) and the head's input logit_in (activation dtype).
+  const uint64_t row = 4ull * s.vocab_size + static_cast<uint64_t>(s.hidden_size) * s.activation_dtype_bytes;
+  return (f32 * 4 + act * s.activation_dtype_bytes) * static_cast<uint64_t>(tokens) +
+         row * static_cast<uint64_t>(logit_rows);
 }
 
 uint64_t Plan::main_total() const {
@@ -115,7 +118,9 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
   p.main_budget_source = mb.source;
 
   p.weight_bytes = in.weight_bytes;
-  p.activation_bytes = activation_bytes(in.shape, in.max_num_batched_tokens);
+  // A step samples one row per running sequence.
+  p.max_logit_rows = std::min(in.max_num_seqs, in.max_num_batched_tokens);
+  p.activation_bytes = activation_bytes(in.shape, in.max_num_batched_tokens, p.max_logit_rows);
   p.overhead_bytes = in.overhead_bytes;
   p.hot_tier_bytes = in.hot_cache_max_size;
   p.kv_bytes_per_block = in.shape.kv_bytes_per_token() * static_cast<uint64_t>(in.block_size);
@@ -165,8 +170,9 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
   const std::string act_dtype = in.shape.activation_dtype_bytes == 4 ? "f32" : "f32 and 16-bit";
   p.lines.push_back({"weights", main, p.weight_bytes, ""});
   p.lines.push_back({"activations", main, p.activation_bytes,
-                     fmt::format("{} batched tokens x {} ({})", in.max_num_batched_tokens,
-                                 format_bytes(activation_bytes(in.shape, 1)), act_dtype)});
+                     fmt::format("{} batched tokens x {} + {} logit rows x {} ({})", in.max_num_batched_tokens,
+                                 format_bytes(activation_bytes(in.shape, 1, 0)), p.max_logit_rows,
+                                 format_bytes(activation_bytes(in.shape, 0, 1)), act_dtype)});
   p.lines.push_back(
       {"kv pool", main, p.kv_bytes,
        fmt::format("{} blocks x {} tokens = {} tokens, {}/block; {} of {} wanted (--max-num-seqs {} x {})",

@@ -71,6 +71,7 @@ struct Plan {
   int max_model_len = 0;
   int max_num_seqs = 0;
   int max_num_batched_tokens = 0;
+  int max_logit_rows = 0;  // min(max_num_seqs, max_num_batched_tokens): the model's logits buffers
   int block_size = 0;
 
   uint64_t weight_bytes = 0;
@@ -108,9 +109,10 @@ struct Plan {
                        std::string_view prompt_word = "messages") const;
 };
 
-// Activation buffers for a batch of `tokens` rows, as Model::init_buffers allocates them: the residual stream,
-// q/k/v, attention output, MLP gate/up/activated and the logits. Governor::reserve refuses a drift over 1%.
-uint64_t activation_bytes(const ModelShape& shape, int64_t tokens);
+// Activation buffers for a batch of `tokens` rows of which `logit_rows` ask for logits, as Model::init_buffers
+// allocates them: per token the residual stream, q/k/v, attention output and MLP gate/up/activated; per logit row
+// the head's input and the logits. Governor::reserve refuses a drift over 1%.
+uint64_t activation_bytes(const ModelShape& shape, int64_t tokens, int64_t logit_rows);
 
 // Computes the plan. `host` is the machine's RAM; `device` is the accelerator's memory when a GPU backend runs
 // (weights, activations and KV then live there, under --gpu-memory-utilization). Fails with kInvalidArgument on a

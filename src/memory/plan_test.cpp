@@ -13,17 +13,18 @@ constexpr uint64_t GiB = 1ull << 30;
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // A toy shape whose numbers are easy by hand: 512 B of KV per token (2 x 2 layers x 2 kv heads x 16 x f32),
-// 8 KiB per 16-token block, 4 KiB of activations per batched token
-// (5 x 64 hidden + 2 x 64 q + 2 x 32 kv + 3 x 128 intermediate + 128 vocab = 1024 floats).
+// 8 KiB per 16-token block, and exactly 1 MiB of activations for 256 batched tokens and 4 logit rows (one per
+// sequence): 4072 B per token (4 x 64 hidden + 2 x 64 q + 2 x 32 kv + 3 x 190 intermediate = 1018 floats) and
+// 1536 B per logit row (320 vocab + 64 hidden = 384 floats).
 PlanInputs toy(const std::string& budget) {
   PlanInputs in;
   in.model = "toy";
   in.weight_bytes = 10 * MiB;
   in.shape = {.num_layers = 2, .num_heads = 4, .num_kv_heads = 2, .head_dim = 16, .hidden_size = 64,
-              .intermediate_size = 128, .vocab_size = 128};
+              .intermediate_size = 190, .vocab_size = 320};
   in.max_model_len = 2048;  // 128 blocks = 1 MiB of KV per sequence
   in.max_num_seqs = 4;      // 512 blocks = 4 MiB wanted
-  in.max_num_batched_tokens = 256;  // 1 MiB of activations
+  in.max_num_batched_tokens = 256;  // with the 4 logit rows, 1 MiB of activations
   in.block_size = 16;
   in.max_process_memory = budget;
   in.overhead_bytes = 1 * MiB;
@@ -34,10 +35,12 @@ MemoryReport host(uint64_t total = 100 * MiB, uint64_t free = 0) { return {"host
 
 TEST(Plan, LinesFollowTheShape) {
   EXPECT_EQ(toy("1GB").shape.kv_bytes_per_token(), 512u);
-  EXPECT_EQ(activation_bytes(toy("1GB").shape, 1), 4096u);
+  EXPECT_EQ(activation_bytes(toy("1GB").shape, 1, 0), 4072u);
+  EXPECT_EQ(activation_bytes(toy("1GB").shape, 0, 1), 1536u);
   ModelShape half = toy("1GB").shape;
-  half.activation_dtype_bytes = 2;  // h, logit_in, attention output, activated MLP: 2 x 64 + 64 + 128 = 320
-  EXPECT_EQ(activation_bytes(half, 1), 4096u - 320 * 2);
+  half.activation_dtype_bytes = 2;  // h, attention output, activated MLP: 64 + 64 + 190 = 318; logit_in: 64
+  EXPECT_EQ(activation_bytes(half, 1, 0), 4072u - 318 * 2);
+  EXPECT_EQ(activation_bytes(half, 0, 1), 1536u - 64 * 2);
   auto plan = make_plan(toy("16MB"), host(), std::nullopt);
   ASSERT_TRUE(plan.ok()) << plan.status().message();
   EXPECT_EQ(plan->weight_bytes, 10 * MiB);
@@ -107,8 +110,9 @@ TEST(Plan, RefusalForALargeModelReadsInGiB) {
   auto plan = make_plan(in, host(64 * GiB), std::nullopt);
   ASSERT_FALSE(plan.ok());
   const std::string& m = plan.status().message();
-  EXPECT_TRUE(contains(m, "memory plan: weights 15.0 GiB + activations 1.5 GiB + overhead 512.0 MiB + KV for one "
-                          "32768-token sequence 4.0 GiB = 21.0 GiB exceed the budget of 16.0 GiB "
+  // Activations: 2048 tokens x 272 KiB + 8 logit rows x 517 KiB = 548.0 MiB.
+  EXPECT_TRUE(contains(m, "memory plan: weights 15.0 GiB + activations 548.0 MiB + overhead 512.0 MiB + KV for one "
+                          "32768-token sequence 4.0 GiB = 20.0 GiB exceed the budget of 16.0 GiB "
                           "(--max-process-memory 16GB); lower --max-model-len"))
       << m;
 }
@@ -263,7 +267,7 @@ TEST(Plan, TableIsAligned) {
             "memory plan for toy\n"
             "  line         memory       bytes  detail\n"
             "  weights      cuda:0    10.0 MiB\n"
-            "  activations  cuda:0     1.0 MiB  256 batched tokens x 4.0 KiB (f32)\n"
+            "  activations  cuda:0     1.0 MiB  256 batched tokens x 4.0 KiB + 4 logit rows x 1.5 KiB (f32)\n"
             "  kv pool      cuda:0     2.0 MiB  256 blocks x 16 tokens = 4096 tokens, 8.0 KiB/block; 256 of 512 wanted "
             "(--max-num-seqs 4 x 2048)\n"
             "  hot tier     host      50.0 MiB  --hot-cache-max-size\n"

@@ -72,6 +72,9 @@ Status Model::init_buffers() {
     return invalid_argument("max_batch_tokens={} must be positive", options_.max_batch_tokens);
   if (options_.block_size <= 0) return invalid_argument("block size {} must be positive", options_.block_size);
   const int64_t T = options_.max_batch_tokens;
+  if (options_.max_logit_rows < 0)
+    return invalid_argument("max_logit_rows={} must be >= 0 (0: max_batch_tokens)", options_.max_logit_rows);
+  const int64_t L = max_logit_rows_ = options_.max_logit_rows > 0 ? std::min<int64_t>(options_.max_logit_rows, T) : T;
   const int64_t inter = c.intermediate_size;
   const DType act = backend_->act_dtype();
   auto alloc = [&](int64_t cols, Tensor* t, DType dtype = DType::kF32) -> Status {
@@ -90,25 +93,25 @@ Status Model::init_buffers() {
   KEEL_RETURN_IF_ERROR(alloc(inter, &ws_.act, act));
   KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.mlp));
   if (shard_.head) {  // the last pipeline stage's
-    KEEL_RETURN_IF_ERROR(alloc(c.hidden_size, &ws_.logit_in, act));
-    KEEL_RETURN_IF_ERROR(alloc(shard_.vocab, &ws_.logits));
+    KEEL_ASSIGN_OR_RETURN(ws_.logit_in, backend_->alloc(act, L, c.hidden_size));
+    KEEL_ASSIGN_OR_RETURN(ws_.logits, backend_->alloc(DType::kF32, L, shard_.vocab));
   }
-  if (comm_ != nullptr && !comm_->on_device()) comm_buf_.resize(T * std::max<int64_t>(c.hidden_size, shard_.vocab));
+  if (comm_ != nullptr && !comm_->on_device()) comm_buf_.resize(std::max(T * c.hidden_size, L * shard_.vocab));
   if (comm_ != nullptr && comm_->on_device() && !ws_.logits.empty()) {
     // Device collectives reduce in place; only the gathered logits come to the host, from here.
-    KEEL_ASSIGN_OR_RETURN(ws_.gathered, backend_->alloc(DType::kF32, T * comm_->size(), shard_.vocab));
+    KEEL_ASSIGN_OR_RETURN(ws_.gathered, backend_->alloc(DType::kF32, L * comm_->size(), shard_.vocab));
   }
   if (comm_ != nullptr) {
-    gather_buf_.resize(T * static_cast<int64_t>(c.vocab_size));
+    gather_buf_.resize(L * static_cast<int64_t>(c.vocab_size));
     local_tokens_.reserve(T);
-    row_max_.resize(T);
-    row_max_pairs_.resize(2 * T);
-    row_max_gathered_.resize(2 * T * comm_->size());
+    row_max_.resize(L);
+    row_max_pairs_.resize(2 * L);
+    row_max_gathered_.resize(2 * L * comm_->size());
   }
   if (pipe_ != nullptr) {
     pipe_buf_.resize(T * c.hidden_size);
     // The last stage's gathered tensor-parallel logits of a micro-batch, before they go to their rows.
-    if (shard_.head && comm_ != nullptr) pipe_logits_.resize(T * static_cast<int64_t>(c.vocab_size));
+    if (shard_.head && comm_ != nullptr) pipe_logits_.resize(L * static_cast<int64_t>(c.vocab_size));
   }
   backend::KvLayout kv;
   kv.num_layers = c.num_layers;
@@ -221,6 +224,8 @@ Status Model::check_batch(const Batch& batch) const {
     return internal_error("forward: {} block-table entries exceed the reserved {}", table_entries, max_table_entries_);
   const int n = static_cast<int>(batch.logit_rows.size());
   if (n > T) return internal_error("forward: {} logit rows for a batch of {} tokens", n, T);
+  if (n > max_logit_rows_)
+    return invalid_argument("forward: {} logit rows exceed max_logit_rows={}", n, max_logit_rows_);
   for (int32_t r : batch.logit_rows)
     if (r < 0 || r >= T) return internal_error("forward: logit row {} outside the batch of {}", r, T);
   return Status();

@@ -24,6 +24,9 @@ struct Batch {
 
 struct LoadOptions {
   int max_batch_tokens = 512;  // activation buffers are sized for this many tokens per forward
+  // Logit rows one forward may ask for (0: max_batch_tokens). The logits buffers, [rows, vocab] each, are sized
+  // for it: a serving engine samples one row per sequence, so max_num_seqs rows, not max_batch_tokens, suffice.
+  int max_logit_rows = 0;
   int kv_blocks = 0;           // KV pool size in blocks (0: enough for max_position_embeddings... capped)
   int block_size = 16;
   // Tensor parallel: this process or thread is communicator->rank() of communicator->size(); it binds its
@@ -106,6 +109,7 @@ class Model {
   bool dynamic_rope_ = false;
   bool graphable_ = false;  // decode steps may run as captured graphs
   int64_t max_table_entries_ = 0;
+  int64_t max_logit_rows_ = 0;  // options_.max_logit_rows, resolved
   uint64_t forwards_ = 0;
 
   struct Workspace {

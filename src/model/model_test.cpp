@@ -269,4 +269,34 @@ TEST(ModelForward, TokenOutsideVocabularyIsRefused) {
   EXPECT_NE(l.status().message().find("token id 256 is outside the vocabulary [0, 256)"), std::string::npos);
 }
 
+TEST(ModelForward, LogitRowsAreCappedByMaxLogitRows) {
+  auto backend = backend::make_cpu_backend();
+  LoadOptions o;
+  o.max_batch_tokens = 8;
+  o.kv_blocks = 4;
+  o.max_logit_rows = 2;
+  auto m = Model::load(env::Env::posix(), kGoldenDir + "qwen3", backend.get(), o);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  // all_logits asks for every row of its chunk: 3 rows exceed the 2 the buffers hold, 2 are fine and match a
+  // model without the cap.
+  auto three = engine::all_logits(**m, {1, 2, 3});
+  ASSERT_FALSE(three.ok());
+  EXPECT_NE(three.status().message().find("3 logit rows exceed max_logit_rows=2"), std::string::npos)
+      << three.status().message();
+  auto capped = Model::load(env::Env::posix(), kGoldenDir + "qwen3", backend.get(), o);
+  ASSERT_TRUE(capped.ok());
+  auto two = engine::all_logits(**capped, {1, 2});
+  ASSERT_TRUE(two.ok()) << two.status().message();
+  auto other = backend::make_cpu_backend();
+  o.max_logit_rows = 0;
+  auto whole = Model::load(env::Env::posix(), kGoldenDir + "qwen3", other.get(), o);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(*two, *engine::all_logits(**whole, {1, 2}));
+
+  o.max_logit_rows = -1;
+  auto bad = Model::load(env::Env::posix(), kGoldenDir + "qwen3", other.get(), o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("max_logit_rows=-1 must be >= 0"), std::string::npos) << bad.status().message();
+}
+
 }  // namespace keel::model
