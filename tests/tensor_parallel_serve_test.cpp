@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "dist/tcp_communicator.h"
 #include "keel_cli.h"
 
 namespace {
@@ -52,25 +53,13 @@ std::string body_of(const std::string& response) {
   return at == std::string::npos ? "" : response.substr(at + 4);
 }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
-  socklen_t len = sizeof(sa);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  ::close(fd);
-  return ntohs(sa.sin_port);
-}
-
 // keel serve in the background, stderr to a file.
 struct Server {
   pid_t pid = -1;
   int port = 0;
   std::string log;
 
-  explicit Server(const std::string& args, const std::string& env = "") : port(free_port()) {
+  explicit Server(const std::string& args, const std::string& env = "") : port(keel::dist::free_port()) {
     log = "/tmp/keel_tp_serve_" + std::to_string(::getpid()) + "_" + std::to_string(port) + ".log";
     const std::string cmd = "exec env " + env + " " + std::string(KEEL_BINARY) + " serve --backend cpu --port " +
                             std::to_string(port) + " --max-model-len 512 --max-num-seqs 8 " + args + " 2>" + log + " >/dev/null";
@@ -170,7 +159,9 @@ TEST(ServeTensorParallel, AKilledRankFailsTheServerInsteadOfHangingIt) {
   }
   EXPECT_TRUE(unhealthy) << tp.stderr_text();
   const std::string refused = complete(tp.port, 4);
-  if (!refused.empty()) EXPECT_NE(refused.find("tensor-parallel group failed"), std::string::npos) << refused;
+  if (!refused.empty()) {
+    EXPECT_NE(refused.find("tensor-parallel group failed"), std::string::npos) << refused;
+  }
   EXPECT_EQ(tp.wait(30), 1) << tp.stderr_text();
   const std::string err = tp.stderr_text();
   EXPECT_NE(err.find("rank 1 (pid " + std::to_string(ranks[1]) + ") was killed by signal 9"), std::string::npos) << err;
@@ -190,7 +181,7 @@ TEST(ServeTensorParallel, ARankThatStopsAnsweringTimesOutTheGroup) {
 // Ranks started by an outside launcher (torchrun style): RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, the same
 // command on every rank; rank 0 serves.
 TEST(ServeTensorParallel, RanksStartedByAnotherLauncherFormTheGroupFromTheEnvironment) {
-  const int master = free_port();
+  const int master = keel::dist::free_port();
   auto env = [&](int rank) {
     return "RANK=" + std::to_string(rank) + " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(master);
   };

@@ -1,9 +1,7 @@
 #include "cli/launcher.h"
 
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,18 +65,6 @@ std::vector<std::string> own_command_line() {
     at = nul + 1;
   }
   return args;
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_ANY);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
-  socklen_t len = sizeof(sa);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  ::close(fd);
-  return ntohs(sa.sin_port);
 }
 
 std::string describe_exit(int status) {
@@ -167,7 +153,7 @@ Status check_layout(const DistOptions& d, const model::ModelConfig& config, cons
 int launch_ranks(const LaunchOptions& o) {
   std::vector<std::string> command = o.command.empty() ? own_command_line() : o.command;
   const std::string exe = o.executable.empty() ? "/proc/self/exe" : o.executable;
-  const int port = o.master_port > 0 ? o.master_port : free_port();
+  const int port = o.master_port > 0 ? o.master_port : dist::free_port();
   std::vector<std::string> gpus;
   if (const char* vis = std::getenv("CUDA_VISIBLE_DEVICES"); vis != nullptr) gpus = split(vis, ',');
   const int visible = o.cuda ? visible_gpus() : 0;

@@ -390,4 +390,15 @@ Status TcpCommunicator::check_peers() {
   return Status();
 }
 
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_ANY);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  const int port = bound_port(fd);
+  ::close(fd);
+  return port;
+}
+
 }  // namespace keel::dist

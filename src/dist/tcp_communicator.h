@@ -69,4 +69,8 @@ class TcpCommunicator final : public Communicator {
   std::vector<float> sum_;  // rank 0's receive buffer for the all-reduce
 };
 
+// A TCP port that is free on this host now, picked by the kernel (another process may take it before it is
+// bound again): the launcher's master port, and the tests' servers.
+int free_port();
+
 }  // namespace keel::dist
