@@ -12,6 +12,7 @@
 
 #include "backend/ops.h"
 #include "base/test_util.h"
+#include "dist/parallel_test_util.h"
 #include "dist/thread_communicator.h"
 #include "engine/engine_test_util.h"
 #include "engine/follower.h"
@@ -22,29 +23,11 @@
 namespace keel::dist {
 namespace {
 
-const std::string kGoldenDir = std::string(KEEL_SOURCE_DIR) + "/tests/golden/models/";
+using testing::load;
+using testing::options;
+using testing::prompt;
 
-// 40 tokens, so that prefill runs in chunks of max_batch_tokens=16 over a KV cache with history.
-std::vector<int32_t> prompt() {
-  std::vector<int32_t> t;
-  for (int i = 0; i < 40; i++) t.push_back((i * 97 + 13) % 256);
-  return t;
-}
 
-model::LoadOptions options(Communicator* tp, Communicator* pp, int micro_batches = 0) {
-  model::LoadOptions o;
-  o.max_batch_tokens = 16;
-  o.kv_blocks = 8;
-  o.communicator = tp;
-  o.pipeline = pp;
-  o.micro_batches = micro_batches;
-  return o;
-}
-
-Result<std::unique_ptr<model::Model>> load(const std::string& name, const model::LoadOptions& o,
-                                           backend::Backend* backend) {
-  return model::Model::load(env::Env::posix(), kGoldenDir + name, backend, o);
-}
 
 // A TP x PP grid as tp*pp threads. The thread of (stage s, tensor-parallel rank t) gets the communicator of
 // rank t in stage s's tensor-parallel group (null when tp == 1) and that of stage s in pipeline t. Returns the

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "backend/ops.h"
+#include "dist/parallel_test_util.h"
 #include "dist/thread_communicator.h"
 #include "engine/generate.h"
 #include "model/model.h"
@@ -13,26 +14,13 @@
 namespace keel::dist {
 namespace {
 
-const std::string kGoldenDir = std::string(KEEL_SOURCE_DIR) + "/tests/golden/models/";
-
-// 40 tokens, so that prefill runs in chunks of max_batch_tokens=16 over a KV cache with history.
-std::vector<int32_t> prompt() {
-  std::vector<int32_t> t;
-  for (int i = 0; i < 40; i++) t.push_back((i * 97 + 13) % 256);
-  return t;
-}
-
-model::LoadOptions options(Communicator* comm) {
-  model::LoadOptions o;
-  o.max_batch_tokens = 16;
-  o.kv_blocks = 8;
-  o.communicator = comm;
-  return o;
-}
+using testing::load;
+using testing::options;
+using testing::prompt;
 
 Result<std::vector<float>> whole_model_logits(const std::string& name) {
   auto backend = backend::make_cpu_backend();
-  KEEL_ASSIGN_OR_RETURN(auto m, model::Model::load(env::Env::posix(), kGoldenDir + name, backend.get(), options(nullptr)));
+  KEEL_ASSIGN_OR_RETURN(auto m, load(name, options(nullptr), backend.get()));
   return engine::all_logits(*m, prompt());
 }
 
@@ -42,7 +30,7 @@ Result<std::vector<std::vector<float>>> tensor_parallel_logits(const std::string
   std::vector<std::vector<float>> logits(ranks);
   auto status = group.run([&](Communicator& comm) -> Status {
     auto backend = backend::make_cpu_backend();
-    KEEL_ASSIGN_OR_RETURN(auto m, model::Model::load(env::Env::posix(), kGoldenDir + name, backend.get(), options(&comm)));
+    KEEL_ASSIGN_OR_RETURN(auto m, load(name, options(&comm), backend.get()));
     KEEL_ASSIGN_OR_RETURN(logits[comm.rank()], engine::all_logits(*m, prompt()));
     return Status();
   });
@@ -117,7 +105,7 @@ TEST_P(TensorParallel, GreedyTokensAreTheArgmaxOfTheGatheredLogits) {
   std::vector<int32_t> want;
   {
     auto backend = backend::make_cpu_backend();
-    auto m = model::Model::load(env::Env::posix(), kGoldenDir + c.model, backend.get(), options(nullptr));
+    auto m = load(c.model, options(nullptr), backend.get());
     ASSERT_TRUE(m.ok()) << m.status().message();
     std::vector<float> logits;
     ASSERT_TRUE((*m)->forward(batch, &logits).ok());
@@ -129,7 +117,7 @@ TEST_P(TensorParallel, GreedyTokensAreTheArgmaxOfTheGatheredLogits) {
   auto status = group.run([&](Communicator& comm) -> Status {
     auto backend = backend::make_cpu_backend();
     KEEL_ASSIGN_OR_RETURN(auto m,
-                          model::Model::load(env::Env::posix(), kGoldenDir + c.model, backend.get(), options(&comm)));
+                          load(c.model, options(&comm), backend.get()));
     std::vector<float> logits;
     KEEL_RETURN_IF_ERROR(m->forward(batch, &logits));
     of_gathered[comm.rank()] = host_argmax(logits, m->config().vocab_size);
@@ -158,7 +146,7 @@ TEST(TensorParallel, GreedyGenerationMatchesTheWholeModel) {
   go.max_tokens = 16;
   go.sampling.temperature = 0;
   auto backend = backend::make_cpu_backend();
-  auto whole = model::Model::load(env::Env::posix(), kGoldenDir + name, backend.get(), options(nullptr));
+  auto whole = load(name, options(nullptr), backend.get());
   ASSERT_TRUE(whole.ok()) << whole.status().message();
   auto want = engine::generate(**whole, prompt(), go);
   ASSERT_TRUE(want.ok()) << want.status().message();
@@ -167,7 +155,7 @@ TEST(TensorParallel, GreedyGenerationMatchesTheWholeModel) {
   std::vector<std::vector<int32_t>> got(4);
   auto status = group.run([&](Communicator& comm) -> Status {
     auto b = backend::make_cpu_backend();
-    KEEL_ASSIGN_OR_RETURN(auto m, model::Model::load(env::Env::posix(), kGoldenDir + name, b.get(), options(&comm)));
+    KEEL_ASSIGN_OR_RETURN(auto m, load(name, options(&comm), b.get()));
     KEEL_ASSIGN_OR_RETURN(got[comm.rank()], engine::generate(*m, prompt(), go));
     return Status();
   });
@@ -177,14 +165,14 @@ TEST(TensorParallel, GreedyGenerationMatchesTheWholeModel) {
 
 TEST(TensorParallel, EachRankHoldsItsShareOfTheWeights) {
   auto whole_backend = backend::make_cpu_backend();
-  auto whole = model::Model::load(env::Env::posix(), kGoldenDir + "qwen3_moe", whole_backend.get(), options(nullptr));
+  auto whole = load("qwen3_moe", options(nullptr), whole_backend.get());
   ASSERT_TRUE(whole.ok()) << whole.status().message();
   const uint64_t all = (*whole)->weights().parameter_count;
   ThreadGroup group(4);
   std::vector<uint64_t> held(4);
   auto status = group.run([&](Communicator& comm) -> Status {
     auto b = backend::make_cpu_backend();
-    KEEL_ASSIGN_OR_RETURN(auto m, model::Model::load(env::Env::posix(), kGoldenDir + "qwen3_moe", b.get(), options(&comm)));
+    KEEL_ASSIGN_OR_RETURN(auto m, load("qwen3_moe", options(&comm), b.get()));
     held[comm.rank()] = m->weights().parameter_count;
     return Status();
   });
