@@ -116,8 +116,7 @@ TEST_P(TensorParallel, GreedyTokensAreTheArgmaxOfTheGatheredLogits) {
   std::vector<std::vector<int32_t>> greedy(c.ranks), of_gathered(c.ranks);
   auto status = group.run([&](Communicator& comm) -> Status {
     auto backend = backend::make_cpu_backend();
-    KEEL_ASSIGN_OR_RETURN(auto m,
-                          load(c.model, options(&comm), backend.get()));
+    KEEL_ASSIGN_OR_RETURN(auto m, load(c.model, options(&comm), backend.get()));
     std::vector<float> logits;
     KEEL_RETURN_IF_ERROR(m->forward(batch, &logits));
     of_gathered[comm.rank()] = host_argmax(logits, m->config().vocab_size);
