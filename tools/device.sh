@@ -89,6 +89,10 @@ for stage in "$@"; do
       # 64 concurrent streaming clients, 128 in / 1024 out, through the real HTTP server, on the 8B shape.
       $B/keel bench serve --backend cuda --synthetic llama3-8b --num-prompts ${KEEL_PROMPTS:-128} --concurrency 64 \
         --input-len 128 --output-len 1024 --max-num-seqs 64 --max-num-batched-tokens 2048 2>&1 | tee "$OUT/serve_bench.txt" ;;
+    cache-bench)
+      # Issue 7 on the GPU: TTFT cold vs warm from device / RAM / SSD tiers for the 8B shape.
+      $B/keel bench cache --backend cuda --synthetic llama3-8b --prompt-lengths ${KEEL_CACHE_LENGTHS:-1k,8k,32k} \
+        --skip-index --dir /tmp/keel-cache-bench 2>&1 | tee "$OUT/cache_bench.txt" ;;
     gemv)
       # The decode GEMV against cuBLAS on the 8B shapes (dev/kernels/gemv_v1.cu).
       nvcc -O3 -std=c++17 -gencode=arch=compute_90,code=sm_90 -Isrc -o /tmp/gemv_v1 dev/kernels/gemv_v1.cu -lcublas &&

@@ -150,6 +150,10 @@ int run_bench_serve(BenchServeArgs a) {
     serving = std::move(started).value();
     server_thread = std::thread([&] { serving->run(); });
     target = {"127.0.0.1", serving->port(), serving->model_name()};
+    // The clients start once the server accepts: 64 connections arriving before its accept loop runs overflow
+    // the listen backlog, and the kernel's retries show up as TTFT (or as failed reads).
+    httplib::Client probe(target.host, target.port);
+    for (int i = 0; i < 600 && !probe.Get("/health"); i++) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   } else {
     auto t = parse_url(a.url);
     if (!t.ok()) return report(t.status());

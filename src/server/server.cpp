@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <csignal>
 #include <ctime>
@@ -12,6 +13,7 @@ namespace keel::server {
 
 namespace {
 
+constexpr int kListenBacklog = 1024;  // capped by net.core.somaxconn
 constexpr auto kDump = nlohmann::ordered_json::error_handler_t::replace;
 
 ApiFlavor flavor_of_path(const std::string& path) {
@@ -31,6 +33,13 @@ Server::Server(ServerOptions options, ServedModel model)
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(options_.max_body_bytes);
   http_->set_read_timeout(30, 0);
+  // SO_REUSEADDR only (httplib's default adds SO_REUSEPORT, which lets a second server share the port), and the
+  // socket kept to widen its backlog after bind.
+  http_->set_socket_options([this](int fd) {
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd_ = fd;
+  });
   http_->set_write_timeout(30, 0);
   install_routes();
 }
@@ -120,6 +129,9 @@ Result<int> Server::bind() {
   } else if (!http_->bind_to_port(options_.host, port)) {
     return io_error("cannot bind {}:{} (in use, or not an address of this machine?)", options_.host, port);
   }
+  // httplib listens with a backlog of 5: a burst of clients (a benchmark's 64 at once) overflows it and the
+  // kernel's SYN retries add a second to their first token. listen(2) again widens it.
+  if (listen_fd_ >= 0) ::listen(listen_fd_, kListenBacklog);
   return port;
 }
 

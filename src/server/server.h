@@ -97,6 +97,7 @@ class Server {
   ServedModel model_;
   std::shared_ptr<Metrics> metrics_;
   std::unique_ptr<httplib::Server> http_;
+  int listen_fd_ = -1;  // the listening socket, seen through httplib's socket-options hook
   int64_t created_ = 0;
 
   std::atomic<int> in_flight_{0};

@@ -508,6 +508,49 @@ TEST(Server, OverCapacityAnswersWithRetryAfter) {
   expect_openai_error(res->body);
 }
 
+// A second server on a port in use is refused (httplib's default SO_REUSEPORT would let both listen and split
+// the clients between them).
+TEST(Server, ASecondServerOnTheSamePortIsRefused) {
+  TestServer s;
+  ServerOptions options;
+  options.port = s.port();
+  auto tok = test_tokenizer();
+  auto tmpl = test_chat_template();
+  FakeGenerator generator;
+  Server second(options, ServedModel{"test-model", &generator, &tok, &tmpl});
+  auto port = second.bind();
+  ASSERT_FALSE(port.ok());
+  EXPECT_NE(port.status().message().find("in use"), std::string::npos) << port.status().message();
+}
+
+// 64 clients that connect at once, before the accept loop runs, all get through the handshake at once: the
+// backlog is wider than httplib's 5, whose overflow costs each late client a SYN retry (a second or more).
+TEST(Server, ABurstOfConnectionsFitsTheListenBacklog) {
+  ServerOptions options;
+  options.port = 0;
+  auto tok = test_tokenizer();
+  auto tmpl = test_chat_template();
+  FakeGenerator generator;
+  Server server(options, ServedModel{"test-model", &generator, &tok, &tmpl});
+  auto port = server.bind();
+  ASSERT_TRUE(port.ok()) << port.status().message();
+  std::vector<int> fds;
+  int connected = 0;
+  for (int i = 0; i < 64; i++) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{0, 300000};  // connect(2) gives up after SO_SNDTIMEO
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(*port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) connected++;
+    fds.push_back(fd);
+  }
+  for (int fd : fds) ::close(fd);
+  EXPECT_EQ(connected, 64);
+}
+
 TEST(Server, TokenizeAndDetokenizeRoundTrip) {
   TestServer s;
   auto c = s.client();
