@@ -8,7 +8,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <mutex>
+#include <sstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -115,6 +117,27 @@ RequestResult send_one(const Target& t, const std::string& api_key, const std::v
   return r;
 }
 
+// The engine's step counters from /metrics (keel_engine_*); empty when the server does not export them.
+std::map<std::string, double> engine_counters(const Target& t, const std::string& api_key) {
+  httplib::Client cli(t.host, t.port);
+  httplib::Headers h;
+  if (!api_key.empty()) h.emplace("Authorization", "Bearer " + api_key);
+  std::map<std::string, double> out;
+  auto res = cli.Get("/metrics", h);
+  if (!res || res->status != 200) return out;
+  std::istringstream in(res->body);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.starts_with("keel_engine_")) continue;
+    const size_t space = line.find(' ');
+    if (space == std::string::npos) continue;
+    try {
+      out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+    } catch (const std::exception&) {
+    }
+  }
+  return out;
+}
+
 struct Summary {
   double mean = 0, p50 = 0, p99 = 0;
 };
@@ -184,6 +207,7 @@ int run_bench_serve(BenchServeArgs a) {
     for (auto& t : p) t = id(rng);
   }
 
+  const std::map<std::string, double> engine_before = engine_counters(target, a.serving.api_key);
   std::vector<RequestResult> results(a.num_prompts);
   std::atomic<int> next{0};
   const Clock::time_point start = Clock::now();
@@ -196,6 +220,15 @@ int run_bench_serve(BenchServeArgs a) {
   }
   for (auto& t : clients) t.join();
   const double duration = std::chrono::duration<double>(Clock::now() - start).count();
+  // Where the server's time went during the run: steps, and within them the model's forward.
+  std::map<std::string, double> engine = engine_counters(target, a.serving.api_key);
+  for (auto& [name, value] : engine)
+    if (auto it = engine_before.find(name); it != engine_before.end()) value -= it->second;
+  const double steps = engine["keel_engine_steps_total"];
+  const double step_ms = steps > 0 ? 1000 * engine["keel_engine_step_seconds_total"] / steps : 0;
+  const double forward_ms = steps > 0 ? 1000 * engine["keel_engine_forward_seconds_total"] / steps : 0;
+  const double batch = steps > 0 ? engine["keel_engine_batch_tokens_total"] / steps : 0;
+  const double busy = duration > 0 ? engine["keel_engine_step_seconds_total"] / duration : 0;
 
   if (serving) {
     serving->shutdown();
@@ -235,7 +268,12 @@ int run_bench_serve(BenchServeArgs a) {
                                 {"output_throughput", output_tokens / duration},
                                 {"ttft_ms", j3(st)},
                                 {"tpot_ms", j3(sp)},
-                                {"itl_ms", j3(si)}};
+                                {"itl_ms", j3(si)},
+                                {"engine", {{"steps", steps},
+                                            {"step_ms", step_ms},
+                                            {"forward_ms", forward_ms},
+                                            {"batch_tokens", batch},
+                                            {"busy_fraction", busy}}}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("============ keel bench serve ============\n");
@@ -257,6 +295,15 @@ int run_bench_serve(BenchServeArgs a) {
     block("TTFT", st);
     block("TPOT", sp);
     block("ITL", si);
+    if (steps > 0) {
+      std::printf("---------- Engine ----------\n");
+      std::printf("%-34s %.0f\n", "Steps:", steps);
+      std::printf("%-34s %.1f\n", "Mean tokens per step:", batch);
+      std::printf("%-34s %.2f\n", "Mean step (ms):", step_ms);
+      std::printf("%-34s %.2f (%.0f%% of the step)\n", "Mean forward (ms):", forward_ms,
+                  step_ms > 0 ? 100 * forward_ms / step_ms : 0.0);
+      std::printf("%-34s %.0f%%\n", "Engine busy (steps / duration):", 100 * busy);
+    }
   }
   if (completed < a.num_prompts) {
     std::fprintf(stderr, "error: %d of %d requests failed; first: %s\n", a.num_prompts - completed, a.num_prompts,

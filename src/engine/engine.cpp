@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <utility>
 
@@ -243,6 +244,7 @@ void Engine::loop() {
       continue;
     }
 
+    const auto step_start = std::chrono::steady_clock::now();
     StepPlan plan = scheduler_.schedule();
     if (plan.chunks.empty()) {
       publish_stats(0, 0, std::exchange(finished_count, 0), false);
@@ -268,8 +270,10 @@ void Engine::loop() {
     bool greedy = true;
     for (const Chunk& c : plan.chunks)
       if (c.samples()) greedy &= requests.at(c.seq->id)->plain_greedy;
+    const auto forward_start = std::chrono::steady_clock::now();
     Status s = options_.leader != nullptr ? options_.leader->forward(batch, greedy) : Status();
     if (s.ok()) s = greedy ? model_->forward_greedy(batch, &greedy_tokens) : model_->forward(batch, &logits);
+    const auto forward_end = std::chrono::steady_clock::now();
     if (!s.ok() && options_.leader != nullptr) {
       fail_group(s);
       break;
@@ -331,6 +335,9 @@ void Engine::loop() {
       scheduler_.finish(id);
       finished_count++;
     }
+    using Seconds = std::chrono::duration<double>;
+    add_step_time(Seconds(std::chrono::steady_clock::now() - step_start).count(),
+                  Seconds(forward_end - forward_start).count(), batch.tokens.size());
     publish_stats(prompt_tokens, generated, std::exchange(finished_count, 0), true);
     for (auto& [st, e] : events) st->callback(e);
     for (auto& [id, reason] : finished) requests.erase(id);
@@ -350,6 +357,13 @@ void Engine::loop() {
     rc.second(e);
   }
   incoming_.clear();
+}
+
+void Engine::add_step_time(double step_seconds, double forward_seconds, uint64_t batch_tokens) {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.step_seconds += step_seconds;
+  stats_.forward_seconds += forward_seconds;
+  stats_.batch_tokens += batch_tokens;
 }
 
 void Engine::publish_stats(uint64_t prompt_tokens, uint64_t generated, uint64_t finished, bool stepped) {

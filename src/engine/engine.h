@@ -92,6 +92,11 @@ struct EngineStats {
   int kv_blocks_used = 0;
   int kv_blocks_total = 0;
   uint64_t steps = 0;
+  // Where a step's time goes: step_seconds from scheduling to the events ready to hand out, forward_seconds the
+  // model's forward within it (the device's work and the wait for its tokens), batch_tokens the tokens computed.
+  double step_seconds = 0;
+  double forward_seconds = 0;
+  uint64_t batch_tokens = 0;
   uint64_t prompt_tokens = 0;      // processed in total
   uint64_t generated_tokens = 0;   // in total
   uint64_t preemptions = 0;
@@ -152,6 +157,8 @@ class Engine {
  private:
   void loop();
   void publish_stats(uint64_t prompt_tokens, uint64_t generated, uint64_t finished, bool stepped);
+  // A step's timing (step_seconds, forward_seconds, batch_tokens), before publish_stats counts the step.
+  void add_step_time(double step_seconds, double forward_seconds, uint64_t batch_tokens);
 
   model::Model* model_;
   EngineOptions options_;

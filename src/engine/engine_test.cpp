@@ -38,7 +38,12 @@ TEST(Engine, ConcurrentGreedyRequestsEqualEachAlone) {
     EXPECT_EQ(c[i].prompt_tokens, static_cast<int>(prompts[i].size()));
     EXPECT_EQ(c[i].completion_tokens, 12);
   }
-  EXPECT_EQ(engine.stats().kv_blocks_used, 0);
+  const EngineStats st = engine.stats();
+  EXPECT_EQ(st.kv_blocks_used, 0);
+  // Every prompt token computed once, and every generated token but the last fed back.
+  EXPECT_EQ(st.batch_tokens, 30u + 5 + 17 + 1 + 4 * 11);
+  EXPECT_GT(st.forward_seconds, 0);
+  EXPECT_GE(st.step_seconds, st.forward_seconds);
 }
 
 TEST(Engine, PreemptionUnderAPoolTooSmallForAllLosesNothing) {

@@ -46,6 +46,10 @@ GeneratorStats EngineGenerator::stats() const {
   s.kv_blocks_used = e.kv_blocks_used;
   s.kv_blocks_total = e.kv_blocks_total;
   s.allocations_after_warmup = static_cast<int64_t>(e.allocations_after_warmup);
+  s.steps = e.steps;
+  s.step_seconds = e.step_seconds;
+  s.forward_seconds = e.forward_seconds;
+  s.batch_tokens = e.batch_tokens;
   s.kv_blocks_cached = e.kv_blocks_cached;
   s.kv_block_bytes = e.kv_block_bytes;
   s.prefix_cache_hit_blocks = e.prefix_cache_hit_blocks;

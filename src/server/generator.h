@@ -47,6 +47,11 @@ struct GeneratorStats {
   int kv_blocks_used = 0;
   int kv_blocks_total = 0;
   int64_t allocations_after_warmup = -1;  // -1: not reported
+  // Engine steps and where their time went (EngineStats).
+  uint64_t steps = 0;
+  double step_seconds = 0;
+  double forward_seconds = 0;
+  uint64_t batch_tokens = 0;
   // Prefix cache, device tier (counters in blocks of kv_block_bytes bytes).
   int kv_blocks_cached = 0;
   uint64_t kv_block_bytes = 0;
