@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/follower.h"
 #include "kv/block_pool.h"
 
 namespace keel::engine {
@@ -40,6 +41,13 @@ Status check_fits(const model::Model& model, size_t tokens) {
   return Status();
 }
 
+// The engine's criterion: the argmax is the whole sample, so only each row's argmax leaves the device (and under
+// tensor parallelism only each rank's (value, id) pairs cross ranks).
+bool plain_greedy(const SamplingParams& s) {
+  return s.temperature == 0.0f && s.repetition_penalty == 1.0f && s.frequency_penalty == 0.0f &&
+         s.presence_penalty == 0.0f;
+}
+
 }  // namespace
 
 Result<std::vector<int32_t>> generate(model::Model& model, const std::vector<int32_t>& prompt,
@@ -59,16 +67,19 @@ Result<std::vector<int32_t>> generate(model::Model& model, const std::vector<int
   Sampler sampler(options.sampling);
   std::vector<int32_t> seq = prompt, out;
   std::vector<float> logits;
+  std::vector<int32_t> argmax;
   const int vocab = model.config().vocab_size;
+  const bool greedy = plain_greedy(options.sampling);
 
   int done = 0;
   while (done < static_cast<int>(seq.size()) && static_cast<int>(out.size()) < options.max_tokens) {
     const int end = std::min<int>(static_cast<int>(seq.size()), done + model.max_batch_tokens());
     KEEL_ASSIGN_OR_RETURN(model::Batch batch, chunk_batch(pool, table, seq, done, end, false));
-    KEEL_RETURN_IF_ERROR(model.forward(batch, &logits));
+    if (options.leader != nullptr) KEEL_RETURN_IF_ERROR(options.leader->forward(batch, greedy));
+    KEEL_RETURN_IF_ERROR(greedy ? model.forward_greedy(batch, &argmax) : model.forward(batch, &logits));
     done = end;
     if (done < static_cast<int>(seq.size())) continue;  // still prefilling
-    const int32_t tok = sampler.sample(logits.data(), vocab, seq);
+    const int32_t tok = greedy ? argmax[0] : sampler.sample(logits.data(), vocab, seq);
     out.push_back(tok);
     seq.push_back(tok);
     const bool stop = std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), tok) !=
@@ -80,7 +91,7 @@ Result<std::vector<int32_t>> generate(model::Model& model, const std::vector<int
   return out;
 }
 
-Result<std::vector<float>> all_logits(model::Model& model, const std::vector<int32_t>& tokens) {
+Result<std::vector<float>> all_logits(model::Model& model, const std::vector<int32_t>& tokens, StepLeader* leader) {
   if (tokens.empty()) return invalid_argument("no tokens given");
   KEEL_RETURN_IF_ERROR(check_fits(model, tokens.size()));
   const auto& layout = model.kv_layout();
@@ -90,6 +101,7 @@ Result<std::vector<float>> all_logits(model::Model& model, const std::vector<int
   for (int done = 0; done < static_cast<int>(tokens.size());) {
     const int end = std::min<int>(static_cast<int>(tokens.size()), done + model.max_batch_tokens());
     KEEL_ASSIGN_OR_RETURN(model::Batch batch, chunk_batch(pool, table, tokens, done, end, true));
+    if (leader != nullptr) KEEL_RETURN_IF_ERROR(leader->forward(batch, false));
     KEEL_RETURN_IF_ERROR(model.forward(batch, &chunk));
     all.insert(all.end(), chunk.begin(), chunk.end());
     done = end;
