@@ -1,12 +1,14 @@
-// keel generate (one completion) and keel run (an interactive chat in the terminal), both streaming.
+// keel generate (one completion) and keel run (an interactive chat in the terminal), both streaming. keel generate
+// with --tensor-parallel or --pipeline-parallel runs as a group (cli/launcher.h); rank 0 alone prints.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <optional>
-#include <algorithm>
 
 #include "cli/commands.h"
+#include "cli/launcher.h"
 #include "cli/load_model.h"
 #include "engine/generate.h"
 #include "tokenizer/chat_template.h"
@@ -35,14 +37,19 @@ struct SamplingArgs {
     cmd->add_option("--backend", backend, "auto|cpu|cuda");
     cmd->add_flag("--ignore-eos", ignore_eos, "Keep generating past end-of-sequence tokens");
   }
+  engine::SamplingParams sampling() const {
+    engine::SamplingParams p;
+    p.temperature = temperature;
+    p.top_p = top_p;
+    p.top_k = top_k;
+    p.min_p = min_p;
+    p.seed = seed;
+    return p;
+  }
   engine::GenerateOptions options(const model::Model& m, const tokenizer::Tokenizer* tok) const {
     engine::GenerateOptions g;
     g.max_tokens = max_tokens;
-    g.sampling.temperature = temperature;
-    g.sampling.top_p = top_p;
-    g.sampling.top_k = top_k;
-    g.sampling.min_p = min_p;
-    g.sampling.seed = seed;
+    g.sampling = sampling();
     if (!ignore_eos) {
       g.stop_token_ids = m.config().eos_token_ids;
       if (tok != nullptr)
@@ -64,6 +71,7 @@ struct GenerateArgs {
   std::string dir, tokens, prompt;
   bool ids_only = false;
   SamplingArgs s;
+  DistOptions dist;
 };
 
 int run_generate(const GenerateArgs& a) {
@@ -82,20 +90,26 @@ int run_generate(const GenerateArgs& a) {
     if (!parsed.ok()) return report(parsed.status().with_context("--tokens"));
     ids = std::move(*parsed);
   }
-  auto lm = load_model(a.dir, a.s.backend, sized_for(ids.size() + std::max(a.s.max_tokens, 0)));
-  if (!lm.ok()) return report(lm.status());
-  const engine::GenerateOptions g = a.s.options(*lm->model, tok ? &*tok : nullptr);
+  if (Status s = a.s.sampling().validate(); !s.ok()) return report(s);
+  // The launcher of a group, or one of its followers, ends here (after the checks above, so bad input is refused
+  // before any rank starts).
+  std::optional<RankEnv> rank;
+  if (std::optional<int> code = dispatch_model_rank(a.dir, a.s.backend, a.dist, &rank)) return *code;
+  auto m = load_rank_model(a.dir, a.s.backend, a.dist, rank, sized_for(ids.size() + std::max(a.s.max_tokens, 0)));
+  if (!m.ok()) return report(m.status());
+  engine::GenerateOptions g = a.s.options(*m->model, tok ? &*tok : nullptr);
+  g.leader = m->leader.get();
   // Text streams as it comes when the model has a tokenizer; --ids prints the ids on one line at the end.
   std::optional<tokenizer::StreamDecoder> stream;
   if (tok && !a.ids_only) stream.emplace(*tok, /*skip_special=*/true);
-  auto out = engine::generate(*lm->model, ids, g, [&](int32_t id) {
+  auto out = engine::generate(*m->model, ids, g, [&](int32_t id) {
     if (stream) {
       std::fputs(stream->step(id).c_str(), stdout);
       std::fflush(stdout);
     }
     return true;
   });
-  if (!out.ok()) return report(out.status());
+  if (Status s = end_followers(*m, out.status()); !s.ok()) return report(s);
   if (stream) {
     std::printf("%s\n", stream->flush().c_str());
     return 0;
@@ -172,6 +186,7 @@ void add_generate(CLI::App& app, Context& ctx) {
   tokens->excludes(prompt);
   a.s.add_to(cmd);
   cmd->add_flag("--ids", a.ids_only, "Print only the generated token ids, space-separated, on one line");
+  add_dist_flags(cmd, a.dist);
   cmd->callback([&ctx, tokens, prompt] {
     if (tokens->count() == 0 && prompt->count() == 0) {
       ctx.exit_code = 2;

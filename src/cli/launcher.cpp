@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -85,6 +86,9 @@ std::string gpus_for(int local, const std::vector<std::string>& listed, int coun
   return out;
 }
 
+// By keel's own launcher (KEEL_RANK) or another (RANK).
+bool started_as_rank() { return std::getenv("KEEL_RANK") != nullptr || std::getenv("RANK") != nullptr; }
+
 int visible_gpus() {
 #ifdef KEEL_WITH_CUDA
   return backend::cuda_device_count();
@@ -141,7 +145,7 @@ Status check_layout(const DistOptions& d, const model::ModelConfig& config, cons
   spec.stages = d.pipeline_parallel;
   KEEL_RETURN_IF_ERROR(model::shard_layout(config, spec).status());
   const bool cuda = backend == "cuda" || (backend == "auto" && visible_gpus() > 0);
-  if (cuda && d.world() > 1 && getenv("KEEL_RANK") == nullptr && getenv("RANK") == nullptr) {
+  if (cuda && d.world() > 1 && !started_as_rank()) {
     const int gpus = visible_gpus();
     if (gpus < d.world())
       return invalid_argument("--tensor-parallel {} x --pipeline-parallel {} needs {} GPUs (one per rank); {} visible",
@@ -193,6 +197,10 @@ int launch_ranks(const LaunchOptions& o) {
       setenv("KEEL_MASTER_PORT", std::to_string(port).c_str(), 1);
       setenv("NCCL_NVLS_ENABLE", "0", 1);
       if (o.cuda) setenv("CUDA_VISIBLE_DEVICES", gpus_for(r, gpus, std::max(o.world, visible)).c_str(), 1);
+      // CPU ranks share the host's cores: OpenMP workers spinning after a parallel region took the cycles of the
+      // rank their own was waiting on (keel generate --tensor-parallel 2 on 2 cores: 8.5 s spinning, 0.03 s
+      // passive). A user's own setting stays.
+      if (!o.cuda) setenv("OMP_WAIT_POLICY", "passive", 0);
       execv(exe.c_str(), argv.data());
       std::fprintf(stderr, "error: rank %d: cannot run %s: %s\n", r, exe.c_str(), std::strerror(errno));
       _exit(127);
@@ -270,9 +278,19 @@ Result<RankGroup> join_group(const RankEnv& env, const DistOptions& d, backend::
   KEEL_ASSIGN_OR_RETURN(g.world, tcp(env.rank, env.world, env.master_port));
   dist::Communicator* tensor_tcp = nullptr;
   if (tp > 1 && pp > 1) {
-    // Sub-groups meet on ports above the master's: stage s's TP group, then TP rank t's pipeline.
-    KEEL_ASSIGN_OR_RETURN(g.stage, tcp(t, tp, env.master_port + 1 + stage));
-    KEEL_ASSIGN_OR_RETURN(g.pipe, tcp(stage, pp, env.master_port + 1 + pp + t));
+    // Sub-groups meet on ports rank 0 finds free and sends to all: stage s's TP group, then TP rank t's pipeline.
+    // (Fixed ports above the master's were taken by another group's listener in a parallel test run.)
+    std::vector<int32_t> ports(pp + tp);
+    if (env.rank == 0) {
+      for (size_t i = 0; i < ports.size(); i++) {
+        do {
+          ports[i] = dist::free_port();
+        } while (std::find(ports.begin(), ports.begin() + i, ports[i]) != ports.begin() + i);
+      }
+    }
+    KEEL_RETURN_IF_ERROR(g.world->broadcast(ports.data(), ports.size() * sizeof(int32_t), 0));
+    KEEL_ASSIGN_OR_RETURN(g.stage, tcp(t, tp, ports[stage]));
+    KEEL_ASSIGN_OR_RETURN(g.pipe, tcp(stage, pp, ports[pp + t]));
     tensor_tcp = g.stage.get();
     g.pipeline = g.pipe.get();
   } else if (tp > 1) {
@@ -375,9 +393,44 @@ std::optional<int> dispatch_rank(const DistOptions& d, const model::ModelConfig&
   std::_Exit(0);
 }
 
+std::optional<int> dispatch_model_rank(const std::string& dir, const std::string& backend, const DistOptions& d,
+                                       std::optional<RankEnv>* rank) {
+  if (d.world() == 1 && !started_as_rank()) return std::nullopt;
+  auto config = model::load_config(env::Env::posix(), dir);
+  if (!config.ok()) return report(config.status());
+  LoadShard load = [dir](backend::Backend* b, const model::LoadOptions& lo) {
+    return model::Model::load(env::Env::posix(), dir, b, lo);
+  };
+  return dispatch_rank(d, *config, backend, load, rank);
+}
+
+Result<RankModel> load_rank_model(const std::string& dir, const std::string& backend, const DistOptions& d,
+                                  const std::optional<RankEnv>& rank, model::LoadOptions options) {
+  RankModel m;
+  KEEL_ASSIGN_OR_RETURN(m.backend, make_backend(backend));
+  if (rank) {
+    KEEL_ASSIGN_OR_RETURN(m.group, join_group(*rank, d, m.backend.get()));
+    std::fprintf(stderr, "keel: %s\n", m.group.describe.c_str());
+    options.communicator = m.group.tensor;
+    options.pipeline = m.group.pipeline;
+    KEEL_RETURN_IF_ERROR(send_load_options(*m.group.plans, options));
+  }
+  KEEL_ASSIGN_OR_RETURN(m.model, model::Model::load(env::Env::posix(), dir, m.backend.get(), options));
+  if (rank) {
+    KEEL_RETURN_IF_ERROR(wait_until_loaded(m.group));
+    m.leader = std::make_unique<engine::StepLeader>(m.group.plans);
+  }
+  return m;
+}
+
+Status end_followers(RankModel& m, Status result) {
+  if (m.leader == nullptr) return result;
+  Status told = m.leader->shutdown();
+  return result.ok() ? told : result;
+}
+
 std::optional<int> dispatch_serve_rank(ServeOptions& o) {
-  const bool as_rank = std::getenv("KEEL_RANK") != nullptr || std::getenv("RANK") != nullptr;
-  if (o.dist.world() == 1 && !as_rank) return std::nullopt;
+  if (o.dist.world() == 1 && !started_as_rank()) return std::nullopt;
   if (!o.synthetic.empty()) {
     auto config = model::synthetic_config(o.synthetic);
     if (!config.ok()) return report(config.status());
@@ -389,26 +442,13 @@ std::optional<int> dispatch_serve_rank(ServeOptions& o) {
   }
   const std::string dir = o.dir.empty() ? demo_model_dir() : o.dir;
   if (dir.empty()) return report(not_found("no MODEL_DIR given and the bundled demo model was not found"));
-  auto config = model::load_config(env::Env::posix(), dir);
-  if (!config.ok()) return report(config.status());
-  LoadShard load = [dir](backend::Backend* b, const model::LoadOptions& lo) {
-    return model::Model::load(env::Env::posix(), dir, b, lo);
-  };
-  return dispatch_rank(o.dist, *config, o.backend, load, &o.rank);
+  return dispatch_model_rank(dir, o.backend, o.dist, &o.rank);
 }
 
 std::optional<int> dispatch_bench_rank(const std::string& dir, const std::string& synthetic, const std::string& backend,
                                        const DistOptions& d, std::optional<RankEnv>* rank) {
-  const bool as_rank = std::getenv("KEEL_RANK") != nullptr || std::getenv("RANK") != nullptr;
-  if (d.world() == 1 && !as_rank) return std::nullopt;
-  if (!dir.empty()) {
-    auto config = model::load_config(env::Env::posix(), dir);
-    if (!config.ok()) return report(config.status());
-    LoadShard load = [dir](backend::Backend* b, const model::LoadOptions& lo) {
-      return model::Model::load(env::Env::posix(), dir, b, lo);
-    };
-    return dispatch_rank(d, *config, backend, load, rank);
-  }
+  if (d.world() == 1 && !started_as_rank()) return std::nullopt;
+  if (!dir.empty()) return dispatch_model_rank(dir, backend, d, rank);
   // keel bench's default shape, decided the same way on every rank.
   const bool cuda = backend == "cuda" || (backend == "auto" && visible_gpus() > 0);
   const std::string shape = synthetic.empty() ? (cuda ? "llama3-8b" : "llama-100m") : synthetic;

@@ -7,7 +7,8 @@
 //              CUDA_VISIBLE_DEVICES (device 0; the others stay visible for NCCL's peer-to-peer paths), forwards
 //              SIGINT/SIGTERM to rank 0, and when a rank dies gives the others
 //              a grace period to fail cleanly, then kills them. Exit code 0 only if every rank exited 0.
-//   rank 0     serves HTTP (or runs the benchmark) and schedules; sends each step's plan to the others.
+//   rank 0     serves HTTP (or runs the benchmark, writes the logits, generates) and schedules; sends each step's
+//              plan to the others.
 //   rank g>0   loads its shard and runs engine::run_follower until rank 0 says shutdown.
 // Ranks started by another launcher (torchrun, a job scheduler, several hosts) read RANK/WORLD_SIZE/MASTER_ADDR/
 // MASTER_PORT and LOCAL_RANK (their GPU) instead.
@@ -23,6 +24,7 @@
 #include "backend/ops.h"
 #include "dist/communicator.h"
 #include "dist/tcp_communicator.h"
+#include "engine/follower.h"
 #include "model/config.h"
 #include "model/model.h"
 
@@ -41,7 +43,7 @@ struct DistOptions {
   int world() const { return tensor_parallel * pipeline_parallel; }
 };
 
-// --tensor-parallel, --pipeline-parallel, --master-port, --dist-timeout (serve and bench).
+// --tensor-parallel, --pipeline-parallel, --master-port, --dist-timeout (serve, bench, logits, generate).
 void add_dist_flags(CLI::App* cmd, DistOptions& d);
 
 // This process's place in the group, from the environment.
@@ -107,5 +109,27 @@ std::optional<int> dispatch_bench_rank(const std::string& dir, const std::string
 
 std::optional<int> dispatch_rank(const DistOptions& d, const model::ModelConfig& config, const std::string& backend,
                                  const LoadShard& load, std::optional<RankEnv>* rank);
+
+// dispatch_rank for the checkpoint in `dir` (Model::load): keel logits and generate, and serve and bench given a
+// MODEL_DIR.
+std::optional<int> dispatch_model_rank(const std::string& dir, const std::string& backend, const DistOptions& d,
+                                       std::optional<RankEnv>* rank);
+
+// The model in `dir` as rank 0 of a group (`rank` set by a dispatch above) or as a lone process loads it. In a
+// group, rank 0 joins it, sends `options` to the other ranks, loads its shard and waits for theirs; `leader` then
+// sends each forward's plan. Members in teardown order: leader and model before the communicators, backend last.
+struct RankModel {
+  std::unique_ptr<backend::Backend> backend;
+  RankGroup group;                              // empty for a lone process
+  std::unique_ptr<model::Model> model;
+  std::unique_ptr<engine::StepLeader> leader;  // null for a lone process
+};
+
+Result<RankModel> load_rank_model(const std::string& dir, const std::string& backend, const DistOptions& d,
+                                  const std::optional<RankEnv>& rank, model::LoadOptions options);
+
+// Rank 0's work is over with `result`, good or bad: the followers are told to exit (0). Returns `result`, or the
+// failure to tell them.
+Status end_followers(RankModel& m, Status result);
 
 }  // namespace keel::cli

@@ -1,4 +1,7 @@
+// keel logits: the logits at every position of a token sequence, as .npy. With --tensor-parallel or
+// --pipeline-parallel the launcher starts the ranks (cli/launcher.h); rank 0 alone writes the file.
 #include "cli/commands.h"
+#include "cli/launcher.h"
 #include "cli/load_model.h"
 #include "engine/generate.h"
 #include "format/npy.h"
@@ -9,19 +12,24 @@ namespace {
 
 struct LogitsArgs {
   std::string dir, tokens, out, backend = "cpu";
+  DistOptions dist;
 };
 
 int run_logits(const LogitsArgs& a) {
+  // Bad input is refused before any rank starts.
   auto ids = parse_ids(a.tokens);
   if (!ids.ok()) return report(ids.status().with_context("--tokens"));
+  // The launcher of a group, or one of its followers, ends here.
+  std::optional<RankEnv> rank;
+  if (std::optional<int> code = dispatch_model_rank(a.dir, a.backend, a.dist, &rank)) return *code;
   model::LoadOptions options;
   options.max_batch_tokens = std::min<int>(512, static_cast<int>(ids->size()));
   options.kv_blocks = static_cast<int>((ids->size() + options.block_size - 1) / options.block_size);
-  auto lm = load_model(a.dir, a.backend, options);
-  if (!lm.ok()) return report(lm.status());
-  auto logits = engine::all_logits(*lm->model, *ids);
-  if (!logits.ok()) return report(logits.status());
-  const int64_t vocab = lm->model->config().vocab_size;
+  auto m = load_rank_model(a.dir, a.backend, a.dist, rank, options);
+  if (!m.ok()) return report(m.status());
+  auto logits = engine::all_logits(*m->model, *ids, m->leader.get());
+  if (Status s = end_followers(*m, logits.status()); !s.ok()) return report(s);
+  const int64_t vocab = m->model->config().vocab_size;
   Status s = format::write_npy(env::Env::posix(), a.out, logits->data(), {static_cast<int64_t>(ids->size()), vocab});
   if (!s.ok()) return report(s);
   return 0;
@@ -36,6 +44,7 @@ void add_logits(CLI::App& app, Context& ctx) {
   cmd->add_option("--tokens", a.tokens, "Token ids, space-separated")->required();
   cmd->add_option("--out", a.out, "Output .npy file (float32 [n_tokens, vocab])")->required();
   cmd->add_option("--backend", a.backend, "auto|cpu|cuda");
+  add_dist_flags(cmd, a.dist);
   cmd->callback([&ctx] { ctx.exit_code = run_logits(a); });
 }
 
