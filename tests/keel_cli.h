@@ -20,12 +20,14 @@ struct CliRun {
   std::string err;
 };
 
-// `args` must already be shell-quoted.
-inline CliRun run_keel(const std::string& args, bool merge_stderr = false) {
+// `args` must already be shell-quoted. timeout_s > 0: killed after that long (exit code 124), so a hung group fails
+// its test instead of the whole run.
+inline CliRun run_keel(const std::string& args, bool merge_stderr = false, int timeout_s = 0) {
   static std::atomic<int> counter{0};
   const std::string err_file =
       "/tmp/keel_e2e_stderr_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
-  const std::string cmd = std::string(KEEL_BINARY) + " " + args + (merge_stderr ? " 2>&1" : " 2>" + err_file);
+  const std::string limit = timeout_s > 0 ? "timeout -k 5 " + std::to_string(timeout_s) + " " : "";
+  const std::string cmd = limit + KEEL_BINARY + " " + args + (merge_stderr ? " 2>&1" : " 2>" + err_file);
   CliRun r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) return r;
