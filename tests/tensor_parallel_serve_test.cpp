@@ -1,7 +1,8 @@
 // `keel serve --tensor-parallel 2 --backend cpu` (and --pipeline-parallel): the launcher starts the rank processes
 // (TCP communicators), rank 0 serves HTTP. They answer as one process does; SIGTERM stops them cleanly; a rank that is killed or
 // stops answering fails the requests, turns /health unhealthy and ends the server with a non-zero exit instead
-// of a hang; layouts that cannot work are refused before anything starts.
+// of a hang; layouts that cannot work are refused before anything starts. The Cuda test answers with
+// `--backend cuda` (one GPU per rank, NCCL) as the CPU ranks do; it skips with fewer than 2 GPUs.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -17,8 +18,11 @@
 #include <regex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "dist/tcp_communicator.h"
+#include "gpus.h"
 #include "keel_cli.h"
 
 namespace {
@@ -28,6 +32,8 @@ using Clock = std::chrono::steady_clock;
 // One HTTP/1.1 exchange with Connection: close; returns "" when nothing answers.
 std::string http(int port, const std::string& method, const std::string& path, const std::string& body = "") {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval limit{120, 0};  // a hung server fails the test instead of stalling the run
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(static_cast<uint16_t>(port));
@@ -59,9 +65,10 @@ struct Server {
   int port = 0;
   std::string log;
 
-  explicit Server(const std::string& args, const std::string& env = "") : port(keel::dist::free_port()) {
+  explicit Server(const std::string& args, const std::string& env = "", const std::string& backend = "cpu")
+      : port(keel::dist::free_port()) {
     log = "/tmp/keel_tp_serve_" + std::to_string(::getpid()) + "_" + std::to_string(port) + ".log";
-    const std::string cmd = "exec env " + env + " " + std::string(KEEL_BINARY) + " serve --backend cpu --port " +
+    const std::string cmd = "exec env " + env + " " + std::string(KEEL_BINARY) + " serve --backend " + backend + " --port " +
                             std::to_string(port) + " --max-model-len 512 --max-num-seqs 8 " + args + " 2>" + log + " >/dev/null";
     pid = fork();
     if (pid == 0) {
@@ -114,34 +121,67 @@ struct Server {
   }
 };
 
-std::string complete(int port, int max_tokens) {
-  const std::string body = nlohmann::json{{"model", "demo"},
-                                          {"prompt", "Once upon a time"},
-                                          {"max_tokens", max_tokens},
-                                          {"temperature", 0}}
-                               .dump();
+std::string complete(int port, int max_tokens, const std::string& prompt = "Once upon a time") {
+  const std::string body =
+      nlohmann::json{{"model", "demo"}, {"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}}.dump();
   return body_of(http(port, "POST", "/v1/completions", body));
 }
 
-TEST(ServeTensorParallel, CpuRanksAnswerAsOneProcessAndStopCleanly) {
-  std::string want;
+// Four greedy completions at once, of 8 to 32 tokens: decode steps run at batch sizes 4, 3, 2 and 1 (on a GPU,
+// replays of four captured graphs). Their texts, or the responses that were not JSON.
+std::vector<std::string> complete_four(int port) {
+  const char* prompts[] = {"Once upon a time", "The little dog", "In the morning", "She said"};
+  std::vector<std::string> out(4);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; i++)
+    clients.emplace_back([&, i] {
+      const std::string body = complete(port, 8 * (i + 1), prompts[i]);
+      const auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+      out[i] = j.is_discarded() ? "not JSON: " + body : j["choices"][0]["text"].get<std::string>();
+    });
+  for (auto& c : clients) c.join();
+  return out;
+}
+
+// keel_device_allocations_after_warmup from rank 0's /metrics; -1 when absent.
+int allocations_after_warmup(int port) {
+  std::smatch m;
+  const std::string text = body_of(http(port, "GET", "/metrics"));
+  if (!std::regex_search(text, m, std::regex("keel_device_allocations_after_warmup (\\d+)"))) return -1;
+  return std::stoi(m[1].str());
+}
+
+// One process's answers, then each layout's: the same texts, nothing allocated after warm-up, exit 0 on SIGTERM.
+void ranks_answer_as_one_process(const std::string& backend, const std::vector<std::pair<std::string, size_t>>& layouts) {
+  std::vector<std::string> want;
   {
-    Server one("");
+    Server one("", "", backend);
     ASSERT_TRUE(one.ready()) << one.stderr_text();
-    want = nlohmann::json::parse(complete(one.port, 24))["choices"][0]["text"];
+    want = complete_four(one.port);
   }
-  for (auto [flags, ranks] : {std::pair<std::string, size_t>{"--tensor-parallel 2", 2},
-                              {"--pipeline-parallel 2", 2},
-                              {"--tensor-parallel 2 --pipeline-parallel 2", 4}}) {
-    Server tp(flags);
+  for (const std::string& text : want) ASSERT_FALSE(text.empty() || text.starts_with("not JSON: ")) << text;
+  for (const auto& [flags, ranks] : layouts) {
+    Server tp(flags, "", backend);
     ASSERT_TRUE(tp.ready()) << tp.stderr_text();
     EXPECT_EQ(tp.ranks().size(), ranks) << tp.stderr_text();
-    const std::string got = nlohmann::json::parse(complete(tp.port, 24))["choices"][0]["text"];
-    EXPECT_EQ(got, want) << flags;
+    EXPECT_EQ(complete_four(tp.port), want) << flags;
+    EXPECT_EQ(allocations_after_warmup(tp.port), 0) << flags;
     kill(tp.pid, SIGTERM);
     EXPECT_EQ(tp.wait(30), 0) << tp.stderr_text();
     EXPECT_NE(tp.stderr_text().find("keel: stopped"), std::string::npos) << tp.stderr_text();
   }
+}
+
+TEST(ServeTensorParallel, CpuRanksAnswerAsOneProcessAndStopCleanly) {
+  ranks_answer_as_one_process(
+      "cpu", {{"--tensor-parallel 2", 2}, {"--pipeline-parallel 2", 2}, {"--tensor-parallel 2 --pipeline-parallel 2", 4}});
+}
+
+// The demo model is BF16: on a GPU its activations are BF16 too, and TP=2's greedy texts must still be one GPU's.
+TEST(ServeTensorParallel, CudaRanksAnswerAsOneGpuAndStopCleanly) {
+  if (const int gpus = keel::test::visible_gpus(); gpus < 2)
+    GTEST_SKIP() << "--tensor-parallel 2 on CUDA needs 2 GPUs (one per rank); " << gpus << " visible (nvidia-smi -L)";
+  ranks_answer_as_one_process("cuda", {{"--tensor-parallel 2", 2}});
 }
 
 TEST(ServeTensorParallel, AKilledRankFailsTheServerInsteadOfHangingIt) {
