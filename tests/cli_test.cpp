@@ -26,7 +26,10 @@ nlohmann::json golden(const std::string& model) {
 
 std::string joined(const std::vector<int>& ids) {
   std::string s;
-  for (size_t i = 0; i < ids.size(); i++) s += (i ? " " : "") + std::to_string(ids[i]);
+  for (int id : ids) {
+    if (!s.empty()) s += ' ';
+    s += std::to_string(id);
+  }
   return s;
 }
 
