@@ -105,9 +105,14 @@ for stage in "$@"; do
     tp)
       # Tensor parallelism on two GPUs (issue 9, docs/DISTRIBUTED.md), NVLink multicast off everywhere. ~7 min.
       export NCCL_NVLS_ENABLE=0
-      # 1. TP=2 vs TP=1 and transformers on the goldens, greedy tokens, the engine with a follower rank (graphs, no
-      #    allocation after warm-up), a rank that exits (skips with fewer than 2 GPUs).
-      timeout 150 $B/src/backend/cuda/keel_backend_cuda_test --gtest_filter='*Nccl*' 2>&1 | tee "$OUT/tp_test.log" |
+      # 1. One process per GPU, as the product runs (tests/parallel_cli_test.cpp, docs/DISTRIBUTED.md "Tests"):
+      #    keel logits and generate at TP=2 and PP=2 against one GPU and transformers on the goldens (greedy and
+      #    seeded sampling), keel serve TP=2 against one GPU (4 concurrent requests: decode graphs with NCCL captured,
+      #    no allocation after warm-up, SIGTERM exit 0); then NCCL's own collectives and a rank that exits.
+      ninja -C $B -j16 keel keel_e2e_test > "$OUT/tp_build.log" 2>&1 || { grep -m20 -A5 "error" "$OUT/tp_build.log"; exit 1; }
+      timeout 420 $B/keel_e2e_test --gtest_filter='Cuda/*:ServeTensorParallel.Cuda*' 2>&1 | tee "$OUT/tp_test.log" |
+        grep -E "^\[tp\]|OK \]|FAILED|SKIPPED \]|Failure|error:"
+      timeout 60 $B/src/backend/cuda/keel_backend_cuda_test --gtest_filter='*Nccl*' 2>&1 | tee -a "$OUT/tp_test.log" |
         grep -E "^\[tp\]|OK \]|FAILED|SKIPPED|Failure|error:"
       # 2. Decode tok/s at batch 1 and 64, TP=1 then TP=2 for the 8B shape (all-reduce per step, bus bandwidth),
       #    then the 70B shape, which only fits two GPUs.
