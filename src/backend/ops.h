@@ -199,6 +199,14 @@ class Backend {
                     const RopeTable& table) = 0;
   // Stores k, v [tokens, kv_heads*head_dim] of `layer` at batch.slot_mapping.
   virtual void write_kv(int layer, const Tensor& k, const Tensor& v, const BatchMeta& batch) = 0;
+  // rope(q) and rope(k) with one table from batch row 0, then write_kv(layer, k, v): what precedes attention,
+  // which a GPU runs as one kernel.
+  virtual void rope_write_kv(int layer, Tensor& q, Tensor& k, const Tensor& v, int head_dim, int rotary_dim,
+                             const BatchMeta& batch, const RopeTable& table) {
+    rope(q, head_dim, rotary_dim, batch, 0, table);
+    rope(k, head_dim, rotary_dim, batch, 0, table);
+    write_kv(layer, k, v, batch);
+  }
   // Causal paged attention of q [tokens, heads*head_dim] against `layer`'s KV; out has q's shape.
   virtual void attention(int layer, const Tensor& q, const BatchMeta& batch, const AttentionParams& params,
                          Tensor& out) = 0;

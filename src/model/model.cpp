@@ -257,13 +257,9 @@ Status Model::run_layers(const backend::BatchMeta& meta, const std::vector<int32
          k = ws_.k.row_slice(0, T), v = ws_.v.row_slice(0, T), attn = ws_.attn.row_slice(0, T),
          o = ws_.o.row_slice(0, T), mlp = ws_.mlp.row_slice(0, T);
 
-  // Rope: fixed tables, except dynamic NTK, whose frequencies depend on each sequence's length.
+  // Dynamic NTK rope: the frequencies depend on each sequence's length (fixed tables go with the KV write).
   auto apply_rope = [&](Tensor& t, bool sliding) {
     const RopeConfig& rc = sliding ? c.rope_local : c.rope;
-    if (!dynamic_rope_) {
-      B.rope(t, c.head_dim, c.rotary_dim(), meta, 0, sliding ? rope_local_ : rope_global_);
-      return;
-    }
     for (size_t i = 0; i < meta.seqs.size(); i++) {
       const backend::SeqSlice& s = meta.seqs[i];
       Tensor part = t.row_slice(s.q_start, s.q_len);
@@ -290,9 +286,13 @@ Status Model::run_layers(const backend::BatchMeta& meta, const std::vector<int32
       B.rms_norm(qh, L.q_norm, c.rms_norm_eps, c.norm_add_one, qh);
       B.rms_norm(kh, L.k_norm, c.rms_norm_eps, c.norm_add_one, kh);
     }
-    apply_rope(q, spec.sliding);
-    apply_rope(k, spec.sliding);
-    B.write_kv(li, k, v, meta);
+    if (dynamic_rope_) {
+      apply_rope(q, spec.sliding);
+      apply_rope(k, spec.sliding);
+      B.write_kv(li, k, v, meta);
+    } else {
+      B.rope_write_kv(li, q, k, v, c.head_dim, c.rotary_dim(), meta, spec.sliding ? rope_local_ : rope_global_);
+    }
     backend::AttentionParams ap;
     ap.num_heads = c.num_heads;
     ap.num_kv_heads = c.num_kv_heads;
