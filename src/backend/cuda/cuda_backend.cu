@@ -1,6 +1,8 @@
 // The CUDA backend: cuBLAS GEMMs (F32 accumulation) and the kernels in kernels.cuh, all on one stream.
 // Every buffer is allocated at start (weights, activations, KV, per-forward scratch sized for the largest batch)
 // or on the first forward (rope tables, MoE expert tables): the allocation counter stays flat after warm-up.
+// keel's own kernels (not cuBLAS', the MoE or prefill kernels) are launched with programmatic dependent launch
+// (launch.cuh) so that each starts while the one before it drains; KEEL_CUDA_PDL=0 launches them plainly (A/B).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -17,6 +19,7 @@
 #include "backend/cuda/argmax.cuh"
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/kernels.cuh"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/flash_prefill.cuh"
 #include "backend/cuda/moe_kernels.cuh"
 
@@ -47,6 +50,12 @@ void dispatch(DType d, F&& f) {
 
 int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
 
+// An on/off switch from the environment: on unless set to "0".
+bool env_on(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
 void from_float_host(const float* src, DType dtype, void* dst, size_t n) {
   if (dtype == DType::kF32) {
     std::memcpy(dst, src, n * sizeof(float));
@@ -74,8 +83,9 @@ class CudaBackend final : public Backend {
     KEEL_CUDA_RETURN(cudaGetDeviceProperties(&prop, device_), "read device properties");
     sm_count_ = prop.multiProcessorCount;
     // KEEL_FLASH_PREFILL=0 sends prefill back through the per-row kernels, to measure what the tiled one buys.
-    const char* flash = std::getenv("KEEL_FLASH_PREFILL");
-    flash_prefill_ = flash == nullptr || std::strcmp(flash, "0") != 0;
+    flash_prefill_ = env_on("KEEL_FLASH_PREFILL");
+    // PDL needs sm_90; older GPUs would ignore the attribute, but the launches stay plain there.
+    pdl_ = env_on("KEEL_CUDA_PDL") && prop.major >= 9;
     if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) return internal_error("cuBLAS: cannot create a handle");
     cublasSetStream(cublas_, stream_);
     // cuBLAS takes workspace from the pool on demand unless given one: give it one, so it never allocates.
@@ -207,6 +217,10 @@ class CudaBackend final : public Backend {
     const size_t shares = static_cast<size_t>(3 * sm_count_);
     reserve(split_ml_, shares * kMaxGroup * 2, true);
     reserve(split_acc_, shares * kMaxGroup * 256, true);
+    // One counter per (row, KV head) of a split-K launch (fewer than the SMs), zero between launches.
+    reserve(share_counts_, static_cast<size_t>(sm_count_), true);
+    KEEL_CUDA_RETURN(cudaMemsetAsync(share_counts_.ptr, 0, share_counts_.capacity * sizeof(int32_t), stream_),
+                     "clear split-K counters");
     reserve(flash_tiles_, static_cast<size_t>(limits.max_tokens), true);  // a prefill tile holds >= 1 token
     if (limits.num_experts > 0) {
       const size_t tokens = limits.max_tokens, experts = limits.num_experts;
@@ -284,10 +298,9 @@ class CudaBackend final : public Backend {
   void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) override {
     dispatch(table.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      embed_kernel<T><<<n, 1024, 0, stream_>>>(static_cast<const T*>(table.data), tokens_.ptr, table.cols, scale,
-                                               static_cast<float*>(out.data));
+      launch(embed_kernel<T>, n, 1024, 0, static_cast<const T*>(table.data), tokens_.ptr, table.cols, scale,
+             static_cast<float*>(out.data));
     });
-    check_launch();
   }
 
   void rms_norm(const Tensor& x, const Tensor& w, float eps, bool add_one, Tensor& out) override {
@@ -295,50 +308,53 @@ class CudaBackend final : public Backend {
       using TO = std::remove_pointer_t<decltype(out_tag)>;
       dispatch(w.dtype, [&](auto* w_tag) {
         using TW = std::remove_pointer_t<decltype(w_tag)>;
-        // A few long rows (decode) get more threads each, so one row is not a serial chain of loads.
-        const int threads = x.rows <= 64 && x.cols >= 2048 ? 1024 : 256;
-        rms_norm_kernel<TO, TW><<<static_cast<unsigned>(x.rows), threads, 0, stream_>>>(
-            static_cast<const float*>(x.data), static_cast<const TW*>(w.data), eps, add_one, x.cols,
-            static_cast<TO*>(out.data));
+        if (norm_rows_fit(x, nullptr)) {
+          launch(rms_norm_row_kernel<TO, TW>, static_cast<unsigned>(x.rows), kNormThreads, 0,
+                 static_cast<float*>(x.data), static_cast<const float*>(nullptr), static_cast<const TW*>(w.data), eps,
+                 add_one, static_cast<int>(x.cols), static_cast<TO*>(out.data));
+          return;
+        }
+        launch(rms_norm_kernel<TO, TW>, static_cast<unsigned>(x.rows), norm_threads(x), 0,
+               static_cast<const float*>(x.data), static_cast<const TW*>(w.data), eps, add_one, x.cols,
+               static_cast<TO*>(out.data));
       });
     });
-    check_launch();
   }
 
   void add(const Tensor& a, const Tensor& b, Tensor& out) override {
     const int64_t n = a.numel();
-    add_kernel<<<blocks_for(n, 256), 256, 0, stream_>>>(static_cast<const float*>(a.data),
-                                                        static_cast<const float*>(b.data),
-                                                        static_cast<float*>(out.data), n);
-    check_launch();
+    launch(add_kernel, blocks_for(n, 256), 256, 0, static_cast<const float*>(a.data),
+           static_cast<const float*>(b.data), static_cast<float*>(out.data), n);
   }
 
   void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override {
-    // Row-major out[M,N] = x[M,K] w[N,K]^T is column-major out^T[N,M] = w^T... : cuBLAS sees w as a K x N
-    // column-major matrix (transposed to N x K) and x as K x M.
-    const float alpha = 1.0f, beta = 0.0f;
     const int m = static_cast<int>(x.rows), n = static_cast<int>(w.rows), k = static_cast<int>(w.cols);
-    if (use_gemv_ && m <= kGemvPreferredRows && x.dtype == DType::kBF16 && w.dtype == DType::kBF16 &&
-        x.cols == k && out.cols == n && gemv_applies(m, k, x.data, w.data)) {
-      launch_gemv_bf16(static_cast<const __nv_bfloat16*>(x.data), static_cast<const __nv_bfloat16*>(w.data),
-                       static_cast<float*>(out.data), m, n, k, stream_);
-      check_launch();
+    if (gemv_fits(x, w) && out.cols == n) {
+      // The bias joins the GEMV's store when it has the operands' dtype (always, for weights bound here).
+      const bool fuse_bias = bias != nullptr && bias->dtype == DType::kBF16;
+      GemvOut o{static_cast<float*>(out.data), nullptr, nullptr, fuse_bias ? bf16_data(*bias) : nullptr,
+                nullptr, nullptr, n, 0, 0};
+      KEEL_CUDA_CHECK(launch_gemv(bf16_data(x), bf16_data(w), m, n, k, 0, o, gemv_launch()));
+      if (fuse_bias) return;
     } else {
+      // Row-major out[M,N] = x[M,K] w[N,K]^T is column-major out^T[N,M] = w^T... : cuBLAS sees w as a K x N
+      // column-major matrix (transposed to N x K) and x as K x M.
+      const float alpha = 1.0f, beta = 0.0f;
       KEEL_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w.data, cuda_type(w.dtype), k,
-                                   x.data, cuda_type(x.dtype), k, &beta, out.data, CUDA_R_32F, n,
-                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                     x.data, cuda_type(x.dtype), k, &beta, out.data, CUDA_R_32F, n,
+                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     if (bias != nullptr) {
       dispatch(bias->dtype, [&](auto* tag) {
         using T = std::remove_pointer_t<decltype(tag)>;
-        add_bias_kernel<T><<<blocks_for(out.numel(), 256), 256, 0, stream_>>>(
-            static_cast<float*>(out.data), static_cast<const T*>(bias->data), out.rows, out.cols);
+        launch(add_bias_kernel<T>, blocks_for(out.numel(), 256), 256, 0, static_cast<float*>(out.data),
+               static_cast<const T*>(bias->data), out.rows, out.cols);
       });
-      check_launch();
     }
   }
 
-  // Adjacent weights [N1,K][N2,K]... are one [N1+N2+..., K] matrix: one GEMM, then a split with biases.
+  // Adjacent weights [N1,K][N2,K]... are one [N1+N2+..., K] matrix: one GEMM, then a split with biases (decode:
+  // one GEMV that stores each column in its target directly).
   void gemm_many(const Tensor& x, const Projection* p, int n) override {
     bool adjacent = n <= 3 && fused_.ptr != nullptr;
     int64_t total = 0;
@@ -354,6 +370,20 @@ class CudaBackend final : public Backend {
       return;
     }
     Tensor fused_w{p[0].w->data, p[0].w->dtype, total, p[0].w->cols};
+    if (fuse_ && gemv_fits(x, fused_w)) {
+      float* outs[3] = {};
+      const __nv_bfloat16* biases[3] = {};
+      int cols[3] = {};
+      for (int i = 0; i < n; i++) {
+        outs[i] = static_cast<float*>(p[i].out->data);
+        biases[i] = p[i].bias != nullptr ? bf16_data(*p[i].bias) : nullptr;
+        cols[i] = static_cast<int>(p[i].w->rows);
+      }
+      const GemvOut o{outs[0], outs[1], outs[2], biases[0], biases[1], biases[2], cols[0], cols[1], cols[2]};
+      KEEL_CUDA_CHECK(launch_gemv(bf16_data(x), bf16_data(fused_w), static_cast<int>(x.rows), static_cast<int>(total),
+                                  static_cast<int>(fused_w.cols), 0, o, gemv_launch()));
+      return;
+    }
     Tensor out{fused_.ptr, DType::kF32, x.rows, total};
     gemm(x, fused_w, nullptr, out);
     SplitTarget t[3] = {};
@@ -362,9 +392,8 @@ class CudaBackend final : public Backend {
     const int64_t elems = x.rows * total;
     dispatch(act_, [&](auto* tag) {
       using TB = std::remove_pointer_t<decltype(tag)>;
-      split_columns_kernel<TB><<<blocks_for(elems, 256), 256, 0, stream_>>>(fused_.ptr, x.rows, total, t[0], t[1], t[2]);
+      launch(split_columns_kernel<TB>, blocks_for(elems, 256), 256, 0, fused_.ptr, x.rows, total, t[0], t[1], t[2]);
     });
-    check_launch();
   }
 
   void gemm_glu(const Tensor& x, const Tensor& gate, const Tensor& up, GluActivation act, Tensor& gate_out,
@@ -376,15 +405,23 @@ class CudaBackend final : public Backend {
       return;
     }
     Tensor fused_w{gate.data, gate.dtype, 2 * gate.rows, gate.cols};
+    const bool gelu = act == GluActivation::kGeluTanh;
+    if (fuse_ && gemv_fits(x, fused_w) && out.dtype == DType::kBF16) {
+      // Decode: one GEMV reads the gate and up rows of each output and stores act(gate)·up.
+      const GemvGlu o{static_cast<__nv_bfloat16*>(out.data), static_cast<int>(gate.rows), gelu};
+      KEEL_CUDA_CHECK(launch_gemv(bf16_data(x), bf16_data(fused_w), static_cast<int>(x.rows),
+                                  static_cast<int>(gate.rows), static_cast<int>(gate.cols), gate.rows, o,
+                                  gemv_launch()));
+      return;
+    }
     Tensor fused_out{fused_.ptr, DType::kF32, x.rows, 2 * gate.rows};
     gemm(x, fused_w, nullptr, fused_out);
     const int64_t n = x.rows * gate.rows;
     dispatch(out.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      glu_fused_kernel<T><<<blocks_for(n, 256), 256, 0, stream_>>>(fused_.ptr, x.rows, gate.rows,
-                                                                   act == GluActivation::kGeluTanh, static_cast<T*>(out.data));
+      launch(glu_fused_kernel<T>, blocks_for(n, 256), 256, 0, fused_.ptr, x.rows, gate.rows, gelu,
+             static_cast<T*>(out.data));
     });
-    check_launch();
   }
 
   void add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& w, float eps, bool add_one, Tensor& out) override {
@@ -392,13 +429,17 @@ class CudaBackend final : public Backend {
       using TO = std::remove_pointer_t<decltype(out_tag)>;
       dispatch(w.dtype, [&](auto* w_tag) {
         using TW = std::remove_pointer_t<decltype(w_tag)>;
-        const int threads = x.rows <= 64 && x.cols >= 2048 ? 1024 : 256;
-        add_rms_norm_kernel<TO, TW><<<static_cast<unsigned>(x.rows), threads, 0, stream_>>>(
-            static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data), eps,
-            add_one, x.cols, static_cast<TO*>(out.data));
+        if (norm_rows_fit(x, &delta)) {
+          launch(rms_norm_row_kernel<TO, TW>, static_cast<unsigned>(x.rows), kNormThreads, 0,
+                 static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data),
+                 eps, add_one, static_cast<int>(x.cols), static_cast<TO*>(out.data));
+          return;
+        }
+        launch(add_rms_norm_kernel<TO, TW>, static_cast<unsigned>(x.rows), norm_threads(x), 0,
+               static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data), eps,
+               add_one, x.cols, static_cast<TO*>(out.data));
       });
     });
-    check_launch();
   }
 
   void rope(Tensor& x, int head_dim, int rotary_dim, const BatchMeta& batch, int first_row,
@@ -406,10 +447,8 @@ class CudaBackend final : public Backend {
     const float* inv_freq = resident_table(table);
     const int heads = static_cast<int>(x.cols / head_dim);
     const int64_t n = x.rows * heads * (rotary_dim / 2);
-    rope_kernel<<<blocks_for(n, 256), 256, 0, stream_>>>(static_cast<float*>(x.data), x.rows, heads, head_dim,
-                                                         rotary_dim, positions_.ptr + first_row, inv_freq,
-                                                         table.attention_factor);
-    check_launch();
+    launch(rope_kernel, blocks_for(n, 256), 256, 0, static_cast<float*>(x.data), x.rows, heads, head_dim, rotary_dim,
+           positions_.ptr + first_row, inv_freq, table.attention_factor);
   }
 
   void write_kv(int layer, const Tensor& k, const Tensor& v, const BatchMeta& batch) override {
@@ -417,11 +456,30 @@ class CudaBackend final : public Backend {
     const int64_t n = k.rows * width;
     dispatch(kv_.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      write_kv_kernel<T><<<blocks_for(n, 256), 256, 0, stream_>>>(
-          static_cast<const float*>(k.data), static_cast<const float*>(v.data), slots_.ptr, k.rows, width,
-          static_cast<T*>(k_[layer]), static_cast<T*>(v_[layer]));
+      launch(write_kv_kernel<T>, blocks_for(n, 256), 256, 0, static_cast<const float*>(k.data),
+             static_cast<const float*>(v.data), slots_.ptr, k.rows, width, static_cast<T*>(k_[layer]),
+             static_cast<T*>(v_[layer]));
     });
-    check_launch();
+  }
+
+  // One kernel instead of three (rope q, rope k, write_kv): a warp per head of q and of k.
+  void rope_write_kv(int layer, Tensor& q, Tensor& k, const Tensor& v, int head_dim, int rotary_dim,
+                     const BatchMeta& batch, const RopeTable& table) override {
+    const int heads = static_cast<int>(q.cols / head_dim), kv_heads = static_cast<int>(k.cols / head_dim);
+    if (!fuse_ || kv_heads != kv_.num_kv_heads || head_dim != kv_.head_dim || head_dim > 32 * kMaxDimsPerLane) {
+      Backend::rope_write_kv(layer, q, k, v, head_dim, rotary_dim, batch, table);
+      return;
+    }
+    const float* inv_freq = resident_table(table);
+    const int64_t warps = q.rows * (heads + kv_heads);
+    constexpr int kWarpsPerBlock = 4;
+    dispatch(kv_.dtype, [&](auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      launch(rope_write_kv_kernel<T>, blocks_for(warps, kWarpsPerBlock), kWarpsPerBlock * 32, 0,
+             static_cast<float*>(q.data), static_cast<float*>(k.data), static_cast<const float*>(v.data), q.rows,
+             heads, kv_heads, head_dim, rotary_dim, positions_.ptr, inv_freq, table.attention_factor, slots_.ptr,
+             static_cast<T*>(k_[layer]), static_cast<T*>(v_[layer]));
+    });
   }
 
   // The multi-token sequences of a batch (prompts, chunks over KV history) run the tiled tensor-core kernel;
@@ -465,56 +523,53 @@ class CudaBackend final : public Backend {
       if (tasks < sm_count_ && !flash)  // (the combine kernel writes every row)
         splits = static_cast<int>(std::min<int64_t>(kMaxSplits, (2 * sm_count_ + tasks - 1) / tasks));
       if (static_cast<size_t>(tasks * splits * group * p.head_dim) > split_acc_.capacity) splits = 1;
+      // The last share of each (row, KV head) joins them (no combine kernel) where there are counters for all.
+      int* counts = fuse_ && splits > 1 && static_cast<size_t>(tasks) <= share_counts_.capacity ? share_counts_.ptr
+                                                                                                : nullptr;
       dim3 grid(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads), static_cast<unsigned>(splits));
       const size_t smem = (static_cast<size_t>(group) * p.head_dim + static_cast<size_t>(group) * kTileKeys +
                            static_cast<size_t>(kWarps) * group * p.head_dim) * sizeof(float);
       dispatch(kv_.dtype, [&](auto* tag) {
         using T = std::remove_pointer_t<decltype(tag)>;
-        auto launch = [&](auto kernel) {
+        auto group_kernel = [&](auto kernel) {
           if (smem > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-          kernel<<<grid, kTileKeys, smem, stream_>>>(
-              static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
-              positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr, p.num_heads, p.num_kv_heads, p.head_dim,
-              kv_.block_size, p.scale, p.sliding_window, p.softcap, static_cast<T*>(out.data), splits, split_ml_.ptr,
-              split_acc_.ptr, flash);
+          launch(kernel, grid, kTileKeys, smem, static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]),
+                 static_cast<const T*>(v_[layer]), positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr,
+                 p.num_heads, p.num_kv_heads, p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap,
+                 static_cast<T*>(out.data), splits, split_ml_.ptr, split_acc_.ptr, counts, flash);
         };
         switch (dpl) {
-          case 1: launch(attention_group_kernel<T, 1>); break;
-          case 2: launch(attention_group_kernel<T, 2>); break;
-          case 4: launch(attention_group_kernel<T, 4>); break;
-          default: launch(attention_group_kernel<T, 8>); break;
+          case 1: group_kernel(attention_group_kernel<T, 1>); break;
+          case 2: group_kernel(attention_group_kernel<T, 2>); break;
+          case 4: group_kernel(attention_group_kernel<T, 4>); break;
+          default: group_kernel(attention_group_kernel<T, 8>); break;
         }
-        if (splits > 1) {
-          attention_combine_kernel<T><<<dim3(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads)),
-                                        256, 0, stream_>>>(split_ml_.ptr, split_acc_.ptr, p.num_heads, p.num_kv_heads,
-                                                           p.head_dim, splits, static_cast<T*>(out.data));
+        if (splits > 1 && counts == nullptr) {
+          const dim3 rows_heads(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads));
+          launch(attention_combine_kernel<T>, rows_heads, 256, 0, split_ml_.ptr, split_acc_.ptr, p.num_heads,
+                 p.num_kv_heads, p.head_dim, splits, static_cast<T*>(out.data));
         }
       });
-      check_launch();
       return;
     }
     const int64_t tasks = q.rows * p.num_heads;
     const int warps = 4;
     dispatch(kv_.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      attention_kernel<T><<<blocks_for(tasks, warps), warps * 32, 0, stream_>>>(
-          static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
-          positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr, q.rows, p.num_heads, p.num_kv_heads,
-          p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap, static_cast<T*>(out.data), flash);
+      launch(attention_kernel<T>, blocks_for(tasks, warps), warps * 32, 0, static_cast<const float*>(q.data),
+             static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]), positions_.ptr, row_seq_.ptr,
+             seq_info_.ptr, tables_.ptr, q.rows, p.num_heads, p.num_kv_heads, p.head_dim, kv_.block_size, p.scale,
+             p.sliding_window, p.softcap, static_cast<T*>(out.data), flash);
     });
-    check_launch();
   }
 
   void glu(const Tensor& gate, const Tensor& up, GluActivation act, Tensor& out) override {
     const int64_t n = gate.numel();
     dispatch(out.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      glu_kernel<T><<<blocks_for(n, 256), 256, 0, stream_>>>(static_cast<const float*>(gate.data),
-                                                             static_cast<const float*>(up.data), n,
-                                                             act == GluActivation::kGeluTanh,
-                                                             static_cast<T*>(out.data));
+      launch(glu_kernel<T>, blocks_for(n, 256), 256, 0, static_cast<const float*>(gate.data),
+             static_cast<const float*>(up.data), n, act == GluActivation::kGeluTanh, static_cast<T*>(out.data));
     });
-    check_launch();
   }
 
   // Route and run the experts on the device. Decode-sized batches (and anything captured in a graph) use the
@@ -576,8 +631,7 @@ class CudaBackend final : public Backend {
   }
 
   void softcap(Tensor& x, float cap) override {
-    softcap_kernel<<<blocks_for(x.numel(), 256), 256, 0, stream_>>>(static_cast<float*>(x.data), x.numel(), cap);
-    check_launch();
+    launch(softcap_kernel, blocks_for(x.numel(), 256), 256, 0, static_cast<float*>(x.data), x.numel(), cap);
   }
 
   // The rows were uploaded by begin_forward.
@@ -585,16 +639,40 @@ class CudaBackend final : public Backend {
     if (rows.empty()) return;
     dispatch(x.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      gather_rows_kernel<T><<<static_cast<unsigned>(rows.size()), 1024, 0, stream_>>>(
-          static_cast<const T*>(x.data), gather_.ptr, x.cols, static_cast<T*>(out.data));
+      launch(gather_rows_kernel<T>, static_cast<unsigned>(rows.size()), 1024, 0, static_cast<const T*>(x.data),
+             gather_.ptr, x.cols, static_cast<T*>(out.data));
     });
-    check_launch();
   }
 
   void synchronize() override { KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
  private:
   static constexpr size_t kCublasWorkspace = 32ull << 20;
+
+  // A kernel of kernels.cuh or gemv.cuh on the stream, with PDL unless KEEL_CUDA_PDL=0.
+  template <typename... Params, typename... Args>
+  void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
+    KEEL_CUDA_CHECK(launch_kernel(pdl_, kernel, grid, block, smem, stream_, std::forward<Args>(args)...));
+  }
+
+  GemvLaunch gemv_launch() const { return GemvLaunch{stream_, pdl_}; }
+
+  // The decode GEMV takes x·wᵀ when x has few rows and both are bf16 (KEEL_CUDA_GEMV=0: cuBLAS always).
+  bool gemv_fits(const Tensor& x, const Tensor& w) const {
+    return use_gemv_ && x.rows <= kGemvPreferredRows && x.dtype == DType::kBF16 && w.dtype == DType::kBF16 &&
+           x.cols == w.cols && gemv_applies(static_cast<int>(x.rows), static_cast<int>(w.cols), x.data, w.data);
+  }
+  static const __nv_bfloat16* bf16_data(const Tensor& t) { return static_cast<const __nv_bfloat16*>(t.data); }
+
+  // A few long rows (decode: the residual stream's norms) take rms_norm_row_kernel, a block per row with the
+  // row in registers; more rows, or rows it cannot hold, the looping kernels.
+  static bool norm_rows_fit(const Tensor& x, const Tensor* delta) {
+    const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+    return x.rows <= 64 && x.cols >= 2048 && x.cols % 4 == 0 && x.cols <= 4 * kNormVecs * kNormThreads &&
+           aligned(x.data) && (delta == nullptr || aligned(delta->data));
+  }
+  // The looping kernels: a few long rows get more threads each, so one row is not a serial chain of loads.
+  static int norm_threads(const Tensor& x) { return x.rows <= 64 && x.cols >= 2048 ? 1024 : 256; }
 
   // A device array that grows (counted as an allocation) only when a batch outgrows it.
   template <typename T>
@@ -652,10 +730,12 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   // Decode-sized bf16 GEMMs (≤ kGemvPreferredRows rows) through gemv.cuh instead of cuBLAS; KEEL_CUDA_GEMV=0
   // turns it off (A/B).
-  bool use_gemv_ = [] {
-    const char* v = std::getenv("KEEL_CUDA_GEMV");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  bool use_gemv_ = env_on("KEEL_CUDA_GEMV");
+  // Programmatic dependent launch of keel's kernels (set in init: sm_90 and KEEL_CUDA_PDL not 0).
+  bool pdl_ = false;
+  // Decode fusions, on unless KEEL_CUDA_FUSE=0 (A/B): q/k/v and gate+up·GLU stored by the GEMV itself, rope and
+  // the KV write in one kernel, split-K attention joined by its last share instead of a combine kernel.
+  bool fuse_ = env_on("KEEL_CUDA_FUSE");
   DType act_ = DType::kBF16;
   KvLayout kv_;
   std::vector<void*> k_, v_;
@@ -665,7 +745,7 @@ class CudaBackend final : public Backend {
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
   std::unordered_map<int, DeviceArray<float>> rope_tables_;
   bool capturing_ = false;
-  DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, argmax_;
+  DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, argmax_, share_counts_;
   DeviceArray<SeqInfo> seq_info_;
   DeviceArray<int2> flash_tiles_;
   std::vector<int2> flash_tiles_host_;

@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <future>
+#include <numeric>
+#include <optional>
 #include <random>
 
 #include "backend/cpu/cpu_backend.h"
@@ -44,6 +47,38 @@ std::vector<float> read(Backend& b, const Tensor& t) {
   b.copy_to_host(t, v.data());
   return v;
 }
+
+// Random values that bf16 holds exactly: both backends then multiply the same numbers.
+std::vector<float> random_bf16_values(size_t n, uint32_t seed) {
+  auto v = random_floats(n, seed);
+  for (auto& x : v) x = bf16_to_float(float_to_bf16(x));
+  return v;
+}
+
+// One of the CUDA backend's environment switches (read when a backend is made), restored at scope exit.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value != nullptr) setenv(name, value, 1);
+    else unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_) setenv(name_, old_->c_str(), 1);
+    else unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// The decode fusions and PDL (the defaults), then each turned off.
+struct Switches {
+  const char* fuse;
+  const char* pdl;
+};
+const Switches kSwitchSettings[] = {{nullptr, nullptr}, {"0", nullptr}, {nullptr, "0"}};
 
 struct AttnCase {
   int heads, kv_heads, head_dim, block_size, window;
@@ -136,11 +171,209 @@ TEST(CudaOps, PagedAttentionMatchesCpuOverManyShapes) {
       {8, 2, 128, 16, 0, 0, {{3, 1}, {40, 1}}},             // shares shorter than the splits (some empty)
       {8, 4, 64, 4, 9, 20.0f, {{61, 1}, {90, 2}}},          // split-K with a window and soft-cap
   };
-  for (size_t i = 0; i < cases.size(); i++) {
-    const double f32 = attention_error(cases[i], DType::kF32);
-    const double bf16 = attention_error(cases[i], DType::kBF16);
-    EXPECT_LE(f32, 1e-5) << "case " << i;
-    EXPECT_LE(bf16, 3e-2) << "case " << i;
+  // Split-K shares joined by the last one to finish (the default), or by the combine kernel (KEEL_CUDA_FUSE=0).
+  for (const char* fuse : {static_cast<const char*>(nullptr), "0"}) {
+    ScopedEnv env("KEEL_CUDA_FUSE", fuse);
+    for (size_t i = 0; i < cases.size(); i++) {
+      const double f32 = attention_error(cases[i], DType::kF32);
+      const double bf16 = attention_error(cases[i], DType::kBF16);
+      EXPECT_LE(f32, 1e-5) << "case " << i << (fuse ? " unfused" : "");
+      EXPECT_LE(bf16, 3e-2) << "case " << i << (fuse ? " unfused" : "");
+    }
+  }
+}
+
+// The residual stream's norms: add_rms_norm (x += delta, then the norm) and rms_norm, on decode-sized rows (a
+// block per row holding it in registers: up to 64 rows of 2048..8192 columns, a multiple of 4, the last one
+// partly filled) and past those limits (the looping kernels). x after the add: 1e-6; the norm in F32: 1e-5; in
+// BF16 (stored rounded): 1e-2.
+TEST(CudaOps, ResidualNormsMatchCpu) {
+  REQUIRE_GPU();
+  struct Shape {
+    int rows, cols;
+  };
+  const Shape shapes[] = {{1, 4096}, {3, 2052}, {2, 5120}, {1, 8192}, {64, 2048}, {1, 8196}, {65, 4096}, {4, 1024}};
+  for (const Switches& sw : kSwitchSettings) {
+    ScopedEnv fuse("KEEL_CUDA_FUSE", sw.fuse), pdl("KEEL_CUDA_PDL", sw.pdl);
+    for (DType act : {DType::kF32, DType::kBF16}) {
+      auto cpu = make_cpu_backend();
+      auto gpu = make_cuda_backend(0).value();
+      gpu->set_weights_dtype(act);
+      for (const Shape& sh : shapes) {
+        for (bool add_one : {false, true}) {
+          const auto xd = random_floats(static_cast<size_t>(sh.rows) * sh.cols, 61),
+                     dd = random_floats(static_cast<size_t>(sh.rows) * sh.cols, 62), wd = random_floats(sh.cols, 63);
+          std::vector<float> x_after[2], added[2], plain[2];
+          int i = 0;
+          for (Backend* b : {static_cast<Backend*>(cpu.get()), gpu.get()}) {
+            Tensor x = make(*b, DType::kF32, sh.rows, sh.cols, xd), d = make(*b, DType::kF32, sh.rows, sh.cols, dd);
+            Tensor w = *b->weight(DType::kF32, sh.cols, 1, wd.data());
+            Tensor h = *b->alloc(b->act_dtype(), sh.rows, sh.cols), g = *b->alloc(b->act_dtype(), sh.rows, sh.cols);
+            b->add_rms_norm(x, d, w, 1e-6f, add_one, h);
+            x_after[i] = read(*b, x);
+            added[i] = read(*b, h);
+            b->rms_norm(x, w, 1e-6f, add_one, g);
+            plain[i] = read(*b, g);
+            i++;
+          }
+          const std::string where = std::to_string(sh.rows) + "x" + std::to_string(sh.cols) + " " + dtype_name(act) +
+                                    (add_one ? " 1+w" : "") + (sw.pdl ? " without PDL" : "");
+          const double tol = act == DType::kF32 ? 1e-5 : 1e-2;
+          EXPECT_LE(relative_error(x_after[1], x_after[0]), 1e-6) << where;
+          EXPECT_LE(relative_error(added[1], added[0]), tol) << where;
+          EXPECT_LE(relative_error(plain[1], plain[0]), tol) << where;
+        }
+      }
+    }
+  }
+}
+
+// rope over q and k then the KV write, which the GPU runs as one kernel, against the CPU's three ops: q and k
+// after rope (F32 on both: 1e-5), and the KV cache of layer 1 (F32: 1e-5; BF16: stored rounded, 1e-2). Every
+// slot of the blocks is written, in a shuffled order.
+TEST(CudaOps, RopeWriteKvMatchesCpu) {
+  REQUIRE_GPU();
+  struct Case {
+    int heads, kv_heads, head_dim, rotary_dim, block_size, blocks;
+  };
+  const Case cases[] = {
+      {32, 8, 128, 128, 1, 1},  // llama3-8b decode at batch 1
+      {4, 2, 64, 64, 4, 2},     // 8 rows
+      {8, 1, 128, 32, 1, 3},    // partial rotary (stablelm-like), MQA
+      {6, 2, 256, 256, 2, 2},   // head_dim 256
+      {40, 8, 96, 64, 16, 1},   // 16 rows, head_dim 96
+  };
+  for (const Switches& sw : kSwitchSettings) {
+    ScopedEnv fuse("KEEL_CUDA_FUSE", sw.fuse), pdl("KEEL_CUDA_PDL", sw.pdl);
+    for (DType act : {DType::kF32, DType::kBF16}) {
+      for (size_t ci = 0; ci < std::size(cases); ci++) {
+        const Case& c = cases[ci];
+        const int rows = c.block_size * c.blocks;
+        auto cpu = make_cpu_backend();
+        auto gpu = make_cuda_backend(0).value();
+        gpu->set_weights_dtype(act);
+        KvLayout layout{2, c.blocks, c.block_size, c.kv_heads, c.head_dim, DType::kF32};
+        ASSERT_TRUE(cpu->alloc_kv(layout).ok());
+        layout.dtype = act;
+        ASSERT_TRUE(gpu->alloc_kv(layout).ok());
+        BatchMeta batch;
+        std::vector<int32_t> slots(rows);
+        std::iota(slots.begin(), slots.end(), 0);
+        std::shuffle(slots.begin(), slots.end(), std::mt19937(static_cast<uint32_t>(ci)));
+        for (int r = 0; r < rows; r++) batch.positions.push_back(1000 + 37 * r);
+        batch.slot_mapping = slots;
+        RopeTable table;
+        for (int i = 0; i < c.rotary_dim / 2; i++)
+          table.inv_freq.push_back(std::pow(10000.0f, -2.0f * static_cast<float>(i) / c.rotary_dim));
+        table.attention_factor = 1.1f;
+        const int64_t qw = static_cast<int64_t>(c.heads) * c.head_dim;
+        const int64_t kw = static_cast<int64_t>(c.kv_heads) * c.head_dim;
+        const auto qd = random_floats(rows * qw, 31), kd = random_floats(rows * kw, 32);
+        const auto vd = random_floats(rows * kw, 33);
+        std::vector<float> q_out[2], k_out[2], cache[2];
+        int i = 0;
+        for (Backend* b : {static_cast<Backend*>(cpu.get()), gpu.get()}) {
+          Tensor q = make(*b, DType::kF32, rows, qw, qd), k = make(*b, DType::kF32, rows, kw, kd),
+                 v = make(*b, DType::kF32, rows, kw, vd);
+          b->begin_forward(batch, {}, {});
+          b->rope_write_kv(1, q, k, v, c.head_dim, c.rotary_dim, batch, table);
+          q_out[i] = read(*b, q);
+          k_out[i] = read(*b, k);
+          // Layer 1's K and V of every block, as float.
+          const DType kv = b->kv_dtype();
+          const size_t per = static_cast<size_t>(c.block_size) * kw;
+          std::vector<uint8_t> raw(b->kv_layout().bytes_per_block_per_layer() * 2);
+          std::vector<float> f(2 * per);
+          for (int blk = 0; blk < c.blocks; blk++) {
+            b->copy_kv_block_to_host(blk, raw.data());
+            to_float(kv, raw.data() + 2 * per * dtype_size(kv), f.data(), 2 * per);
+            cache[i].insert(cache[i].end(), f.begin(), f.end());
+          }
+          i++;
+        }
+        const std::string where = "case " + std::to_string(ci) + " " + dtype_name(act) + (sw.fuse ? " unfused" : "") +
+                                  (sw.pdl ? " without PDL" : "");
+        EXPECT_LE(relative_error(q_out[1], q_out[0]), 1e-5) << where;
+        EXPECT_LE(relative_error(k_out[1], k_out[0]), 1e-5) << where;
+        EXPECT_LE(relative_error(cache[1], cache[0]), act == DType::kF32 ? 1e-5 : 1e-2) << where;
+      }
+    }
+  }
+}
+
+// q/k/v with biases (gemm_many of adjacent weights) and gate+up with the GLU (gemm_glu), bf16: decode-sized
+// batches take the GEMV, which stores each column in its target (q, k, v) or act(gate)·up itself; five rows take
+// cuBLAS and the split / GLU kernels. Against the CPU's separate GEMMs on the same bf16 values: the F32 outputs
+// differ by summation order only (1e-5); the GLU output is stored in bf16 (1e-2).
+TEST(CudaOps, FusedProjectionsMatchCpu) {
+  REQUIRE_GPU();
+  struct Shape {
+    int k, q, kv, inter;
+  };
+  // K with a tail of words past the lanes (264 = 33 words), then llama-like proportions. Every weight is a
+  // multiple of 256 bytes, so the GPU binds them back to back (adjacent, as a model's are).
+  const Shape shapes[] = {{264, 32, 16, 48}, {1024, 512, 128, 1000}};
+  for (const Switches& sw : kSwitchSettings) {
+    ScopedEnv fuse("KEEL_CUDA_FUSE", sw.fuse), pdl("KEEL_CUDA_PDL", sw.pdl);
+    for (const Shape& s : shapes) {
+      const auto wq = random_bf16_values(static_cast<size_t>(s.q) * s.k, 41),
+                 wk = random_bf16_values(static_cast<size_t>(s.kv) * s.k, 42),
+                 wv = random_bf16_values(static_cast<size_t>(s.kv) * s.k, 43),
+                 wg = random_bf16_values(static_cast<size_t>(s.inter) * s.k, 44),
+                 wu = random_bf16_values(static_cast<size_t>(s.inter) * s.k, 45);
+      const auto bq = random_bf16_values(s.q, 46), bk = random_bf16_values(s.kv, 47), bv = random_bf16_values(s.kv, 48);
+      for (int m : {1, 2, 5}) {
+        for (GluActivation act : {GluActivation::kSilu, GluActivation::kGeluTanh}) {
+          const auto xd = random_bf16_values(static_cast<size_t>(m) * s.k, 49 + m);
+          auto cpu = make_cpu_backend();
+          auto gpu = make_cuda_backend(0).value();
+          gpu->set_weights_dtype(DType::kBF16);
+          ASSERT_TRUE(gpu->reserve_weights((wq.size() + 2 * wk.size() + 2 * wg.size()) * 2 + 16 * 1024).ok());
+          ForwardLimits limits;
+          limits.max_tokens = limits.max_seqs = 8;
+          limits.max_block_table_entries = 8;
+          limits.hidden = s.k;
+          limits.max_fused_cols = std::max(s.q + 2 * s.kv, 2 * s.inter);
+          ASSERT_TRUE(gpu->reserve_forward(limits).ok());
+          std::vector<float> qkv[2], glu_out[2];
+          int i = 0;
+          for (Backend* b : {static_cast<Backend*>(cpu.get()), gpu.get()}) {
+            Tensor q_w = *b->weight(DType::kF32, s.q, s.k, wq.data());
+            Tensor k_w = *b->weight(DType::kF32, s.kv, s.k, wk.data());
+            Tensor v_w = *b->weight(DType::kF32, s.kv, s.k, wv.data());
+            Tensor g_w = *b->weight(DType::kF32, s.inter, s.k, wg.data());
+            Tensor u_w = *b->weight(DType::kF32, s.inter, s.k, wu.data());
+            Tensor q_b = *b->weight(DType::kF32, s.q, 1, bq.data()), k_b = *b->weight(DType::kF32, s.kv, 1, bk.data()),
+                   v_b = *b->weight(DType::kF32, s.kv, 1, bv.data());
+            if (b == gpu.get()) {
+              ASSERT_EQ(k_w.data, static_cast<uint8_t*>(q_w.data) + q_w.nbytes());
+              ASSERT_EQ(v_w.data, static_cast<uint8_t*>(k_w.data) + k_w.nbytes());
+              ASSERT_EQ(u_w.data, static_cast<uint8_t*>(g_w.data) + g_w.nbytes());
+            }
+            Tensor x = make(*b, b->act_dtype(), m, s.k, xd);
+            Tensor q = *b->alloc(DType::kF32, m, s.q), k = *b->alloc(DType::kF32, m, s.kv),
+                   v = *b->alloc(DType::kF32, m, s.kv);
+            const Backend::Projection p[3] = {{&q_w, &q_b, &q}, {&k_w, &k_b, &k}, {&v_w, &v_b, &v}};
+            b->gemm_many(x, p, 3);
+            qkv[i] = read(*b, q);
+            for (const Tensor* t : {&k, &v}) {
+              const auto r = read(*b, *t);
+              qkv[i].insert(qkv[i].end(), r.begin(), r.end());
+            }
+            Tensor gate = *b->alloc(DType::kF32, m, s.inter), up = *b->alloc(DType::kF32, m, s.inter),
+                   out = *b->alloc(b->act_dtype(), m, s.inter);
+            b->gemm_glu(x, g_w, u_w, act, gate, up, out);
+            glu_out[i] = read(*b, out);
+            i++;
+          }
+          const std::string where = "k=" + std::to_string(s.k) + " m=" + std::to_string(m) +
+                                    (act == GluActivation::kSilu ? " silu" : " gelu") + (sw.fuse ? " unfused" : "") +
+                                    (sw.pdl ? " without PDL" : "");
+          EXPECT_LE(relative_error(qkv[1], qkv[0]), 1e-5) << where;
+          EXPECT_LE(relative_error(glu_out[1], glu_out[0]), 1e-2) << where;
+        }
+      }
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 // Device kernels of the CUDA backend. Element type T is the activation/weight dtype (float, bf16 or half);
 // every kernel accumulates in float. Each is checked against the CPU oracle in cuda_backend_test.cpp.
+// Each starts with pdl_launch_dependents and pdl_wait (launch.cuh): the backend may launch it with PDL.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -7,6 +8,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "backend/cuda/launch.cuh"
 
 namespace keel::backend::cuda {
 
@@ -61,6 +64,8 @@ struct SeqInfo {
 
 template <typename T>
 __global__ void embed_kernel(const T* table, const int32_t* tokens, int64_t dim, float scale, float* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t row = blockIdx.x;
   const T* src = table + static_cast<int64_t>(tokens[row]) * dim;
   for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) out[row * dim + d] = to_f(src[d]) * scale;
@@ -69,6 +74,8 @@ __global__ void embed_kernel(const T* table, const int32_t* tokens, int64_t dim,
 // One block per row: out = x / rms(x) * (w or 1 + w).
 template <typename TOut, typename TW>
 __global__ void rms_norm_kernel(const float* x, const TW* w, float eps, bool add_one, int64_t cols, TOut* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t row = blockIdx.x;
   const float* xr = x + row * cols;
   float ss = 0.0f;
@@ -84,6 +91,8 @@ __global__ void rms_norm_kernel(const float* x, const TW* w, float eps, bool add
 template <typename TOut, typename TW>
 __global__ void add_rms_norm_kernel(float* x, const float* delta, const TW* w, float eps, bool add_one, int64_t cols,
                                     TOut* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t row = blockIdx.x;
   float* xr = x + row * cols;
   const float* dr = delta + row * cols;
@@ -100,6 +109,59 @@ __global__ void add_rms_norm_kernel(float* x, const float* delta, const TW* w, f
   }
 }
 
+// The two kernels above for decode-sized rows: one block of kNormThreads per row, each thread holding up to
+// kNormVecs groups of 4 consecutive columns in registers, every load of the row issued before the first use and
+// the weights before the PDL wait. In the loops above a store may alias the next iteration's loads, so each
+// iteration waits for its own (8 round trips to L2 for a 4096-wide row on 1024 threads, against 1 here).
+// delta null: out = rms_norm(x); else x += delta first. Needs cols % 4 == 0, cols <= 4 * kNormVecs * kNormThreads
+// and 16-byte aligned x and delta. out may alias x.
+constexpr int kNormThreads = 1024;
+constexpr int kNormVecs = 2;
+
+template <typename TOut, typename TW>
+__global__ void __launch_bounds__(kNormThreads)
+    rms_norm_row_kernel(float* x, const float* delta, const TW* w, float eps, bool add_one, int cols, TOut* out) {
+  pdl_launch_dependents();
+  float wv[kNormVecs][4];
+#pragma unroll
+  for (int v = 0; v < kNormVecs; v++) {
+    const int c = (threadIdx.x + v * kNormThreads) * 4;
+#pragma unroll
+    for (int e = 0; e < 4; e++) wv[v][e] = c < cols ? to_f(w[c + e]) + (add_one ? 1.0f : 0.0f) : 0.0f;
+  }
+  pdl_wait();
+  const int64_t row = blockIdx.x;
+  float* xr = x + row * cols;
+  float4 xv[kNormVecs];
+#pragma unroll
+  for (int v = 0; v < kNormVecs; v++) {
+    const int c = (threadIdx.x + v * kNormThreads) * 4;
+    xv[v] = c < cols ? *reinterpret_cast<const float4*>(xr + c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (delta != nullptr && c < cols) {
+      const float4 d = *reinterpret_cast<const float4*>(delta + row * cols + c);
+      xv[v].x += d.x, xv[v].y += d.y, xv[v].z += d.z, xv[v].w += d.w;
+    }
+  }
+  float ss = 0.0f;
+#pragma unroll
+  for (int v = 0; v < kNormVecs; v++) {
+    const int c = (threadIdx.x + v * kNormThreads) * 4;
+    if (delta != nullptr && c < cols) *reinterpret_cast<float4*>(xr + c) = xv[v];
+    ss += xv[v].x * xv[v].x + xv[v].y * xv[v].y + xv[v].z * xv[v].z + xv[v].w * xv[v].w;
+  }
+  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(cols) + eps);
+#pragma unroll
+  for (int v = 0; v < kNormVecs; v++) {
+    const int c = (threadIdx.x + v * kNormThreads) * 4;
+    if (c >= cols) continue;
+    TOut* o = out + row * cols + c;
+    o[0] = from_f<TOut>((xv[v].x * inv) * wv[v][0]);
+    o[1] = from_f<TOut>((xv[v].y * inv) * wv[v][1]);
+    o[2] = from_f<TOut>((xv[v].z * inv) * wv[v][2]);
+    o[3] = from_f<TOut>((xv[v].w * inv) * wv[v][3]);
+  }
+}
+
 // Splits a fused projection output [rows, total] into column ranges of separate tensors, adding biases.
 struct SplitTarget {
   float* out;
@@ -109,6 +171,8 @@ struct SplitTarget {
 template <typename TB>
 __global__ void split_columns_kernel(const float* in, int64_t rows, int64_t total, SplitTarget a, SplitTarget b,
                                      SplitTarget c) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= rows * total) return;
   const int64_t r = i / total;
@@ -130,6 +194,8 @@ __global__ void split_columns_kernel(const float* in, int64_t rows, int64_t tota
 // out = act(gate) * up from a fused [rows, 2 * inter] GEMM output (gate columns first).
 template <typename T>
 __global__ void glu_fused_kernel(const float* gate_up, int64_t rows, int64_t inter, bool gelu, T* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= rows * inter) return;
   const int64_t r = i / inter, c = i % inter;
@@ -140,12 +206,16 @@ __global__ void glu_fused_kernel(const float* gate_up, int64_t rows, int64_t int
 }
 
 __global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) out[i] = a[i] + b[i];
 }
 
 template <typename T>
 __global__ void add_bias_kernel(float* out, const T* bias, int64_t rows, int64_t cols) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < rows * cols) out[i] += to_f(bias[i % cols]);
 }
@@ -153,6 +223,8 @@ __global__ void add_bias_kernel(float* out, const T* bias, int64_t rows, int64_t
 // One thread per (row, head, pair): rotate-half convention over the first rotary_dim dims.
 __global__ void rope_kernel(float* x, int64_t rows, int heads, int head_dim, int rotary_dim,
                             const int32_t* positions, const float* inv_freq, float attention_factor) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int half = rotary_dim / 2;
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= rows * heads * half) return;
@@ -173,6 +245,8 @@ __global__ void rope_kernel(float* x, int64_t rows, int heads, int head_dim, int
 template <typename T>
 __global__ void write_kv_kernel(const float* k, const float* v, const int32_t* slots, int64_t tokens, int64_t width,
                                 T* k_cache, T* v_cache) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= tokens * width) return;
   const int64_t t = i / width, d = i % width;
@@ -181,15 +255,83 @@ __global__ void write_kv_kernel(const float* k, const float* v, const int32_t* s
   v_cache[dst] = from_f<T>(v[i]);
 }
 
-// One warp per (query row, head): online softmax over the row's causal (optionally windowed) keys, read
-// through the sequence's block table. Lane l holds dims l, l+32, ... of q and of the output.
+// rope over q and k, then k and v stored at each row's KV slot: one warp per (row, head) of q and of k. The
+// rotation is rope_kernel's, term for term; a k head's warp also stores the head's V. Every load comes before
+// the first store (lane l holds pairs l, l+32, ... and dims l, l+32, ...), so a warp waits for memory once, not
+// once per loop iteration. Needs head_dim <= 32 * kMaxDimsPerLane.
 constexpr int kMaxDimsPerLane = 8;  // head_dim <= 256
 
+template <typename T>
+__global__ void rope_write_kv_kernel(float* q, float* k, const float* v, int64_t rows, int heads, int kv_heads,
+                                     int head_dim, int rotary_dim, const int32_t* positions, const float* inv_freq,
+                                     float attention_factor, const int32_t* slots, T* k_cache, T* v_cache) {
+  pdl_launch_dependents();
+  pdl_wait();
+  const int64_t task = blockIdx.x * static_cast<int64_t>(blockDim.x >> 5) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  const int per_row = heads + kv_heads;
+  if (task >= rows * per_row) return;
+  const int64_t row = task / per_row;
+  const int h = static_cast<int>(task % per_row);
+  const bool is_k = h >= heads;
+  const int kvh = h - heads;
+  float* x = is_k ? k + (row * kv_heads + kvh) * head_dim : q + (row * heads + h) * head_dim;
+  const int half = rotary_dim / 2;
+  constexpr int kPairs = kMaxDimsPerLane / 2;
+  float x1[kPairs], x2[kPairs], freq[kPairs], rest[kMaxDimsPerLane], vv[kMaxDimsPerLane];
+#pragma unroll
+  for (int i = 0; i < kPairs; i++) {
+    const int pair = lane + 32 * i;
+    const bool in = pair < half;
+    x1[i] = in ? x[pair] : 0.0f;
+    x2[i] = in ? x[pair + half] : 0.0f;
+    freq[i] = in ? inv_freq[pair] : 0.0f;
+  }
+  const float* vr = v + (row * kv_heads + kvh) * head_dim;
+#pragma unroll
+  for (int i = 0; i < kMaxDimsPerLane; i++) {
+    const int d = lane + 32 * i;
+    rest[i] = is_k && d >= rotary_dim && d < head_dim ? x[d] : 0.0f;
+    vv[i] = is_k && d < head_dim ? vr[d] : 0.0f;
+  }
+  const float pos = static_cast<float>(positions[row]);
+  const int64_t cache_at = is_k ? (static_cast<int64_t>(slots[row]) * kv_heads + kvh) * head_dim : 0;
+#pragma unroll
+  for (int i = 0; i < kPairs; i++) {
+    const int pair = lane + 32 * i;
+    if (pair >= half) continue;
+    const float angle = pos * freq[i];
+    float s, c;
+    sincosf(angle, &s, &c);
+    c *= attention_factor;
+    s *= attention_factor;
+    const float y1 = x1[i] * c - x2[i] * s, y2 = x2[i] * c + x1[i] * s;
+    x[pair] = y1;
+    x[pair + half] = y2;
+    if (is_k) {
+      k_cache[cache_at + pair] = from_f<T>(y1);
+      k_cache[cache_at + pair + half] = from_f<T>(y2);
+    }
+  }
+  if (!is_k) return;
+#pragma unroll
+  for (int i = 0; i < kMaxDimsPerLane; i++) {
+    const int d = lane + 32 * i;
+    if (d >= head_dim) continue;
+    if (d >= rotary_dim) k_cache[cache_at + d] = from_f<T>(rest[i]);
+    v_cache[cache_at + d] = from_f<T>(vv[i]);
+  }
+}
+
+// One warp per (query row, head): online softmax over the row's causal (optionally windowed) keys, read
+// through the sequence's block table. Lane l holds dims l, l+32, ... of q and of the output.
 template <typename T>
 __global__ void attention_kernel(const float* q, const T* k_cache, const T* v_cache, const int32_t* positions,
                                  const int32_t* row_seq, const SeqInfo* seqs, const int32_t* block_tables,
                                  int64_t rows, int heads, int kv_heads, int head_dim, int block_size, float scale,
                                  int window, float softcap, T* out, bool single_rows_only) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int warps_per_block = blockDim.x >> 5;
   const int64_t task = blockIdx.x * static_cast<int64_t>(warps_per_block) + (threadIdx.x >> 5);
   if (task >= rows * heads) return;
@@ -278,13 +420,41 @@ __device__ __forceinline__ void load8(const float* p, float* out) {
 constexpr int kMaxGroup = 8;
 constexpr int kTileKeys = 128;
 constexpr int kWarps = kTileKeys / 32;
+// Split-K shares hold at least this many keys: a share costs a block and a term of the join whatever its length,
+// and up to 32 keys its V pass is still one round of loads per warp.
+constexpr int kMinShareKeys = 32;
+
+// Joins the split-K shares [0, shares) of (row, KV head): rescales each to the common max and normalises. The
+// block's threads split the group's outputs. The partials come from other blocks: read through L2 (.cg).
+template <typename T>
+__device__ void join_shares(const float* part_ml, const float* part_acc, int64_t row, int kvh, int heads,
+                            int kv_heads, int head_dim, int splits, int shares, T* out) {
+  const int group = heads / kv_heads;
+  const int64_t base = (row * kv_heads + kvh) * splits;
+  for (int i = threadIdx.x; i < group * head_dim; i += blockDim.x) {
+    const int g = i / head_dim, d = i % head_dim;
+    float m = -INFINITY;
+    for (int s = 0; s < shares; s++) m = fmaxf(m, __ldcg(part_ml + ((base + s) * group + g) * 2));
+    float l = 0.0f, acc = 0.0f;
+    for (int s = 0; s < shares; s++) {
+      const float ms = __ldcg(part_ml + ((base + s) * group + g) * 2);
+      if (ms == -INFINITY) continue;  // an empty share
+      const float w = __expf(ms - m);
+      l += __ldcg(part_ml + ((base + s) * group + g) * 2 + 1) * w;
+      acc += __ldcg(part_acc + ((base + s) * group + g) * head_dim + d) * w;
+    }
+    out[row * heads * head_dim + (kvh * group + g) * head_dim + d] = from_f<T>(acc / l);
+  }
+}
 
 template <typename T, int DPL>
 __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
     const float* q, const T* k_cache, const T* v_cache, const int32_t* positions, const int32_t* row_seq,
     const SeqInfo* seqs, const int32_t* block_tables, int heads, int kv_heads, int head_dim, int block_size,
     float scale, int window, float softcap, T* out, int splits, float* part_ml, float* part_acc,
-    bool single_rows_only) {
+    int* share_counts, bool single_rows_only) {
+  pdl_launch_dependents();
+  pdl_wait();
   extern __shared__ float smem[];
   const int group = heads / kv_heads;
   float* qs = smem;                          // [group][head_dim], pre-scaled
@@ -305,9 +475,13 @@ __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
   // Split-K (flash-decoding): block z takes one contiguous share of this row's keys; the shares are sized on
   // the device, from the row's own length, so a captured graph stays valid as sequences grow.
   const int split = blockIdx.z;
-  const int share = (pos_q - lo_q + splits) / splits;
+  const int len = pos_q - lo_q + 1;
+  const int share = max((len + splits - 1) / splits, kMinShareKeys);
+  const int shares = (len + share - 1) / share;  // the non-empty ones, first
   const int lo = lo_q + split * share;
   const int pos = min(pos_q, lo + share - 1);  // the last key of this share; < lo when the share is empty
+  // With share_counts the last share to finish joins the others, which never counts the empty ones.
+  if (share_counts != nullptr && split >= shares) return;
   const int64_t kv_width = static_cast<int64_t>(kv_heads) * head_dim;
 
   for (int i = t; i < group * head_dim; i += kTileKeys) {
@@ -420,34 +594,34 @@ __global__ void __launch_bounds__(kTileKeys) attention_group_kernel(
     part_ml[(task * group + t) * 2] = m_s[t];
     part_ml[(task * group + t) * 2 + 1] = l_s[t];
   }
+  if (splits == 1 || share_counts == nullptr) return;
+  // Count this share done (its partials visible first); the block that completes the count joins them all and
+  // leaves the counter at 0 for the next launch. No separate combine kernel: one launch fewer per layer.
+  __threadfence();
+  __syncthreads();
+  __shared__ bool last;
+  int* count = share_counts + row * kv_heads + kvh;
+  if (t == 0) last = atomicAdd(count, 1) == shares - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  join_shares(part_ml, part_acc, row, kvh, heads, kv_heads, head_dim, splits, shares, out);
+  if (t == 0) *count = 0;
 }
 
-// Joins the split-K shares of each (row, KV head): rescale every share to the common max and normalise.
+// Joins the split-K shares of each (row, KV head) when attention_group_kernel ran without share counts.
 template <typename T>
 __global__ void attention_combine_kernel(const float* part_ml, const float* part_acc, int heads, int kv_heads,
                                          int head_dim, int splits, T* out) {
-  const int64_t row = blockIdx.x;
-  const int kvh = blockIdx.y;
-  const int group = heads / kv_heads;
-  const int64_t base = (row * kv_heads + kvh) * splits;
-  for (int i = threadIdx.x; i < group * head_dim; i += blockDim.x) {
-    const int g = i / head_dim, d = i % head_dim;
-    float m = -INFINITY;
-    for (int s = 0; s < splits; s++) m = fmaxf(m, part_ml[((base + s) * group + g) * 2]);
-    float l = 0.0f, acc = 0.0f;
-    for (int s = 0; s < splits; s++) {
-      const float ms = part_ml[((base + s) * group + g) * 2];
-      if (ms == -INFINITY) continue;
-      const float w = __expf(ms - m);
-      l += part_ml[((base + s) * group + g) * 2 + 1] * w;
-      acc += part_acc[((base + s) * group + g) * head_dim + d] * w;
-    }
-    out[row * heads * head_dim + (kvh * group + g) * head_dim + d] = from_f<T>(acc / l);
-  }
+  pdl_launch_dependents();
+  pdl_wait();
+  join_shares(part_ml, part_acc, blockIdx.x, blockIdx.y, heads, kv_heads, head_dim, splits, splits, out);
 }
 
 template <typename T>
 __global__ void glu_kernel(const float* gate, const float* up, int64_t n, bool gelu, T* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const float g = gate[i];
@@ -456,6 +630,8 @@ __global__ void glu_kernel(const float* gate, const float* up, int64_t n, bool g
 }
 
 __global__ void softcap_kernel(float* x, int64_t n, float cap) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) x[i] = cap * tanhf(x[i] / cap);
 }
@@ -463,6 +639,8 @@ __global__ void softcap_kernel(float* x, int64_t n, float cap) {
 // out[i] = x[rows[i]] (any element type, same for both).
 template <typename T>
 __global__ void gather_rows_kernel(const T* x, const int32_t* rows, int64_t cols, T* out) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t r = blockIdx.x;
   const T* src = x + static_cast<int64_t>(rows[r]) * cols;
   for (int64_t d = threadIdx.x; d < cols; d += blockDim.x) out[r * cols + d] = src[d];
