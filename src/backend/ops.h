@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/sampling.h"
 #include "base/dtype.h"
 #include "base/status.h"
 
@@ -233,6 +234,17 @@ class Backend {
       out[r] = static_cast<int32_t>(best);
       if (value != nullptr) value[r] = row[best];
     }
+  }
+  // out[r] = a token drawn from row r of logits F32 [rows, vocab] with params[r] (backend/sampling.h: the same
+  // token on every backend), out on the host. A device backend samples on the device and copies back only the
+  // ids; this default copies the logits to the host and runs the reference.
+  virtual void sample_rows(const Tensor& logits, const SampleParams* params, int rows, int32_t* out) {
+    std::vector<float> host(static_cast<size_t>(rows) * logits.cols);
+    copy_to_host(logits.row_slice(0, rows), host.data());
+    sampling::SampleScratch scratch;
+    const int64_t vocab = logits.cols;
+    for (int r = 0; r < rows; r++)
+      out[r] = sampling::sample_row(host.data() + static_cast<size_t>(r) * vocab, vocab, params[r], scratch);
   }
 };
 

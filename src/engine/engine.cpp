@@ -44,6 +44,7 @@ struct RequestState {
   EventCallback callback;
   std::vector<int32_t> stop_ids;
   bool plain_greedy = false;  // temperature 0, no penalties, no logprobs: the argmax is the whole sample
+  bool plain = false;         // no penalties, no logprobs: the backend can draw the token (Model::forward_sample)
 };
 
 }  // namespace
@@ -189,7 +190,8 @@ void Engine::loop() {
   };
 
   std::vector<float> logits;
-  std::vector<int32_t> greedy_tokens;
+  std::vector<int32_t> device_tokens;
+  std::vector<backend::SampleParams> draws;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -225,9 +227,8 @@ void Engine::loop() {
         auto state = std::make_unique<RequestState>(
             RequestState{std::move(rc.first), Sampler(sampling), std::move(rc.second), {}});
         state->stop_ids = state->request.stop_token_ids;
-        state->plain_greedy = sampling.temperature == 0.0f && sampling.repetition_penalty == 1.0f &&
-                              sampling.frequency_penalty == 0.0f && sampling.presence_penalty == 0.0f &&
-                              state->request.top_logprobs < 0;
+        state->plain = !sampling.penalised() && state->request.top_logprobs < 0;
+        state->plain_greedy = state->plain && sampling.temperature == 0.0f;
         if (!state->request.ignore_eos)
           for (int e : model_->config().eos_token_ids) state->stop_ids.push_back(e);
         scheduler_.add(std::make_unique<Sequence>(id, state->request.prompt, model_->kv_layout().block_size));
@@ -265,14 +266,25 @@ void Engine::loop() {
       if (c.samples()) batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
       batch.meta.seqs.push_back(std::move(slice));
     }
-    // A step whose every sampling row is plain greedy (no penalties, no logprobs) needs only each row's argmax,
-    // which the backend finds without copying the logits off the device.
-    bool greedy = true;
-    for (const Chunk& c : plan.chunks)
-      if (c.samples()) greedy &= requests.at(c.seq->id)->plain_greedy;
+    // A step whose every sampling row is plain (no penalties, no logprobs) leaves the logits on the device: the
+    // backend finds each row's argmax when all are greedy, else draws each row's token there. A draw is numbered
+    // by the tokens its sequence has generated, so a seeded request samples the same tokens in any batch.
+    bool greedy = true, on_device = true;
+    draws.clear();
+    for (const Chunk& c : plan.chunks) {
+      if (!c.samples()) continue;
+      const RequestState& st = *requests.at(c.seq->id);
+      greedy &= st.plain_greedy;
+      on_device &= st.plain;
+      draws.push_back(sample_params(st.request.sampling, c.seq->generated()));
+    }
     const auto forward_start = std::chrono::steady_clock::now();
     Status s = options_.leader != nullptr ? options_.leader->forward(batch, greedy) : Status();
-    if (s.ok()) s = greedy ? model_->forward_greedy(batch, &greedy_tokens) : model_->forward(batch, &logits);
+    if (s.ok()) {
+      s = greedy      ? model_->forward_greedy(batch, &device_tokens)
+          : on_device ? model_->forward_sample(batch, draws, &device_tokens)
+                      : model_->forward(batch, &logits);
+    }
     const auto forward_end = std::chrono::steady_clock::now();
     if (!s.ok() && options_.leader != nullptr) {
       fail_group(s);
@@ -296,8 +308,9 @@ void Engine::loop() {
       prompt_tokens += std::max(0, std::min(c.end, seq->prompt_len) - c.begin);
       if (!c.samples()) continue;
       RequestState& st = *requests.at(seq->id);
-      const float* l = greedy ? nullptr : logits.data() + static_cast<size_t>(row) * vocab;
-      const int32_t tok = greedy ? greedy_tokens[row] : st.sampler.sample(l, vocab, seq->tokens);
+      const bool host = !greedy && !on_device;
+      const float* l = host ? logits.data() + static_cast<size_t>(row) * vocab : nullptr;
+      const int32_t tok = host ? st.sampler.sample(l, vocab, seq->tokens, seq->generated()) : device_tokens[row];
       row++;
       seq->tokens.push_back(tok);
       generated++;

@@ -46,6 +46,52 @@ TEST(Engine, ConcurrentGreedyRequestsEqualEachAlone) {
   EXPECT_GE(st.step_seconds, st.forward_seconds);
 }
 
+// A draw is numbered by the tokens its sequence has generated: batching (device draws beside other rows, or host
+// draws when a penalised request joins the step) never changes a seeded request's tokens.
+TEST(Engine, ASeededSampledRequestDrawsTheSameTokensAloneAndInABatch) {
+  Request r = greedy(prompt(9, 8), 12);
+  r.sampling.temperature = 1.0f;
+  r.sampling.top_p = 0.95f;
+  r.sampling.seed = 1234;
+  std::vector<int32_t> solo;
+  {
+    Loaded l = load(64);
+    Engine engine(l.model.get(), EngineOptions{});
+    Collector c;
+    ASSERT_TRUE(engine.submit(r, c.callback()).ok());
+    ASSERT_TRUE(c.wait());
+    solo = c.tokens;
+  }
+  ASSERT_EQ(solo.size(), 12u);
+  EXPECT_NE(solo, alone(r.prompt, 12));  // sampled, not greedy
+
+  Request other = r, penalised = r;
+  other.prompt = prompt(20, 9);
+  other.sampling.seed = 5;
+  other.sampling.top_k = 20;
+  penalised.prompt = prompt(4, 10);
+  penalised.sampling.presence_penalty = 0.5f;
+  penalised.max_tokens = 5;  // the batch's later steps draw on the device, its first on the host
+  Loaded l = load(64);
+  EngineOptions o;
+  o.max_num_batched_tokens = 16;  // chunked prefill beside the decodes
+  Engine engine(l.model.get(), o);
+  Collector c[4];
+  ASSERT_TRUE(engine.submit(greedy(prompt(13, 11), 12), c[0].callback()).ok());
+  ASSERT_TRUE(engine.submit(other, c[1].callback()).ok());
+  ASSERT_TRUE(engine.submit(penalised, c[2].callback()).ok());
+  ASSERT_TRUE(engine.submit(r, c[3].callback()).ok());
+  for (auto& x : c) ASSERT_TRUE(x.wait());
+  EXPECT_EQ(c[3].tokens, solo);
+
+  // generate() draws on the host through the Sampler: the same tokens.
+  Loaded fresh = load(64);
+  GenerateOptions g;
+  g.max_tokens = 12;
+  g.sampling = r.sampling;
+  EXPECT_EQ(*generate(*fresh.model, r.prompt, g), solo);
+}
+
 TEST(Engine, PreemptionUnderAPoolTooSmallForAllLosesNothing) {
   const std::vector<std::vector<int32_t>> prompts = {prompt(20, 5), prompt(20, 6), prompt(20, 7)};
   Loaded l = load(/*kv_blocks=*/12, /*block_size=*/4);  // 48 slots; three sequences need 3 x 36

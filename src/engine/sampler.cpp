@@ -1,8 +1,5 @@
 #include "engine/sampler.h"
 
-#include <algorithm>
-#include <cmath>
-#include <numeric>
 #include <unordered_map>
 
 namespace keel::engine {
@@ -16,50 +13,33 @@ Status SamplingParams::validate() const {
   return Status();
 }
 
-Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+backend::SampleParams sample_params(const SamplingParams& p, uint64_t counter) {
+  backend::SampleParams s;
+  s.temperature = p.temperature;
+  s.top_k = p.top_k;
+  s.top_p = p.top_p;
+  s.min_p = p.min_p;
+  s.seed = p.seed;
+  s.counter = counter;
+  return s;
+}
 
-int32_t Sampler::sample(const float* logits, int vocab, const std::vector<int32_t>& history) {
-  scratch_.assign(logits, logits + vocab);
-  std::vector<float>& l = scratch_;
-  const bool penalised = params_.repetition_penalty != 1.0f || params_.frequency_penalty != 0.0f ||
-                         params_.presence_penalty != 0.0f;
-  if (penalised) {
+int32_t Sampler::sample(const float* logits, int vocab, const std::vector<int32_t>& history, uint64_t counter) {
+  const float* l = logits;
+  if (params_.penalised()) {
+    penalised_.assign(logits, logits + vocab);
     std::unordered_map<int32_t, int> counts;
     for (int32_t t : history)
       if (t >= 0 && t < vocab) counts[t]++;
     for (auto [t, n] : counts) {
-      if (params_.repetition_penalty != 1.0f)
-        l[t] = l[t] > 0 ? l[t] / params_.repetition_penalty : l[t] * params_.repetition_penalty;
-      l[t] -= params_.frequency_penalty * n + params_.presence_penalty;
+      float& x = penalised_[t];
+      const float rp = params_.repetition_penalty;
+      if (rp != 1.0f) x = x > 0 ? x / rp : x * rp;
+      x -= params_.frequency_penalty * n + params_.presence_penalty;
     }
+    l = penalised_.data();
   }
-  if (params_.temperature == 0.0f) return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
-
-  // Softmax at temperature, then keep the top-k / top-p / min-p candidates and draw among them.
-  order_.resize(vocab);
-  std::iota(order_.begin(), order_.end(), 0);
-  std::stable_sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
-  int keep = params_.top_k > 0 ? std::min(params_.top_k, vocab) : vocab;
-  const float mx = l[order_[0]];
-  std::vector<double> p(keep);
-  double sum = 0;
-  for (int i = 0; i < keep; i++) sum += (p[i] = std::exp((l[order_[i]] - mx) / params_.temperature));
-  double cum = 0;
-  int cut = keep;
-  for (int i = 0; i < keep; i++) {
-    p[i] /= sum;
-    if (params_.min_p > 0 && p[i] < params_.min_p * p[0]) {
-      cut = std::max(1, i);
-      break;
-    }
-    cum += p[i];
-    if (cum >= params_.top_p) {
-      cut = i + 1;
-      break;
-    }
-  }
-  std::discrete_distribution<int> pick(p.begin(), p.begin() + cut);
-  return order_[pick(rng_)];
+  return backend::sampling::sample_row(l, vocab, sample_params(params_, counter), scratch_);
 }
 
 }  // namespace keel::engine

@@ -65,6 +65,11 @@ class Model {
   // rank of the group must call forward_greedy for the same step (run_follower does, by the step plan).
   // Pipelined, the logits are gathered as for forward and reduced on the host.
   Status forward_greedy(const Batch& batch, std::vector<int32_t>* tokens);
+  // The same forward, but a token drawn from each logit row with params[i] (backend/sampling.h; temperature 0 is
+  // greedy): the backend samples on the device and only the ids leave it. Tensor parallel or pipelined, the
+  // logits are gathered as for forward (the ranks' collectives are forward's) and sampled on the host.
+  Status forward_sample(const Batch& batch, const std::vector<backend::SampleParams>& params,
+                        std::vector<int32_t>* tokens);
 
   // The part of the model this rank holds: its stage's layers [shard().layer0, shard().layer0 + shard().layers),
   // its tensor-parallel slice of them (all of it without communicators).
@@ -80,8 +85,10 @@ class Model {
   Status all_reduce(backend::Tensor& t);
   Status gather_logits(const backend::Tensor& local, int rows, std::vector<float>* logits);
   Status vocab_parallel_greedy(const backend::Tensor& local, int rows, std::vector<int32_t>* tokens);
-  // forward and forward_greedy: one of logits / greedy is set.
-  Status forward_impl(const Batch& batch, std::vector<float>* logits, std::vector<int32_t>* greedy);
+  // forward, forward_greedy and forward_sample: one of logits / greedy is set; sample (with greedy, which then
+  // receives the drawn tokens): one SampleParams per logit row.
+  Status forward_impl(const Batch& batch, std::vector<float>* logits, std::vector<int32_t>* greedy,
+                      const backend::SampleParams* sample = nullptr);
   Status check_batch(const Batch& batch) const;
   const std::vector<int32_t>& local_tokens(const std::vector<int32_t>& tokens);
   // The stages of forward: tokens into ws_.x, this stage's layers over ws_.x, the head into ws_.logits.
@@ -96,7 +103,10 @@ class Model {
   dist::Communicator* comm_ = nullptr;  // null unsharded
   dist::Communicator* pipe_ = nullptr;  // null with one stage
   std::vector<float> comm_buf_, gather_buf_;  // host staging for collectives
-  std::vector<float> greedy_logits_;  // forward_greedy's host logits when a pipeline delivers them
+  // forward_greedy's and forward_sample's host logits when a pipeline (or, sampling, a tensor-parallel group)
+  // delivers them.
+  std::vector<float> greedy_logits_;
+  backend::sampling::SampleScratch sample_scratch_;
   std::vector<float> row_max_, row_max_pairs_, row_max_gathered_;  // vocab-parallel greedy: values, packed pairs
   std::vector<float> pipe_buf_, pipe_logits_;  // host staging: hidden states; a micro-batch's gathered logits
   std::vector<int32_t> local_tokens_;         // token ids in this rank's vocab slice

@@ -347,6 +347,17 @@ void CpuBackend::gather_rows(const Tensor& x, const std::vector<int32_t>& rows, 
     std::memcpy(f32(out) + i * x.cols, f32(x) + rows[i] * x.cols, x.cols * sizeof(float));
 }
 
+void CpuBackend::sample_rows(const Tensor& logits, const SampleParams* params, int rows, int32_t* out) {
+  const float* x = f32(logits);
+  const int64_t vocab = logits.cols;
+#pragma omp parallel if (rows > 1)
+  {
+    sampling::SampleScratch scratch;
+#pragma omp for schedule(dynamic)
+    for (int r = 0; r < rows; r++) out[r] = sampling::sample_row(x + r * vocab, vocab, params[r], scratch);
+  }
+}
+
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
 
 }  // namespace keel::backend

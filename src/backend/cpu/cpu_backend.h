@@ -38,6 +38,8 @@ class CpuBackend final : public Backend {
   void moe(const Tensor& x, const MoeWeights& w, Tensor& out) override;
   void softcap(Tensor& x, float cap) override;
   void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, Tensor& out) override;
+  // The reference (backend/sampling.h) itself, one row per thread.
+  void sample_rows(const Tensor& logits, const SampleParams* params, int rows, int32_t* out) override;
 
   // The raw KV of one layer, for tests.
   const float* k_cache(int layer) const { return k_cache_[layer].data(); }
