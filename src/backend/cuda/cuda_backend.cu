@@ -22,6 +22,7 @@
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/flash_prefill.cuh"
 #include "backend/cuda/moe_kernels.cuh"
+#include "backend/cuda/sampling.cuh"
 
 namespace keel::backend {
 
@@ -191,6 +192,21 @@ class CudaBackend final : public Backend {
     KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
+  // backend/cuda/sampling.cuh: the rows' parameters go up, one id per row comes back.
+  void sample_rows(const Tensor& logits, const SampleParams* params, int rows, int32_t* out) override {
+    if (rows == 0) return;
+    reserve(argmax_, rows);
+    reserve(sample_params_, rows);
+    KEEL_CUDA_CHECK(cudaMemcpyAsync(sample_params_.ptr, params, rows * sizeof(SampleParams), cudaMemcpyHostToDevice,
+                                    stream_));
+    sample_rows_kernel<<<rows, kSampleThreads, 0, stream_>>>(static_cast<const float*>(logits.data),
+                                                             static_cast<int>(logits.cols), sample_params_.ptr,
+                                                             argmax_.ptr);
+    check_launch();
+    KEEL_CUDA_CHECK(cudaMemcpyAsync(out, argmax_.ptr, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
   void copy_from_host(const float* src, Tensor& dst) override {
     std::vector<uint8_t> staged(dst.nbytes());
     from_float_host(src, dst.dtype, staged.data(), dst.numel());
@@ -209,6 +225,7 @@ class CudaBackend final : public Backend {
     reserve(gather_, limits.max_tokens, true);
     reserve(argmax_, limits.max_tokens, true);
     reserve(argmax_value_, limits.max_tokens, true);
+    reserve(sample_params_, limits.max_tokens, true);
     reserve(seq_info_, limits.max_seqs, true);
     reserve(tables_, static_cast<size_t>(limits.max_block_table_entries), true);
     reserve(inv_freq_, 4096, true);
@@ -747,6 +764,7 @@ class CudaBackend final : public Backend {
   bool capturing_ = false;
   DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, argmax_, share_counts_;
   DeviceArray<SeqInfo> seq_info_;
+  DeviceArray<SampleParams> sample_params_;
   DeviceArray<int2> flash_tiles_;
   std::vector<int2> flash_tiles_host_;
   int flash_tiles_rows_ = 0;  // rows per tile of the uploaded list; 0: none yet this forward
