@@ -34,6 +34,8 @@ struct BenchServeArgs {
   int input_len = 128;
   int output_len = 32;
   uint64_t seed = 0;
+  float temperature = 0;  // 0: greedy
+  float top_p = 1;
   bool json = false;
 };
 
@@ -66,20 +68,20 @@ Result<Target> parse_url(const std::string& url) {
 }
 
 // One streamed completion; times every SSE chunk that carries text.
-RequestResult send_one(const Target& t, const std::string& api_key, const std::vector<int32_t>& prompt,
-                       int output_len) {
+RequestResult send_one(const Target& t, const BenchServeArgs& a, const std::vector<int32_t>& prompt, uint64_t seed) {
   RequestResult r;
   httplib::Client cli(t.host, t.port);
   cli.set_read_timeout(600, 0);
-  nlohmann::json body = {{"model", t.model},       {"prompt", prompt},           {"max_tokens", output_len},
-                         {"stream", true},         {"ignore_eos", true},         {"temperature", 0},
+  nlohmann::json body = {{"model", t.model},       {"prompt", prompt},           {"max_tokens", a.output_len},
+                         {"stream", true},         {"ignore_eos", true},         {"temperature", a.temperature},
+                         {"top_p", a.top_p},       {"seed", seed},
                          {"stream_options", {{"include_usage", true}}}};
   httplib::Request req;
   req.method = "POST";
   req.path = "/v1/completions";
   req.body = body.dump();
   req.set_header("Content-Type", "application/json");
-  if (!api_key.empty()) req.set_header("Authorization", "Bearer " + api_key);
+  if (!a.serving.api_key.empty()) req.set_header("Authorization", "Bearer " + a.serving.api_key);
   const Clock::time_point start = Clock::now();
   Clock::time_point last{};
   std::string buffer;
@@ -215,7 +217,7 @@ int run_bench_serve(BenchServeArgs a) {
   for (int c = 0; c < std::min(a.concurrency, a.num_prompts); c++) {
     clients.emplace_back([&] {
       for (int i; (i = next++) < a.num_prompts;)
-        results[i] = send_one(target, a.serving.api_key, prompts[i], a.output_len);
+        results[i] = send_one(target, a, prompts[i], a.seed + i);
     });
   }
   for (auto& t : clients) t.join();
@@ -260,6 +262,8 @@ int run_bench_serve(BenchServeArgs a) {
                                 {"concurrency", a.concurrency},
                                 {"input_len", a.input_len},
                                 {"output_len", a.output_len},
+                                {"temperature", a.temperature},
+                                {"top_p", a.top_p},
                                 {"completed", completed},
                                 {"failed", a.num_prompts - completed},
                                 {"duration_s", duration},
@@ -280,6 +284,8 @@ int run_bench_serve(BenchServeArgs a) {
     std::printf("%-34s %s\n", "Model:", target.model.c_str());
     std::printf("%-34s %d x %d in / %d out, concurrency %d\n", "Prompts:", a.num_prompts, a.input_len, a.output_len,
                 a.concurrency);
+    std::printf("%-34s %s\n", "Sampling:",
+                a.temperature == 0 ? "greedy" : fmt::format("temperature {:g}, top_p {:g}", a.temperature, a.top_p).c_str());
     std::printf("%-34s %d\n", "Successful requests:", completed);
     std::printf("%-34s %d\n", "Failed requests:", a.num_prompts - completed);
     std::printf("%-34s %.2f\n", "Benchmark duration (s):", duration);
@@ -336,6 +342,10 @@ void add_bench_serve(CLI::App& app, Context& ctx) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--seed", a.seed, "Seed of the random prompts")->capture_default_str();
+  cmd->add_option("--temperature", a.temperature, "Sampling temperature of every request (0: greedy)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", a.top_p, "top_p of every request")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--json", a.json, "Print the results as JSON");
   add_memory_flags(cmd, o);
   o.quiet = true;

@@ -126,6 +126,12 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
   }
 
   GenerationRequest request = std::move(spec.request);
+  // Without a seed a request draws one: identical prompts must not sample identical completions (sampling is a
+  // function of the seed and the position, docs/HTTP.md "Sampling").
+  if (!body->contains("seed") || (*body)["seed"].is_null()) {
+    std::lock_guard lock(mu_);
+    request.sampling.seed = rng_();
+  }
   request.prompt = std::move(*prompt);
   request.max_tokens = max_tokens;
   ResponseContext ctx;

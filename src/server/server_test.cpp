@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <set>
 #include <chrono>
 #include <thread>
 
@@ -549,6 +550,24 @@ TEST(Server, ABurstOfConnectionsFitsTheListenBacklog) {
   }
   for (int fd : fds) ::close(fd);
   EXPECT_EQ(connected, 64);
+}
+
+// A seed given is passed on; requests without one get different seeds (sampling is a function of the seed and
+// the position, so two unseeded requests for the same prompt would otherwise sample the same text).
+TEST(Server, RequestsWithoutASeedGetDifferentSeeds) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  post_json(c, "/v1/completions", {{"prompt", "abc"}, {"max_tokens", 2}, {"temperature", 1}, {"seed", 7}}, &status);
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(s.generator.last().sampling.seed, 7u);
+  std::set<uint64_t> seeds;
+  for (int i = 0; i < 3; i++) {
+    post_json(c, "/v1/completions", {{"prompt", "abc"}, {"max_tokens", 2}, {"temperature", 1}}, &status);
+    ASSERT_EQ(status, 200);
+    seeds.insert(s.generator.last().sampling.seed);
+  }
+  EXPECT_EQ(seeds.size(), 3u);
 }
 
 TEST(Server, TokenizeAndDetokenizeRoundTrip) {
