@@ -6,9 +6,12 @@
 // `--backend cuda` (one GPU per rank, NCCL), which skip without enough GPUs. The two differ in the flag only.
 // On the device: keel_e2e_test --gtest_filter='Cuda/*:ServeTensorParallel.Cuda*' (tools/device.sh tp).
 #include <gtest/gtest.h>
+
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -225,6 +228,25 @@ TEST(ParallelCliRefusal, LayoutsThatCannotWorkAreRefusedBeforeAnyRankStarts) {
 }
 
 // What only the loaded model can check fails rank 0 after the ranks started: the group ends, exit 1, no hang.
+// A follower stuck after its work (on 2xH100 one hung tearing down decode graphs that held NCCL collectives): once
+// rank 0 has finished cleanly the launcher kills it within seconds, warns, and the group's exit stays 0.
+TEST(ParallelCliRefusal, AFollowerStuckAtExitIsKilledAfterRankZerosCleanFinish) {
+  const std::string args = "generate " + kModels + "llama3_v4 --tokens \"1 2 3\" --max-tokens 4 --ids --temperature 0 "
+                           "--tensor-parallel 2";
+  CliRun r = run_keel(args, false, 60);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  ::setenv("KEEL_TEST_STUCK_AT_EXIT", "1", 1);
+  const auto t1 = std::chrono::steady_clock::now();
+  CliRun stuck = run_keel(args, false, 60);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  ::unsetenv("KEEL_TEST_STUCK_AT_EXIT");
+  EXPECT_EQ(stuck.exit_code, 0) << stuck.err;
+  EXPECT_EQ(stuck.out, r.out);
+  EXPECT_NE(stuck.err.find("rank 1"), std::string::npos) << stuck.err;
+  EXPECT_NE(stuck.err.find("did not exit within 5 s of rank 0's clean finish"), std::string::npos) << stuck.err;
+  EXPECT_LT(waited, 30.0);
+}
+
 TEST(ParallelCliRefusal, InputTheModelRefusesEndsTheGroupWithExitOne) {
   CliRun r = run_keel("generate " + kModels + "llama3_v4 --tokens \"1 2 999\" --ids --tensor-parallel 2");
   EXPECT_EQ(r.exit_code, 1);

@@ -335,7 +335,8 @@ int run_bench(const BenchArgs& a) {
     if (group.tensor != nullptr) {
       if (Status s = report_all_reduce(m, *group.tensor, *leader, batches); !s.ok()) return report(s);
     }
-    if (Status s = leader->shutdown(); !s.ok()) return report(s);
+    Status s = leader->shutdown();
+    exit_rank(s.ok() ? 0 : report(s));  // without the destructors, as the followers leave
   }
   return 0;
 }

@@ -109,15 +109,17 @@ int run_generate(const GenerateArgs& a) {
     }
     return true;
   });
-  if (Status s = end_followers(*m, out.status()); !s.ok()) return report(s);
+  // A group's rank 0 leaves without its destructors once the followers are told (exit_rank).
+  auto done = [&](int code) { return rank ? (exit_rank(code), code) : code; };
+  if (Status s = end_followers(*m, out.status()); !s.ok()) return done(report(s));
   if (stream) {
     std::printf("%s\n", stream->flush().c_str());
-    return 0;
+    return done(0);
   }
   std::string line;
   for (size_t i = 0; i < out->size(); i++) line += (i ? " " : "") + std::to_string((*out)[i]);
   std::printf("%s\n", line.c_str());
-  return 0;
+  return done(0);
 }
 
 struct RunArgs {

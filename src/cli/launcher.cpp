@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -214,6 +216,11 @@ int launch_ranks(const LaunchOptions& o) {
 
   int alive = o.world;
   bool failed = false;
+  // Rank 0 finished cleanly: its work is done and the followers were told to exit. One that has not within a
+  // few seconds is stuck in teardown; it is killed, and that is not a failure of the group's work.
+  bool leader_done = false;
+  std::vector<bool> reaped(o.world, false);
+  constexpr auto kAfterLeader = std::chrono::seconds(5);
   auto deadline = Clock::time_point::max();
   while (alive > 0) {
     timespec tick{0, 200 * 1000 * 1000};
@@ -233,6 +240,11 @@ int launch_ranks(const LaunchOptions& o) {
         running[r] = false;
         alive--;
         const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (r == 0 && clean && alive > 0 && !failed) {
+          leader_done = true;
+          deadline = std::min(deadline, Clock::now() + std::chrono::duration_cast<std::chrono::milliseconds>(kAfterLeader));
+        }
+        if (reaped[r]) continue;  // killed below after rank 0's clean finish
         if (!clean && !failed) {
           failed = true;
           std::fprintf(stderr, "keel: rank %d (pid %d) %s; the other ranks fail their work and stop (killed in %.0f s)\n",
@@ -243,7 +255,16 @@ int launch_ranks(const LaunchOptions& o) {
         }
       }
     }
-    if (alive > 0 && Clock::now() >= deadline) {
+    if (alive > 0 && Clock::now() >= deadline && leader_done && !failed) {
+      for (int r = 0; r < o.world; r++) {
+        if (!running[r]) continue;
+        std::fprintf(stderr, "keel: warning: rank %d (pid %d) did not exit within %lld s of rank 0's clean finish; "
+                     "killing it (its work was done)\n", r, pids[r], static_cast<long long>(kAfterLeader.count()));
+        kill(pids[r], SIGKILL);
+        reaped[r] = true;
+      }
+      deadline = Clock::time_point::max();
+    } else if (alive > 0 && Clock::now() >= deadline) {
       for (int r = 0; r < o.world; r++) {
         if (!running[r]) continue;
         std::fprintf(stderr, "keel: rank %d (pid %d) still running after the grace period; killing it\n", r, pids[r]);
@@ -384,13 +405,16 @@ std::optional<int> dispatch_rank(const DistOptions& d, const model::ModelConfig&
     std::fflush(stderr);
     std::_Exit(1);
   }
-  // Done: rank 0 sent the shutdown plan and nothing is in flight. On two H100s a follower did not exit after a
-  // clean TP=2 bench (the launcher killed it after the grace period; which teardown step blocked — NCCL's
-  // abort, the decode graphs, the device buffers — is not yet known). Its exit releases everything the
-  // destructors would, so it leaves without them.
+  // Done: rank 0 sent the shutdown plan and nothing is in flight. KEEL_TEST_STUCK_AT_EXIT (a test's fault
+  // injection) makes the follower stall here, as one stuck in a driver's teardown would.
+  if (std::getenv("KEEL_TEST_STUCK_AT_EXIT") != nullptr) std::this_thread::sleep_for(std::chrono::seconds(120));
+  exit_rank(0);
+}
+
+void exit_rank(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
-  std::_Exit(0);
+  std::_Exit(code);
 }
 
 std::optional<int> dispatch_model_rank(const std::string& dir, const std::string& backend, const DistOptions& d,

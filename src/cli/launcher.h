@@ -128,6 +128,11 @@ struct RankModel {
 Result<RankModel> load_rank_model(const std::string& dir, const std::string& backend, const DistOptions& d,
                                   const std::optional<RankEnv>& rank, model::LoadOptions options);
 
+// A rank of a group whose work is done (rank 0 after its output, a follower after the shutdown plan) leaves
+// without destructors: on two GPUs a rank whose decode graphs held NCCL collectives did not finish tearing them
+// down (the launcher killed it after its grace period); the process's exit releases what they would.
+[[noreturn]] void exit_rank(int code);
+
 // Rank 0's work is over with `result`, good or bad: the followers are told to exit (0). Returns `result`, or the
 // failure to tell them.
 Status end_followers(RankModel& m, Status result);

@@ -28,11 +28,13 @@ int run_logits(const LogitsArgs& a) {
   auto m = load_rank_model(a.dir, a.backend, a.dist, rank, options);
   if (!m.ok()) return report(m.status());
   auto logits = engine::all_logits(*m->model, *ids, m->leader.get());
-  if (Status s = end_followers(*m, logits.status()); !s.ok()) return report(s);
+  // A group's rank 0 leaves without its destructors once the followers are told (exit_rank).
+  auto done = [&](int code) { return rank ? (exit_rank(code), code) : code; };
+  if (Status s = end_followers(*m, logits.status()); !s.ok()) return done(report(s));
   const int64_t vocab = m->model->config().vocab_size;
   Status s = format::write_npy(env::Env::posix(), a.out, logits->data(), {static_cast<int64_t>(ids->size()), vocab});
-  if (!s.ok()) return report(s);
-  return 0;
+  if (!s.ok()) return done(report(s));
+  return done(0);
 }
 
 }  // namespace

@@ -85,6 +85,7 @@ int run_serve(ServeArgs a) {
   signals.join();
   if (Status s = (*serving)->finish(); !s.ok()) return report(s);
   std::fprintf(stderr, "keel: stopped\n");
+  if (a.serving.rank) exit_rank(0);  // a group's rank 0 leaves without its destructors, as the followers do
   return 0;
 }
 
