@@ -14,6 +14,8 @@
 
 namespace {
 
+using keel::test::joined;
+
 const std::string kModels = std::string(KEEL_SOURCE_DIR) + "/tests/golden/models/";
 
 using keel::test::CliRun;
@@ -22,15 +24,6 @@ CliRun keel(const std::string& args) { return keel::test::run_keel(args); }
 nlohmann::json golden(const std::string& model) {
   std::ifstream f(kModels + model + "/golden.json");
   return nlohmann::json::parse(f);
-}
-
-std::string joined(const std::vector<int>& ids) {
-  std::string s;
-  for (int id : ids) {
-    if (!s.empty()) s += ' ';
-    s += std::to_string(id);
-  }
-  return s;
 }
 
 TEST(Cli, InfoJsonDescribesTheModel) {

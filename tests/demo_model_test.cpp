@@ -14,6 +14,8 @@
 
 namespace {
 
+using keel::test::joined;
+
 const std::string kDemo = std::string(KEEL_SOURCE_DIR) + "/models/demo";
 
 using KeelRun = keel::test::CliRun;
@@ -28,12 +30,6 @@ std::string write_temp(const std::string& name, const std::string& body) {
   const std::string path = "/tmp/keel_demo_test_" + std::to_string(::getpid()) + "_" + name;
   std::ofstream(path, std::ios::binary) << body;
   return path;
-}
-
-std::string joined(const std::vector<int>& ids) {
-  std::string s;
-  for (size_t i = 0; i < ids.size(); i++) s += (i ? " " : "") + std::to_string(ids[i]);
-  return s;
 }
 
 std::vector<int> parse_ids(const std::string& text) {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 namespace keel::test {
 
@@ -42,6 +43,16 @@ inline CliRun run_keel(const std::string& args, bool merge_stderr = false, int t
     std::remove(err_file.c_str());
   }
   return r;
+}
+
+// Token ids as the CLI takes them: "1 2 3".
+inline std::string joined(const std::vector<int>& ids) {
+  std::string s;
+  for (int id : ids) {
+    if (!s.empty()) s += ' ';
+    s += std::to_string(id);
+  }
+  return s;
 }
 
 }  // namespace keel::test

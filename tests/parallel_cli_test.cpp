@@ -28,6 +28,8 @@
 
 namespace {
 
+using keel::test::joined;
+
 using keel::test::CliRun;
 using keel::test::run_keel;
 
@@ -46,15 +48,6 @@ Golden golden(const std::string& model) {
   if (!j["greedy"].is_null()) g.greedy = j["greedy"].get<std::vector<int>>();
   g.f32 = j["dtype"] == "float32";
   return g;
-}
-
-std::string joined(const std::vector<int>& ids) {
-  std::string s;
-  for (int id : ids) {
-    if (!s.empty()) s += ' ';
-    s += std::to_string(id);
-  }
-  return s;
 }
 
 struct Layout {
