@@ -286,32 +286,39 @@ Result<RankGroup> join_group(const RankEnv& env, const DistOptions& d, backend::
   const int tp = d.tensor_parallel, pp = d.pipeline_parallel;
   const int stage = env.rank / tp, t = env.rank % tp;
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(d.timeout_s * 1000));
-  auto tcp = [&](int rank, int world, int port) {
+  auto tcp = [&](int rank, int world, const std::string& addr, int port) {
     dist::TcpOptions o;
     o.rank = rank;
     o.world = world;
-    o.master_addr = env.master_addr;
+    o.master_addr = addr;
     o.master_port = port;
     o.timeout = timeout;
     return dist::TcpCommunicator::connect(o);
   };
   RankGroup g;
-  KEEL_ASSIGN_OR_RETURN(g.world, tcp(env.rank, env.world, env.master_port));
+  KEEL_ASSIGN_OR_RETURN(g.world, tcp(env.rank, env.world, env.master_addr, env.master_port));
   dist::Communicator* tensor_tcp = nullptr;
   if (tp > 1 && pp > 1) {
-    // Sub-groups meet on ports rank 0 finds free and sends to all: stage s's TP group, then TP rank t's pipeline.
+    // Sub-groups: stage s's TP group, led by global rank s*tp, and TP rank t's pipeline, led by global rank t.
+    // Each leader listens on a port free on its own host (the grid may span hosts) at the address rank 0 saw it
+    // connect from; every rank sends the world its two ports (stage group, pipeline; 0 where it leads none).
     // (Fixed ports above the master's were taken by another group's listener in a parallel test run.)
-    std::vector<int32_t> ports(pp + tp);
-    if (env.rank == 0) {
-      for (size_t i = 0; i < ports.size(); i++) {
-        do {
-          ports[i] = dist::free_port();
-        } while (std::find(ports.begin(), ports.begin() + i, ports[i]) != ports.begin() + i);
+    std::vector<int32_t> ports(2 * static_cast<size_t>(env.world), 0);
+    for (int r = 0; r < env.world; r++) {
+      int32_t* mine = ports.data() + 2 * r;
+      if (r == env.rank) {
+        if (t == 0) mine[0] = dist::free_port();
+        if (stage == 0) {
+          do {
+            mine[1] = dist::free_port();
+          } while (mine[1] == mine[0]);
+        }
       }
+      KEEL_RETURN_IF_ERROR(g.world->broadcast(mine, 2 * sizeof(int32_t), r));
     }
-    KEEL_RETURN_IF_ERROR(g.world->broadcast(ports.data(), ports.size() * sizeof(int32_t), 0));
-    KEEL_ASSIGN_OR_RETURN(g.stage, tcp(t, tp, ports[stage]));
-    KEEL_ASSIGN_OR_RETURN(g.pipe, tcp(stage, pp, ports[pp + t]));
+    const int stage_leader = stage * tp, pipe_leader = t;
+    KEEL_ASSIGN_OR_RETURN(g.stage, tcp(t, tp, g.world->address(stage_leader), ports[2 * stage_leader]));
+    KEEL_ASSIGN_OR_RETURN(g.pipe, tcp(stage, pp, g.world->address(pipe_leader), ports[2 * pipe_leader + 1]));
     tensor_tcp = g.stage.get();
     g.pipeline = g.pipe.get();
   } else if (tp > 1) {

@@ -271,6 +271,8 @@ Result<std::unique_ptr<TcpCommunicator>> TcpCommunicator::connect(const TcpOptio
       c->socks_[who] = fd;
     }
   }
+  for (int r = 0; r < o.world; r++)
+    c->addrs_.push_back(r == 0 || addrs[r].empty() || addrs[r] == "0.0.0.0" ? o.master_addr : addrs[r]);
   // Nobody returns before every link is up.
   KEEL_RETURN_IF_ERROR(c->barrier());
   return c;

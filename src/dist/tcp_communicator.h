@@ -53,6 +53,9 @@ class TcpCommunicator final : public Communicator {
   // Marks the group failed (every later call returns `why`) and closes the sockets, so that peers blocked on
   // this rank see it at once.
   void abort(const Status& why);
+  // Where `rank` can be reached: the master address for rank 0, else its address as rank 0 saw it. A sub-group
+  // led by that rank listens there (cli/launcher.cpp's TP x PP groups, which may span hosts).
+  const std::string& address(int rank) const { return addrs_[rank]; }
 
  private:
   TcpCommunicator(int rank, int world, std::chrono::milliseconds timeout);
@@ -65,6 +68,7 @@ class TcpCommunicator final : public Communicator {
   int rank_, world_;
   std::chrono::milliseconds timeout_;
   std::vector<int> socks_;  // per peer; -1 for this rank
+  std::vector<std::string> addrs_;  // per rank: address()
   Status failed_;
   std::vector<float> sum_;  // rank 0's receive buffer for the all-reduce
 };

@@ -74,6 +74,16 @@ TEST(TcpCommunicator, GatherBroadcastBarrierAndPointToPointBetweenAnyPair) {
   for (auto& s : status) EXPECT_TRUE(s.ok()) << s.message();
 }
 
+// Every rank knows where each other rank can be reached: the master's address for rank 0, the address rank 0 saw
+// a connection come from for the others (a sub-group led by that rank listens there).
+TEST(TcpCommunicator, EveryRankKnowsEveryRanksAddress) {
+  auto status = run_ranks(3, [&](TcpCommunicator& c) -> Status {
+    for (int r = 0; r < 3; r++) EXPECT_EQ(c.address(r), "127.0.0.1") << "rank " << r << " seen from " << c.rank();
+    return Status();
+  });
+  for (auto& s : status) EXPECT_TRUE(s.ok()) << s.message();
+}
+
 TEST(TcpCommunicator, MismatchedSizesFailInsteadOfReadingGarbage) {
   auto status = run_ranks(2, [&](TcpCommunicator& c) {
     std::vector<float> d(c.rank() == 0 ? 4 : 5, 1.0f);
