@@ -62,47 +62,35 @@ void Metrics::observe_itl(double seconds) {
 std::string Metrics::render(const GeneratorStats& stats) const {
   std::lock_guard lock(mu_);
   std::string out;
+  // A metric of one value: its HELP and TYPE lines, then the value.
+  auto one = [&](const char* name, const char* type, const char* help, const auto& value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
+  };
   out += "# HELP keel_http_requests_total HTTP requests answered, by route and status code.\n";
   out += "# TYPE keel_http_requests_total counter\n";
   for (const auto& [key, n] : requests_) {
     out += fmt::format("keel_http_requests_total{{route=\"{}\",status=\"{}\"}} {}\n", key.first, key.second, n);
   }
-  out += "# HELP keel_prompt_tokens_total Prompt tokens of admitted requests.\n";
-  out += "# TYPE keel_prompt_tokens_total counter\n";
-  out += fmt::format("keel_prompt_tokens_total {}\n", prompt_tokens_);
-  out += "# HELP keel_generation_tokens_total Tokens generated.\n";
-  out += "# TYPE keel_generation_tokens_total counter\n";
-  out += fmt::format("keel_generation_tokens_total {}\n", generation_tokens_);
+  one("keel_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", prompt_tokens_);
+  one("keel_generation_tokens_total", "counter", "Tokens generated.", generation_tokens_);
   out += "# HELP keel_time_to_first_token_seconds Time from admission to the first generated token.\n";
   out += "# TYPE keel_time_to_first_token_seconds histogram\n";
   ttft_.render("keel_time_to_first_token_seconds", &out);
   out += "# HELP keel_inter_token_latency_seconds Time between consecutive tokens of one request.\n";
   out += "# TYPE keel_inter_token_latency_seconds histogram\n";
   itl_.render("keel_inter_token_latency_seconds", &out);
-  out += "# HELP keel_requests_running Requests in the running batch.\n";
-  out += "# TYPE keel_requests_running gauge\n";
-  out += fmt::format("keel_requests_running {}\n", stats.running);
-  out += "# HELP keel_requests_waiting Requests queued for admission.\n";
-  out += "# TYPE keel_requests_waiting gauge\n";
-  out += fmt::format("keel_requests_waiting {}\n", stats.waiting);
-  out += "# HELP keel_engine_steps_total Forward steps the engine ran.\n";
-  out += "# TYPE keel_engine_steps_total counter\n";
-  out += fmt::format("keel_engine_steps_total {}\n", stats.steps);
-  out += "# HELP keel_engine_step_seconds_total Time in steps, from scheduling to the token events ready to hand out.\n";
-  out += "# TYPE keel_engine_step_seconds_total counter\n";
-  out += fmt::format("keel_engine_step_seconds_total {:.6f}\n", stats.step_seconds);
-  out += "# HELP keel_engine_forward_seconds_total Time in the model's forward within steps (device work and the wait for its tokens).\n";
-  out += "# TYPE keel_engine_forward_seconds_total counter\n";
-  out += fmt::format("keel_engine_forward_seconds_total {:.6f}\n", stats.forward_seconds);
-  out += "# HELP keel_engine_batch_tokens_total Tokens computed by steps (prompt chunks and decode rows).\n";
-  out += "# TYPE keel_engine_batch_tokens_total counter\n";
-  out += fmt::format("keel_engine_batch_tokens_total {}\n", stats.batch_tokens);
-  out += "# HELP keel_kv_blocks_used KV cache blocks held by sequences.\n";
-  out += "# TYPE keel_kv_blocks_used gauge\n";
-  out += fmt::format("keel_kv_blocks_used {}\n", stats.kv_blocks_used);
-  out += "# HELP keel_kv_blocks_total KV cache blocks in the pool.\n";
-  out += "# TYPE keel_kv_blocks_total gauge\n";
-  out += fmt::format("keel_kv_blocks_total {}\n", stats.kv_blocks_total);
+  one("keel_requests_running", "gauge", "Requests in the running batch.", stats.running);
+  one("keel_requests_waiting", "gauge", "Requests queued for admission.", stats.waiting);
+  one("keel_engine_steps_total", "counter", "Forward steps the engine ran.", stats.steps);
+  one("keel_engine_step_seconds_total", "counter",
+      "Time in steps, from scheduling to the token events ready to hand out.", fmt::format("{:.6f}", stats.step_seconds));
+  one("keel_engine_forward_seconds_total", "counter",
+      "Time in the model's forward within steps (device work and the wait for its tokens).",
+      fmt::format("{:.6f}", stats.forward_seconds));
+  one("keel_engine_batch_tokens_total", "counter", "Tokens computed by steps (prompt chunks and decode rows).",
+      stats.batch_tokens);
+  one("keel_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", stats.kv_blocks_used);
+  one("keel_kv_blocks_total", "gauge", "KV cache blocks in the pool.", stats.kv_blocks_total);
   // Per tier: the device pool, then host RAM and the SSD when there are. A block missed on the device is
   // looked for in host RAM, then on the SSD; misses of the last tier were computed.
   struct Tier {
@@ -136,14 +124,10 @@ std::string Metrics::render(const GeneratorStats& stats) const {
   family("keel_prefix_cache_bytes", "gauge", "KV bytes this tier holds for reuse.",
          [&](const Tier& t) { return t.blocks * block_bytes; });
   if (stats.hot_cache_capacity_blocks > 0) {
-    out += "# HELP keel_hot_cache_capacity_bytes Host RAM reserved for the prefix cache's host tier.\n";
-    out += "# TYPE keel_hot_cache_capacity_bytes gauge\n";
-    out += fmt::format("keel_hot_cache_capacity_bytes {}\n", stats.hot_cache_capacity_blocks * block_bytes);
+    one("keel_hot_cache_capacity_bytes", "gauge", "Host RAM reserved for the prefix cache's host tier.",
+        stats.hot_cache_capacity_blocks * block_bytes);
   }
   if (stats.ssd_cache_max_bytes > 0) {
-    auto one = [&](const char* name, const char* type, const char* help, uint64_t v) {
-      out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, v);
-    };
     one("keel_ssd_cache_capacity_bytes", "gauge", "Cap on the SSD tier's segment files (--ssd-cache-max-size).",
         stats.ssd_cache_max_bytes);
     one("keel_ssd_cache_file_bytes", "gauge", "Bytes of the SSD tier's segment files (headers included, any model).",
@@ -158,9 +142,8 @@ std::string Metrics::render(const GeneratorStats& stats) const {
         stats.ssd_cache_corrupt);
   }
   if (stats.allocations_after_warmup >= 0) {
-    out += "# HELP keel_device_allocations_after_warmup Device allocations made after warm-up (should stay 0).\n";
-    out += "# TYPE keel_device_allocations_after_warmup gauge\n";
-    out += fmt::format("keel_device_allocations_after_warmup {}\n", stats.allocations_after_warmup);
+    one("keel_device_allocations_after_warmup", "gauge", "Device allocations made after warm-up (should stay 0).",
+        stats.allocations_after_warmup);
   }
   return out;
 }
