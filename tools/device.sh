@@ -25,6 +25,32 @@ for stage in "$@"; do
         -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
       ninja -C $B -j16 ${KEEL_TARGETS:-keel keel_backend_cuda_test} > "$OUT/build.log" 2>&1 || { grep -m20 -A5 "error" "$OUT/build.log"; exit 1; }
       echo "build ok" ;;
+    build-ab)
+      # The tree as it is and a base snapshot (.device/base: `git archive BASE | tar -x -C .device/base`, carried)
+      # built side by side, half the cores each, for an A/B in the same call.
+      for f in .device/debs/*.deb; do dpkg -x "$f" $P; done
+      grep -rl '"/usr/' $P/usr/lib/x86_64-linux-gnu/cmake $P/usr/share/cmake 2>/dev/null |
+        xargs -r sed -i "s#\"/usr/#\"$P/usr/#g"
+      for side in head base; do
+        src=.; dir=$B; [ $side = base ] && { src=.device/base; dir=$B-base; }
+        ( cmake -S $src -B $dir -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEEL_CUDA=on -DKEEL_CUDA_ARCHS=90 \
+            -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/cmake-$side.log" 2>&1 &&
+          ninja -C $dir -j8 ${KEEL_TARGETS:-keel keel_backend_cuda_test} > "$OUT/build-$side.log" 2>&1 ||
+          { echo "$side build failed"; grep -m20 -A5 "error" "$OUT/build-$side.log" "$OUT/cmake-$side.log"; } ) &
+      done
+      wait
+      [ -x $B/keel ] && [ -x $B-base/keel ] || exit 1
+      echo "build-ab ok" ;;
+    ab)
+      # Decode at batch 1/8/64 (ctx 128) and prefill 2,048: base, head, base, head on the same card.
+      for rep in 1 2; do
+        for side in base head; do
+          bin=$B/keel; [ $side = base ] && bin=$B-base/keel
+          echo "== $side rep $rep" | tee -a "$OUT/ab.txt"
+          $bin bench --backend cuda --synthetic llama3-8b --prompt-tokens 128 --decode-tokens 64 --batches 1,8,64 2>&1 |
+            tee -a "$OUT/ab.txt" | grep -E "decode|prefill"
+        done
+      done ;;
     carried)
       # Binaries built on the workstation (build-flash/, named in the call's carry) when they run here, else a
       # build: the libraries first, as in build.
