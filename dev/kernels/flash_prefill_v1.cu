@@ -21,7 +21,7 @@
 #include <vector>
 
 // The per-row kernel this replaces for prefill (attention_group_kernel), timed on the same problems.
-#include "../../src/backend/cuda/kernels.cuh"
+#include "../../src/backend/cuda/attention_kernels.cuh"
 
 #define CHECK(x)                                                                                  \
   do {                                                                                            \

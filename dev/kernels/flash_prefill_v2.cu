@@ -20,7 +20,7 @@
 #include <random>
 #include <vector>
 
-#include "backend/cuda/kernels.cuh"
+#include "backend/cuda/attention_kernels.cuh"
 #include "backend/cuda/flash_prefill.cuh"
 
 using keel::backend::cuda::SeqInfo;

@@ -1,4 +1,4 @@
-// The CUDA backend: cuBLAS GEMMs (F32 accumulation) and the kernels in kernels.cuh, all on one stream.
+// The CUDA backend: cuBLAS GEMMs (F32 accumulation) and keel's kernels (*_kernels.cuh), all on one stream.
 // Every buffer is allocated at start (weights, activations, KV, per-forward scratch sized for the largest batch)
 // or on the first forward (rope tables, MoE expert tables): the allocation counter stays flat after warm-up.
 // keel's own kernels (not cuBLAS', the MoE or prefill kernels) are launched with programmatic dependent launch
@@ -18,7 +18,12 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/argmax.cuh"
 #include "backend/cuda/gemv.cuh"
-#include "backend/cuda/kernels.cuh"
+#include "backend/cuda/attention_kernels.cuh"
+#include "backend/cuda/elementwise_kernels.cuh"
+#include "backend/cuda/gemm_epilogue_kernels.cuh"
+#include "backend/cuda/norm_kernels.cuh"
+#include "backend/cuda/rope_kv_kernels.cuh"
+#include "backend/cuda/row_copy_kernels.cuh"
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/flash_prefill.cuh"
 #include "backend/cuda/moe_kernels.cuh"
@@ -666,7 +671,7 @@ class CudaBackend final : public Backend {
  private:
   static constexpr size_t kCublasWorkspace = 32ull << 20;
 
-  // A kernel of kernels.cuh or gemv.cuh on the stream, with PDL unless KEEL_CUDA_PDL=0.
+  // A kernel of a *_kernels.cuh header or gemv.cuh on the stream, with PDL unless KEEL_CUDA_PDL=0.
   template <typename... Params, typename... Args>
   void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
     KEEL_CUDA_CHECK(launch_kernel(pdl_, kernel, grid, block, smem, stream_, std::forward<Args>(args)...));

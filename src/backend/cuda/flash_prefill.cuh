@@ -1,6 +1,6 @@
 // Flash-attention-2 prefill over the paged KV cache. dev/kernels/flash_prefill_v1.cu is its first version;
 // flash_prefill_v2.cu benchmarks this header itself against the variants it beat (notes and numbers in
-// dev/kernels/flash_prefill.md). Included by cuda_backend.cu after kernels.cuh (SeqInfo).
+// dev/kernels/flash_prefill.md).
 //
 // One CTA = one tile of query tokens of one sequence x one KV head. The group's query heads are packed into the
 // tile's rows (row m = token * group + head-in-group), so each K/V tile gathered from the paged cache serves the
@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <vector>
+
+#include "backend/cuda/seq_info.h"
 
 namespace keel::backend::cuda {
 

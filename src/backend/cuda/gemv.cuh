@@ -25,7 +25,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "backend/cuda/kernels.cuh"
+#include "backend/cuda/device_math.cuh"
 #include "backend/cuda/launch.cuh"
 
 namespace keel::backend::cuda {

@@ -1,7 +1,7 @@
 // Kernels of the mixture-of-experts op. Everything is sized on the device: routing (router dot products,
 // softmax, top-k) and grouping by expert write device arrays that the expert kernels read, and grids cover
 // the worst case with idle blocks returning at once, so no count goes to the host and a decode step can be
-// captured in a CUDA graph. Included by cuda_backend.cu only (kernels.cuh defines non-inline kernels).
+// captured in a CUDA graph. Included by moe.cu only (the top-k, grouping and combine kernels are not templates).
 //
 // Layout of the grouping, for P = tokens x top_k (token, expert) pairs, pair p = t * top_k + j:
 //   topk_ids[p], topk_weights[p]  token t's j-th expert in ascending id order, and its routing weight
@@ -11,7 +11,7 @@
 //                                 grouped row, active[2E + a] their row count; active[3E] how many there are
 #pragma once
 
-#include "backend/cuda/kernels.cuh"
+#include "backend/cuda/device_math.cuh"
 
 namespace keel::backend::cuda {
 
