@@ -7,7 +7,7 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config nlohmann-json3-dev 
   libbenchmark-dev libzstd-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps configure build test serve bench clean tokenizers soak
+.PHONY: deps configure build test test-asan test-tsan fuzz serve bench clean tokenizers soak
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -28,6 +28,39 @@ build: deps configure
 test: deps configure tokenizers
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+# The test suite under sanitizers, each in its own build folder (docs/TESTING.md). niced: these are long builds.
+# address: ASan + UBSan, any finding fails its test; thread: TSan (suppressions: tests/tsan.supp).
+SAN_CMAKE := -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DKEEL_CUDA=off
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
+# Tests that cannot run under a sanitizer, with the reason beside each (ctest -E regexes).
+ASAN_EXCLUDE := $(shell sed -n 's/^asan: *\([^ ]*\).*/\1/p' tests/sanitizer-exclude.txt | paste -sd'|')
+TSAN_EXCLUDE := $(shell sed -n 's/^tsan: *\([^ ]*\).*/\1/p' tests/sanitizer-exclude.txt | paste -sd'|')
+
+test-asan: deps tokenizers
+	cmake -S . -B build-asan $(SAN_CMAKE) -DKEEL_SANITIZE=address
+	nice -n 19 cmake --build build-asan -j $(JOBS)
+	cd build-asan && $(SAN_ENV) nice -n 19 ctest --output-on-failure -j $(JOBS) --timeout 1200 \
+	  $(if $(ASAN_EXCLUDE),-E '$(ASAN_EXCLUDE)')
+
+test-tsan: deps tokenizers
+	cmake -S . -B build-tsan $(SAN_CMAKE) -DKEEL_SANITIZE=thread
+	nice -n 19 cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && $(SAN_ENV) nice -n 19 ctest --output-on-failure -j $(JOBS) --timeout 1200 \
+	  $(if $(TSAN_EXCLUDE),-E '$(TSAN_EXCLUDE)')
+
+# libFuzzer over every target of tests/fuzz for FUZZ_SECONDS each (FUZZ_TARGETS to pick some), clang, build-fuzz.
+# Findings: build-fuzz/fuzz-out/<target>/crashes/ (docs/TESTING.md says how to reproduce one).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: DEB_PACKAGES += clang libclang-rt-14-dev
+fuzz: deps tokenizers
+	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+	  -DKEEL_CUDA=off -DKEEL_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+	nice -n 19 cmake --build build-fuzz -j $(JOBS) --target keel_fuzzers
+	nice -n 19 tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 serve: build
 	$(BUILD)/keel serve --host 127.0.0.1 --port 8080

@@ -23,6 +23,11 @@ std::string TensorView::shape_str() const {
 
 Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(env::Env* env, const std::string& path) {
   KEEL_ASSIGN_OR_RETURN(auto mapping, env->map_file(path));
+  return parse(std::move(mapping));
+}
+
+Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::parse(std::unique_ptr<env::MappedFile> mapping) {
+  const std::string& path = mapping->path();
   const uint8_t* base = mapping->data();
   const size_t size = mapping->size();
   if (size < 8) return corruption("{}: file is {} bytes, too short for a safetensors header", path, size);
@@ -39,7 +44,8 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(env::Env* env, co
   auto file = std::unique_ptr<SafetensorsFile>(new SafetensorsFile());
   for (auto& [name, info] : header.items()) {
     if (name == "__metadata__") continue;
-    auto where = [&] { return fmt::format("{}: tensor '{}'", path, name); };
+    // An init-capture: clang 14 (the fuzz build) cannot capture a structured binding.
+    auto where = [&, &name = name] { return fmt::format("{}: tensor '{}'", path, name); };
     if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") ||
         !info.contains("data_offsets"))
       return corruption("{}: header entry needs dtype, shape and data_offsets", where());

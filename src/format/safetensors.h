@@ -30,6 +30,8 @@ struct TensorView {
 class SafetensorsFile {
  public:
   static Result<std::unique_ptr<SafetensorsFile>> open(env::Env* env, const std::string& path);
+  // The same from bytes already mapped (or held in memory); tensors are views into `mapping`.
+  static Result<std::unique_ptr<SafetensorsFile>> parse(std::unique_ptr<env::MappedFile> mapping);
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
 
  private:
