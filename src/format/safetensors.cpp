@@ -69,9 +69,17 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::parse(std::unique_ptr<
     if (begin > end || end > data_size)
       return corruption("{}: data_offsets [{}, {}] fall outside the {} data bytes (truncated file?)", where(),
                         begin, end, data_size);
-    if (end - begin != t.nbytes())
+    // The size in unsigned arithmetic with overflow checks: a shape whose product wraps must not pass for a
+    // small tensor (numel() is only safe once the shape is known to fit the file).
+    uint64_t bytes = dtype_size(t.dtype);
+    for (int64_t d : t.shape) {
+      if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes))
+        return corruption("{}: shape {} of {} needs more than 2^64 bytes", where(), t.shape_str(),
+                          dtype_name(t.dtype));
+    }
+    if (end - begin != bytes)
       return corruption("{}: shape {} of {} needs {} bytes but data_offsets span {}", where(), t.shape_str(),
-                        dtype_name(t.dtype), t.nbytes(), end - begin);
+                        dtype_name(t.dtype), bytes, end - begin);
     t.data = base + data_start + begin;
     file->tensors_.emplace(name, std::move(t));
   }
