@@ -16,6 +16,9 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device_arena.h"
+#include "backend/cuda/device_context.h"
+#include "backend/cuda/dtype_dispatch.cuh"
 #include "backend/cuda/argmax.cuh"
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/attention_kernels.cuh"
@@ -44,24 +47,6 @@ cudaDataType_t cuda_type(DType d) {
   return CUDA_R_32F;
 }
 
-// Calls f with a null pointer of the C++ element type of `d`.
-template <typename F>
-void dispatch(DType d, F&& f) {
-  switch (d) {
-    case DType::kF32: f(static_cast<float*>(nullptr)); return;
-    case DType::kBF16: f(static_cast<__nv_bfloat16*>(nullptr)); return;
-    case DType::kF16: f(static_cast<__half*>(nullptr)); return;
-  }
-}
-
-int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
-
-// An on/off switch from the environment: on unless set to "0".
-bool env_on(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr || std::strcmp(v, "0") != 0;
-}
-
 void from_float_host(const float* src, DType dtype, void* dst, size_t n) {
   if (dtype == DType::kF32) {
     std::memcpy(dst, src, n * sizeof(float));
@@ -73,93 +58,79 @@ void from_float_host(const float* src, DType dtype, void* dst, size_t n) {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device) : device_(device) {}
+  explicit CudaBackend(int device) { ctx_.device = device; }
   ~CudaBackend() override {
-    cudaSetDevice(device_);
+    cudaSetDevice(ctx_.device);
     for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g);
     if (cublas_) cublasDestroy(cublas_);
-    for (void* p : buffers_) cudaFree(p);
-    if (stream_) cudaStreamDestroy(stream_);
+    if (ctx_.stream) cudaStreamDestroy(ctx_.stream);
   }
 
   Status init() {
-    KEEL_CUDA_RETURN(cudaSetDevice(device_), "set device");
-    KEEL_CUDA_RETURN(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "create stream");
+    KEEL_CUDA_RETURN(cudaSetDevice(ctx_.device), "set device");
+    KEEL_CUDA_RETURN(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking), "create stream");
     cudaDeviceProp prop{};
-    KEEL_CUDA_RETURN(cudaGetDeviceProperties(&prop, device_), "read device properties");
-    sm_count_ = prop.multiProcessorCount;
+    KEEL_CUDA_RETURN(cudaGetDeviceProperties(&prop, ctx_.device), "read device properties");
+    ctx_.sm_count = prop.multiProcessorCount;
     // KEEL_FLASH_PREFILL=0 sends prefill back through the per-row kernels, to measure what the tiled one buys.
     flash_prefill_ = env_on("KEEL_FLASH_PREFILL");
     // PDL needs sm_90; older GPUs would ignore the attribute, but the launches stay plain there.
-    pdl_ = env_on("KEEL_CUDA_PDL") && prop.major >= 9;
+    ctx_.pdl = env_on("KEEL_CUDA_PDL") && prop.major >= 9;
     if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) return internal_error("cuBLAS: cannot create a handle");
-    cublasSetStream(cublas_, stream_);
+    cublasSetStream(cublas_, ctx_.stream);
     // cuBLAS takes workspace from the pool on demand unless given one: give it one, so it never allocates.
-    KEEL_ASSIGN_OR_RETURN(void* ws, device_alloc(kCublasWorkspace));
+    KEEL_ASSIGN_OR_RETURN(void* ws, memory_.alloc(kCublasWorkspace));
     cublasSetWorkspace(cublas_, ws, kCublasWorkspace);
     cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH);  // no TF32: the F32 path must match the CPU oracle
     return Status();
   }
 
   std::string name() const override { return "cuda"; }
-  int device() const { return device_; }
-  cudaStream_t stream() const { return stream_; }
-  void set_weights_dtype(DType weights) override { act_ = weights; }
-  DType act_dtype() const override { return act_; }
-  DType kv_dtype() const override { return act_; }
+  int device() const { return ctx_.device; }
+  cudaStream_t stream() const { return ctx_.stream; }
+  void set_weights_dtype(DType weights) override { ctx_.act = weights; }
+  DType act_dtype() const override { return ctx_.act; }
+  DType kv_dtype() const override { return ctx_.act; }
 
-  Status reserve_weights(uint64_t bytes) override {
-    KEEL_ASSIGN_OR_RETURN(void* arena, device_alloc(bytes));
-    arena_ = static_cast<uint8_t*>(arena);
-    arena_size_ = bytes;
-    arena_used_ = 0;
-    return Status();
-  }
+  Status reserve_weights(uint64_t bytes) override { return memory_.reserve_weights(bytes); }
 
   Result<Tensor> weight(DType dtype, int64_t rows, int64_t cols, const void* host) override {
     const size_t n = static_cast<size_t>(rows * cols);
-    const size_t bytes = n * dtype_size(act_);
-    void* d = nullptr;
-    const size_t offset = (arena_used_ + 255) / 256 * 256;
-    if (arena_ != nullptr && offset + bytes <= arena_size_) {
-      d = arena_ + offset;
-      arena_used_ = offset + bytes;
-    } else {
-      KEEL_ASSIGN_OR_RETURN(d, device_alloc(bytes));
-    }
-    if (dtype == act_) {
+    const size_t bytes = n * dtype_size(ctx_.act);
+    KEEL_ASSIGN_OR_RETURN(void* d, memory_.place_weight(bytes));
+    if (dtype == ctx_.act) {
       KEEL_CUDA_RETURN(cudaMemcpy(d, host, n * dtype_size(dtype), cudaMemcpyHostToDevice), "upload weight");
     } else {
       // Convert on the host in chunks: to float, then to the compute dtype.
       const size_t chunk = 1 << 20;
       std::vector<float> f(std::min(n, chunk));
-      std::vector<uint8_t> staged(std::min(n, chunk) * dtype_size(act_));
+      std::vector<uint8_t> staged(std::min(n, chunk) * dtype_size(ctx_.act));
       for (size_t off = 0; off < n; off += chunk) {
         const size_t m = std::min(chunk, n - off);
         to_float(dtype, static_cast<const uint8_t*>(host) + off * dtype_size(dtype), f.data(), m);
-        from_float_host(f.data(), act_, staged.data(), m);
-        KEEL_CUDA_RETURN(cudaMemcpy(static_cast<uint8_t*>(d) + off * dtype_size(act_), staged.data(),
-                                    m * dtype_size(act_), cudaMemcpyHostToDevice),
+        from_float_host(f.data(), ctx_.act, staged.data(), m);
+        KEEL_CUDA_RETURN(cudaMemcpy(static_cast<uint8_t*>(d) + off * dtype_size(ctx_.act), staged.data(),
+                                    m * dtype_size(ctx_.act), cudaMemcpyHostToDevice),
                          "upload weight");
       }
     }
-    return Tensor{d, act_, rows, cols};
+    return Tensor{d, ctx_.act, rows, cols};
   }
 
   Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override {
-    KEEL_ASSIGN_OR_RETURN(void* d, device_alloc(static_cast<size_t>(rows * cols) * dtype_size(dtype)));
+    KEEL_ASSIGN_OR_RETURN(void* d, memory_.alloc(static_cast<size_t>(rows * cols) * dtype_size(dtype)));
     KEEL_CUDA_RETURN(cudaMemset(d, 0, static_cast<size_t>(rows * cols) * dtype_size(dtype)), "clear buffer");
     return Tensor{d, dtype, rows, cols};
   }
 
   Status alloc_kv(const KvLayout& layout) override {
-    if (layout.dtype != act_)
+    if (layout.dtype != ctx_.act)
       return invalid_argument("cuda backend: KV dtype {} differs from the compute dtype {}", dtype_name(layout.dtype),
-                              dtype_name(act_));
+                              dtype_name(ctx_.act));
     kv_ = layout;
     const size_t per = static_cast<size_t>(layout.num_blocks) * layout.block_size * layout.num_kv_heads *
                        layout.head_dim * dtype_size(layout.dtype);
-    KEEL_ASSIGN_OR_RETURN(void* all, device_alloc(2 * per * layout.num_layers));
+    KEEL_ASSIGN_OR_RETURN(void* all, memory_.alloc(2 * per * layout.num_layers));
     k_.clear();
     v_.clear();
     for (int l = 0; l < layout.num_layers; l++) {
@@ -172,93 +143,93 @@ class CudaBackend final : public Backend {
 
   void copy_to_host(const Tensor& src, float* dst) override {
     if (src.dtype == DType::kF32) {
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost, stream_));
-      KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost, ctx_.stream));
+      KEEL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
       return;
     }
     std::vector<uint8_t> raw(src.nbytes());
-    KEEL_CUDA_CHECK(cudaMemcpyAsync(raw.data(), src.data, src.nbytes(), cudaMemcpyDeviceToHost, stream_));
-    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    KEEL_CUDA_CHECK(cudaMemcpyAsync(raw.data(), src.data, src.nbytes(), cudaMemcpyDeviceToHost, ctx_.stream));
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
     to_float(src.dtype, raw.data(), dst, src.numel());
   }
 
   void argmax_rows(const Tensor& logits, int32_t* out, float* value = nullptr) override {
     const int rows = static_cast<int>(logits.rows);
     if (rows == 0) return;
-    reserve(argmax_, rows);
-    if (value != nullptr) reserve(argmax_value_, rows);
-    argmax_rows_kernel<<<rows, kArgmaxThreads, 0, stream_>>>(static_cast<const float*>(logits.data),
+    memory_.reserve(argmax_, rows);
+    if (value != nullptr) memory_.reserve(argmax_value_, rows);
+    argmax_rows_kernel<<<rows, kArgmaxThreads, 0, ctx_.stream>>>(static_cast<const float*>(logits.data),
                                                              static_cast<int>(logits.cols), argmax_.ptr,
                                                              value != nullptr ? argmax_value_.ptr : nullptr);
-    check_launch();
-    KEEL_CUDA_CHECK(cudaMemcpyAsync(out, argmax_.ptr, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+    ctx_.check_launch();
+    KEEL_CUDA_CHECK(cudaMemcpyAsync(out, argmax_.ptr, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, ctx_.stream));
     if (value != nullptr)
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(value, argmax_value_.ptr, rows * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      KEEL_CUDA_CHECK(cudaMemcpyAsync(value, argmax_value_.ptr, rows * sizeof(float), cudaMemcpyDeviceToHost, ctx_.stream));
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
   }
 
   // backend/cuda/sampling.cuh: the rows' parameters go up, one id per row comes back.
   void sample_rows(const Tensor& logits, const SampleParams* params, int rows, int32_t* out) override {
     if (rows == 0) return;
-    reserve(argmax_, rows);
-    reserve(sample_params_, rows);
+    memory_.reserve(argmax_, rows);
+    memory_.reserve(sample_params_, rows);
     KEEL_CUDA_CHECK(cudaMemcpyAsync(sample_params_.ptr, params, rows * sizeof(SampleParams), cudaMemcpyHostToDevice,
-                                    stream_));
-    sample_rows_kernel<<<rows, kSampleThreads, 0, stream_>>>(static_cast<const float*>(logits.data),
+                                    ctx_.stream));
+    sample_rows_kernel<<<rows, kSampleThreads, 0, ctx_.stream>>>(static_cast<const float*>(logits.data),
                                                              static_cast<int>(logits.cols), sample_params_.ptr,
                                                              argmax_.ptr);
-    check_launch();
-    KEEL_CUDA_CHECK(cudaMemcpyAsync(out, argmax_.ptr, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    ctx_.check_launch();
+    KEEL_CUDA_CHECK(cudaMemcpyAsync(out, argmax_.ptr, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, ctx_.stream));
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
   }
 
   void copy_from_host(const float* src, Tensor& dst) override {
     std::vector<uint8_t> staged(dst.nbytes());
     from_float_host(src, dst.dtype, staged.data(), dst.numel());
-    KEEL_CUDA_CHECK(cudaMemcpyAsync(dst.data, staged.data(), dst.nbytes(), cudaMemcpyHostToDevice, stream_));
-    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    KEEL_CUDA_CHECK(cudaMemcpyAsync(dst.data, staged.data(), dst.nbytes(), cudaMemcpyHostToDevice, ctx_.stream));
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
   }
 
-  uint64_t bytes_allocated() const override { return bytes_; }
-  uint64_t allocations() const override { return allocations_; }
+  uint64_t bytes_allocated() const override { return memory_.bytes(); }
+  uint64_t allocations() const override { return memory_.allocations(); }
 
   Status reserve_forward(const ForwardLimits& limits) override {
-    reserve(positions_, limits.max_tokens, true);
-    reserve(slots_, limits.max_tokens, true);
-    reserve(row_seq_, limits.max_tokens, true);
-    reserve(tokens_, limits.max_tokens, true);
-    reserve(gather_, limits.max_tokens, true);
-    reserve(argmax_, limits.max_tokens, true);
-    reserve(argmax_value_, limits.max_tokens, true);
-    reserve(sample_params_, limits.max_tokens, true);
-    reserve(seq_info_, limits.max_seqs, true);
-    reserve(tables_, static_cast<size_t>(limits.max_block_table_entries), true);
-    reserve(inv_freq_, 4096, true);
-    reserve(fused_, static_cast<size_t>(limits.max_tokens) * limits.max_fused_cols, true);
+    memory_.reserve(positions_, limits.max_tokens, true);
+    memory_.reserve(slots_, limits.max_tokens, true);
+    memory_.reserve(row_seq_, limits.max_tokens, true);
+    memory_.reserve(tokens_, limits.max_tokens, true);
+    memory_.reserve(gather_, limits.max_tokens, true);
+    memory_.reserve(argmax_, limits.max_tokens, true);
+    memory_.reserve(argmax_value_, limits.max_tokens, true);
+    memory_.reserve(sample_params_, limits.max_tokens, true);
+    memory_.reserve(seq_info_, limits.max_seqs, true);
+    memory_.reserve(tables_, static_cast<size_t>(limits.max_block_table_entries), true);
+    memory_.reserve(inv_freq_, 4096, true);
+    memory_.reserve(fused_, static_cast<size_t>(limits.max_tokens) * limits.max_fused_cols, true);
     // Split-K partials: only used while rows x KV heads < the SM count, so at most 2 x SMs + SMs shares.
-    const size_t shares = static_cast<size_t>(3 * sm_count_);
-    reserve(split_ml_, shares * kMaxGroup * 2, true);
-    reserve(split_acc_, shares * kMaxGroup * 256, true);
+    const size_t shares = static_cast<size_t>(3 * ctx_.sm_count);
+    memory_.reserve(split_ml_, shares * kMaxGroup * 2, true);
+    memory_.reserve(split_acc_, shares * kMaxGroup * 256, true);
     // One counter per (row, KV head) of a split-K launch (fewer than the SMs), zero between launches.
-    reserve(share_counts_, static_cast<size_t>(sm_count_), true);
-    KEEL_CUDA_RETURN(cudaMemsetAsync(share_counts_.ptr, 0, share_counts_.capacity * sizeof(int32_t), stream_),
+    memory_.reserve(share_counts_, static_cast<size_t>(ctx_.sm_count), true);
+    KEEL_CUDA_RETURN(cudaMemsetAsync(share_counts_.ptr, 0, share_counts_.capacity * sizeof(int32_t), ctx_.stream),
                      "clear split-K counters");
-    reserve(flash_tiles_, static_cast<size_t>(limits.max_tokens), true);  // a prefill tile holds >= 1 token
+    memory_.reserve(flash_tiles_, static_cast<size_t>(limits.max_tokens), true);  // a prefill tile holds >= 1 token
     if (limits.num_experts > 0) {
       const size_t tokens = limits.max_tokens, experts = limits.num_experts;
       const size_t pairs = tokens * limits.experts_per_token;
-      reserve(moe_logits_, tokens * experts, true);
-      reserve(moe_ids_, pairs, true);
-      reserve(moe_weights_, pairs, true);
-      reserve(moe_pair_row_, pairs, true);
-      reserve(moe_row_token_, pairs, true);
-      reserve(moe_active_, 3 * experts + 1, true);
-      reserve(moe_gate_, pairs * limits.moe_intermediate, true);
-      reserve(moe_y_, pairs * limits.hidden, true);
+      memory_.reserve(moe_logits_, tokens * experts, true);
+      memory_.reserve(moe_ids_, pairs, true);
+      memory_.reserve(moe_weights_, pairs, true);
+      memory_.reserve(moe_pair_row_, pairs, true);
+      memory_.reserve(moe_row_token_, pairs, true);
+      memory_.reserve(moe_active_, 3 * experts + 1, true);
+      memory_.reserve(moe_gate_, pairs * limits.moe_intermediate, true);
+      memory_.reserve(moe_y_, pairs * limits.hidden, true);
       if (pairs > kMoeFusedMaxPairs) {  // the grouped-GEMM path's scratch
-        reserve(moe_x_, pairs * limits.hidden * dtype_size(act_), true);
-        reserve(moe_up_, pairs * limits.moe_intermediate, true);
-        reserve(moe_act_, pairs * limits.moe_intermediate * dtype_size(act_), true);
+        memory_.reserve(moe_x_, pairs * limits.hidden * dtype_size(ctx_.act), true);
+        memory_.reserve(moe_up_, pairs * limits.moe_intermediate, true);
+        memory_.reserve(moe_act_, pairs * limits.moe_intermediate * dtype_size(ctx_.act), true);
       }
     }
     return Status();
@@ -276,13 +247,13 @@ class CudaBackend final : public Backend {
       tables_host_.insert(tables_host_.end(), sl.block_table.begin(), sl.block_table.end());
       for (int r = 0; r < sl.q_len; r++) row_seq_host_[sl.q_start + r] = static_cast<int32_t>(s);
     }
-    upload(positions_, batch.positions.data(), t);
-    upload(slots_, batch.slot_mapping.data(), t);
-    upload(row_seq_, row_seq_host_.data(), t);
-    upload(seq_info_, seq_info_host_.data(), seq_info_host_.size());
-    upload(tables_, tables_host_.data(), tables_host_.size());
-    upload(tokens_, tokens.data(), tokens.size());
-    upload(gather_, logit_rows.data(), logit_rows.size());
+    memory_.upload(positions_, batch.positions.data(), t, ctx_.stream);
+    memory_.upload(slots_, batch.slot_mapping.data(), t, ctx_.stream);
+    memory_.upload(row_seq_, row_seq_host_.data(), t, ctx_.stream);
+    memory_.upload(seq_info_, seq_info_host_.data(), seq_info_host_.size(), ctx_.stream);
+    memory_.upload(tables_, tables_host_.data(), tables_host_.size(), ctx_.stream);
+    memory_.upload(tokens_, tokens.data(), tokens.size(), ctx_.stream);
+    memory_.upload(gather_, logit_rows.data(), logit_rows.size(), ctx_.stream);
     prefill_ = single_rows_ = false;
     for (const SeqSlice& s : batch.seqs) {
       prefill_ |= s.q_len > 1;
@@ -296,19 +267,19 @@ class CudaBackend final : public Backend {
   bool replay(uint64_t key) override {
     auto it = graphs_.find(key);
     if (it == graphs_.end()) return false;
-    KEEL_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+    KEEL_CUDA_CHECK(cudaGraphLaunch(it->second, ctx_.stream));
     return true;
   }
 
   void begin_capture() override {
-    KEEL_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    KEEL_CUDA_CHECK(cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeThreadLocal));
     capturing_ = true;
   }
 
   Status end_capture(uint64_t key) override {
     capturing_ = false;
     cudaGraph_t graph = nullptr;
-    KEEL_CUDA_RETURN(cudaStreamEndCapture(stream_, &graph), "end graph capture");
+    KEEL_CUDA_RETURN(cudaStreamEndCapture(ctx_.stream, &graph), "end graph capture");
     cudaGraphExec_t exec = nullptr;
     KEEL_CUDA_RETURN(cudaGraphInstantiate(&exec, graph, 0), "instantiate graph");
     cudaGraphDestroy(graph);
@@ -320,8 +291,8 @@ class CudaBackend final : public Backend {
   void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) override {
     dispatch(table.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      launch(embed_kernel<T>, n, 1024, 0, static_cast<const T*>(table.data), tokens_.ptr, table.cols, scale,
-             static_cast<float*>(out.data));
+      ctx_.launch(embed_kernel<T>, n, 1024, 0, static_cast<const T*>(table.data), tokens_.ptr, table.cols, scale,
+                  static_cast<float*>(out.data));
     });
   }
 
@@ -331,22 +302,22 @@ class CudaBackend final : public Backend {
       dispatch(w.dtype, [&](auto* w_tag) {
         using TW = std::remove_pointer_t<decltype(w_tag)>;
         if (norm_rows_fit(x, nullptr)) {
-          launch(rms_norm_row_kernel<TO, TW>, static_cast<unsigned>(x.rows), kNormThreads, 0,
-                 static_cast<float*>(x.data), static_cast<const float*>(nullptr), static_cast<const TW*>(w.data), eps,
-                 add_one, static_cast<int>(x.cols), static_cast<TO*>(out.data));
+          ctx_.launch(rms_norm_row_kernel<TO, TW>, static_cast<unsigned>(x.rows), kNormThreads, 0,
+                      static_cast<float*>(x.data), static_cast<const float*>(nullptr), static_cast<const TW*>(w.data), eps,
+                      add_one, static_cast<int>(x.cols), static_cast<TO*>(out.data));
           return;
         }
-        launch(rms_norm_kernel<TO, TW>, static_cast<unsigned>(x.rows), norm_threads(x), 0,
-               static_cast<const float*>(x.data), static_cast<const TW*>(w.data), eps, add_one, x.cols,
-               static_cast<TO*>(out.data));
+        ctx_.launch(rms_norm_kernel<TO, TW>, static_cast<unsigned>(x.rows), norm_threads(x), 0,
+                    static_cast<const float*>(x.data), static_cast<const TW*>(w.data), eps, add_one, x.cols,
+                    static_cast<TO*>(out.data));
       });
     });
   }
 
   void add(const Tensor& a, const Tensor& b, Tensor& out) override {
     const int64_t n = a.numel();
-    launch(add_kernel, blocks_for(n, 256), 256, 0, static_cast<const float*>(a.data),
-           static_cast<const float*>(b.data), static_cast<float*>(out.data), n);
+    ctx_.launch(add_kernel, blocks_for(n, 256), 256, 0, static_cast<const float*>(a.data),
+                static_cast<const float*>(b.data), static_cast<float*>(out.data), n);
   }
 
   void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override {
@@ -369,8 +340,8 @@ class CudaBackend final : public Backend {
     if (bias != nullptr) {
       dispatch(bias->dtype, [&](auto* tag) {
         using T = std::remove_pointer_t<decltype(tag)>;
-        launch(add_bias_kernel<T>, blocks_for(out.numel(), 256), 256, 0, static_cast<float*>(out.data),
-               static_cast<const T*>(bias->data), out.rows, out.cols);
+        ctx_.launch(add_bias_kernel<T>, blocks_for(out.numel(), 256), 256, 0, static_cast<float*>(out.data),
+                    static_cast<const T*>(bias->data), out.rows, out.cols);
       });
     }
   }
@@ -384,7 +355,7 @@ class CudaBackend final : public Backend {
       adjacent &= p[i].w->dtype == p[0].w->dtype && p[i].w->cols == p[0].w->cols &&
                   p[i].out->dtype == DType::kF32 &&
                   (i == 0 || p[i].w->data == static_cast<const uint8_t*>(p[i - 1].w->data) + p[i - 1].w->nbytes()) &&
-                  (p[i].bias == nullptr || p[i].bias->dtype == act_);
+                  (p[i].bias == nullptr || p[i].bias->dtype == ctx_.act);
       total += p[i].w->rows;
     }
     if (!adjacent || x.rows * total > static_cast<int64_t>(fused_.capacity)) {
@@ -392,7 +363,7 @@ class CudaBackend final : public Backend {
       return;
     }
     Tensor fused_w{p[0].w->data, p[0].w->dtype, total, p[0].w->cols};
-    if (fuse_ && gemv_fits(x, fused_w)) {
+    if (ctx_.fuse && gemv_fits(x, fused_w)) {
       float* outs[3] = {};
       const __nv_bfloat16* biases[3] = {};
       int cols[3] = {};
@@ -412,9 +383,9 @@ class CudaBackend final : public Backend {
     for (int i = 0; i < n; i++)
       t[i] = {static_cast<float*>(p[i].out->data), p[i].bias ? p[i].bias->data : nullptr, p[i].w->rows};
     const int64_t elems = x.rows * total;
-    dispatch(act_, [&](auto* tag) {
+    dispatch(ctx_.act, [&](auto* tag) {
       using TB = std::remove_pointer_t<decltype(tag)>;
-      launch(split_columns_kernel<TB>, blocks_for(elems, 256), 256, 0, fused_.ptr, x.rows, total, t[0], t[1], t[2]);
+      ctx_.launch(split_columns_kernel<TB>, blocks_for(elems, 256), 256, 0, fused_.ptr, x.rows, total, t[0], t[1], t[2]);
     });
   }
 
@@ -428,7 +399,7 @@ class CudaBackend final : public Backend {
     }
     Tensor fused_w{gate.data, gate.dtype, 2 * gate.rows, gate.cols};
     const bool gelu = act == GluActivation::kGeluTanh;
-    if (fuse_ && gemv_fits(x, fused_w) && out.dtype == DType::kBF16) {
+    if (ctx_.fuse && gemv_fits(x, fused_w) && out.dtype == DType::kBF16) {
       // Decode: one GEMV reads the gate and up rows of each output and stores act(gate)·up.
       const GemvGlu o{static_cast<__nv_bfloat16*>(out.data), static_cast<int>(gate.rows), gelu};
       KEEL_CUDA_CHECK(launch_gemv(bf16_data(x), bf16_data(fused_w), static_cast<int>(x.rows),
@@ -441,8 +412,8 @@ class CudaBackend final : public Backend {
     const int64_t n = x.rows * gate.rows;
     dispatch(out.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      launch(glu_fused_kernel<T>, blocks_for(n, 256), 256, 0, fused_.ptr, x.rows, gate.rows, gelu,
-             static_cast<T*>(out.data));
+      ctx_.launch(glu_fused_kernel<T>, blocks_for(n, 256), 256, 0, fused_.ptr, x.rows, gate.rows, gelu,
+                  static_cast<T*>(out.data));
     });
   }
 
@@ -452,14 +423,14 @@ class CudaBackend final : public Backend {
       dispatch(w.dtype, [&](auto* w_tag) {
         using TW = std::remove_pointer_t<decltype(w_tag)>;
         if (norm_rows_fit(x, &delta)) {
-          launch(rms_norm_row_kernel<TO, TW>, static_cast<unsigned>(x.rows), kNormThreads, 0,
-                 static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data),
-                 eps, add_one, static_cast<int>(x.cols), static_cast<TO*>(out.data));
+          ctx_.launch(rms_norm_row_kernel<TO, TW>, static_cast<unsigned>(x.rows), kNormThreads, 0,
+                      static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data),
+                      eps, add_one, static_cast<int>(x.cols), static_cast<TO*>(out.data));
           return;
         }
-        launch(add_rms_norm_kernel<TO, TW>, static_cast<unsigned>(x.rows), norm_threads(x), 0,
-               static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data), eps,
-               add_one, x.cols, static_cast<TO*>(out.data));
+        ctx_.launch(add_rms_norm_kernel<TO, TW>, static_cast<unsigned>(x.rows), norm_threads(x), 0,
+                    static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data), eps,
+                    add_one, x.cols, static_cast<TO*>(out.data));
       });
     });
   }
@@ -469,8 +440,8 @@ class CudaBackend final : public Backend {
     const float* inv_freq = resident_table(table);
     const int heads = static_cast<int>(x.cols / head_dim);
     const int64_t n = x.rows * heads * (rotary_dim / 2);
-    launch(rope_kernel, blocks_for(n, 256), 256, 0, static_cast<float*>(x.data), x.rows, heads, head_dim, rotary_dim,
-           positions_.ptr + first_row, inv_freq, table.attention_factor);
+    ctx_.launch(rope_kernel, blocks_for(n, 256), 256, 0, static_cast<float*>(x.data), x.rows, heads, head_dim, rotary_dim,
+                positions_.ptr + first_row, inv_freq, table.attention_factor);
   }
 
   void write_kv(int layer, const Tensor& k, const Tensor& v, const BatchMeta& batch) override {
@@ -478,9 +449,9 @@ class CudaBackend final : public Backend {
     const int64_t n = k.rows * width;
     dispatch(kv_.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      launch(write_kv_kernel<T>, blocks_for(n, 256), 256, 0, static_cast<const float*>(k.data),
-             static_cast<const float*>(v.data), slots_.ptr, k.rows, width, static_cast<T*>(k_[layer]),
-             static_cast<T*>(v_[layer]));
+      ctx_.launch(write_kv_kernel<T>, blocks_for(n, 256), 256, 0, static_cast<const float*>(k.data),
+                  static_cast<const float*>(v.data), slots_.ptr, k.rows, width, static_cast<T*>(k_[layer]),
+                  static_cast<T*>(v_[layer]));
     });
   }
 
@@ -488,7 +459,7 @@ class CudaBackend final : public Backend {
   void rope_write_kv(int layer, Tensor& q, Tensor& k, const Tensor& v, int head_dim, int rotary_dim,
                      const BatchMeta& batch, const RopeTable& table) override {
     const int heads = static_cast<int>(q.cols / head_dim), kv_heads = static_cast<int>(k.cols / head_dim);
-    if (!fuse_ || kv_heads != kv_.num_kv_heads || head_dim != kv_.head_dim || head_dim > 32 * kMaxDimsPerLane) {
+    if (!ctx_.fuse || kv_heads != kv_.num_kv_heads || head_dim != kv_.head_dim || head_dim > 32 * kMaxDimsPerLane) {
       Backend::rope_write_kv(layer, q, k, v, head_dim, rotary_dim, batch, table);
       return;
     }
@@ -497,10 +468,10 @@ class CudaBackend final : public Backend {
     constexpr int kWarpsPerBlock = 4;
     dispatch(kv_.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      launch(rope_write_kv_kernel<T>, blocks_for(warps, kWarpsPerBlock), kWarpsPerBlock * 32, 0,
-             static_cast<float*>(q.data), static_cast<float*>(k.data), static_cast<const float*>(v.data), q.rows,
-             heads, kv_heads, head_dim, rotary_dim, positions_.ptr, inv_freq, table.attention_factor, slots_.ptr,
-             static_cast<T*>(k_[layer]), static_cast<T*>(v_[layer]));
+      ctx_.launch(rope_write_kv_kernel<T>, blocks_for(warps, kWarpsPerBlock), kWarpsPerBlock * 32, 0,
+                  static_cast<float*>(q.data), static_cast<float*>(k.data), static_cast<const float*>(v.data), q.rows,
+                  heads, kv_heads, head_dim, rotary_dim, positions_.ptr, inv_freq, table.attention_factor, slots_.ptr,
+                  static_cast<T*>(k_[layer]), static_cast<T*>(v_[layer]));
     });
   }
 
@@ -513,7 +484,7 @@ class CudaBackend final : public Backend {
     const int rows = flash_prefill_rows(p.head_dim);
     if (rows != flash_tiles_rows_) {
       flash_prefill_tiles(seq_info_host_, rows / group, &flash_tiles_host_);
-      upload(flash_tiles_, flash_tiles_host_.data(), flash_tiles_host_.size());
+      memory_.upload(flash_tiles_, flash_tiles_host_.data(), flash_tiles_host_.size(), ctx_.stream);
       flash_tiles_rows_ = rows;
     }
     if (flash_tiles_host_.empty()) return true;
@@ -524,7 +495,7 @@ class CudaBackend final : public Backend {
             static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
             seq_info_.ptr, tables_.ptr, flash_tiles_.ptr, static_cast<int>(flash_tiles_host_.size()), p.num_heads,
             p.num_kv_heads, p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap,
-            static_cast<T*>(out.data), stream_));
+            static_cast<T*>(out.data), ctx_.stream));
       }
     });
     return true;
@@ -542,11 +513,11 @@ class CudaBackend final : public Backend {
       // blocks to fill the GPU (decode), each row's keys are split across blocks and joined afterwards.
       const int64_t tasks = q.rows * p.num_kv_heads;
       int splits = 1;
-      if (tasks < sm_count_ && !flash)  // (the combine kernel writes every row)
-        splits = static_cast<int>(std::min<int64_t>(kMaxSplits, (2 * sm_count_ + tasks - 1) / tasks));
+      if (tasks < ctx_.sm_count && !flash)  // (the combine kernel writes every row)
+        splits = static_cast<int>(std::min<int64_t>(kMaxSplits, (2 * ctx_.sm_count + tasks - 1) / tasks));
       if (static_cast<size_t>(tasks * splits * group * p.head_dim) > split_acc_.capacity) splits = 1;
       // The last share of each (row, KV head) joins them (no combine kernel) where there are counters for all.
-      int* counts = fuse_ && splits > 1 && static_cast<size_t>(tasks) <= share_counts_.capacity ? share_counts_.ptr
+      int* counts = ctx_.fuse && splits > 1 && static_cast<size_t>(tasks) <= share_counts_.capacity ? share_counts_.ptr
                                                                                                 : nullptr;
       dim3 grid(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads), static_cast<unsigned>(splits));
       const size_t smem = (static_cast<size_t>(group) * p.head_dim + static_cast<size_t>(group) * kTileKeys +
@@ -555,10 +526,10 @@ class CudaBackend final : public Backend {
         using T = std::remove_pointer_t<decltype(tag)>;
         auto group_kernel = [&](auto kernel) {
           if (smem > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-          launch(kernel, grid, kTileKeys, smem, static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]),
-                 static_cast<const T*>(v_[layer]), positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr,
-                 p.num_heads, p.num_kv_heads, p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap,
-                 static_cast<T*>(out.data), splits, split_ml_.ptr, split_acc_.ptr, counts, flash);
+          ctx_.launch(kernel, grid, kTileKeys, smem, static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]),
+                      static_cast<const T*>(v_[layer]), positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr,
+                      p.num_heads, p.num_kv_heads, p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap,
+                      static_cast<T*>(out.data), splits, split_ml_.ptr, split_acc_.ptr, counts, flash);
         };
         switch (dpl) {
           case 1: group_kernel(attention_group_kernel<T, 1>); break;
@@ -568,8 +539,8 @@ class CudaBackend final : public Backend {
         }
         if (splits > 1 && counts == nullptr) {
           const dim3 rows_heads(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads));
-          launch(attention_combine_kernel<T>, rows_heads, 256, 0, split_ml_.ptr, split_acc_.ptr, p.num_heads,
-                 p.num_kv_heads, p.head_dim, splits, static_cast<T*>(out.data));
+          ctx_.launch(attention_combine_kernel<T>, rows_heads, 256, 0, split_ml_.ptr, split_acc_.ptr, p.num_heads,
+                      p.num_kv_heads, p.head_dim, splits, static_cast<T*>(out.data));
         }
       });
       return;
@@ -578,10 +549,10 @@ class CudaBackend final : public Backend {
     const int warps = 4;
     dispatch(kv_.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      launch(attention_kernel<T>, blocks_for(tasks, warps), warps * 32, 0, static_cast<const float*>(q.data),
-             static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]), positions_.ptr, row_seq_.ptr,
-             seq_info_.ptr, tables_.ptr, q.rows, p.num_heads, p.num_kv_heads, p.head_dim, kv_.block_size, p.scale,
-             p.sliding_window, p.softcap, static_cast<T*>(out.data), flash);
+      ctx_.launch(attention_kernel<T>, blocks_for(tasks, warps), warps * 32, 0, static_cast<const float*>(q.data),
+                  static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]), positions_.ptr, row_seq_.ptr,
+                  seq_info_.ptr, tables_.ptr, q.rows, p.num_heads, p.num_kv_heads, p.head_dim, kv_.block_size, p.scale,
+                  p.sliding_window, p.softcap, static_cast<T*>(out.data), flash);
     });
   }
 
@@ -589,8 +560,8 @@ class CudaBackend final : public Backend {
     const int64_t n = gate.numel();
     dispatch(out.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      launch(glu_kernel<T>, blocks_for(n, 256), 256, 0, static_cast<const float*>(gate.data),
-             static_cast<const float*>(up.data), n, act == GluActivation::kGeluTanh, static_cast<T*>(out.data));
+      ctx_.launch(glu_kernel<T>, blocks_for(n, 256), 256, 0, static_cast<const float*>(gate.data),
+                  static_cast<const float*>(up.data), n, act == GluActivation::kGeluTanh, static_cast<T*>(out.data));
     });
   }
 
@@ -607,12 +578,12 @@ class CudaBackend final : public Backend {
       std::abort();
     }
     const int64_t pairs = static_cast<int64_t>(tokens) * top_k;
-    reserve(moe_logits_, static_cast<size_t>(tokens) * experts);
-    reserve(moe_ids_, pairs);
-    reserve(moe_weights_, pairs);
-    reserve(moe_pair_row_, pairs);
-    reserve(moe_row_token_, pairs);
-    reserve(moe_active_, 3 * static_cast<size_t>(experts) + 1);
+    memory_.reserve(moe_logits_, static_cast<size_t>(tokens) * experts);
+    memory_.reserve(moe_ids_, pairs);
+    memory_.reserve(moe_weights_, pairs);
+    memory_.reserve(moe_pair_row_, pairs);
+    memory_.reserve(moe_row_token_, pairs);
+    memory_.reserve(moe_active_, 3 * static_cast<size_t>(experts) + 1);
     const ExpertTable& table = expert_table(w);
     const bool vec = table.aligned && hidden % 8 == 0 && reinterpret_cast<uintptr_t>(x.data) % 16 == 0 &&
                      reinterpret_cast<uintptr_t>(w.router.data) % 16 == 0;
@@ -622,7 +593,7 @@ class CudaBackend final : public Backend {
       const dim3 grid(static_cast<unsigned>((experts + kMoeWarps - 1) / kMoeWarps),
                       static_cast<unsigned>((tokens + nt - 1) / nt));
       auto launch = [&](auto kernel) {
-        kernel<<<grid, kMoeWarps * 32, 0, stream_>>>(static_cast<const T*>(x.data),
+        kernel<<<grid, kMoeWarps * 32, 0, ctx_.stream>>>(static_cast<const T*>(x.data),
                                                       static_cast<const T*>(w.router.data), tokens, experts, hidden,
                                                       moe_logits_.ptr);
       };
@@ -631,15 +602,15 @@ class CudaBackend final : public Backend {
       else if (nt == 4) launch(moe_router_kernel<T, 4, true>);
       else launch(moe_router_kernel<T, 8, true>);
     });
-    check_launch();
+    ctx_.check_launch();
     moe_topk_kernel<<<blocks_for(tokens, kTopkWarps), kTopkWarps * 32, kTopkWarps * experts * sizeof(float),
-                      stream_>>>(moe_logits_.ptr, tokens, experts, top_k, w.norm_topk_prob, moe_ids_.ptr,
+                      ctx_.stream>>>(moe_logits_.ptr, tokens, experts, top_k, w.norm_topk_prob, moe_ids_.ptr,
                                  moe_weights_.ptr);
-    check_launch();
-    moe_group_kernel<<<1, 256, 2 * experts * sizeof(int32_t), stream_>>>(
+    ctx_.check_launch();
+    moe_group_kernel<<<1, 256, 2 * experts * sizeof(int32_t), ctx_.stream>>>(
         moe_ids_.ptr, static_cast<int>(pairs), top_k, experts, moe_pair_row_.ptr, moe_row_token_.ptr,
         moe_active_.ptr);
-    check_launch();
+    ctx_.check_launch();
     // Rows per pass over an expert's weight row: a decode batch of 8 gives experts ~1 row each, and more
     // accumulators than that cost occupancy (104 registers a thread at 8, 54 at 4).
     const int expert_nt = tokens == 1 ? 1 : pairs <= 2 * experts ? 4 : 8;
@@ -647,13 +618,13 @@ class CudaBackend final : public Backend {
     else moe_grouped_gemms(x, w);
     moe_combine_kernel<<<dim3(static_cast<unsigned>((hidden + kCombineThreads - 1) / kCombineThreads),
                              static_cast<unsigned>(tokens)),
-                        kCombineThreads, 0, stream_>>>(
+                        kCombineThreads, 0, ctx_.stream>>>(
         moe_y_.ptr, moe_pair_row_.ptr, moe_weights_.ptr, top_k, hidden, static_cast<float*>(out.data));
-    check_launch();
+    ctx_.check_launch();
   }
 
   void softcap(Tensor& x, float cap) override {
-    launch(softcap_kernel, blocks_for(x.numel(), 256), 256, 0, static_cast<float*>(x.data), x.numel(), cap);
+    ctx_.launch(softcap_kernel, blocks_for(x.numel(), 256), 256, 0, static_cast<float*>(x.data), x.numel(), cap);
   }
 
   // The rows were uploaded by begin_forward.
@@ -661,23 +632,17 @@ class CudaBackend final : public Backend {
     if (rows.empty()) return;
     dispatch(x.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      launch(gather_rows_kernel<T>, static_cast<unsigned>(rows.size()), 1024, 0, static_cast<const T*>(x.data),
-             gather_.ptr, x.cols, static_cast<T*>(out.data));
+      ctx_.launch(gather_rows_kernel<T>, static_cast<unsigned>(rows.size()), 1024, 0, static_cast<const T*>(x.data),
+                  gather_.ptr, x.cols, static_cast<T*>(out.data));
     });
   }
 
-  void synchronize() override { KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void synchronize() override { KEEL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream)); }
 
  private:
   static constexpr size_t kCublasWorkspace = 32ull << 20;
 
-  // A kernel of a *_kernels.cuh header or gemv.cuh on the stream, with PDL unless KEEL_CUDA_PDL=0.
-  template <typename... Params, typename... Args>
-  void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
-    KEEL_CUDA_CHECK(launch_kernel(pdl_, kernel, grid, block, smem, stream_, std::forward<Args>(args)...));
-  }
-
-  GemvLaunch gemv_launch() const { return GemvLaunch{stream_, pdl_}; }
+  GemvLaunch gemv_launch() const { return GemvLaunch{ctx_.stream, ctx_.pdl}; }
 
   // The decode GEMV takes x·wᵀ when x has few rows and both are bf16 (KEEL_CUDA_GEMV=0: cuBLAS always).
   bool gemv_fits(const Tensor& x, const Tensor& w) const {
@@ -696,73 +661,27 @@ class CudaBackend final : public Backend {
   // The looping kernels: a few long rows get more threads each, so one row is not a serial chain of loads.
   static int norm_threads(const Tensor& x) { return x.rows <= 64 && x.cols >= 2048 ? 1024 : 256; }
 
-  // A device array that grows (counted as an allocation) only when a batch outgrows it.
-  template <typename T>
-  struct DeviceArray {
-    T* ptr = nullptr;
-    size_t capacity = 0;  // elements
-  };
-
-  Result<void*> device_alloc(size_t bytes) {
-    void* p = nullptr;
-    KEEL_CUDA_RETURN(cudaMalloc(&p, std::max<size_t>(bytes, 256)), "allocate device memory");
-    buffers_.push_back(p);
-    bytes_ += bytes;
-    allocations_++;
-    return p;
-  }
-
-  // Exact at start (reserve_forward); doubling if a batch ever outgrows it (counted, so tests catch it).
-  template <typename T>
-  void reserve(DeviceArray<T>& a, size_t n, bool exact = false) {
-    if (n <= a.capacity && a.ptr != nullptr) return;
-    const size_t cap = exact ? std::max<size_t>(n, 1) : std::max<size_t>(n * 2, 1024);
-    auto p = device_alloc(cap * sizeof(T));
-    if (!p.ok()) {
-      std::fprintf(stderr, "error: %s\n", p.status().message().c_str());
-      std::abort();
-    }
-    a.ptr = static_cast<T*>(*p);
-    a.capacity = cap;
-  }
-
-  template <typename T>
-  void upload(DeviceArray<T>& a, const T* host, size_t n) {
-    reserve(a, n);
-    if (n > 0) KEEL_CUDA_CHECK(cudaMemcpyAsync(a.ptr, host, n * sizeof(T), cudaMemcpyHostToDevice, stream_));
-  }
-
-  void check_launch() { KEEL_CUDA_CHECK(cudaGetLastError()); }
-
   // Fixed tables live on the device from their first use; per-call ones go through a scratch buffer.
   const float* resident_table(const RopeTable& t) {
     if (t.id < 0) {
-      upload(inv_freq_, t.inv_freq.data(), t.inv_freq.size());
+      memory_.upload(inv_freq_, t.inv_freq.data(), t.inv_freq.size(), ctx_.stream);
       return inv_freq_.ptr;
     }
     auto it = rope_tables_.find(t.id);
     if (it != rope_tables_.end()) return it->second.ptr;
     DeviceArray<float>& a = rope_tables_[t.id];
-    upload(a, t.inv_freq.data(), t.inv_freq.size());
+    memory_.upload(a, t.inv_freq.data(), t.inv_freq.size(), ctx_.stream);
     return a.ptr;
   }
 
-  int device_;
-  cudaStream_t stream_ = nullptr;
+  DeviceContext ctx_;
+  DeviceArena memory_;
   cublasHandle_t cublas_ = nullptr;
   // Decode-sized bf16 GEMMs (≤ kGemvPreferredRows rows) through gemv.cuh instead of cuBLAS; KEEL_CUDA_GEMV=0
   // turns it off (A/B).
   bool use_gemv_ = env_on("KEEL_CUDA_GEMV");
-  // Programmatic dependent launch of keel's kernels (set in init: sm_90 and KEEL_CUDA_PDL not 0).
-  bool pdl_ = false;
-  // Decode fusions, on unless KEEL_CUDA_FUSE=0 (A/B): q/k/v and gate+up·GLU stored by the GEMV itself, rope and
-  // the KV write in one kernel, split-K attention joined by its last share instead of a combine kernel.
-  bool fuse_ = env_on("KEEL_CUDA_FUSE");
-  DType act_ = DType::kBF16;
   KvLayout kv_;
   std::vector<void*> k_, v_;
-  std::vector<void*> buffers_;
-  uint64_t bytes_ = 0, allocations_ = 0;
 
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
   std::unordered_map<int, DeviceArray<float>> rope_tables_;
@@ -775,10 +694,7 @@ class CudaBackend final : public Backend {
   int flash_tiles_rows_ = 0;  // rows per tile of the uploaded list; 0: none yet this forward
   bool prefill_ = false, single_rows_ = false, flash_prefill_ = true;
   DeviceArray<float> inv_freq_, fused_, split_ml_, split_acc_, argmax_value_;
-  int sm_count_ = 132;
   static constexpr int kMaxSplits = 32;
-  uint8_t* arena_ = nullptr;
-  size_t arena_size_ = 0, arena_used_ = 0;
   std::vector<int32_t> row_seq_host_, tables_host_;
   std::vector<SeqInfo> seq_info_host_;
 
@@ -810,7 +726,7 @@ class CudaBackend final : public Backend {
       if (!ex.gate.empty()) t.inter = static_cast<int>(ex.gate.rows);
       for (const void* p : {ex.gate.data, ex.up.data, ex.down.data}) t.aligned &= reinterpret_cast<uintptr_t>(p) % 16 == 0;
     }
-    upload(t.ptrs, host.data(), host.size());
+    memory_.upload(t.ptrs, host.data(), host.size(), ctx_.stream);
     return t;
   }
 
@@ -820,8 +736,8 @@ class CudaBackend final : public Backend {
     const int tokens = static_cast<int>(x.rows), hidden = static_cast<int>(x.cols);
     const int experts = static_cast<int>(w.experts.size()), inter = table.inter;
     const int64_t pairs = static_cast<int64_t>(tokens) * w.top_k;
-    reserve(moe_gate_, static_cast<size_t>(pairs) * std::max(inter, 1));
-    reserve(moe_y_, static_cast<size_t>(pairs) * hidden);
+    memory_.reserve(moe_gate_, static_cast<size_t>(pairs) * std::max(inter, 1));
+    memory_.reserve(moe_y_, static_cast<size_t>(pairs) * hidden);
     const bool v = vec && inter % 8 == 0;
     const unsigned slots = static_cast<unsigned>(std::min<int64_t>(experts, pairs));
     const bool gelu = w.activation == GluActivation::kGeluTanh;
@@ -830,19 +746,19 @@ class CudaBackend final : public Backend {
       auto gate_up = [&](auto kernel) {
         if (inter == 0) return;  // no expert here: the down kernel writes zeros
         kernel<<<dim3(static_cast<unsigned>((inter + kMoeWarps - 1) / kMoeWarps), slots), kMoeWarps * 32, 0,
-                 stream_>>>(static_cast<const T*>(x.data), table.ptrs.ptr, moe_active_.ptr, moe_row_token_.ptr,
+                 ctx_.stream>>>(static_cast<const T*>(x.data), table.ptrs.ptr, moe_active_.ptr, moe_row_token_.ptr,
                             experts, hidden, inter, gelu, moe_gate_.ptr);
       };
       auto down = [&](auto kernel) {
         kernel<<<dim3(static_cast<unsigned>((hidden + kMoeWarps - 1) / kMoeWarps), slots), kMoeWarps * 32, 0,
-                 stream_>>>(moe_gate_.ptr, table.ptrs.ptr, moe_active_.ptr, experts, hidden, inter, moe_y_.ptr);
+                 ctx_.stream>>>(moe_gate_.ptr, table.ptrs.ptr, moe_active_.ptr, experts, hidden, inter, moe_y_.ptr);
       };
       if (!v) gate_up(moe_gate_up_kernel<T, 8, false>), down(moe_down_kernel<T, 8, false>);
       else if (nt == 1) gate_up(moe_gate_up_kernel<T, 1, true>), down(moe_down_kernel<T, 1, true>);
       else if (nt == 4) gate_up(moe_gate_up_kernel<T, 4, true>), down(moe_down_kernel<T, 4, true>);
       else gate_up(moe_gate_up_kernel<T, 8, true>), down(moe_down_kernel<T, 8, true>);
     });
-    check_launch();
+    ctx_.check_launch();
   }
 
   // Large eager batches: the active-expert list comes to the host (one sync per layer), each expert's rows are
@@ -854,28 +770,28 @@ class CudaBackend final : public Backend {
     int64_t inter = 0;
     for (const ExpertWeights& ex : w.experts)
       if (!ex.gate.empty()) inter = ex.gate.rows;
-    reserve(moe_x_, pairs * hidden * xs);
-    reserve(moe_gate_, pairs * std::max<int64_t>(inter, 1));
-    reserve(moe_up_, pairs * std::max<int64_t>(inter, 1));
-    reserve(moe_act_, pairs * std::max<int64_t>(inter, 1) * xs);
-    reserve(moe_y_, pairs * hidden);
+    memory_.reserve(moe_x_, pairs * hidden * xs);
+    memory_.reserve(moe_gate_, pairs * std::max<int64_t>(inter, 1));
+    memory_.reserve(moe_up_, pairs * std::max<int64_t>(inter, 1));
+    memory_.reserve(moe_act_, pairs * std::max<int64_t>(inter, 1) * xs);
+    memory_.reserve(moe_y_, pairs * hidden);
     moe_active_host_.resize(3 * static_cast<size_t>(experts) + 1);
     KEEL_CUDA_CHECK(cudaMemcpyAsync(moe_active_host_.data(), moe_active_.ptr, moe_active_host_.size() * sizeof(int32_t),
-                                    cudaMemcpyDeviceToHost, stream_));
-    KEEL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+                                    cudaMemcpyDeviceToHost, ctx_.stream));
+    KEEL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
     dispatch(x.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      gather_rows_kernel<T><<<static_cast<unsigned>(pairs), 256, 0, stream_>>>(
+      gather_rows_kernel<T><<<static_cast<unsigned>(pairs), 256, 0, ctx_.stream>>>(
           static_cast<const T*>(x.data), moe_row_token_.ptr, hidden, reinterpret_cast<T*>(moe_x_.ptr));
     });
-    check_launch();
+    ctx_.check_launch();
     const int active = moe_active_host_[3 * experts];
     for (int a = 0; a < active; a++) {
       const ExpertWeights& ex = w.experts[moe_active_host_[a]];
       const int64_t first = moe_active_host_[experts + a], n = moe_active_host_[2 * experts + a];
       Tensor y{moe_y_.ptr + first * hidden, DType::kF32, n, hidden};
       if (ex.gate.empty()) {  // another tensor-parallel rank's expert: contributes nothing here
-        KEEL_CUDA_CHECK(cudaMemsetAsync(y.data, 0, y.nbytes(), stream_));
+        KEEL_CUDA_CHECK(cudaMemsetAsync(y.data, 0, y.nbytes(), ctx_.stream));
         continue;
       }
       Tensor xe{moe_x_.ptr + first * hidden * xs, x.dtype, n, hidden};
@@ -896,7 +812,7 @@ class CudaBackend final : public Backend {
   void copy_kv_block_to_host(int block, void* dst) override {
     KvCopySlot& slot = kv_copy_.next(*this);
     // After every kernel queued so far (the block's last writer), on the copy stream.
-    KEEL_CUDA_CHECK(cudaEventRecord(kv_copy_.compute_done, stream_));
+    KEEL_CUDA_CHECK(cudaEventRecord(kv_copy_.compute_done, ctx_.stream));
     KEEL_CUDA_CHECK(cudaStreamWaitEvent(kv_copy_.stream, kv_copy_.compute_done, 0));
     const size_t n = kv_block_bytes_per_tensor();
     for (int l = 0; l < kv_.num_layers; l++) {
@@ -914,7 +830,7 @@ class CudaBackend final : public Backend {
     KvCopySlot& slot = kv_copy_.next(*this);  // waits until the slot's previous copy has left it
     std::memcpy(slot.host, src, kv_copy_.block_bytes);
     // Kernels queued before this upload may still read the block's old bytes (an evicted block being reused).
-    KEEL_CUDA_CHECK(cudaEventRecord(kv_copy_.compute_done, stream_));
+    KEEL_CUDA_CHECK(cudaEventRecord(kv_copy_.compute_done, ctx_.stream));
     KEEL_CUDA_CHECK(cudaStreamWaitEvent(kv_copy_.stream, kv_copy_.compute_done, 0));
     const size_t n = kv_block_bytes_per_tensor();
     for (int l = 0; l < kv_.num_layers; l++) {
@@ -925,7 +841,7 @@ class CudaBackend final : public Backend {
     }
     KEEL_CUDA_CHECK(cudaEventRecord(slot.done, kv_copy_.stream));
     // Everything queued on the compute stream from now on sees the block.
-    KEEL_CUDA_CHECK(cudaStreamWaitEvent(stream_, slot.done, 0));
+    KEEL_CUDA_CHECK(cudaStreamWaitEvent(ctx_.stream, slot.done, 0));
   }
 
  private:
@@ -959,7 +875,7 @@ class CudaBackend final : public Backend {
       return s;
     }
     void init(const CudaBackend& b) {
-      device = b.device_;
+      device = b.ctx_.device;
       block_bytes = 2 * b.kv_block_bytes_per_tensor() * b.kv_.num_layers;
       KEEL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
       KEEL_CUDA_CHECK(cudaEventCreateWithFlags(&compute_done, cudaEventDisableTiming));
