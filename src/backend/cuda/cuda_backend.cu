@@ -17,6 +17,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/device_arena.h"
+#include "backend/cuda/device_batch.h"
 #include "backend/cuda/device_context.h"
 #include "backend/cuda/dtype_dispatch.cuh"
 #include "backend/cuda/argmax.cuh"
@@ -194,16 +195,10 @@ class CudaBackend final : public Backend {
   uint64_t allocations() const override { return memory_.allocations(); }
 
   Status reserve_forward(const ForwardLimits& limits) override {
-    memory_.reserve(positions_, limits.max_tokens, true);
-    memory_.reserve(slots_, limits.max_tokens, true);
-    memory_.reserve(row_seq_, limits.max_tokens, true);
-    memory_.reserve(tokens_, limits.max_tokens, true);
-    memory_.reserve(gather_, limits.max_tokens, true);
+    batch_.reserve(limits);
     memory_.reserve(argmax_, limits.max_tokens, true);
     memory_.reserve(argmax_value_, limits.max_tokens, true);
     memory_.reserve(sample_params_, limits.max_tokens, true);
-    memory_.reserve(seq_info_, limits.max_seqs, true);
-    memory_.reserve(tables_, static_cast<size_t>(limits.max_block_table_entries), true);
     memory_.reserve(inv_freq_, 4096, true);
     memory_.reserve(fused_, static_cast<size_t>(limits.max_tokens) * limits.max_fused_cols, true);
     // Split-K partials: only used while rows x KV heads < the SM count, so at most 2 x SMs + SMs shares.
@@ -237,28 +232,7 @@ class CudaBackend final : public Backend {
 
   void begin_forward(const BatchMeta& batch, const std::vector<int32_t>& tokens,
                      const std::vector<int32_t>& logit_rows) override {
-    const int64_t t = batch.num_tokens();
-    row_seq_host_.resize(t);
-    seq_info_host_.clear();
-    tables_host_.clear();
-    for (size_t s = 0; s < batch.seqs.size(); s++) {
-      const SeqSlice& sl = batch.seqs[s];
-      seq_info_host_.push_back({sl.q_start, sl.q_len, sl.kv_len, static_cast<int32_t>(tables_host_.size())});
-      tables_host_.insert(tables_host_.end(), sl.block_table.begin(), sl.block_table.end());
-      for (int r = 0; r < sl.q_len; r++) row_seq_host_[sl.q_start + r] = static_cast<int32_t>(s);
-    }
-    memory_.upload(positions_, batch.positions.data(), t, ctx_.stream);
-    memory_.upload(slots_, batch.slot_mapping.data(), t, ctx_.stream);
-    memory_.upload(row_seq_, row_seq_host_.data(), t, ctx_.stream);
-    memory_.upload(seq_info_, seq_info_host_.data(), seq_info_host_.size(), ctx_.stream);
-    memory_.upload(tables_, tables_host_.data(), tables_host_.size(), ctx_.stream);
-    memory_.upload(tokens_, tokens.data(), tokens.size(), ctx_.stream);
-    memory_.upload(gather_, logit_rows.data(), logit_rows.size(), ctx_.stream);
-    prefill_ = single_rows_ = false;
-    for (const SeqSlice& s : batch.seqs) {
-      prefill_ |= s.q_len > 1;
-      single_rows_ |= s.q_len == 1;
-    }
+    batch_.upload(batch, tokens, logit_rows);
     flash_tiles_rows_ = 0;  // the first prefill attention of this forward makes its tile list
   }
 
@@ -291,7 +265,7 @@ class CudaBackend final : public Backend {
   void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) override {
     dispatch(table.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      ctx_.launch(embed_kernel<T>, n, 1024, 0, static_cast<const T*>(table.data), tokens_.ptr, table.cols, scale,
+      ctx_.launch(embed_kernel<T>, n, 1024, 0, static_cast<const T*>(table.data), batch_.tokens(), table.cols, scale,
                   static_cast<float*>(out.data));
     });
   }
@@ -441,7 +415,7 @@ class CudaBackend final : public Backend {
     const int heads = static_cast<int>(x.cols / head_dim);
     const int64_t n = x.rows * heads * (rotary_dim / 2);
     ctx_.launch(rope_kernel, blocks_for(n, 256), 256, 0, static_cast<float*>(x.data), x.rows, heads, head_dim, rotary_dim,
-                positions_.ptr + first_row, inv_freq, table.attention_factor);
+                batch_.positions() + first_row, inv_freq, table.attention_factor);
   }
 
   void write_kv(int layer, const Tensor& k, const Tensor& v, const BatchMeta& batch) override {
@@ -450,7 +424,7 @@ class CudaBackend final : public Backend {
     dispatch(kv_.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
       ctx_.launch(write_kv_kernel<T>, blocks_for(n, 256), 256, 0, static_cast<const float*>(k.data),
-                  static_cast<const float*>(v.data), slots_.ptr, k.rows, width, static_cast<T*>(k_[layer]),
+                  static_cast<const float*>(v.data), batch_.slots(), k.rows, width, static_cast<T*>(k_[layer]),
                   static_cast<T*>(v_[layer]));
     });
   }
@@ -470,7 +444,7 @@ class CudaBackend final : public Backend {
       using T = std::remove_pointer_t<decltype(tag)>;
       ctx_.launch(rope_write_kv_kernel<T>, blocks_for(warps, kWarpsPerBlock), kWarpsPerBlock * 32, 0,
                   static_cast<float*>(q.data), static_cast<float*>(k.data), static_cast<const float*>(v.data), q.rows,
-                  heads, kv_heads, head_dim, rotary_dim, positions_.ptr, inv_freq, table.attention_factor, slots_.ptr,
+                  heads, kv_heads, head_dim, rotary_dim, batch_.positions(), inv_freq, table.attention_factor, batch_.slots(),
                   static_cast<T*>(k_[layer]), static_cast<T*>(v_[layer]));
     });
   }
@@ -479,11 +453,11 @@ class CudaBackend final : public Backend {
   // single-token ones (decodes, alone or mixed in) keep the per-row kernels below.
   bool flash_prefill(int layer, const Tensor& q, const AttentionParams& p, Tensor& out) {
     const int group = p.num_heads / p.num_kv_heads;
-    if (!flash_prefill_ || !prefill_ || kv_.dtype == DType::kF32 || !flash_prefill_supports(p.head_dim, group))
+    if (!flash_prefill_ || !batch_.has_prefill() || kv_.dtype == DType::kF32 || !flash_prefill_supports(p.head_dim, group))
       return false;
     const int rows = flash_prefill_rows(p.head_dim);
     if (rows != flash_tiles_rows_) {
-      flash_prefill_tiles(seq_info_host_, rows / group, &flash_tiles_host_);
+      flash_prefill_tiles(batch_.host_seqs(), rows / group, &flash_tiles_host_);
       memory_.upload(flash_tiles_, flash_tiles_host_.data(), flash_tiles_host_.size(), ctx_.stream);
       flash_tiles_rows_ = rows;
     }
@@ -493,7 +467,7 @@ class CudaBackend final : public Backend {
       if constexpr (!std::is_same_v<T, float>) {
         KEEL_CUDA_CHECK(launch_flash_prefill<T>(
             static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
-            seq_info_.ptr, tables_.ptr, flash_tiles_.ptr, static_cast<int>(flash_tiles_host_.size()), p.num_heads,
+            batch_.seqs(), batch_.block_tables(), flash_tiles_.ptr, static_cast<int>(flash_tiles_host_.size()), p.num_heads,
             p.num_kv_heads, p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap,
             static_cast<T*>(out.data), ctx_.stream));
       }
@@ -505,7 +479,7 @@ class CudaBackend final : public Backend {
                  Tensor& out) override {
     // flash: the multi-token sequences are done; the kernels below skip them.
     const bool flash = flash_prefill(layer, q, p, out);
-    if (flash && !single_rows_) return;
+    if (flash && !batch_.has_single_rows()) return;
     const int group = p.num_heads / p.num_kv_heads;
     const int dpl = p.head_dim / 32;
     if (group <= kMaxGroup && p.head_dim % 32 == 0 && (dpl == 1 || dpl == 2 || dpl == 4 || dpl == 8)) {
@@ -527,7 +501,7 @@ class CudaBackend final : public Backend {
         auto group_kernel = [&](auto kernel) {
           if (smem > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
           ctx_.launch(kernel, grid, kTileKeys, smem, static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]),
-                      static_cast<const T*>(v_[layer]), positions_.ptr, row_seq_.ptr, seq_info_.ptr, tables_.ptr,
+                      static_cast<const T*>(v_[layer]), batch_.positions(), batch_.row_seq(), batch_.seqs(), batch_.block_tables(),
                       p.num_heads, p.num_kv_heads, p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap,
                       static_cast<T*>(out.data), splits, split_ml_.ptr, split_acc_.ptr, counts, flash);
         };
@@ -550,8 +524,8 @@ class CudaBackend final : public Backend {
     dispatch(kv_.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
       ctx_.launch(attention_kernel<T>, blocks_for(tasks, warps), warps * 32, 0, static_cast<const float*>(q.data),
-                  static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]), positions_.ptr, row_seq_.ptr,
-                  seq_info_.ptr, tables_.ptr, q.rows, p.num_heads, p.num_kv_heads, p.head_dim, kv_.block_size, p.scale,
+                  static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]), batch_.positions(), batch_.row_seq(),
+                  batch_.seqs(), batch_.block_tables(), q.rows, p.num_heads, p.num_kv_heads, p.head_dim, kv_.block_size, p.scale,
                   p.sliding_window, p.softcap, static_cast<T*>(out.data), flash);
     });
   }
@@ -633,7 +607,7 @@ class CudaBackend final : public Backend {
     dispatch(x.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
       ctx_.launch(gather_rows_kernel<T>, static_cast<unsigned>(rows.size()), 1024, 0, static_cast<const T*>(x.data),
-                  gather_.ptr, x.cols, static_cast<T*>(out.data));
+                  batch_.logit_rows(), x.cols, static_cast<T*>(out.data));
     });
   }
 
@@ -676,6 +650,7 @@ class CudaBackend final : public Backend {
 
   DeviceContext ctx_;
   DeviceArena memory_;
+  DeviceBatch batch_{ctx_, memory_};
   cublasHandle_t cublas_ = nullptr;
   // Decode-sized bf16 GEMMs (≤ kGemvPreferredRows rows) through gemv.cuh instead of cuBLAS; KEEL_CUDA_GEMV=0
   // turns it off (A/B).
@@ -686,17 +661,14 @@ class CudaBackend final : public Backend {
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
   std::unordered_map<int, DeviceArray<float>> rope_tables_;
   bool capturing_ = false;
-  DeviceArray<int32_t> positions_, slots_, row_seq_, tables_, tokens_, gather_, argmax_, share_counts_;
-  DeviceArray<SeqInfo> seq_info_;
+  DeviceArray<int32_t> argmax_, share_counts_;
   DeviceArray<SampleParams> sample_params_;
   DeviceArray<int2> flash_tiles_;
   std::vector<int2> flash_tiles_host_;
   int flash_tiles_rows_ = 0;  // rows per tile of the uploaded list; 0: none yet this forward
-  bool prefill_ = false, single_rows_ = false, flash_prefill_ = true;
+  bool flash_prefill_ = true;
   DeviceArray<float> inv_freq_, fused_, split_ml_, split_acc_, argmax_value_;
   static constexpr int kMaxSplits = 32;
-  std::vector<int32_t> row_seq_host_, tables_host_;
-  std::vector<SeqInfo> seq_info_host_;
 
   // --- Mixture of experts (moe_kernels.cuh has the grouping's layout).
   // Above this many (token, expert) pairs an eager forward runs cuBLAS GEMMs per expert instead of the fused
