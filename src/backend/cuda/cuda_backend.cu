@@ -20,6 +20,8 @@
 #include "backend/cuda/device_batch.h"
 #include "backend/cuda/device_context.h"
 #include "backend/cuda/dtype_dispatch.cuh"
+#include "backend/cuda/kv_block_copy.h"
+#include "backend/cuda/kv_cache.h"
 #include "backend/cuda/argmax.cuh"
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/attention_kernels.cuh"
@@ -124,23 +126,8 @@ class CudaBackend final : public Backend {
     return Tensor{d, dtype, rows, cols};
   }
 
-  Status alloc_kv(const KvLayout& layout) override {
-    if (layout.dtype != ctx_.act)
-      return invalid_argument("cuda backend: KV dtype {} differs from the compute dtype {}", dtype_name(layout.dtype),
-                              dtype_name(ctx_.act));
-    kv_ = layout;
-    const size_t per = static_cast<size_t>(layout.num_blocks) * layout.block_size * layout.num_kv_heads *
-                       layout.head_dim * dtype_size(layout.dtype);
-    KEEL_ASSIGN_OR_RETURN(void* all, memory_.alloc(2 * per * layout.num_layers));
-    k_.clear();
-    v_.clear();
-    for (int l = 0; l < layout.num_layers; l++) {
-      k_.push_back(static_cast<uint8_t*>(all) + (2 * l) * per);
-      v_.push_back(static_cast<uint8_t*>(all) + (2 * l + 1) * per);
-    }
-    return Status();
-  }
-  const KvLayout& kv_layout() const override { return kv_; }
+  Status alloc_kv(const KvLayout& layout) override { return kv_.alloc(layout, ctx_.act, memory_); }
+  const KvLayout& kv_layout() const override { return kv_.layout; }
 
   void copy_to_host(const Tensor& src, float* dst) override {
     if (src.dtype == DType::kF32) {
@@ -419,13 +406,13 @@ class CudaBackend final : public Backend {
   }
 
   void write_kv(int layer, const Tensor& k, const Tensor& v, const BatchMeta& batch) override {
-    const int64_t width = static_cast<int64_t>(kv_.num_kv_heads) * kv_.head_dim;
+    const int64_t width = static_cast<int64_t>(kv_.layout.num_kv_heads) * kv_.layout.head_dim;
     const int64_t n = k.rows * width;
-    dispatch(kv_.dtype, [&](auto* tag) {
+    dispatch(kv_.layout.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
       ctx_.launch(write_kv_kernel<T>, blocks_for(n, 256), 256, 0, static_cast<const float*>(k.data),
-                  static_cast<const float*>(v.data), batch_.slots(), k.rows, width, static_cast<T*>(k_[layer]),
-                  static_cast<T*>(v_[layer]));
+                  static_cast<const float*>(v.data), batch_.slots(), k.rows, width, static_cast<T*>(kv_.k[layer]),
+                  static_cast<T*>(kv_.v[layer]));
     });
   }
 
@@ -433,19 +420,19 @@ class CudaBackend final : public Backend {
   void rope_write_kv(int layer, Tensor& q, Tensor& k, const Tensor& v, int head_dim, int rotary_dim,
                      const BatchMeta& batch, const RopeTable& table) override {
     const int heads = static_cast<int>(q.cols / head_dim), kv_heads = static_cast<int>(k.cols / head_dim);
-    if (!ctx_.fuse || kv_heads != kv_.num_kv_heads || head_dim != kv_.head_dim || head_dim > 32 * kMaxDimsPerLane) {
+    if (!ctx_.fuse || kv_heads != kv_.layout.num_kv_heads || head_dim != kv_.layout.head_dim || head_dim > 32 * kMaxDimsPerLane) {
       Backend::rope_write_kv(layer, q, k, v, head_dim, rotary_dim, batch, table);
       return;
     }
     const float* inv_freq = resident_table(table);
     const int64_t warps = q.rows * (heads + kv_heads);
     constexpr int kWarpsPerBlock = 4;
-    dispatch(kv_.dtype, [&](auto* tag) {
+    dispatch(kv_.layout.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
       ctx_.launch(rope_write_kv_kernel<T>, blocks_for(warps, kWarpsPerBlock), kWarpsPerBlock * 32, 0,
                   static_cast<float*>(q.data), static_cast<float*>(k.data), static_cast<const float*>(v.data), q.rows,
                   heads, kv_heads, head_dim, rotary_dim, batch_.positions(), inv_freq, table.attention_factor, batch_.slots(),
-                  static_cast<T*>(k_[layer]), static_cast<T*>(v_[layer]));
+                  static_cast<T*>(kv_.k[layer]), static_cast<T*>(kv_.v[layer]));
     });
   }
 
@@ -453,7 +440,7 @@ class CudaBackend final : public Backend {
   // single-token ones (decodes, alone or mixed in) keep the per-row kernels below.
   bool flash_prefill(int layer, const Tensor& q, const AttentionParams& p, Tensor& out) {
     const int group = p.num_heads / p.num_kv_heads;
-    if (!flash_prefill_ || !batch_.has_prefill() || kv_.dtype == DType::kF32 || !flash_prefill_supports(p.head_dim, group))
+    if (!flash_prefill_ || !batch_.has_prefill() || kv_.layout.dtype == DType::kF32 || !flash_prefill_supports(p.head_dim, group))
       return false;
     const int rows = flash_prefill_rows(p.head_dim);
     if (rows != flash_tiles_rows_) {
@@ -462,13 +449,13 @@ class CudaBackend final : public Backend {
       flash_tiles_rows_ = rows;
     }
     if (flash_tiles_host_.empty()) return true;
-    dispatch(kv_.dtype, [&](auto* tag) {
+    dispatch(kv_.layout.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
       if constexpr (!std::is_same_v<T, float>) {
         KEEL_CUDA_CHECK(launch_flash_prefill<T>(
-            static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]),
+            static_cast<const float*>(q.data), static_cast<const T*>(kv_.k[layer]), static_cast<const T*>(kv_.v[layer]),
             batch_.seqs(), batch_.block_tables(), flash_tiles_.ptr, static_cast<int>(flash_tiles_host_.size()), p.num_heads,
-            p.num_kv_heads, p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap,
+            p.num_kv_heads, p.head_dim, kv_.layout.block_size, p.scale, p.sliding_window, p.softcap,
             static_cast<T*>(out.data), ctx_.stream));
       }
     });
@@ -496,13 +483,13 @@ class CudaBackend final : public Backend {
       dim3 grid(static_cast<unsigned>(q.rows), static_cast<unsigned>(p.num_kv_heads), static_cast<unsigned>(splits));
       const size_t smem = (static_cast<size_t>(group) * p.head_dim + static_cast<size_t>(group) * kTileKeys +
                            static_cast<size_t>(kWarps) * group * p.head_dim) * sizeof(float);
-      dispatch(kv_.dtype, [&](auto* tag) {
+      dispatch(kv_.layout.dtype, [&](auto* tag) {
         using T = std::remove_pointer_t<decltype(tag)>;
         auto group_kernel = [&](auto kernel) {
           if (smem > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-          ctx_.launch(kernel, grid, kTileKeys, smem, static_cast<const float*>(q.data), static_cast<const T*>(k_[layer]),
-                      static_cast<const T*>(v_[layer]), batch_.positions(), batch_.row_seq(), batch_.seqs(), batch_.block_tables(),
-                      p.num_heads, p.num_kv_heads, p.head_dim, kv_.block_size, p.scale, p.sliding_window, p.softcap,
+          ctx_.launch(kernel, grid, kTileKeys, smem, static_cast<const float*>(q.data), static_cast<const T*>(kv_.k[layer]),
+                      static_cast<const T*>(kv_.v[layer]), batch_.positions(), batch_.row_seq(), batch_.seqs(), batch_.block_tables(),
+                      p.num_heads, p.num_kv_heads, p.head_dim, kv_.layout.block_size, p.scale, p.sliding_window, p.softcap,
                       static_cast<T*>(out.data), splits, split_ml_.ptr, split_acc_.ptr, counts, flash);
         };
         switch (dpl) {
@@ -521,11 +508,11 @@ class CudaBackend final : public Backend {
     }
     const int64_t tasks = q.rows * p.num_heads;
     const int warps = 4;
-    dispatch(kv_.dtype, [&](auto* tag) {
+    dispatch(kv_.layout.dtype, [&](auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
       ctx_.launch(attention_kernel<T>, blocks_for(tasks, warps), warps * 32, 0, static_cast<const float*>(q.data),
-                  static_cast<const T*>(k_[layer]), static_cast<const T*>(v_[layer]), batch_.positions(), batch_.row_seq(),
-                  batch_.seqs(), batch_.block_tables(), q.rows, p.num_heads, p.num_kv_heads, p.head_dim, kv_.block_size, p.scale,
+                  static_cast<const T*>(kv_.k[layer]), static_cast<const T*>(kv_.v[layer]), batch_.positions(), batch_.row_seq(),
+                  batch_.seqs(), batch_.block_tables(), q.rows, p.num_heads, p.num_kv_heads, p.head_dim, kv_.layout.block_size, p.scale,
                   p.sliding_window, p.softcap, static_cast<T*>(out.data), flash);
     });
   }
@@ -655,8 +642,7 @@ class CudaBackend final : public Backend {
   // Decode-sized bf16 GEMMs (≤ kGemvPreferredRows rows) through gemv.cuh instead of cuBLAS; KEEL_CUDA_GEMV=0
   // turns it off (A/B).
   bool use_gemv_ = env_on("KEEL_CUDA_GEMV");
-  KvLayout kv_;
-  std::vector<void*> k_, v_;
+  KvCache kv_;
 
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
   std::unordered_map<int, DeviceArray<float>> rope_tables_;
@@ -774,101 +760,13 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // --- Prefix cache tiers (host RAM, SSD): one KV block of every layer to or from host memory, laid out as
-  // ops.h says (per layer: K then V). The copies run on their own stream through pinned staging slots, ordered
-  // against the compute stream by events, never by synchronizing it: an upload returns once its bytes are
-  // staged, and the next kernels on the compute stream wait for it on the device; a download waits only for
-  // the kernels queued before it and for its own copy. Pinned staging also lets the DMA engine read and write
-  // host memory directly (pageable memory goes through the driver's bounce buffer in small pieces).
+  // --- Prefix cache tiers (host RAM, SSD): kv_block_copy.h.
  public:
-  void copy_kv_block_to_host(int block, void* dst) override {
-    KvCopySlot& slot = kv_copy_.next(*this);
-    // After every kernel queued so far (the block's last writer), on the copy stream.
-    KEEL_CUDA_CHECK(cudaEventRecord(kv_copy_.compute_done, ctx_.stream));
-    KEEL_CUDA_CHECK(cudaStreamWaitEvent(kv_copy_.stream, kv_copy_.compute_done, 0));
-    const size_t n = kv_block_bytes_per_tensor();
-    for (int l = 0; l < kv_.num_layers; l++) {
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(slot.host + 2 * l * n, static_cast<const uint8_t*>(k_[l]) + block * n, n,
-                                      cudaMemcpyDeviceToHost, kv_copy_.stream));
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(slot.host + (2 * l + 1) * n, static_cast<const uint8_t*>(v_[l]) + block * n,
-                                      n, cudaMemcpyDeviceToHost, kv_copy_.stream));
-    }
-    KEEL_CUDA_CHECK(cudaEventRecord(slot.done, kv_copy_.stream));
-    KEEL_CUDA_CHECK(cudaEventSynchronize(slot.done));
-    std::memcpy(dst, slot.host, kv_copy_.block_bytes);
-  }
-
-  void copy_kv_block_from_host(const void* src, int block) override {
-    KvCopySlot& slot = kv_copy_.next(*this);  // waits until the slot's previous copy has left it
-    std::memcpy(slot.host, src, kv_copy_.block_bytes);
-    // Kernels queued before this upload may still read the block's old bytes (an evicted block being reused).
-    KEEL_CUDA_CHECK(cudaEventRecord(kv_copy_.compute_done, ctx_.stream));
-    KEEL_CUDA_CHECK(cudaStreamWaitEvent(kv_copy_.stream, kv_copy_.compute_done, 0));
-    const size_t n = kv_block_bytes_per_tensor();
-    for (int l = 0; l < kv_.num_layers; l++) {
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(k_[l]) + block * n, slot.host + 2 * l * n, n,
-                                      cudaMemcpyHostToDevice, kv_copy_.stream));
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint8_t*>(v_[l]) + block * n, slot.host + (2 * l + 1) * n, n,
-                                      cudaMemcpyHostToDevice, kv_copy_.stream));
-    }
-    KEEL_CUDA_CHECK(cudaEventRecord(slot.done, kv_copy_.stream));
-    // Everything queued on the compute stream from now on sees the block.
-    KEEL_CUDA_CHECK(cudaStreamWaitEvent(ctx_.stream, slot.done, 0));
-  }
+  void copy_kv_block_to_host(int block, void* dst) override { kv_copies_.to_host(block, dst); }
+  void copy_kv_block_from_host(const void* src, int block) override { kv_copies_.from_host(src, block); }
 
  private:
-  // Bytes of one block's K (or V) in one layer.
-  size_t kv_block_bytes_per_tensor() const {
-    return static_cast<size_t>(kv_.block_size) * kv_.num_kv_heads * kv_.head_dim * dtype_size(kv_.dtype);
-  }
-
-  struct KvCopySlot {
-    uint8_t* host = nullptr;  // block_bytes of pinned memory, inside KvCopy::pinned
-    cudaEvent_t done = nullptr;
-  };
-  // The copy stream and a ring of pinned staging slots, made on the first copy (the first eviction) and kept:
-  // host memory, so not counted in allocations(), and bounded: kSlots blocks.
-  struct KvCopy {
-    // Uploads of one admission's run of blocks overlap: staging block i + 1 while block i crosses the bus.
-    static constexpr int kSlots = 8;
-    int device = 0;
-    cudaStream_t stream = nullptr;
-    cudaEvent_t compute_done = nullptr;
-    uint8_t* pinned = nullptr;
-    size_t block_bytes = 0;
-    KvCopySlot slots[kSlots];
-    int next_slot = 0;
-
-    KvCopySlot& next(const CudaBackend& b) {
-      if (stream == nullptr) init(b);
-      KvCopySlot& s = slots[next_slot];
-      next_slot = (next_slot + 1) % kSlots;
-      KEEL_CUDA_CHECK(cudaEventSynchronize(s.done));  // its last copy has left the slot
-      return s;
-    }
-    void init(const CudaBackend& b) {
-      device = b.ctx_.device;
-      block_bytes = 2 * b.kv_block_bytes_per_tensor() * b.kv_.num_layers;
-      KEEL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-      KEEL_CUDA_CHECK(cudaEventCreateWithFlags(&compute_done, cudaEventDisableTiming));
-      KEEL_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&pinned), kSlots * block_bytes, cudaHostAllocDefault));
-      for (int i = 0; i < kSlots; i++) {
-        slots[i].host = pinned + i * block_bytes;
-        KEEL_CUDA_CHECK(cudaEventCreateWithFlags(&slots[i].done, cudaEventDisableTiming));
-        KEEL_CUDA_CHECK(cudaEventRecord(slots[i].done, stream));  // "free" until first used
-      }
-    }
-    ~KvCopy() {
-      if (stream == nullptr) return;
-      cudaSetDevice(device);
-      cudaStreamSynchronize(stream);
-      for (auto& s : slots) cudaEventDestroy(s.done);
-      cudaEventDestroy(compute_done);
-      cudaFreeHost(pinned);
-      cudaStreamDestroy(stream);
-    }
-  };
-  KvCopy kv_copy_;
+  KvBlockCopier kv_copies_{ctx_, kv_};
 };
 
 }  // namespace
