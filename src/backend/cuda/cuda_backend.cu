@@ -16,6 +16,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/decode_graphs.h"
 #include "backend/cuda/device_arena.h"
 #include "backend/cuda/device_batch.h"
 #include "backend/cuda/device_context.h"
@@ -64,7 +65,6 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(int device) { ctx_.device = device; }
   ~CudaBackend() override {
     cudaSetDevice(ctx_.device);
-    for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g);
     if (cublas_) cublasDestroy(cublas_);
     if (ctx_.stream) cudaStreamDestroy(ctx_.stream);
   }
@@ -225,28 +225,9 @@ class CudaBackend final : public Backend {
 
   bool supports_graphs() const override { return true; }
 
-  bool replay(uint64_t key) override {
-    auto it = graphs_.find(key);
-    if (it == graphs_.end()) return false;
-    KEEL_CUDA_CHECK(cudaGraphLaunch(it->second, ctx_.stream));
-    return true;
-  }
-
-  void begin_capture() override {
-    KEEL_CUDA_CHECK(cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeThreadLocal));
-    capturing_ = true;
-  }
-
-  Status end_capture(uint64_t key) override {
-    capturing_ = false;
-    cudaGraph_t graph = nullptr;
-    KEEL_CUDA_RETURN(cudaStreamEndCapture(ctx_.stream, &graph), "end graph capture");
-    cudaGraphExec_t exec = nullptr;
-    KEEL_CUDA_RETURN(cudaGraphInstantiate(&exec, graph, 0), "instantiate graph");
-    cudaGraphDestroy(graph);
-    graphs_[key] = exec;
-    return Status();
-  }
+  bool replay(uint64_t key) override { return graphs_.replay(key); }
+  void begin_capture() override { graphs_.begin_capture(); }
+  Status end_capture(uint64_t key) override { return graphs_.end_capture(key); }
 
   // The tokens were uploaded by begin_forward.
   void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) override {
@@ -575,7 +556,7 @@ class CudaBackend final : public Backend {
     // Rows per pass over an expert's weight row: a decode batch of 8 gives experts ~1 row each, and more
     // accumulators than that cost occupancy (104 registers a thread at 8, 54 at 4).
     const int expert_nt = tokens == 1 ? 1 : pairs <= 2 * experts ? 4 : 8;
-    if (capturing_ || pairs <= static_cast<int64_t>(kMoeFusedMaxPairs)) moe_fused_experts(x, w, table, vec, expert_nt);
+    if (graphs_.capturing() || pairs <= static_cast<int64_t>(kMoeFusedMaxPairs)) moe_fused_experts(x, w, table, vec, expert_nt);
     else moe_grouped_gemms(x, w);
     moe_combine_kernel<<<dim3(static_cast<unsigned>((hidden + kCombineThreads - 1) / kCombineThreads),
                              static_cast<unsigned>(tokens)),
@@ -644,9 +625,8 @@ class CudaBackend final : public Backend {
   bool use_gemv_ = env_on("KEEL_CUDA_GEMV");
   KvCache kv_;
 
-  std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
+  DecodeGraphs graphs_{ctx_};
   std::unordered_map<int, DeviceArray<float>> rope_tables_;
-  bool capturing_ = false;
   DeviceArray<int32_t> argmax_, share_counts_;
   DeviceArray<SampleParams> sample_params_;
   DeviceArray<int2> flash_tiles_;
