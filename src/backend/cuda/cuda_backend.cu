@@ -20,10 +20,10 @@
 #include "backend/cuda/device_arena.h"
 #include "backend/cuda/device_batch.h"
 #include "backend/cuda/device_context.h"
+#include "backend/cuda/device_sampler.h"
 #include "backend/cuda/dtype_dispatch.cuh"
 #include "backend/cuda/kv_block_copy.h"
 #include "backend/cuda/kv_cache.h"
-#include "backend/cuda/argmax.cuh"
 #include "backend/cuda/gemv.cuh"
 #include "backend/cuda/attention_kernels.cuh"
 #include "backend/cuda/elementwise_kernels.cuh"
@@ -34,7 +34,6 @@
 #include "backend/cuda/launch.cuh"
 #include "backend/cuda/flash_prefill.cuh"
 #include "backend/cuda/moe_kernels.cuh"
-#include "backend/cuda/sampling.cuh"
 
 namespace keel::backend {
 
@@ -142,33 +141,10 @@ class CudaBackend final : public Backend {
   }
 
   void argmax_rows(const Tensor& logits, int32_t* out, float* value = nullptr) override {
-    const int rows = static_cast<int>(logits.rows);
-    if (rows == 0) return;
-    memory_.reserve(argmax_, rows);
-    if (value != nullptr) memory_.reserve(argmax_value_, rows);
-    argmax_rows_kernel<<<rows, kArgmaxThreads, 0, ctx_.stream>>>(static_cast<const float*>(logits.data),
-                                                             static_cast<int>(logits.cols), argmax_.ptr,
-                                                             value != nullptr ? argmax_value_.ptr : nullptr);
-    ctx_.check_launch();
-    KEEL_CUDA_CHECK(cudaMemcpyAsync(out, argmax_.ptr, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, ctx_.stream));
-    if (value != nullptr)
-      KEEL_CUDA_CHECK(cudaMemcpyAsync(value, argmax_value_.ptr, rows * sizeof(float), cudaMemcpyDeviceToHost, ctx_.stream));
-    KEEL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
+    sampler_.argmax_rows(logits, out, value);
   }
-
-  // backend/cuda/sampling.cuh: the rows' parameters go up, one id per row comes back.
   void sample_rows(const Tensor& logits, const SampleParams* params, int rows, int32_t* out) override {
-    if (rows == 0) return;
-    memory_.reserve(argmax_, rows);
-    memory_.reserve(sample_params_, rows);
-    KEEL_CUDA_CHECK(cudaMemcpyAsync(sample_params_.ptr, params, rows * sizeof(SampleParams), cudaMemcpyHostToDevice,
-                                    ctx_.stream));
-    sample_rows_kernel<<<rows, kSampleThreads, 0, ctx_.stream>>>(static_cast<const float*>(logits.data),
-                                                             static_cast<int>(logits.cols), sample_params_.ptr,
-                                                             argmax_.ptr);
-    ctx_.check_launch();
-    KEEL_CUDA_CHECK(cudaMemcpyAsync(out, argmax_.ptr, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, ctx_.stream));
-    KEEL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream));
+    sampler_.sample_rows(logits, params, rows, out);
   }
 
   void copy_from_host(const float* src, Tensor& dst) override {
@@ -183,9 +159,7 @@ class CudaBackend final : public Backend {
 
   Status reserve_forward(const ForwardLimits& limits) override {
     batch_.reserve(limits);
-    memory_.reserve(argmax_, limits.max_tokens, true);
-    memory_.reserve(argmax_value_, limits.max_tokens, true);
-    memory_.reserve(sample_params_, limits.max_tokens, true);
+    sampler_.reserve(limits);
     memory_.reserve(inv_freq_, 4096, true);
     memory_.reserve(fused_, static_cast<size_t>(limits.max_tokens) * limits.max_fused_cols, true);
     // Split-K partials: only used while rows x KV heads < the SM count, so at most 2 x SMs + SMs shares.
@@ -619,6 +593,7 @@ class CudaBackend final : public Backend {
   DeviceContext ctx_;
   DeviceArena memory_;
   DeviceBatch batch_{ctx_, memory_};
+  DeviceSampler sampler_{ctx_, memory_};
   cublasHandle_t cublas_ = nullptr;
   // Decode-sized bf16 GEMMs (≤ kGemvPreferredRows rows) through gemv.cuh instead of cuBLAS; KEEL_CUDA_GEMV=0
   // turns it off (A/B).
@@ -627,13 +602,12 @@ class CudaBackend final : public Backend {
 
   DecodeGraphs graphs_{ctx_};
   std::unordered_map<int, DeviceArray<float>> rope_tables_;
-  DeviceArray<int32_t> argmax_, share_counts_;
-  DeviceArray<SampleParams> sample_params_;
+  DeviceArray<int32_t> share_counts_;
   DeviceArray<int2> flash_tiles_;
   std::vector<int2> flash_tiles_host_;
   int flash_tiles_rows_ = 0;  // rows per tile of the uploaded list; 0: none yet this forward
   bool flash_prefill_ = true;
-  DeviceArray<float> inv_freq_, fused_, split_ml_, split_acc_, argmax_value_;
+  DeviceArray<float> inv_freq_, fused_, split_ml_, split_acc_;
   static constexpr int kMaxSplits = 32;
 
   // --- Mixture of experts (moe_kernels.cuh has the grouping's layout).
