@@ -3,7 +3,6 @@
 // or on the first forward (rope tables, MoE expert tables): the allocation counter stays flat after warm-up.
 // keel's own kernels (not cuBLAS', the MoE or prefill kernels) are launched with programmatic dependent launch
 // (launch.cuh) so that each starts while the one before it drains; KEEL_CUDA_PDL=0 launches them plainly (A/B).
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -22,12 +21,11 @@
 #include "backend/cuda/device_context.h"
 #include "backend/cuda/device_sampler.h"
 #include "backend/cuda/dtype_dispatch.cuh"
+#include "backend/cuda/gemm_dispatch.h"
 #include "backend/cuda/kv_block_copy.h"
 #include "backend/cuda/kv_cache.h"
-#include "backend/cuda/gemv.cuh"
 #include "backend/cuda/attention_kernels.cuh"
 #include "backend/cuda/elementwise_kernels.cuh"
-#include "backend/cuda/gemm_epilogue_kernels.cuh"
 #include "backend/cuda/norm_kernels.cuh"
 #include "backend/cuda/rope_kv_kernels.cuh"
 #include "backend/cuda/row_copy_kernels.cuh"
@@ -41,15 +39,6 @@ namespace {
 
 using namespace keel::backend::cuda;
 
-cudaDataType_t cuda_type(DType d) {
-  switch (d) {
-    case DType::kF32: return CUDA_R_32F;
-    case DType::kF16: return CUDA_R_16F;
-    case DType::kBF16: return CUDA_R_16BF;
-  }
-  return CUDA_R_32F;
-}
-
 void from_float_host(const float* src, DType dtype, void* dst, size_t n) {
   if (dtype == DType::kF32) {
     std::memcpy(dst, src, n * sizeof(float));
@@ -59,18 +48,24 @@ void from_float_host(const float* src, DType dtype, void* dst, size_t n) {
   for (size_t i = 0; i < n; i++) d[i] = dtype == DType::kBF16 ? float_to_bf16(src[i]) : float_to_f16(src[i]);
 }
 
+// The compute stream, destroyed after everything that queues work on it.
+struct OwnedStream {
+  cudaStream_t stream = nullptr;
+  ~OwnedStream() {
+    if (stream) cudaStreamDestroy(stream);
+  }
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) { ctx_.device = device; }
-  ~CudaBackend() override {
-    cudaSetDevice(ctx_.device);
-    if (cublas_) cublasDestroy(cublas_);
-    if (ctx_.stream) cudaStreamDestroy(ctx_.stream);
-  }
+  // The parts go in the reverse of their declaration: graphs and copies first, the buffers, then the stream.
+  ~CudaBackend() override { cudaSetDevice(ctx_.device); }
 
   Status init() {
     KEEL_CUDA_RETURN(cudaSetDevice(ctx_.device), "set device");
-    KEEL_CUDA_RETURN(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking), "create stream");
+    KEEL_CUDA_RETURN(cudaStreamCreateWithFlags(&stream_.stream, cudaStreamNonBlocking), "create stream");
+    ctx_.stream = stream_.stream;
     cudaDeviceProp prop{};
     KEEL_CUDA_RETURN(cudaGetDeviceProperties(&prop, ctx_.device), "read device properties");
     ctx_.sm_count = prop.multiProcessorCount;
@@ -78,13 +73,7 @@ class CudaBackend final : public Backend {
     flash_prefill_ = env_on("KEEL_FLASH_PREFILL");
     // PDL needs sm_90; older GPUs would ignore the attribute, but the launches stay plain there.
     ctx_.pdl = env_on("KEEL_CUDA_PDL") && prop.major >= 9;
-    if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) return internal_error("cuBLAS: cannot create a handle");
-    cublasSetStream(cublas_, ctx_.stream);
-    // cuBLAS takes workspace from the pool on demand unless given one: give it one, so it never allocates.
-    KEEL_ASSIGN_OR_RETURN(void* ws, memory_.alloc(kCublasWorkspace));
-    cublasSetWorkspace(cublas_, ws, kCublasWorkspace);
-    cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH);  // no TF32: the F32 path must match the CPU oracle
-    return Status();
+    return gemm_.init();
   }
 
   std::string name() const override { return "cuda"; }
@@ -161,7 +150,7 @@ class CudaBackend final : public Backend {
     batch_.reserve(limits);
     sampler_.reserve(limits);
     memory_.reserve(inv_freq_, 4096, true);
-    memory_.reserve(fused_, static_cast<size_t>(limits.max_tokens) * limits.max_fused_cols, true);
+    gemm_.reserve(limits);
     // Split-K partials: only used while rows x KV heads < the SM count, so at most 2 x SMs + SMs shares.
     const size_t shares = static_cast<size_t>(3 * ctx_.sm_count);
     memory_.reserve(split_ml_, shares * kMaxGroup * 2, true);
@@ -236,101 +225,13 @@ class CudaBackend final : public Backend {
                 static_cast<const float*>(b.data), static_cast<float*>(out.data), n);
   }
 
-  void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override {
-    const int m = static_cast<int>(x.rows), n = static_cast<int>(w.rows), k = static_cast<int>(w.cols);
-    if (gemv_fits(x, w) && out.cols == n) {
-      // The bias joins the GEMV's store when it has the operands' dtype (always, for weights bound here).
-      const bool fuse_bias = bias != nullptr && bias->dtype == DType::kBF16;
-      GemvOut o{static_cast<float*>(out.data), nullptr, nullptr, fuse_bias ? bf16_data(*bias) : nullptr,
-                nullptr, nullptr, n, 0, 0};
-      KEEL_CUDA_CHECK(launch_gemv(bf16_data(x), bf16_data(w), m, n, k, 0, o, gemv_launch()));
-      if (fuse_bias) return;
-    } else {
-      // Row-major out[M,N] = x[M,K] w[N,K]^T is column-major out^T[N,M] = w^T... : cuBLAS sees w as a K x N
-      // column-major matrix (transposed to N x K) and x as K x M.
-      const float alpha = 1.0f, beta = 0.0f;
-      KEEL_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w.data, cuda_type(w.dtype), k,
-                                     x.data, cuda_type(x.dtype), k, &beta, out.data, CUDA_R_32F, n,
-                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    }
-    if (bias != nullptr) {
-      dispatch(bias->dtype, [&](auto* tag) {
-        using T = std::remove_pointer_t<decltype(tag)>;
-        ctx_.launch(add_bias_kernel<T>, blocks_for(out.numel(), 256), 256, 0, static_cast<float*>(out.data),
-                    static_cast<const T*>(bias->data), out.rows, out.cols);
-      });
-    }
-  }
-
-  // Adjacent weights [N1,K][N2,K]... are one [N1+N2+..., K] matrix: one GEMM, then a split with biases (decode:
-  // one GEMV that stores each column in its target directly).
+  void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override { gemm_.gemm(x, w, bias, out); }
   void gemm_many(const Tensor& x, const Projection* p, int n) override {
-    bool adjacent = n <= 3 && fused_.ptr != nullptr;
-    int64_t total = 0;
-    for (int i = 0; i < n && adjacent; i++) {
-      adjacent &= p[i].w->dtype == p[0].w->dtype && p[i].w->cols == p[0].w->cols &&
-                  p[i].out->dtype == DType::kF32 &&
-                  (i == 0 || p[i].w->data == static_cast<const uint8_t*>(p[i - 1].w->data) + p[i - 1].w->nbytes()) &&
-                  (p[i].bias == nullptr || p[i].bias->dtype == ctx_.act);
-      total += p[i].w->rows;
-    }
-    if (!adjacent || x.rows * total > static_cast<int64_t>(fused_.capacity)) {
-      Backend::gemm_many(x, p, n);
-      return;
-    }
-    Tensor fused_w{p[0].w->data, p[0].w->dtype, total, p[0].w->cols};
-    if (ctx_.fuse && gemv_fits(x, fused_w)) {
-      float* outs[3] = {};
-      const __nv_bfloat16* biases[3] = {};
-      int cols[3] = {};
-      for (int i = 0; i < n; i++) {
-        outs[i] = static_cast<float*>(p[i].out->data);
-        biases[i] = p[i].bias != nullptr ? bf16_data(*p[i].bias) : nullptr;
-        cols[i] = static_cast<int>(p[i].w->rows);
-      }
-      const GemvOut o{outs[0], outs[1], outs[2], biases[0], biases[1], biases[2], cols[0], cols[1], cols[2]};
-      KEEL_CUDA_CHECK(launch_gemv(bf16_data(x), bf16_data(fused_w), static_cast<int>(x.rows), static_cast<int>(total),
-                                  static_cast<int>(fused_w.cols), 0, o, gemv_launch()));
-      return;
-    }
-    Tensor out{fused_.ptr, DType::kF32, x.rows, total};
-    gemm(x, fused_w, nullptr, out);
-    SplitTarget t[3] = {};
-    for (int i = 0; i < n; i++)
-      t[i] = {static_cast<float*>(p[i].out->data), p[i].bias ? p[i].bias->data : nullptr, p[i].w->rows};
-    const int64_t elems = x.rows * total;
-    dispatch(ctx_.act, [&](auto* tag) {
-      using TB = std::remove_pointer_t<decltype(tag)>;
-      ctx_.launch(split_columns_kernel<TB>, blocks_for(elems, 256), 256, 0, fused_.ptr, x.rows, total, t[0], t[1], t[2]);
-    });
+    if (!gemm_.gemm_many(x, p, n)) Backend::gemm_many(x, p, n);
   }
-
   void gemm_glu(const Tensor& x, const Tensor& gate, const Tensor& up, GluActivation act, Tensor& gate_out,
                 Tensor& up_out, Tensor& out) override {
-    const bool adjacent = gate.data != nullptr && up.data == static_cast<const uint8_t*>(gate.data) + gate.nbytes() &&
-                          gate.rows == up.rows && x.rows * 2 * gate.rows <= static_cast<int64_t>(fused_.capacity);
-    if (!adjacent) {
-      Backend::gemm_glu(x, gate, up, act, gate_out, up_out, out);
-      return;
-    }
-    Tensor fused_w{gate.data, gate.dtype, 2 * gate.rows, gate.cols};
-    const bool gelu = act == GluActivation::kGeluTanh;
-    if (ctx_.fuse && gemv_fits(x, fused_w) && out.dtype == DType::kBF16) {
-      // Decode: one GEMV reads the gate and up rows of each output and stores act(gate)·up.
-      const GemvGlu o{static_cast<__nv_bfloat16*>(out.data), static_cast<int>(gate.rows), gelu};
-      KEEL_CUDA_CHECK(launch_gemv(bf16_data(x), bf16_data(fused_w), static_cast<int>(x.rows),
-                                  static_cast<int>(gate.rows), static_cast<int>(gate.cols), gate.rows, o,
-                                  gemv_launch()));
-      return;
-    }
-    Tensor fused_out{fused_.ptr, DType::kF32, x.rows, 2 * gate.rows};
-    gemm(x, fused_w, nullptr, fused_out);
-    const int64_t n = x.rows * gate.rows;
-    dispatch(out.dtype, [&](auto* tag) {
-      using T = std::remove_pointer_t<decltype(tag)>;
-      ctx_.launch(glu_fused_kernel<T>, blocks_for(n, 256), 256, 0, fused_.ptr, x.rows, gate.rows, gelu,
-                  static_cast<T*>(out.data));
-    });
+    if (!gemm_.gemm_glu(x, gate, up, act, out)) Backend::gemm_glu(x, gate, up, act, gate_out, up_out, out);
   }
 
   void add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& w, float eps, bool add_one, Tensor& out) override {
@@ -556,17 +457,6 @@ class CudaBackend final : public Backend {
   void synchronize() override { KEEL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream)); }
 
  private:
-  static constexpr size_t kCublasWorkspace = 32ull << 20;
-
-  GemvLaunch gemv_launch() const { return GemvLaunch{ctx_.stream, ctx_.pdl}; }
-
-  // The decode GEMV takes x·wᵀ when x has few rows and both are bf16 (KEEL_CUDA_GEMV=0: cuBLAS always).
-  bool gemv_fits(const Tensor& x, const Tensor& w) const {
-    return use_gemv_ && x.rows <= kGemvPreferredRows && x.dtype == DType::kBF16 && w.dtype == DType::kBF16 &&
-           x.cols == w.cols && gemv_applies(static_cast<int>(x.rows), static_cast<int>(w.cols), x.data, w.data);
-  }
-  static const __nv_bfloat16* bf16_data(const Tensor& t) { return static_cast<const __nv_bfloat16*>(t.data); }
-
   // A few long rows (decode: the residual stream's norms) take rms_norm_row_kernel, a block per row with the
   // row in registers; more rows, or rows it cannot hold, the looping kernels.
   static bool norm_rows_fit(const Tensor& x, const Tensor* delta) {
@@ -591,13 +481,11 @@ class CudaBackend final : public Backend {
   }
 
   DeviceContext ctx_;
+  OwnedStream stream_;
   DeviceArena memory_;
   DeviceBatch batch_{ctx_, memory_};
   DeviceSampler sampler_{ctx_, memory_};
-  cublasHandle_t cublas_ = nullptr;
-  // Decode-sized bf16 GEMMs (≤ kGemvPreferredRows rows) through gemv.cuh instead of cuBLAS; KEEL_CUDA_GEMV=0
-  // turns it off (A/B).
-  bool use_gemv_ = env_on("KEEL_CUDA_GEMV");
+  GemmDispatcher gemm_{ctx_, memory_};
   KvCache kv_;
 
   DecodeGraphs graphs_{ctx_};
@@ -607,7 +495,7 @@ class CudaBackend final : public Backend {
   std::vector<int2> flash_tiles_host_;
   int flash_tiles_rows_ = 0;  // rows per tile of the uploaded list; 0: none yet this forward
   bool flash_prefill_ = true;
-  DeviceArray<float> inv_freq_, fused_, split_ml_, split_acc_;
+  DeviceArray<float> inv_freq_, split_ml_, split_acc_;
   static constexpr int kMaxSplits = 32;
 
   // --- Mixture of experts (moe_kernels.cuh has the grouping's layout).
