@@ -21,12 +21,11 @@
 #include "backend/cuda/device_context.h"
 #include "backend/cuda/device_sampler.h"
 #include "backend/cuda/dtype_dispatch.cuh"
+#include "backend/cuda/elementwise_ops.h"
 #include "backend/cuda/gemm_dispatch.h"
 #include "backend/cuda/kv_block_copy.h"
 #include "backend/cuda/kv_cache.h"
 #include "backend/cuda/attention_kernels.cuh"
-#include "backend/cuda/elementwise_kernels.cuh"
-#include "backend/cuda/norm_kernels.cuh"
 #include "backend/cuda/rope_kv_kernels.cuh"
 #include "backend/cuda/row_copy_kernels.cuh"
 #include "backend/cuda/launch.cuh"
@@ -192,37 +191,23 @@ class CudaBackend final : public Backend {
   void begin_capture() override { graphs_.begin_capture(); }
   Status end_capture(uint64_t key) override { return graphs_.end_capture(key); }
 
-  // The tokens were uploaded by begin_forward.
+  // --- Ops. The token ids and kept rows were uploaded by begin_forward.
   void embed(const Tensor& table, const int32_t* tokens, int n, float scale, Tensor& out) override {
-    dispatch(table.dtype, [&](auto* tag) {
-      using T = std::remove_pointer_t<decltype(tag)>;
-      ctx_.launch(embed_kernel<T>, n, 1024, 0, static_cast<const T*>(table.data), batch_.tokens(), table.cols, scale,
-                  static_cast<float*>(out.data));
-    });
+    elementwise_.embed(table, n, scale, out);
   }
-
   void rms_norm(const Tensor& x, const Tensor& w, float eps, bool add_one, Tensor& out) override {
-    dispatch(out.dtype, [&](auto* out_tag) {
-      using TO = std::remove_pointer_t<decltype(out_tag)>;
-      dispatch(w.dtype, [&](auto* w_tag) {
-        using TW = std::remove_pointer_t<decltype(w_tag)>;
-        if (norm_rows_fit(x, nullptr)) {
-          ctx_.launch(rms_norm_row_kernel<TO, TW>, static_cast<unsigned>(x.rows), kNormThreads, 0,
-                      static_cast<float*>(x.data), static_cast<const float*>(nullptr), static_cast<const TW*>(w.data), eps,
-                      add_one, static_cast<int>(x.cols), static_cast<TO*>(out.data));
-          return;
-        }
-        ctx_.launch(rms_norm_kernel<TO, TW>, static_cast<unsigned>(x.rows), norm_threads(x), 0,
-                    static_cast<const float*>(x.data), static_cast<const TW*>(w.data), eps, add_one, x.cols,
-                    static_cast<TO*>(out.data));
-      });
-    });
+    elementwise_.rms_norm(x, w, eps, add_one, out);
   }
-
-  void add(const Tensor& a, const Tensor& b, Tensor& out) override {
-    const int64_t n = a.numel();
-    ctx_.launch(add_kernel, blocks_for(n, 256), 256, 0, static_cast<const float*>(a.data),
-                static_cast<const float*>(b.data), static_cast<float*>(out.data), n);
+  void add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& w, float eps, bool add_one, Tensor& out) override {
+    elementwise_.add_rms_norm(x, delta, w, eps, add_one, out);
+  }
+  void add(const Tensor& a, const Tensor& b, Tensor& out) override { elementwise_.add(a, b, out); }
+  void glu(const Tensor& gate, const Tensor& up, GluActivation act, Tensor& out) override {
+    elementwise_.glu(gate, up, act, out);
+  }
+  void softcap(Tensor& x, float cap) override { elementwise_.softcap(x, cap); }
+  void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, Tensor& out) override {
+    elementwise_.gather_rows(x, static_cast<int>(rows.size()), out);
   }
 
   void gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override { gemm_.gemm(x, w, bias, out); }
@@ -232,24 +217,6 @@ class CudaBackend final : public Backend {
   void gemm_glu(const Tensor& x, const Tensor& gate, const Tensor& up, GluActivation act, Tensor& gate_out,
                 Tensor& up_out, Tensor& out) override {
     if (!gemm_.gemm_glu(x, gate, up, act, out)) Backend::gemm_glu(x, gate, up, act, gate_out, up_out, out);
-  }
-
-  void add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& w, float eps, bool add_one, Tensor& out) override {
-    dispatch(out.dtype, [&](auto* out_tag) {
-      using TO = std::remove_pointer_t<decltype(out_tag)>;
-      dispatch(w.dtype, [&](auto* w_tag) {
-        using TW = std::remove_pointer_t<decltype(w_tag)>;
-        if (norm_rows_fit(x, &delta)) {
-          ctx_.launch(rms_norm_row_kernel<TO, TW>, static_cast<unsigned>(x.rows), kNormThreads, 0,
-                      static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data),
-                      eps, add_one, static_cast<int>(x.cols), static_cast<TO*>(out.data));
-          return;
-        }
-        ctx_.launch(add_rms_norm_kernel<TO, TW>, static_cast<unsigned>(x.rows), norm_threads(x), 0,
-                    static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data), eps,
-                    add_one, x.cols, static_cast<TO*>(out.data));
-      });
-    });
   }
 
   void rope(Tensor& x, int head_dim, int rotary_dim, const BatchMeta& batch, int first_row,
@@ -373,15 +340,6 @@ class CudaBackend final : public Backend {
     });
   }
 
-  void glu(const Tensor& gate, const Tensor& up, GluActivation act, Tensor& out) override {
-    const int64_t n = gate.numel();
-    dispatch(out.dtype, [&](auto* tag) {
-      using T = std::remove_pointer_t<decltype(tag)>;
-      ctx_.launch(glu_kernel<T>, blocks_for(n, 256), 256, 0, static_cast<const float*>(gate.data),
-                  static_cast<const float*>(up.data), n, act == GluActivation::kGeluTanh, static_cast<T*>(out.data));
-    });
-  }
-
   // Route and run the experts on the device. Decode-sized batches (and anything captured in a graph) use the
   // fused kernels, which read each chosen expert's weights once per step whatever its token count; large
   // prefill batches group rows by expert and run cuBLAS GEMMs per expert, which needs the counts on the host.
@@ -440,33 +398,9 @@ class CudaBackend final : public Backend {
     ctx_.check_launch();
   }
 
-  void softcap(Tensor& x, float cap) override {
-    ctx_.launch(softcap_kernel, blocks_for(x.numel(), 256), 256, 0, static_cast<float*>(x.data), x.numel(), cap);
-  }
-
-  // The rows were uploaded by begin_forward.
-  void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, Tensor& out) override {
-    if (rows.empty()) return;
-    dispatch(x.dtype, [&](auto* tag) {
-      using T = std::remove_pointer_t<decltype(tag)>;
-      ctx_.launch(gather_rows_kernel<T>, static_cast<unsigned>(rows.size()), 1024, 0, static_cast<const T*>(x.data),
-                  batch_.logit_rows(), x.cols, static_cast<T*>(out.data));
-    });
-  }
-
   void synchronize() override { KEEL_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream)); }
 
  private:
-  // A few long rows (decode: the residual stream's norms) take rms_norm_row_kernel, a block per row with the
-  // row in registers; more rows, or rows it cannot hold, the looping kernels.
-  static bool norm_rows_fit(const Tensor& x, const Tensor* delta) {
-    const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-    return x.rows <= 64 && x.cols >= 2048 && x.cols % 4 == 0 && x.cols <= 4 * kNormVecs * kNormThreads &&
-           aligned(x.data) && (delta == nullptr || aligned(delta->data));
-  }
-  // The looping kernels: a few long rows get more threads each, so one row is not a serial chain of loads.
-  static int norm_threads(const Tensor& x) { return x.rows <= 64 && x.cols >= 2048 ? 1024 : 256; }
-
   // Fixed tables live on the device from their first use; per-call ones go through a scratch buffer.
   const float* resident_table(const RopeTable& t) {
     if (t.id < 0) {
@@ -486,6 +420,7 @@ class CudaBackend final : public Backend {
   DeviceBatch batch_{ctx_, memory_};
   DeviceSampler sampler_{ctx_, memory_};
   GemmDispatcher gemm_{ctx_, memory_};
+  ElementwiseOps elementwise_{ctx_, batch_};
   KvCache kv_;
 
   DecodeGraphs graphs_{ctx_};
