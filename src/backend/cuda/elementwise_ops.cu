@@ -36,8 +36,8 @@ void ElementwiseOps::rms_norm(const Tensor& x, const Tensor& w, float eps, bool 
       using TW = std::remove_pointer_t<decltype(w_tag)>;
       if (norm_rows_fit(x, nullptr)) {
         ctx_.launch(rms_norm_row_kernel<TO, TW>, static_cast<unsigned>(x.rows), kNormThreads, 0,
-                    static_cast<float*>(x.data), static_cast<const float*>(nullptr), static_cast<const TW*>(w.data), eps,
-                    add_one, static_cast<int>(x.cols), static_cast<TO*>(out.data));
+                    static_cast<float*>(x.data), static_cast<const float*>(nullptr), static_cast<const TW*>(w.data),
+                    eps, add_one, static_cast<int>(x.cols), static_cast<TO*>(out.data));
         return;
       }
       ctx_.launch(rms_norm_kernel<TO, TW>, static_cast<unsigned>(x.rows), norm_threads(x), 0,
@@ -66,8 +66,8 @@ void ElementwiseOps::add_rms_norm(Tensor& x, const Tensor& delta, const Tensor& 
         return;
       }
       ctx_.launch(add_rms_norm_kernel<TO, TW>, static_cast<unsigned>(x.rows), norm_threads(x), 0,
-                  static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data), eps,
-                  add_one, x.cols, static_cast<TO*>(out.data));
+                  static_cast<float*>(x.data), static_cast<const float*>(delta.data), static_cast<const TW*>(w.data),
+                  eps, add_one, x.cols, static_cast<TO*>(out.data));
     });
   });
 }
