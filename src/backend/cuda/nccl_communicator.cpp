@@ -14,7 +14,7 @@
 
 namespace keel::backend {
 
-bool cuda_backend_stream(Backend* backend, int* device, cudaStream_t* stream);  // cuda_backend.cu
+bool cuda_backend_stream(Backend* backend, int* device, cudaStream_t* stream);  // cuda_backend.cpp
 
 #ifdef KEEL_HAVE_NCCL
 
