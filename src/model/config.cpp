@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "base/dtype.h"
@@ -204,6 +205,10 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
   KEEL_RETURN_IF_ERROR(f.get_int("head_dim", &c.head_dim, false));
   if (c.head_dim <= 0 || c.head_dim % 2 != 0)
     return invalid_argument("{}: head_dim={} must be positive and even", where, c.head_dim);
+  // q_size() and kv_size() are ints; so is every size the forward pass derives from them.
+  if (int64_t{c.num_heads} * c.head_dim > std::numeric_limits<int>::max())
+    return invalid_argument("{}: num_attention_heads={} x head_dim={} does not fit a 32-bit size", where, c.num_heads,
+                            c.head_dim);
 
   // Biases.
   bool attention_bias = false;
@@ -266,9 +271,14 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
                                            &c.rope));
   }
   if (!gemma) c.rope_local = c.rope;
-  if (c.rotary_dim() % 2 != 0 || c.rotary_dim() <= 0 || c.rotary_dim() > c.head_dim)
-    return invalid_argument("{}: partial_rotary_factor={} gives a rotary dimension of {} for head_dim={}", where,
-                            c.rope.partial_rotary_factor, c.rotary_dim(), c.head_dim);
+  // Checked in floating point before rotary_dim() casts it to int (found by fuzz/model_config: a factor of 1e300
+  // overflowed the cast). Sliding layers build their rope table from rope_local's factor.
+  for (const RopeConfig* rope : {&c.rope, &c.rope_local}) {
+    const double dim = c.head_dim * rope->partial_rotary_factor;
+    if (!(dim >= 1 && dim <= c.head_dim) || static_cast<int>(dim) % 2 != 0)
+      return invalid_argument("{}: partial_rotary_factor={} gives a rotary dimension of {} for head_dim={}", where,
+                              rope->partial_rotary_factor, dim, c.head_dim);
+  }
 
   // Which layers slide: 5.x layer_types, else each family's 4.x fields.
   c.layers.assign(c.num_layers, LayerSpec{});

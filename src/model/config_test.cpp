@@ -145,4 +145,32 @@ TEST(Config, NotJsonIsCorruption) {
   EXPECT_NE(c.status().message().find("x/config.json"), std::string::npos);
 }
 
+// Found by fuzz/model_config: rotary_dim() cast head_dim * 1e300 to int (undefined behaviour) before the range
+// check; sliding layers' own factor (rope_parameters.sliding_attention) was never checked.
+TEST(Config, PartialRotaryFactorOutsideZeroToOneIsRefusedBeforeAnyCast) {
+  auto j = base("LlamaForCausalLM");
+  j["partial_rotary_factor"] = 1e300;
+  auto c = parse(j);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("partial_rotary_factor=1e+300"), std::string::npos) << c.status().message();
+
+  auto g = base("Gemma3ForCausalLM");
+  g["sliding_window"] = 512;
+  g["rope_parameters"] = {{"full_attention", {{"rope_type", "default"}, {"rope_theta", 1e6}}},
+                          {"sliding_attention", {{"rope_type", "default"}, {"partial_rotary_factor", -3.0}}}};
+  c = parse(g);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("partial_rotary_factor=-3"), std::string::npos) << c.status().message();
+}
+
+TEST(Config, HeadsTimesHeadDimBeyondAnIntIsRefused) {
+  auto j = base("LlamaForCausalLM");
+  j["num_attention_heads"] = 65536;
+  j["num_key_value_heads"] = 1;
+  j["head_dim"] = 65536;
+  auto c = parse(j);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("does not fit a 32-bit size"), std::string::npos) << c.status().message();
+}
+
 }  // namespace keel::model
