@@ -27,6 +27,11 @@ const std::vector<keel::ChatTemplate>& templates() {
 
 }  // namespace
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  templates();  // loads the files once, outside the per-input timeout
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::optional<json> body = keel::fuzz::json_body(data, size);
   if (!body) return 0;

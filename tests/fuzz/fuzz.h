@@ -18,6 +18,9 @@
 #include "env/env.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+// Optional: runs once before the first input (libFuzzer does not count it against -timeout). Targets that load
+// model files do it here.
+extern "C" __attribute__((weak)) int LLVMFuzzerInitialize(int* argc, char*** argv);
 
 #define KEEL_FUZZ_CHECK(cond)                                                              \
   do {                                                                                     \

@@ -27,6 +27,11 @@ const std::vector<Tokenizer>& tokenizers() {
 
 }  // namespace
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  tokenizers();  // loads the files once, outside the per-input timeout
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const uint8_t flags = data[0];
