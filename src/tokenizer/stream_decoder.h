@@ -1,6 +1,7 @@
 // Streaming detokenizer for the server: ids arrive one at a time and only whole UTF-8 characters leave.
-// A character split over several byte tokens is held back until it is complete; the concatenation of all
-// step() outputs plus flush() equals Tokenizer::decode of all the ids.
+// A character split over several byte tokens is held back until it is complete, a run of byte-fallback tokens
+// (<0xXX>) until it ends; the concatenation of all step() outputs plus flush() equals Tokenizer::decode of all
+// the ids (unless more than 64 ids were held back at once: then what they decode to so far is sent).
 #pragma once
 
 #include <cstdint>

@@ -3,7 +3,8 @@
 # corpus size, findings. Usage: tests/fuzz/run.sh BUILD_DIR SECONDS [TARGET...]   (default: every target)
 #
 # Per target, under BUILD_DIR/fuzz-out/<target>/: corpus/ (what the run added to the seeds; reused by the next
-# run), crashes/ (reproducers: crash-*, leak-*, timeout-*, oom-*), log.txt (the fuzzer's output).
+# run), crashes/ (this run's reproducers: crash-*, leak-*, timeout-*, oom-*; the previous run's move to
+# crashes.prev/), log.txt (the fuzzer's output).
 # Reproduce a finding: BUILD_DIR/fuzz/fuzz_<target> BUILD_DIR/fuzz-out/<target>/crashes/crash-<sha1>
 # (or the replay build: build/fuzz/fuzz_replay_<target> FILE). Once fixed, copy the reproducer into
 # tests/fuzz/corpus/<target>/ so `make test` replays it for good.
@@ -25,6 +26,8 @@ summary=()
 for t in "${targets[@]}"; do
   exe=$build/fuzz/fuzz_$t
   out=$build/fuzz-out/$t
+  # A run reports only its own findings; the previous run's reproducers move to crashes.prev/.
+  if [ -n "$(ls -A "$out/crashes" 2>/dev/null)" ]; then rm -rf "$out/crashes.prev" && mv "$out/crashes" "$out/crashes.prev"; fi
   mkdir -p "$out/corpus" "$out/crashes"
   if [ ! -x "$exe" ]; then
     echo "fuzz: $exe missing (cmake --build $build --target keel_fuzzers)"
