@@ -11,8 +11,8 @@
 
 #include "base/units.h"
 #include "cli/commands.h"
-#include "cli/launcher.h"
-#include "cli/load_model.h"
+#include "cli/flags.h"
+#include "runtime/load_model.h"
 #include "engine/follower.h"
 #include "engine/generate.h"
 #include "model/synthetic.h"
@@ -30,7 +30,7 @@ struct BenchArgs {
   std::string dir, backend = "cpu", synthetic, batches, prompts;
   int decode_tokens = 32;
   int prefill_chunk = 0;  // 0: the backend's default (cpu 512, cuda 8192)
-  DistOptions dist;  // --tensor-parallel ranks: rank 0 measures, the others follow
+  runtime::DistOptions dist;  // --tensor-parallel ranks: rank 0 measures, the others follow
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -161,13 +161,13 @@ Status report_all_reduce(model::Model& m, dist::Communicator& tp, engine::StepLe
 
 int run_bench(const BenchArgs& a) {
   // The launcher of a tensor-parallel group, or one of its followers, ends here.
-  std::optional<RankEnv> rank;
-  if (std::optional<int> code = dispatch_bench_rank(a.dir, a.synthetic, a.backend, a.dist, &rank)) return *code;
-  auto backend = make_backend(a.backend);
+  std::optional<runtime::RankEnv> rank;
+  if (std::optional<int> code = runtime::dispatch_bench_rank(a.dir, a.synthetic, a.backend, a.dist, &rank)) return *code;
+  auto backend = runtime::make_backend(a.backend);
   if (!backend.ok()) return report(backend.status());
-  RankGroup group;
+  runtime::RankGroup group;
   if (rank) {
-    auto g = join_group(*rank, a.dist, backend->get());
+    auto g = runtime::join_group(*rank, a.dist, backend->get());
     if (!g.ok()) return report(g.status());
     group = std::move(*g);
   }
@@ -194,11 +194,11 @@ int run_bench(const BenchArgs& a) {
   if (rank) {
     options.communicator = group.tensor;
     options.pipeline = group.pipeline;
-    if (Status s = send_load_options(*group.plans, options); !s.ok()) return report(s);
+    if (Status s = runtime::send_load_options(*group.plans, options); !s.ok()) return report(s);
     leader_owner = std::make_unique<engine::StepLeader>(group.plans);
   }
   engine::StepLeader* leader = leader_owner.get();
-  LoadedModel lm;
+  runtime::LoadedModel lm;
   lm.backend = std::move(*backend);
   std::string what;
   if (!a.dir.empty()) {
@@ -217,7 +217,7 @@ int run_bench(const BenchArgs& a) {
   }
   model::Model& m = *lm.model;
   if (rank) {
-    if (Status s = wait_until_loaded(group); !s.ok()) return report(s);
+    if (Status s = runtime::wait_until_loaded(group); !s.ok()) return report(s);
   }
   const auto& c = m.config();
   const auto& w = m.weights();
@@ -336,7 +336,7 @@ int run_bench(const BenchArgs& a) {
       if (Status s = report_all_reduce(m, *group.tensor, *leader, batches); !s.ok()) return report(s);
     }
     Status s = leader->shutdown();
-    exit_rank(s.ok() ? 0 : report(s));  // without the destructors, as the followers leave
+    runtime::exit_rank(s.ok() ? 0 : report(s));  // without the destructors, as the followers leave
   }
   return 0;
 }

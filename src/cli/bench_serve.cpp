@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "cli/serving.h"
+#include "cli/flags.h"
 
 namespace keel::cli {
 
@@ -26,7 +26,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct BenchServeArgs {
-  ServeOptions serving;
+  runtime::ServeOptions serving;
   std::string url;  // "": start a server in this process
   std::string model;
   int num_prompts = 64;
@@ -163,14 +163,14 @@ Summary summarize(std::vector<double> v) {
 }
 
 int run_bench_serve(BenchServeArgs a) {
-  std::unique_ptr<Serving> serving;
+  std::unique_ptr<runtime::Serving> serving;
   std::thread server_thread;
   Target target;
   if (a.url.empty()) {
     a.serving.host = "127.0.0.1";
     a.serving.port = 0;
     a.serving.max_num_seqs = std::max(a.serving.max_num_seqs, 1);
-    auto started = Serving::start(a.serving);
+    auto started = runtime::Serving::start(a.serving);
     if (!started.ok()) return report(started.status());
     serving = std::move(started).value();
     server_thread = std::thread([&] { serving->run(); });
@@ -325,7 +325,7 @@ void add_bench_serve(CLI::App& app, Context& ctx) {
   CLI::App* bench = app.get_subcommand("bench");
   auto* cmd = bench->add_subcommand("serve", "Serving benchmark: concurrent streaming clients against keel serve");
   static BenchServeArgs a;
-  ServeOptions& o = a.serving;
+  runtime::ServeOptions& o = a.serving;
   cmd->add_option("MODEL_DIR", o.dir, "Model to serve in process (default: the bundled demo model)");
   cmd->add_option("--synthetic", o.synthetic,
                   "Serve a synthetic model of this shape (random bf16 weights, byte tokenizer) instead of MODEL_DIR");

@@ -1,5 +1,5 @@
 // keel generate (one completion) and keel run (an interactive chat in the terminal), both streaming. keel generate
-// with --tensor-parallel or --pipeline-parallel runs as a group (cli/launcher.h); rank 0 alone prints.
+// with --tensor-parallel or --pipeline-parallel runs as a group (runtime/launcher.h); rank 0 alone prints.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -8,8 +8,8 @@
 #include <optional>
 
 #include "cli/commands.h"
-#include "cli/launcher.h"
-#include "cli/load_model.h"
+#include "cli/flags.h"
+#include "runtime/load_model.h"
 #include "engine/generate.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/stream_decoder.h"
@@ -71,7 +71,7 @@ struct GenerateArgs {
   std::string dir, tokens, prompt;
   bool ids_only = false;
   SamplingArgs s;
-  DistOptions dist;
+  runtime::DistOptions dist;
 };
 
 int run_generate(const GenerateArgs& a) {
@@ -93,9 +93,9 @@ int run_generate(const GenerateArgs& a) {
   if (Status s = a.s.sampling().validate(); !s.ok()) return report(s);
   // The launcher of a group, or one of its followers, ends here (after the checks above, so bad input is refused
   // before any rank starts).
-  std::optional<RankEnv> rank;
-  if (std::optional<int> code = dispatch_model_rank(a.dir, a.s.backend, a.dist, &rank)) return *code;
-  auto m = load_rank_model(a.dir, a.s.backend, a.dist, rank, sized_for(ids.size() + std::max(a.s.max_tokens, 0)));
+  std::optional<runtime::RankEnv> rank;
+  if (std::optional<int> code = runtime::dispatch_model_rank(a.dir, a.s.backend, a.dist, &rank)) return *code;
+  auto m = runtime::load_rank_model(a.dir, a.s.backend, a.dist, rank, sized_for(ids.size() + std::max(a.s.max_tokens, 0)));
   if (!m.ok()) return report(m.status());
   engine::GenerateOptions g = a.s.options(*m->model, tok ? &*tok : nullptr);
   g.leader = m->leader.get();
@@ -110,8 +110,8 @@ int run_generate(const GenerateArgs& a) {
     return true;
   });
   // A group's rank 0 leaves without its destructors once the followers are told (exit_rank).
-  auto done = [&](int code) { return rank ? (exit_rank(code), code) : code; };
-  if (Status s = end_followers(*m, out.status()); !s.ok()) return done(report(s));
+  auto done = [&](int code) { return rank ? (runtime::exit_rank(code), code) : code; };
+  if (Status s = runtime::end_followers(*m, out.status()); !s.ok()) return done(report(s));
   if (stream) {
     std::printf("%s\n", stream->flush().c_str());
     return done(0);
@@ -135,7 +135,7 @@ int run_chat(RunArgs a) {
   if (!tmpl.ok()) return report(tmpl.status());
   model::LoadOptions o;
   o.max_batch_tokens = 512;
-  auto lm = load_model(a.dir, a.s.backend, o);  // KV for the model's whole context
+  auto lm = runtime::load_model(a.dir, a.s.backend, o);  // KV for the model's whole context
   if (!lm.ok()) return report(lm.status());
   const int context = lm->model->config().max_position_embeddings;
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();

@@ -4,7 +4,7 @@
 
 #include "base/units.h"
 #include "cli/commands.h"
-#include "cli/load_model.h"
+#include "runtime/load_model.h"
 
 namespace keel::cli {
 
@@ -14,7 +14,7 @@ int run_info(const std::string& dir, bool as_json) {
   model::LoadOptions options;
   options.max_batch_tokens = 1;
   options.kv_blocks = 1;
-  auto lm = load_model(dir, "cpu", options);
+  auto lm = runtime::load_model(dir, "cpu", options);
   if (!lm.ok()) return report(lm.status());
   const model::ModelConfig& c = lm->model->config();
   const model::ModelWeights& w = lm->model->weights();

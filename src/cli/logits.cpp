@@ -1,8 +1,8 @@
 // keel logits: the logits at every position of a token sequence, as .npy. With --tensor-parallel or
-// --pipeline-parallel the launcher starts the ranks (cli/launcher.h); rank 0 alone writes the file.
+// --pipeline-parallel the launcher starts the ranks (runtime/launcher.h); rank 0 alone writes the file.
 #include "cli/commands.h"
-#include "cli/launcher.h"
-#include "cli/load_model.h"
+#include "cli/flags.h"
+#include "runtime/load_model.h"
 #include "engine/generate.h"
 #include "format/npy.h"
 
@@ -12,7 +12,7 @@ namespace {
 
 struct LogitsArgs {
   std::string dir, tokens, out, backend = "cpu";
-  DistOptions dist;
+  runtime::DistOptions dist;
 };
 
 int run_logits(const LogitsArgs& a) {
@@ -20,17 +20,17 @@ int run_logits(const LogitsArgs& a) {
   auto ids = parse_ids(a.tokens);
   if (!ids.ok()) return report(ids.status().with_context("--tokens"));
   // The launcher of a group, or one of its followers, ends here.
-  std::optional<RankEnv> rank;
-  if (std::optional<int> code = dispatch_model_rank(a.dir, a.backend, a.dist, &rank)) return *code;
+  std::optional<runtime::RankEnv> rank;
+  if (std::optional<int> code = runtime::dispatch_model_rank(a.dir, a.backend, a.dist, &rank)) return *code;
   model::LoadOptions options;
   options.max_batch_tokens = std::min<int>(512, static_cast<int>(ids->size()));
   options.kv_blocks = static_cast<int>((ids->size() + options.block_size - 1) / options.block_size);
-  auto m = load_rank_model(a.dir, a.backend, a.dist, rank, options);
+  auto m = runtime::load_rank_model(a.dir, a.backend, a.dist, rank, options);
   if (!m.ok()) return report(m.status());
   auto logits = engine::all_logits(*m->model, *ids, m->leader.get());
   // A group's rank 0 leaves without its destructors once the followers are told (exit_rank).
-  auto done = [&](int code) { return rank ? (exit_rank(code), code) : code; };
-  if (Status s = end_followers(*m, logits.status()); !s.ok()) return done(report(s));
+  auto done = [&](int code) { return rank ? (runtime::exit_rank(code), code) : code; };
+  if (Status s = runtime::end_followers(*m, logits.status()); !s.ok()) return done(report(s));
   const int64_t vocab = m->model->config().vocab_size;
   Status s = format::write_npy(env::Env::posix(), a.out, logits->data(), {static_cast<int64_t>(ids->size()), vocab});
   if (!s.ok()) return done(report(s));

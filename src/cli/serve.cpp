@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "cli/commands.h"
-#include "cli/serving.h"
+#include "cli/flags.h"
 #include "doctor/platform.h"
 #include "doctor/startup.h"
 
@@ -20,12 +20,12 @@ namespace keel::cli {
 namespace {
 
 struct ServeArgs {
-  ServeOptions serving;
+  runtime::ServeOptions serving;
   bool strict_platform = false;
 };
 
 // Waits for SIGINT/SIGTERM (blocked in every thread) and shuts the server down.
-void wait_for_signal(Serving* serving) {
+void wait_for_signal(runtime::Serving* serving) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -60,7 +60,7 @@ bool check_platform(bool strict) {
 
 int run_serve(ServeArgs a) {
   // The launcher of a tensor/pipeline-parallel group, or one of its followers, ends here.
-  if (std::optional<int> code = dispatch_serve_rank(a.serving)) return *code;
+  if (std::optional<int> code = runtime::dispatch_serve_rank(a.serving)) return *code;
   // Block the shutdown signals before any thread starts, so only the waiting thread receives them.
   sigset_t set;
   sigemptyset(&set);
@@ -69,7 +69,7 @@ int run_serve(ServeArgs a) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   if (!check_platform(a.strict_platform)) return 1;
-  auto serving = Serving::start(a.serving);
+  auto serving = runtime::Serving::start(a.serving);
   if (!serving.ok()) return report(serving.status());
 
   std::thread signals(wait_for_signal, serving->get());
@@ -85,7 +85,7 @@ int run_serve(ServeArgs a) {
   signals.join();
   if (Status s = (*serving)->finish(); !s.ok()) return report(s);
   std::fprintf(stderr, "keel: stopped\n");
-  if (a.serving.rank) exit_rank(0);  // a group's rank 0 leaves without its destructors, as the followers do
+  if (a.serving.rank) runtime::exit_rank(0);  // a group's rank 0 leaves without its destructors, as the followers do
   return 0;
 }
 
@@ -94,7 +94,7 @@ int run_serve(ServeArgs a) {
 void add_serve(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("serve", "Serve a model over HTTP (OpenAI and Anthropic APIs)");
   static ServeArgs a;
-  ServeOptions& o = a.serving;
+  runtime::ServeOptions& o = a.serving;
   cmd->add_option("MODEL_DIR", o.dir, "Hugging Face model directory (default: the bundled demo model)");
   cmd->add_option("--synthetic", o.synthetic,
                   "Serve a synthetic model of this shape (random bf16 weights, byte tokenizer) instead of MODEL_DIR");
@@ -110,30 +110,6 @@ void add_serve(CLI::App& app, Context& ctx) {
   cmd->add_flag("--strict-platform", a.strict_platform,
                 "Refuse to start when a critical known issue matches this machine (keel doctor)");
   cmd->callback([&ctx] { ctx.exit_code = run_serve(a); });
-}
-
-void add_memory_flags(CLI::App* cmd, ServeOptions& o) {
-  cmd->add_option("--max-model-len", o.max_model_len, "Longest prompt + completion (default: the model's context)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--max-num-seqs", o.max_num_seqs, "Sequences in the running batch")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Tokens per engine step")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--block-size", o.block_size, "Tokens per KV block")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--max-process-memory", o.max_process_memory,
-                  "Host memory budget: percent of RAM (80%) or bytes (24GB)")
-      ->capture_default_str();
-  cmd->add_option("--gpu-memory-utilization", o.gpu_memory_utilization, "Fraction of device memory keel may plan on")
-      ->capture_default_str();
-  cmd->add_option("--hot-cache-max-size", o.hot_cache_max_size, "Host RAM tier of the prefix cache (bytes: 8GB)")
-      ->capture_default_str();
-  cmd->add_option("--ssd-cache-dir", o.ssd_cache_dir,
-                  "SSD tier of the prefix cache: a directory of segment files, kept across restarts");
-  cmd->add_option("--ssd-cache-max-size", o.ssd_cache_max_size, "Cap on the SSD tier's files (bytes: 100GB)")
-      ->capture_default_str();
-  cmd->add_option("--alloc-log", o.alloc_log, "Append one JSON line per allocation of 64 MiB or more to FILE");
 }
 
 }  // namespace keel::cli

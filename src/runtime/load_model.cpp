@@ -1,13 +1,10 @@
-#include "cli/load_model.h"
-
-#include <cctype>
-#include <cstdlib>
+#include "runtime/load_model.h"
 
 #ifdef KEEL_WITH_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
 
-namespace keel::cli {
+namespace keel::runtime {
 
 Result<LoadedModel> load_model(const std::string& dir, const std::string& backend_name,
                                const model::LoadOptions& options) {
@@ -32,24 +29,4 @@ Result<std::unique_ptr<backend::Backend>> make_backend(const std::string& name) 
   return invalid_argument("--backend {}: expected auto, cpu or cuda", name);
 }
 
-Result<std::vector<int32_t>> parse_ids(const std::string& text) {
-  std::vector<int32_t> ids;
-  size_t i = 0;
-  while (i < text.size()) {
-    while (i < text.size() && (std::isspace(static_cast<unsigned char>(text[i])) || text[i] == ',')) i++;
-    if (i >= text.size()) break;
-    size_t j = i;
-    while (j < text.size() && !std::isspace(static_cast<unsigned char>(text[j])) && text[j] != ',') j++;
-    std::string word = text.substr(i, j - i);
-    char* end = nullptr;
-    long v = std::strtol(word.c_str(), &end, 10);
-    if (*end != '\0' || word.empty() || v < 0 || v > INT32_MAX)
-      return invalid_argument("token id '{}' is not a non-negative integer (in \"{}\")", word, text);
-    ids.push_back(static_cast<int32_t>(v));
-    i = j;
-  }
-  if (ids.empty()) return invalid_argument("no token ids in \"{}\"", text);
-  return ids;
-}
-
-}  // namespace keel::cli
+}  // namespace keel::runtime

@@ -3,12 +3,11 @@
 
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "backend/ops.h"
 #include "model/model.h"
 
-namespace keel::cli {
+namespace keel::runtime {
 
 struct LoadedModel {
   std::unique_ptr<backend::Backend> backend;
@@ -21,7 +20,4 @@ Result<std::unique_ptr<backend::Backend>> make_backend(const std::string& name);
 Result<LoadedModel> load_model(const std::string& dir, const std::string& backend_name,
                                const model::LoadOptions& options);
 
-// "1 2 3" or "1,2,3" -> ids; names the bad entry.
-Result<std::vector<int32_t>> parse_ids(const std::string& text);
-
-}  // namespace keel::cli
+}  // namespace keel::runtime

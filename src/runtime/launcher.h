@@ -28,11 +28,7 @@
 #include "model/config.h"
 #include "model/model.h"
 
-namespace CLI {
-class App;
-}  // namespace CLI
-
-namespace keel::cli {
+namespace keel::runtime {
 
 // The parallel layout the flags ask for.
 struct DistOptions {
@@ -42,9 +38,6 @@ struct DistOptions {
   double timeout_s = 60;       // a step's collectives (and an idle heartbeat) fail after this long
   int world() const { return tensor_parallel * pipeline_parallel; }
 };
-
-// --tensor-parallel, --pipeline-parallel, --master-port, --dist-timeout (serve, bench, logits, generate).
-void add_dist_flags(CLI::App* cmd, DistOptions& d);
 
 // This process's place in the group, from the environment.
 struct RankEnv {
@@ -137,4 +130,4 @@ Result<RankModel> load_rank_model(const std::string& dir, const std::string& bac
 // failure to tell them.
 Status end_followers(RankModel& m, Status result);
 
-}  // namespace keel::cli
+}  // namespace keel::runtime

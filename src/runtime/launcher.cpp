@@ -1,4 +1,4 @@
-#include "cli/launcher.h"
+#include "runtime/launcher.h"
 
 #include <signal.h>
 #include <sys/prctl.h>
@@ -15,9 +15,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "cli/commands.h"
-#include "cli/load_model.h"
-#include "cli/serving.h"
+#include "runtime/load_model.h"
+#include "runtime/serving.h"
 #include "engine/follower.h"
 #include "model/shard.h"
 #include "model/synthetic.h"
@@ -27,11 +26,17 @@
 #include "backend/cuda/nccl_communicator.h"
 #endif
 
-namespace keel::cli {
+namespace keel::runtime {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// A rank that cannot go on: its one-line error (docs/CLI.md's shape), and the exit code of a user error.
+int report(const Status& status) {
+  std::fprintf(stderr, "error: %s\n", status.message().c_str());
+  return 1;
+}
 
 const char* env_first(const char* a, const char* b) {
   const char* v = std::getenv(a);
@@ -100,21 +105,6 @@ int visible_gpus() {
 }
 
 }  // namespace
-
-void add_dist_flags(CLI::App* cmd, DistOptions& d) {
-  cmd->add_option("--tensor-parallel,--tp", d.tensor_parallel,
-                  "Split every layer over N GPUs (N processes, one per GPU; NCCL on CUDA)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--pipeline-parallel,--pp", d.pipeline_parallel, "Split the layers into M stages (M x N processes)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--master-port", d.master_port, "Port the ranks meet on (default: a free one)")
-      ->check(CLI::Range(0, 65535));
-  cmd->add_option("--dist-timeout", d.timeout_s,
-                  "Seconds a step's collectives may take before the group is declared failed")
-      ->capture_default_str();
-}
 
 Result<std::optional<RankEnv>> rank_from_environment() {
   const bool ours = std::getenv("KEEL_RANK") != nullptr;
@@ -491,4 +481,4 @@ std::optional<int> dispatch_bench_rank(const std::string& dir, const std::string
   return dispatch_rank(d, *config, backend, load, rank);
 }
 
-}  // namespace keel::cli
+}  // namespace keel::runtime

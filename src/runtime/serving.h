@@ -11,13 +11,9 @@
 #include <string>
 
 #include "base/status.h"
-#include "cli/launcher.h"
+#include "runtime/launcher.h"
 
-namespace CLI {
-class App;
-}  // namespace CLI
-
-namespace keel::cli {
+namespace keel::runtime {
 
 struct ServeOptions {
   std::string dir;  // "": the bundled demo model
@@ -38,18 +34,15 @@ struct ServeOptions {
   std::string ssd_cache_max_size = "100GB";
   std::string alloc_log;  // "": none
   bool quiet = false;     // no plan table or start-up lines (bench serve)
-  DistOptions dist;       // --tensor-parallel, --pipeline-parallel (cli/launcher.h)
+  DistOptions dist;       // --tensor-parallel, --pipeline-parallel (runtime/launcher.h)
   std::optional<RankEnv> rank;  // set on rank 0 of a group (by dispatch_serve_rank)
 };
-
-// --max-model-len, --max-num-seqs, ... --alloc-log: the flags serve and bench serve share.
-void add_memory_flags(CLI::App* cmd, ServeOptions& options);
 
 // The bundled demo model's directory, or "" when it cannot be found.
 std::string demo_model_dir();
 
 // First thing keel serve does: the launcher of a group or one of its followers runs here to the end and
-// returns its exit code; rank 0 of a group (options.rank set) and a lone server get nullopt (cli/launcher.h).
+// returns its exit code; rank 0 of a group (options.rank set) and a lone server get nullopt (runtime/launcher.h).
 std::optional<int> dispatch_serve_rank(ServeOptions& options);
 
 class Serving {
@@ -74,4 +67,4 @@ class Serving {
   std::unique_ptr<Parts> parts_;
 };
 
-}  // namespace keel::cli
+}  // namespace keel::runtime
