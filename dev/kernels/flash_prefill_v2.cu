@@ -22,30 +22,12 @@
 
 #include "backend/cuda/attention_kernels.cuh"
 #include "backend/cuda/flash_prefill.cuh"
+#include "harness.cuh"
 
+using harness::from_bf16;
+using harness::median_ms;
+using harness::to_bf16;
 using keel::backend::cuda::SeqInfo;
-
-#define CHECK(x)                                                                                  \
-  do {                                                                                            \
-    cudaError_t e_ = (x);                                                                         \
-    if (e_ != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "CUDA %s: %s (%s:%d)\n", #x, cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(1);                                                                               \
-    }                                                                                             \
-  } while (0)
-
-uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fff + ((u >> 16) & 1);
-  return static_cast<uint16_t>(u >> 16);
-}
-float from_bf16(uint16_t h) {
-  uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 struct Case {
   const char* name;
@@ -187,43 +169,22 @@ void run_case(const Case& c, bool timed, bool baseline = false) {
       for (int i = 0; i < c.check_rows; i++) rows.push_back({s, static_cast<int>((int64_t)i * (ql - 1) / std::max(1, c.check_rows - 1))});
     }
   }
-  double num = 0, den = 0;
-  bool finite = true;
+  harness::RelRms rel;
   std::vector<double> ref(c.head_dim);
   for (auto [s, t] : rows)
     for (int h = 0; h < c.heads; h++) {
       reference(c, p, s, t, h, scale, ref.data());
       const size_t base = (static_cast<size_t>(p.seqs[s].q_start + t) * c.heads + h) * c.head_dim;
-      for (int e = 0; e < c.head_dim; e++) {
-        const double g = out_f(got[base + e]);
-        if (!std::isfinite(g)) finite = false;
-        num += (g - ref[e]) * (g - ref[e]);
-        den += ref[e] * ref[e];
-      }
+      for (int e = 0; e < c.head_dim; e++) rel.add(out_f(got[base + e]), ref[e]);
     }
   // Every output element written (the poison gone)?
-  for (auto x : got)
-    if (!std::isfinite(out_f(x))) finite = false;
-  const double err = finite ? std::sqrt(num / den) : INFINITY;
+  for (auto x : got) rel.require_finite(out_f(x));
+  const double err = rel.value();
 
   double tflops = 0, ms_med = 0;
   if (timed) {
-    cudaEvent_t a, b;
-    cudaEventCreate(&a);
-    cudaEventCreate(&b);
-    std::vector<float> ms;
-    for (int rep = 0; rep < 25; rep++) {
-      cudaEventRecord(a);
-      launch();
-      cudaEventRecord(b);
-      cudaEventSynchronize(b);
-      float t = 0;
-      cudaEventElapsedTime(&t, a, b);
-      if (rep >= 5) ms.push_back(t);
-    }
+    ms_med = median_ms(launch, 5, 20);
     CHECK(cudaGetLastError());
-    std::sort(ms.begin(), ms.end());
-    ms_med = ms[ms.size() / 2];
     tflops = p.flops / (ms_med * 1e-3) / 1e12;
     if (baseline) {  // the per-row kernel on the same problem
       std::vector<int32_t> positions, row_seq;
@@ -245,22 +206,17 @@ void run_case(const Case& c, bool timed, bool baseline = false) {
       const size_t bsmem = (static_cast<size_t>(group) * HD + group * kTileKeys + kWarps * group * HD) * sizeof(float);
       auto base = attention_group_kernel<__nv_bfloat16, HD / 32>;
       CHECK(cudaFuncSetAttribute(base, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bsmem)));
-      std::vector<float> bms;
-      for (int rep = 0; rep < 7; rep++) {
-        cudaEventRecord(a);
-        base<<<dim3(p.tokens, c.kv_heads, 1), kTileKeys, bsmem>>>(d_q, d_k, d_v, d_pos, d_rs, d_info, d_tables, c.heads,
-                                                                  c.kv_heads, HD, c.block_size, scale, c.window,
-                                                                  c.softcap, d_out, 1, nullptr, nullptr, false);
-        cudaEventRecord(b);
-        cudaEventSynchronize(b);
-        float t = 0;
-        cudaEventElapsedTime(&t, a, b);
-        if (rep >= 2) bms.push_back(t);
-      }
+      const float base_ms = median_ms(
+          [&] {
+            base<<<dim3(p.tokens, c.kv_heads, 1), kTileKeys, bsmem>>>(d_q, d_k, d_v, d_pos, d_rs, d_info, d_tables,
+                                                                      c.heads, c.kv_heads, HD, c.block_size, scale,
+                                                                      c.window, c.softcap, d_out, 1, nullptr, nullptr,
+                                                                      nullptr, false);
+          },
+          2, 5);
       CHECK(cudaGetLastError());
-      std::sort(bms.begin(), bms.end());
-      std::printf("%-34s per-row baseline (attention_group_kernel)  %8.3f ms  %6.1f TFLOP/s\n", c.name,
-                  bms[bms.size() / 2], p.flops / (bms[bms.size() / 2] * 1e-3) / 1e12);
+      std::printf("%-34s per-row baseline (attention_group_kernel)  %8.3f ms  %6.1f TFLOP/s\n", c.name, base_ms,
+                  p.flops / (base_ms * 1e-3) / 1e12);
       cudaFree(d_pos), cudaFree(d_rs), cudaFree(d_info);
     }
   }

@@ -16,42 +16,11 @@
 #include <vector>
 
 #include "../../src/backend/cuda/gemv.cuh"
+#include "harness.cuh"
 
-#define CHECK(x)                                                                                  \
-  do {                                                                                            \
-    cudaError_t e_ = (x);                                                                         \
-    if (e_ != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "CUDA %s: %s (%s:%d)\n", #x, cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(1);                                                                               \
-    }                                                                                             \
-  } while (0)
-
+using harness::stream_read_kernel;
+using harness::time_us;
 using keel::backend::cuda::launch_gemv_bf16;
-
-__global__ void read_kernel(const uint4* __restrict__ p, size_t n, unsigned* sink) {
-  unsigned acc = 0;
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const uint4 v = p[i];
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x12345678u) *sink = acc;
-}
-
-template <typename F>
-float time_us(F f, int reps) {
-  cudaEvent_t a, b;
-  CHECK(cudaEventCreate(&a));
-  CHECK(cudaEventCreate(&b));
-  f();  // warm
-  CHECK(cudaEventRecord(a));
-  for (int i = 0; i < reps; i++) f();
-  CHECK(cudaEventRecord(b));
-  CHECK(cudaEventSynchronize(b));
-  float ms = 0;
-  CHECK(cudaEventElapsedTime(&ms, a, b));
-  return ms * 1000.0f / reps;
-}
 
 int main() {
   struct Shape {
@@ -79,7 +48,7 @@ int main() {
   }
   unsigned* sink = nullptr;
   CHECK(cudaMalloc(&sink, 4));
-  const float read_us = time_us([&] { read_kernel<<<132 * 8, 512>>>(reinterpret_cast<uint4*>(w), max_w * copies / 8, sink); }, 10);
+  const float read_us = time_us([&] { stream_read_kernel<<<132 * 8, 512>>>(reinterpret_cast<uint4*>(w), max_w * copies / 8, sink); }, 10);
   const double bw = max_w * copies * 2.0 / (read_us * 1e-6);
   std::printf("streaming read: %.2f TB/s\n", bw / 1e12);
 

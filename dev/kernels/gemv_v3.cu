@@ -21,16 +21,11 @@
 #include <vector>
 
 #include "../../src/backend/cuda/gemv.cuh"
+#include "harness.cuh"
 
-#define CHECK(x)                                                                                     \
-  do {                                                                                               \
-    cudaError_t e_ = (x);                                                                            \
-    if (e_ != cudaSuccess) {                                                                         \
-      std::fprintf(stderr, "CUDA %s: %s (%s:%d)\n", #x, cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(1);                                                                                  \
-    }                                                                                                \
-  } while (0)
-
+using harness::max_rel;
+using harness::stream_read_kernel;
+using harness::time_us;
 using namespace keel::backend::cuda;
 using bf16 = __nv_bfloat16;
 
@@ -70,16 +65,6 @@ __global__ void __launch_bounds__(256) gemv_v1_kernel(const bf16* __restrict__ x
   }
 }
 
-__global__ void read_kernel(const uint4* __restrict__ p, size_t n, unsigned* sink) {
-  unsigned acc = 0;
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const uint4 v = p[i];
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x12345678u) *sink = acc;
-}
-
 // A stand-in for the small kernels between GEMVs: one block, x = in / rms(in) as bf16.
 __global__ void norm_kernel(const float* in, int n, bf16* x) {
   pdl_launch_dependents();
@@ -93,31 +78,6 @@ __global__ void norm_kernel(const float* in, int n, bf16* x) {
 __global__ void glu_ref_kernel(const float* gu, int inter, bf16* out) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < inter) out[i] = __float2bfloat16(glu_activation(gu[i], false) * gu[inter + i]);
-}
-
-template <typename F>
-float time_us(F f, int reps) {
-  cudaEvent_t a, b;
-  CHECK(cudaEventCreate(&a));
-  CHECK(cudaEventCreate(&b));
-  f();  // warm
-  CHECK(cudaEventRecord(a));
-  for (int i = 0; i < reps; i++) f();
-  CHECK(cudaEventRecord(b));
-  CHECK(cudaEventSynchronize(b));
-  float ms = 0;
-  CHECK(cudaEventElapsedTime(&ms, a, b));
-  return ms * 1000.0f / reps;
-}
-
-double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, mag = 0;
-  for (size_t i = 0; i < a.size(); i++) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff = std::max(diff, std::fabs(double(a[i]) - b[i]));
-    mag = std::max(mag, std::fabs(double(b[i])));
-  }
-  return diff / mag;
 }
 
 int main() {
@@ -151,7 +111,7 @@ int main() {
   unsigned* sink = nullptr;
   CHECK(cudaMalloc(&sink, 4));
   const float read_us =
-      time_us([&] { read_kernel<<<sms * 8, 512>>>(reinterpret_cast<uint4*>(w), max_w * copies / 8, sink); }, 10);
+      time_us([&] { stream_read_kernel<<<sms * 8, 512>>>(reinterpret_cast<uint4*>(w), max_w * copies / 8, sink); }, 10);
   const double bw = max_w * copies * 2.0 / (read_us * 1e-6);
   std::printf("streaming read: %.2f TB/s\n", bw / 1e12);
 
@@ -261,22 +221,7 @@ int main() {
       CHECK(cudaStreamEndCapture(st, &graph));
       CHECK(cudaGraphInstantiate(&exec, graph, 0));
       auto run = [&] { CHECK(cudaGraphLaunch(exec, st)); };
-      cudaEvent_t a, b;
-      CHECK(cudaEventCreate(&a));
-      CHECK(cudaEventCreate(&b));
-      run();
-      std::vector<float> ms;
-      for (int rep = 0; rep < 20; rep++) {
-        CHECK(cudaEventRecord(a, st));
-        run();
-        CHECK(cudaEventRecord(b, st));
-        CHECK(cudaEventSynchronize(b));
-        float t = 0;
-        CHECK(cudaEventElapsedTime(&t, a, b));
-        ms.push_back(t);
-      }
-      std::sort(ms.begin(), ms.end());
-      const double us = ms[ms.size() / 2] * 1000.0 / layers, bytes = per * 2.0;
+      const double us = harness::median_ms(run, 1, 20, st) * 1000.0 / layers, bytes = per * 2.0;
       std::printf("chain pdl=%d: %.1f us per layer (ideal %.1f at the streaming read): %.2f of it\n", pdl, us,
                   bytes / bw * 1e6, bytes / bw * 1e6 / us);
       CHECK(cudaGraphExecDestroy(exec));
