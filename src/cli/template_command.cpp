@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/json_parse.h"
 #include "cli/commands.h"
 #include "env/env.h"
 #include "tokenizer/chat_template.h"
@@ -23,8 +24,8 @@ struct TemplateArgs {
 Result<json> read_json_file(const std::string& flag, const std::string& path) {
   auto text = env::Env::posix()->read_file(path);
   if (!text.ok()) return Status(text.status().code(), flag + ": " + text.status().message());
-  json j = json::parse(*text, nullptr, false);
-  if (j.is_discarded()) return invalid_argument("{}: not valid JSON ({})", flag, path);
+  Result<json> j = parse_json_bounded<json>(*text, kRequestJsonDepth, flag + " " + path);
+  if (!j.ok()) return j.status();
   return j;
 }
 
@@ -48,8 +49,10 @@ Status run_template(const TemplateArgs& a) {
   }
   json kwargs = nullptr;
   if (!a.kwargs.empty()) {
-    kwargs = json::parse(a.kwargs, nullptr, false);
-    if (kwargs.is_discarded() || !kwargs.is_object()) {
+    Result<json> parsed = parse_json_bounded<json>(a.kwargs, kRequestJsonDepth, "--kwargs");
+    if (!parsed.ok()) return parsed.status();
+    kwargs = std::move(parsed).value();
+    if (!kwargs.is_object()) {
       return invalid_argument("--kwargs: expected a JSON object such as '{{\"enable_thinking\": false}}' (got {})",
                               a.kwargs);
     }

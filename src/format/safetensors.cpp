@@ -5,6 +5,8 @@
 #include <map>
 #include <set>
 
+#include "base/json_parse.h"
+
 namespace keel::format {
 
 using nlohmann::json;
@@ -35,9 +37,11 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::parse(std::unique_ptr<
   for (int i = 7; i >= 0; i--) header_len = (header_len << 8) | base[i];
   if (header_len > size - 8)
     return corruption("{}: header length {} exceeds the file size {} (truncated file?)", path, header_len, size);
-  json header = json::parse(base + 8, base + 8 + header_len, nullptr, false);
-  if (header.is_discarded() || !header.is_object())
-    return corruption("{}: header is not a JSON object", path);
+  Result<json> parsed = parse_json_bounded<json>(
+      std::string_view(reinterpret_cast<const char*>(base + 8), header_len), kModelFileJsonDepth, path + " header");
+  if (!parsed.ok()) return Status(Code::kCorruption, parsed.status().message());
+  json header = std::move(parsed).value();
+  if (!header.is_object()) return corruption("{}: header is not a JSON object", path);
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_size = size - data_start;
 
@@ -94,8 +98,10 @@ Result<WeightFiles> WeightFiles::open(env::Env* env, const std::string& dir) {
   std::map<std::string, std::string> expected;  // tensor -> shard, from the index
   if (env->file_exists(index_path)) {
     KEEL_ASSIGN_OR_RETURN(std::string text, env->read_file(index_path));
-    json index = json::parse(text, nullptr, false);
-    if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") ||
+    Result<json> parsed = parse_json_bounded<json>(text, kModelFileJsonDepth, index_path);
+    if (!parsed.ok()) return Status(Code::kCorruption, parsed.status().message());
+    json index = std::move(parsed).value();
+    if (!index.is_object() || !index.contains("weight_map") ||
         !index["weight_map"].is_object())
       return corruption("{}: expected a JSON object with a weight_map object", index_path);
     std::set<std::string> shards;

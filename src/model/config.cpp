@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/dtype.h"
+#include "base/json_parse.h"
 
 namespace keel::model {
 
@@ -157,8 +158,9 @@ Result<Arch> parse_arch(const json& j, const std::string& where, std::string* ar
 }  // namespace
 
 Result<ModelConfig> parse_config(const std::string& text, const std::string& where) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) return corruption("{}: not valid JSON", where);
+  Result<json> parsed = parse_json_bounded<json>(text, kModelFileJsonDepth, where);
+  if (!parsed.ok()) return Status(Code::kCorruption, parsed.status().message());
+  json j = std::move(parsed).value();
   if (!j.is_object()) return corruption("{}: expected a JSON object", where);
   // Multimodal wrappers keep the language model's fields under text_config.
   if (j.contains("text_config") && j["text_config"].is_object() && !j.contains("hidden_size")) {

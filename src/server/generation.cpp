@@ -14,17 +14,6 @@ namespace {
 // How long a stream writer waits for tokens before looking at the connection again.
 constexpr std::chrono::milliseconds kStreamPoll{100};
 
-Result<json> parse_body(const httplib::Request& req) {
-  json body;
-  try {
-    body = json::parse(req.body);
-  } catch (const json::parse_error& e) {
-    return invalid_argument("request body is not valid JSON: {}", e.what());
-  }
-  if (!body.is_object()) return invalid_argument("request body: expected a JSON object, got {}", describe(body));
-  return body;
-}
-
 std::string context_message(int limit, size_t prompt, int max_tokens, bool chat) {
   return fmt::format(
       "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the {}, {} in "
@@ -94,7 +83,7 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
   const ApiFlavor flavor = route == Route::kMessages ? ApiFlavor::kAnthropic : ApiFlavor::kOpenAI;
   auto fail = [&](const ApiError& e) { send_error(res, e, flavor); };
 
-  Result<json> body = parse_body(req);
+  Result<json> body = parse_request_body(req.body);
   if (!body.ok()) return fail(ApiError::from_status(body.status()));
   Result<GenerationSpec> parsed = route == Route::kChat          ? parse_chat_request(*body)
                                   : route == Route::kCompletions ? parse_completion_request(*body, model_.tokenizer->vocab_size())
@@ -206,7 +195,7 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
 
 void Server::tokenize(const httplib::Request& req, httplib::Response& res) {
   auto fail = [&](const ApiError& e) { send_error(res, e, ApiFlavor::kOpenAI); };
-  Result<json> body = parse_body(req);
+  Result<json> body = parse_request_body(req.body);
   if (!body.ok()) return fail(ApiError::from_status(body.status()));
   std::string model;
   if (Status s = read_string(*body, "model", &model); !s.ok()) return fail(ApiError::from_status(s));
@@ -235,7 +224,7 @@ void Server::tokenize(const httplib::Request& req, httplib::Response& res) {
 
 void Server::detokenize(const httplib::Request& req, httplib::Response& res) {
   auto fail = [&](const ApiError& e) { send_error(res, e, ApiFlavor::kOpenAI); };
-  Result<json> body = parse_body(req);
+  Result<json> body = parse_request_body(req.body);
   if (!body.ok()) return fail(ApiError::from_status(body.status()));
   std::string model;
   if (Status s = read_string(*body, "model", &model); !s.ok()) return fail(ApiError::from_status(s));

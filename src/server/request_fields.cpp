@@ -3,11 +3,54 @@
 #include <cmath>
 #include <limits>
 
+#include "base/json_parse.h"
+
 namespace keel::server {
 
+namespace {
+
+constexpr size_t kDescribeChars = 40;
+
+// Appends `value`'s compact JSON text to `out` until `out` holds more than `limit` characters. Each level
+// writes at least one character, so the recursion is no deeper than `limit`.
+void append_prefix(const json& value, size_t limit, std::string& out) {
+  if (out.size() > limit) return;
+  if (value.is_array() || value.is_object()) {
+    out += value.is_array() ? '[' : '{';
+    bool first = true;
+    for (auto it = value.begin(); it != value.end() && out.size() <= limit; ++it) {
+      if (!first) out += ',';
+      first = false;
+      if (value.is_object()) {
+        append_prefix(json(it.key().substr(0, limit)), limit, out);
+        out += ':';
+      }
+      append_prefix(*it, limit, out);
+    }
+    out += value.is_array() ? ']' : '}';
+    return;
+  }
+  if (value.is_string()) {
+    // A prefix of the string only: dumping all of a 25 MB string to show 40 characters of it would be waste.
+    const std::string& s = value.get_ref<const std::string&>();
+    out += json(s.substr(0, limit + 1)).dump(-1, ' ', false, json::error_handler_t::replace);
+    return;
+  }
+  out += value.dump();
+}
+
+}  // namespace
+
+Result<json> parse_request_body(std::string_view bytes) {
+  KEEL_ASSIGN_OR_RETURN(json body, parse_json_bounded<json>(bytes, kRequestJsonDepth, "request body"));
+  if (!body.is_object()) return invalid_argument("request body: expected a JSON object, got {}", describe(body));
+  return body;
+}
+
 std::string describe(const json& value) {
-  std::string text = value.dump();
-  if (text.size() > 40) text = text.substr(0, 37) + "...";
+  std::string text;
+  append_prefix(value, kDescribeChars, text);
+  if (text.size() > kDescribeChars) text = text.substr(0, kDescribeChars - 3) + "...";
   return fmt::format("{} {}", value.type_name(), text);
 }
 

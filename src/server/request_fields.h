@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -16,7 +17,13 @@ namespace keel::server {
 
 using json = nlohmann::ordered_json;
 
-// Short description of a JSON value for error messages: its type and, when short, its text.
+// Every route's body, parsed once here: a JSON object nesting at most kRequestJsonDepth (64) levels. Errors
+// (kInvalidArgument, a 400 in the route's shape): "request body nests deeper than 64 levels", "request body is not
+// valid JSON: ...", "request body: expected a JSON object, got array [1,2]".
+Result<json> parse_request_body(std::string_view bytes);
+
+// Short description of a JSON value for error messages: its type and the first ~40 characters of its text,
+// written without serialising the rest of the value.
 std::string describe(const json& value);
 
 bool has(const json& body, const char* name);  // present and not null

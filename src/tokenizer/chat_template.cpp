@@ -2,6 +2,8 @@
 
 #include <ctime>
 
+#include "base/json_parse.h"
+
 namespace keel {
 namespace {
 
@@ -41,10 +43,10 @@ Result<ChatTemplate> ChatTemplate::load(const std::string& dir, env::Env* env) {
   json config = json::object();
   if (env->file_exists(config_path)) {
     KEEL_ASSIGN_OR_RETURN(std::string text, env->read_file(config_path));
-    config = json::parse(text, nullptr, false);
-    if (config.is_discarded() || !config.is_object()) {
-      return corruption("tokenizer_config.json is not a JSON object ({})", config_path);
-    }
+    Result<json> parsed = parse_json_bounded<json>(text, kModelFileJsonDepth, config_path);
+    if (!parsed.ok()) return Status(Code::kCorruption, parsed.status().message());
+    config = std::move(parsed).value();
+    if (!config.is_object()) return corruption("tokenizer_config.json is not a JSON object ({})", config_path);
     for (const char* name : {"bos_token", "eos_token", "unk_token", "pad_token"}) {
       if (!config.contains(name)) continue;
       if (auto t = token_text(config[name])) ct.special_tokens_[name] = *t;
@@ -103,11 +105,18 @@ Result<std::string> ChatTemplate::render(const json& messages, const json& tools
 
   std::map<std::string, Value> vars;
   for (const auto& [name, text] : special_tokens_) vars[name] = Value(text);
+  auto value_of = [&](const json& j, const std::string& what) -> Result<Value> {
+    Result<Value> v = Value::from_json(j, it->second->compiled.budget().max_value_depth);
+    if (!v.ok()) return Status(v.status().code(), what + ": " + v.status().message());
+    return v;
+  };
   if (extra_kwargs.is_object()) {
-    for (const auto& [k, v] : extra_kwargs.items()) vars[k] = Value::from_json(v);
+    for (const auto& [k, v] : extra_kwargs.items()) {
+      KEEL_ASSIGN_OR_RETURN(vars[k], value_of(v, k));
+    }
   }
-  vars["messages"] = Value::from_json(messages);
-  vars["tools"] = Value::from_json(tools);
+  KEEL_ASSIGN_OR_RETURN(vars["messages"], value_of(messages, "messages"));
+  KEEL_ASSIGN_OR_RETURN(vars["tools"], value_of(tools, "tools"));
   vars["documents"] = Value::none();
   vars["add_generation_prompt"] = Value(add_generation_prompt);
   vars["raise_exception"] = Value::callable("raise_exception", [](jinja::Interpreter&, jinja::CallArgs& a) -> Result<Value> {
@@ -122,7 +131,8 @@ Result<std::string> ChatTemplate::render(const json& messages, const json& tools
     size_t n = std::strftime(buf, sizeof(buf), a.get(0, "format").str().c_str(), &local);
     return Value(std::string(buf, n));
   });
-  auto out = it->second->compiled.render(std::move(vars));
+  // The render's wall-time budget reads the Env's clock, so a test can drive it.
+  auto out = it->second->compiled.render(std::move(vars), [env] { return static_cast<int64_t>(env->now_micros()); });
   if (!out.ok()) return Status(out.status().code(), out.status().message() + " (" + origin_ + ")");
   return out;
 }

@@ -1,5 +1,6 @@
 #include "tokenizer/tokenizer.h"
 
+#include "base/json_parse.h"
 #include "env/env.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe.h"
@@ -33,8 +34,9 @@ Tokenizer::~Tokenizer() = default;
 namespace {
 
 Result<Json> parse_json(std::string_view text, const char* name) {
-  Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return corruption("{}: not valid JSON", name);
+  Result<Json> parsed = parse_json_bounded<Json>(text, kModelFileJsonDepth, name);
+  if (!parsed.ok()) return Status(Code::kCorruption, parsed.status().message());
+  Json j = std::move(parsed).value();
   if (!j.is_object()) return corruption("{}: expected a JSON object, got {}", name, j.type_name());
   return j;
 }

@@ -17,6 +17,29 @@ using StmtPtr = std::unique_ptr<Stmt>;
 using Body = std::vector<StmtPtr>;
 
 struct Expr {
+  Expr() = default;
+  Expr(const Expr&) = delete;
+  Expr& operator=(const Expr&) = delete;
+  // A chain like `a ~ b ~ c ~ ...` nests as deep as it is long: children are torn down from a stack, not by
+  // recursion, so no template can overflow the stack by being destroyed.
+  ~Expr() {
+    std::vector<ExprPtr> pending;
+    auto adopt_children = [&pending](Expr& e) {
+      for (auto& a : e.args) {
+        if (a) pending.push_back(std::move(a));
+      }
+      for (auto& kv : e.kwargs) {
+        if (kv.second) pending.push_back(std::move(kv.second));
+      }
+    };
+    adopt_children(*this);
+    while (!pending.empty()) {
+      ExprPtr e = std::move(pending.back());
+      pending.pop_back();
+      adopt_children(*e);
+    }  // each `e` dies here with no children left
+  }
+
   enum class Kind {
     kLiteral,   // value
     kName,      // name

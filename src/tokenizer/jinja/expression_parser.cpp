@@ -40,6 +40,8 @@ Result<ExprPtr> ExpressionParser::parse_tuple(bool with_condexpr) {
 }
 
 Result<ExprPtr> ExpressionParser::parse_expression(bool with_condexpr) {
+  Nesting nesting(depth_);
+  KEEL_RETURN_IF_ERROR(check_nesting(cur()));
   if (!with_condexpr) return parse_or();
   const Token start = cur();
   KEEL_ASSIGN_OR_RETURN(ExprPtr expr, parse_or());
@@ -90,6 +92,8 @@ Result<ExprPtr> ExpressionParser::parse_and() {
 
 Result<ExprPtr> ExpressionParser::parse_not() {
   if (is_name("not")) {
+    Nesting nesting(depth_);
+    KEEL_RETURN_IF_ERROR(check_nesting(cur()));
     auto n = node(Expr::Kind::kUnary, cur());
     n->name = "not";
     advance();
@@ -178,6 +182,8 @@ Result<ExprPtr> ExpressionParser::parse_pow() {
 Result<ExprPtr> ExpressionParser::parse_unary(bool with_filter) {
   ExprPtr n;
   if (is_op("-") || is_op("+")) {
+    Nesting nesting(depth_);
+    KEEL_RETURN_IF_ERROR(check_nesting(cur()));
     n = node(Expr::Kind::kUnary, cur());
     n->name = cur().text;
     advance();

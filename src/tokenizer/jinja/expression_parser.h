@@ -16,10 +16,25 @@ std::string describe(const Token& t);
 
 class ExpressionParser {
  public:
-  explicit ExpressionParser(std::vector<Token> tokens) : toks_(std::move(tokens)) {}
+  ExpressionParser(std::vector<Token> tokens, int max_depth) : toks_(std::move(tokens)), max_depth_(max_depth) {}
 
  protected:
   using T = Token::Type;
+
+  // One level of recursive descent (a block, a parenthesis, an operand), counted for as long as it lives;
+  // check_nesting fails once more than max_depth_ are open.
+  struct Nesting {
+    explicit Nesting(int& depth) : depth(depth) { ++depth; }
+    ~Nesting() { --depth; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+    int& depth;
+  };
+  Status check_nesting(const Token& at) const {
+    if (depth_ <= max_depth_) return Status();
+    return fail(at, budget_exceeded("parse-depth", max_depth_).message());
+  }
+  int max_depth() const { return max_depth_; }
 
   const Token& cur() const { return toks_[pos_]; }
   const Token& peek(size_t n = 1) const { return toks_[std::min(pos_ + n, toks_.size() - 1)]; }
@@ -93,6 +108,10 @@ class ExpressionParser {
  private:
   std::vector<Token> toks_;
   size_t pos_ = 0;
+
+ protected:
+  const int max_depth_;
+  int depth_ = 0;
 };
 
 }  // namespace keel::jinja

@@ -93,7 +93,7 @@ Result<std::vector<Value>> sorted(std::vector<Value> items, bool reverse, bool c
   return out;
 }
 
-Result<Value> printf_format(const std::string& f, const std::vector<Value>& args) {
+Result<Value> printf_format(const std::string& f, const std::vector<Value>& args, size_t max_bytes) {
   std::string out;
   size_t next = 0;
   for (size_t i = 0; i < f.size(); ++i) {
@@ -112,6 +112,7 @@ Result<Value> printf_format(const std::string& f, const std::vector<Value>& args
       continue;
     }
     if (next >= args.size()) return invalid_argument("not enough arguments for format string");
+    KEEL_RETURN_IF_ERROR(check_format_width(spec, max_bytes));
     const Value& v = args[next++];
     switch (conv) {
       case 's': out += v.str(); break;
@@ -133,7 +134,8 @@ Result<Value> printf_format(const std::string& f, const std::vector<Value>& args
   return Value(out);
 }
 
-std::string do_indent(const std::string& text, const Value& width, bool first, bool blank) {
+// Stops adding lines once past `max_bytes` (the caller's string-bytes check then fails on the size).
+std::string do_indent(const std::string& text, const Value& width, bool first, bool blank, size_t max_bytes) {
   std::string indention = width.is_string() ? width.as_string() : std::string(static_cast<size_t>(width.as_int()), ' ');
   std::string s = text + "\n";
   std::vector<std::string> lines;
@@ -150,10 +152,12 @@ std::string do_indent(const std::string& text, const Value& width, bool first, b
   if (!cur.empty()) lines.push_back(cur);
   std::string rv;
   if (blank) {
-    for (size_t i = 0; i < lines.size(); ++i) rv += (i ? "\n" + indention : "") + lines[i];
+    for (size_t i = 0; i < lines.size() && rv.size() <= max_bytes; ++i) rv += (i ? "\n" + indention : "") + lines[i];
   } else {
     rv = lines.empty() ? "" : lines[0];
-    for (size_t i = 1; i < lines.size(); ++i) rv += "\n" + (lines[i].empty() ? "" : indention + lines[i]);
+    for (size_t i = 1; i < lines.size() && rv.size() <= max_bytes; ++i) {
+      rv += "\n" + (lines[i].empty() ? "" : indention + lines[i]);
+    }
   }
   return first ? indention + rv : rv;
 }
@@ -215,6 +219,8 @@ Result<Value> apply_filter(Interpreter& in, const std::string& name, const Value
       opt.key_separator = seps.as_list().items[1].str();
     }
     opt.sort_keys = a.get(3, "sort_keys", Value(false)).truthy();
+    opt.max_bytes = in.budget().max_string_bytes;
+    opt.max_depth = in.budget().max_value_depth;
     KEEL_ASSIGN_OR_RETURN(std::string s, python_json_dumps(v, opt));
     return Value(s);
   }
@@ -257,7 +263,8 @@ Result<Value> apply_filter(Interpreter& in, const std::string& name, const Value
         KEEL_ASSIGN_OR_RETURN(item, attr_path(item, attribute));
       }
       if (i) out += sep;
-      out += item.str();
+      out += item.str(in.budget().max_string_bytes);
+      if (out.size() > in.budget().max_string_bytes) break;  // the caller's check fails on the size
     }
     return Value(out);
   }
@@ -357,7 +364,7 @@ Result<Value> apply_filter(Interpreter& in, const std::string& name, const Value
   if (name == "replace") {
     Value count = a.get(2, "count", Value::none());
     return Value(python_replace(v.str(), a.get(0, "old").str(), a.get(1, "new").str(),
-                                count.is_none() ? -1 : count.as_int()));
+                                count.is_none() ? -1 : count.as_int(), in.budget().max_string_bytes));
   }
   if (name == "reverse") {
     if (v.is_string()) {
@@ -427,10 +434,12 @@ Result<Value> apply_filter(Interpreter& in, const std::string& name, const Value
     return total;
   }
   if (name == "attr") return get_attr(v, a.get(0, "name").str());
-  if (name == "format") return printf_format(v.str(), a.positional);
+  if (name == "format") return printf_format(v.str(), a.positional, in.budget().max_string_bytes);
   if (name == "indent") {
-    return Value(do_indent(v.str(), a.get(0, "width", Value(4)), a.get(1, "first", Value(false)).truthy(),
-                           a.get(2, "blank", Value(false)).truthy()));
+    Value width = a.get(0, "width", Value(4));
+    if (!width.is_string()) KEEL_RETURN_IF_ERROR(in.check_string(static_cast<size_t>(std::max<int64_t>(0, width.as_int()))));
+    return Value(do_indent(v.str(), width, a.get(1, "first", Value(false)).truthy(),
+                           a.get(2, "blank", Value(false)).truthy(), in.budget().max_string_bytes));
   }
   if (name == "center") {
     std::string s = v.str();
@@ -438,6 +447,7 @@ Result<Value> apply_filter(Interpreter& in, const std::string& name, const Value
     int64_t len = static_cast<int64_t>(utf8_length(s));
     if (width <= len) return Value(s);
     int64_t pad = width - len;
+    KEEL_RETURN_IF_ERROR(in.check_string(static_cast<size_t>(pad)));
     int64_t left = pad / 2 + (pad & width & 1);  // Python's str.center puts the odd space on the left
     return Value(std::string(static_cast<size_t>(left), ' ') + s + std::string(static_cast<size_t>(pad - left), ' '));
   }

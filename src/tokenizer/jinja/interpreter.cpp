@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "tokenizer/jinja/arithmetic.h"
 #include "tokenizer/jinja/builtins.h"
 #include "tokenizer/jinja/lexer.h"
 
@@ -23,80 +24,17 @@ Status located(int line, int column, const Status& s) {
     std::move(keel_r_).value();                                       \
   })
 
-int64_t py_floordiv(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
-  return q;
-}
-
-int64_t py_mod(int64_t a, int64_t b) {
-  int64_t m = a % b;
-  if (m != 0 && ((m < 0) != (b < 0))) m += b;
-  return m;
-}
-
 Status undefined_error(const Value& v) { return invalid_argument("{}", v.undefined_hint()); }
 
-Result<Value> arithmetic(const std::string& op, const Value& a, const Value& b) {
-  if (a.is_undefined()) return undefined_error(a);
-  if (b.is_undefined()) return undefined_error(b);
-  if (a.is_number() && b.is_number()) {
-    bool f = a.is_float() || b.is_float();
-    if (op == "+") return f ? Value(a.as_float() + b.as_float()) : Value(a.as_int() + b.as_int());
-    if (op == "-") return f ? Value(a.as_float() - b.as_float()) : Value(a.as_int() - b.as_int());
-    if (op == "*") return f ? Value(a.as_float() * b.as_float()) : Value(a.as_int() * b.as_int());
-    if (op == "/" || op == "//" || op == "%") {
-      if (b.as_float() == 0) return invalid_argument("division by zero");
-    }
-    if (op == "/") return Value(a.as_float() / b.as_float());
-    if (op == "//") {
-      return f ? Value(std::floor(a.as_float() / b.as_float())) : Value(py_floordiv(a.as_int(), b.as_int()));
-    }
-    if (op == "%") {
-      if (!f) return Value(py_mod(a.as_int(), b.as_int()));
-      double m = std::fmod(a.as_float(), b.as_float());
-      if (m != 0 && ((m < 0) != (b.as_float() < 0))) m += b.as_float();
-      return Value(m);
-    }
-    if (op == "**") {
-      if (!f && b.as_int() >= 0) {
-        int64_t r = 1;
-        for (int64_t i = 0; i < b.as_int(); ++i) r *= a.as_int();
-        return Value(r);
-      }
-      return Value(std::pow(a.as_float(), b.as_float()));
-    }
-  }
-  if (op == "+" && a.is_string() && b.is_string()) return Value(a.as_string() + b.as_string());
-  if (op == "+" && a.is_list() && b.is_list()) {
-    std::vector<Value> items = a.as_list().items;
-    for (const auto& v : b.as_list().items) items.push_back(v);
-    return Value::list(std::move(items), a.as_list().is_tuple);
-  }
-  if (op == "*" && (a.is_string() || a.is_list()) && (b.is_int() || b.is_bool())) {
-    return arithmetic(op, b, a);
-  }
-  if (op == "*" && (a.is_int() || a.is_bool()) && b.is_string()) {
-    std::string r;
-    for (int64_t i = 0; i < a.as_int(); ++i) r += b.as_string();
-    return Value(r);
-  }
-  if (op == "*" && (a.is_int() || a.is_bool()) && b.is_list()) {
-    std::vector<Value> items;
-    for (int64_t i = 0; i < a.as_int(); ++i) {
-      for (const auto& v : b.as_list().items) items.push_back(v);
-    }
-    return Value::list(std::move(items), b.as_list().is_tuple);
-  }
-  if (op == "+" && (a.is_string() || a.is_list())) {  // Python's own wording
-    return invalid_argument("can only concatenate {} (not \"{}\") to {}", a.type_name(), b.type_name(), a.type_name());
-  }
-  return invalid_argument("unsupported operand type(s) for {}: '{}' and '{}'", op, a.type_name(), b.type_name());
-}
+// The clock is read once per this many evaluations (and on every loop iteration): often enough to stop within
+// microseconds of the deadline, rarely enough to cost nothing next to the evaluations themselves.
+constexpr int64_t kClockEvery = 64;
 
 }  // namespace
 
-Interpreter::Interpreter(std::map<std::string, Value> globals) {
+Interpreter::Interpreter(std::map<std::string, Value> globals, const RenderBudget& budget,
+                         std::function<int64_t()> now_micros)
+    : budget_(budget), now_micros_(std::move(now_micros)) {
   root_.vars = std::move(globals);
   auto set_default = [&](const char* name, Value v) {
     if (!root_.vars.count(name)) root_.vars[name] = std::move(v);
@@ -121,7 +59,7 @@ Interpreter::Interpreter(std::map<std::string, Value> globals) {
                 for (const auto& [k, v] : a.keyword) d.as_dict().set(Value(k), v);
                 return d;
               }));
-  set_default("range", Value::callable("range", [](Interpreter&, CallArgs& a) -> Result<Value> {
+  set_default("range", Value::callable("range", [](Interpreter& in, CallArgs& a) -> Result<Value> {
                 int64_t start = 0, stop = 0, step = 1;
                 for (const auto& p : a.positional) {
                   if (!p.is_int() && !p.is_bool()) return invalid_argument("range() arguments must be integers");
@@ -136,13 +74,46 @@ Interpreter::Interpreter(std::map<std::string, Value> globals) {
                   return invalid_argument("range expected at least 1 argument, got 0");
                 }
                 if (step == 0) return invalid_argument("range() arg 3 must not be zero");
+                // Its length before building it: range(10**12) must fail, not allocate.
+                const __int128 span = static_cast<__int128>(stop) - start;
+                const __int128 length = step > 0 ? (span > 0 ? (span + step - 1) / step : 0)
+                                                 : (span < 0 ? (-span + (-static_cast<__int128>(step)) - 1) /
+                                                                   (-static_cast<__int128>(step))
+                                                             : 0);
+                if (length > in.budget().max_range_length) {
+                  return budget_exceeded("range-length", in.budget().max_range_length);
+                }
                 std::vector<Value> items;
                 for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) items.emplace_back(i);
                 return Value::list(std::move(items));
               }));
 }
 
+Status Interpreter::check_string(size_t bytes) const {
+  if (bytes <= budget_.max_string_bytes) return Status();
+  return budget_exceeded("string-bytes", static_cast<int64_t>(budget_.max_string_bytes));
+}
+
+Status Interpreter::check_clock(int line, int column) {
+  if (now_micros_() <= deadline_micros_) return Status();
+  return located(line, column, budget_exceeded("wall-time", budget_.max_wall_micros));
+}
+
+Status Interpreter::enter(int line, int column) {
+  if (++depth_ > budget_.max_depth) return located(line, column, budget_exceeded("recursion-depth", budget_.max_depth));
+  if (++evaluations_ % kClockEvery == 0) return check_clock(line, column);
+  return Status();
+}
+
+Status Interpreter::count_iteration(int line, int column) {
+  if (++loop_iterations_ > budget_.max_loop_iterations) {
+    return located(line, column, budget_exceeded("loop-iteration", budget_.max_loop_iterations));
+  }
+  return check_clock(line, column);
+}
+
 Result<std::string> Interpreter::render(const Body& body) {
+  deadline_micros_ = now_micros_() + budget_.max_wall_micros;
   std::string out;
   KEEL_ASSIGN_OR_RETURN(Flow flow, exec(body, root_, out));
   (void)flow;
@@ -158,17 +129,30 @@ Result<Value> Interpreter::call_value(const Value& callee, CallArgs& args, const
 Result<Interpreter::Flow> Interpreter::exec(const Body& body, Frame& frame, std::string& out) {
   for (const auto& s : body) {
     KEEL_ASSIGN_OR_RETURN(Flow flow, exec_stmt(*s, frame, out));
+    // `out` is the render's output or a body being captured (a macro's, a block set's): bounded alike.
+    if (out.size() > budget_.max_output_bytes) {
+      return located(s->line, s->column, budget_exceeded("output-bytes", static_cast<int64_t>(budget_.max_output_bytes)));
+    }
     if (flow != Flow::kNormal) return flow;
   }
   return Flow::kNormal;
 }
 
 Result<Interpreter::Flow> Interpreter::exec_stmt(const Stmt& s, Frame& frame, std::string& out) {
+  KEEL_RETURN_IF_ERROR(enter(s.line, s.column));
+  Result<Flow> flow = exec_node(s, frame, out);
+  leave();
+  return flow;
+}
+
+Result<Interpreter::Flow> Interpreter::exec_node(const Stmt& s, Frame& frame, std::string& out) {
   switch (s.kind) {
     case Stmt::Kind::kText: out += s.text; return Flow::kNormal;
     case Stmt::Kind::kEmit: {
       KEEL_ASSIGN_OR_RETURN(Value v, eval(*s.expr, frame));
-      out += v.str();
+      std::string text = v.str(budget_.max_string_bytes);
+      if (Status st = check_string(text.size()); !st.ok()) return located(s.line, s.column, st);
+      out += text;
       return Flow::kNormal;
     }
     case Stmt::Kind::kIf: {
@@ -230,6 +214,7 @@ Status Interpreter::exec_for(const Stmt& s, Frame& frame, std::string& out) {
   if (s.cond) {
     std::vector<Value> kept;
     for (const auto& item : items) {
+      KEEL_RETURN_IF_ERROR(count_iteration(s.line, s.column));
       Frame f{{}, &frame};
       KEEL_RETURN_IF_ERROR(bind(f, item));
       KEEL_ASSIGN_OR_RETURN(Value c, eval(*s.cond, f));
@@ -244,6 +229,7 @@ Status Interpreter::exec_for(const Stmt& s, Frame& frame, std::string& out) {
   }
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
+    KEEL_RETURN_IF_ERROR(count_iteration(s.line, s.column));
     Frame f{{}, &frame};
     KEEL_RETURN_IF_ERROR(bind(f, items[static_cast<size_t>(i)]));
     Value loop = Value::dict();
@@ -360,6 +346,17 @@ Result<CallArgs> Interpreter::eval_args(const Expr& e, size_t first, Frame& fram
 }
 
 Result<Value> Interpreter::eval(const Expr& e, Frame& frame) {
+  KEEL_RETURN_IF_ERROR(enter(e.line, e.column));
+  Result<Value> v = eval_node(e, frame);
+  leave();
+  // Whatever built it (a filter, a method, a macro), no single string outgrows the budget.
+  if (v.ok() && v->is_string()) {
+    if (Status st = check_string(v->as_string().size()); !st.ok()) return located(e.line, e.column, st);
+  }
+  return v;
+}
+
+Result<Value> Interpreter::eval_node(const Expr& e, Frame& frame) {
   switch (e.kind) {
     case Expr::Kind::kLiteral: return e.value;
     case Expr::Kind::kName: return lookup(e.name, frame);
@@ -438,7 +435,11 @@ Result<Value> Interpreter::eval_binary(const Expr& e, Frame& frame) {
   if (e.name == "and") return a.truthy() ? eval(*e.args[1], frame) : Result<Value>(a);
   if (e.name == "or") return a.truthy() ? Result<Value>(a) : eval(*e.args[1], frame);
   KEEL_ASSIGN_OR_RETURN(Value b, eval(*e.args[1], frame));
-  if (e.name == "~") return Value(a.str() + b.str());
+  if (e.name == "~") {
+    std::string left = a.str(budget_.max_string_bytes), right = b.str(budget_.max_string_bytes);
+    if (Status st = check_string(left.size() + right.size()); !st.ok()) return located(e.line, e.column, st);
+    return Value(left + right);
+  }
   if (e.name == "%" && a.is_string()) {
     CallArgs args;
     if (b.is_list() && b.as_list().is_tuple) {
@@ -448,7 +449,7 @@ Result<Value> Interpreter::eval_binary(const Expr& e, Frame& frame) {
     }
     return KEEL_AT(e, apply_filter(*this, "format", a, args));
   }
-  return KEEL_AT(e, arithmetic(e.name, a, b));
+  return KEEL_AT(e, arithmetic(e.name, a, b, budget_));
 }
 
 Result<Value> Interpreter::eval_compare(const Expr& e, Frame& frame) {

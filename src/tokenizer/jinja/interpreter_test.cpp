@@ -18,7 +18,7 @@ std::string render(const std::string& source, const char* vars_json) {
   if (!t.ok()) return "PARSE ERROR: " + t.status().message();
   std::map<std::string, Value> vars;
   const auto parsed = nlohmann::ordered_json::parse(vars_json);
-  for (const auto& [k, v] : parsed.items()) vars[k] = Value::from_json(v);
+  for (const auto& [k, v] : parsed.items()) vars[k] = *Value::from_json(v);
   auto out = t->render(std::move(vars));
   if (!out.ok()) return "RENDER ERROR: " + out.status().message();
   return *out;

@@ -93,7 +93,7 @@ Result<Value> split(const std::string& s, const Value& sep, int64_t maxsplit, bo
   return Value::list(std::move(out));
 }
 
-Result<Value> python_format(const std::string& fmt_str, const CallArgs& a) {
+Result<Value> python_format(const std::string& fmt_str, const CallArgs& a, size_t max_bytes) {
   std::string out;
   size_t auto_index = 0;
   for (size_t i = 0; i < fmt_str.size(); ++i) {
@@ -124,6 +124,7 @@ Result<Value> python_format(const std::string& fmt_str, const CallArgs& a) {
       if (v.is_undefined() && !a.has(SIZE_MAX, field.c_str())) {
         return invalid_argument("format: no argument for field '{{{}}}'", field);
       }
+      KEEL_RETURN_IF_ERROR(check_format_width(spec, max_bytes));
       if (!spec.empty() && v.is_number() && spec.back() == 'f') {
         out += fmt::format(fmt::runtime("{:" + spec + "}"), v.as_float());
       } else if (!spec.empty() && (v.is_int() || v.is_bool()) && spec.back() == 'd') {
@@ -139,7 +140,8 @@ Result<Value> python_format(const std::string& fmt_str, const CallArgs& a) {
   return Value(out);
 }
 
-Result<Value> string_method(const std::string& s, const std::string& name, CallArgs& a) {
+// `max_bytes` is the render's string-bytes budget: methods that build stop (or refuse) past it.
+Result<Value> string_method(const std::string& s, const std::string& name, CallArgs& a, size_t max_bytes) {
   if (name == "startswith" || name == "endswith") {
     Value p = a.get(0, "prefix");
     std::vector<Value> options = p.is_list() ? p.as_list().items : std::vector<Value>{p};
@@ -166,13 +168,13 @@ Result<Value> string_method(const std::string& s, const std::string& name, CallA
   if (name == "replace") {
     KEEL_ASSIGN_OR_RETURN(std::string old, string_arg(a, 0, "old", "replace"));
     KEEL_ASSIGN_OR_RETURN(std::string repl, string_arg(a, 1, "new", "replace"));
-    return Value(python_replace(s, old, repl, a.get(2, "count", Value(-1)).as_int()));
+    return Value(python_replace(s, old, repl, a.get(2, "count", Value(-1)).as_int(), max_bytes));
   }
   if (name == "upper") return Value(python_upper(s));
   if (name == "lower") return Value(python_lower(s));
   if (name == "title") return Value(python_title(s));
   if (name == "capitalize") return Value(python_capitalize(s));
-  if (name == "format") return python_format(s, a);
+  if (name == "format") return python_format(s, a, max_bytes);
   if (name == "join") {
     KEEL_ASSIGN_OR_RETURN(std::vector<Value> items, iterate(a.get(0, "iterable")));
     std::string out;
@@ -182,6 +184,7 @@ Result<Value> string_method(const std::string& s, const std::string& name, CallA
       }
       if (i) out += s;
       out += items[i].as_string();
+      if (out.size() > max_bytes) break;  // the caller's check fails on the size
     }
     return Value(out);
   }
@@ -237,6 +240,9 @@ Result<Value> string_method(const std::string& s, const std::string& name, CallA
     int64_t len = static_cast<int64_t>(utf8_length(s));
     if (width <= len) return Value(s);
     int64_t pad = width - len;
+    if (static_cast<uint64_t>(pad) > max_bytes / std::max<size_t>(fill.size(), 1)) {
+      return budget_exceeded("string-bytes", static_cast<int64_t>(max_bytes));
+    }
     auto rep = [&](int64_t n) {
       std::string r;
       for (int64_t i = 0; i < n; ++i) r += fill;
@@ -314,14 +320,19 @@ Result<Value> dict_method(const Value& d, const std::string& name, CallArgs& a) 
   return invalid_argument("'dict' object has no attribute '{}'", name);
 }
 
-Result<Value> list_method(const Value& l, const std::string& name, CallArgs& a) {
+// `max_items` is the render's list-items budget.
+Result<Value> list_method(const Value& l, const std::string& name, CallArgs& a, int64_t max_items) {
   auto& items = l.as_list().items;
+  if ((name == "append" || name == "insert") && static_cast<int64_t>(items.size()) >= max_items) {
+    return budget_exceeded("list-items", max_items);
+  }
   if (name == "append") {
     items.push_back(a.get(0, "object"));
     return Value::none();
   }
   if (name == "extend") {
     KEEL_ASSIGN_OR_RETURN(std::vector<Value> more, iterate(a.get(0, "iterable")));
+    if (static_cast<int64_t>(items.size() + more.size()) > max_items) return budget_exceeded("list-items", max_items);
     for (auto& v : more) items.push_back(std::move(v));
     return Value::none();
   }
@@ -374,7 +385,9 @@ const std::set<std::string>& string_methods() {
 Value bound_method(const Value& obj, const std::string& name) {
   if (obj.is_string() && string_methods().count(name)) {
     std::string s = obj.as_string();
-    return Value::callable(name, [s, name](Interpreter&, CallArgs& a) { return string_method(s, name, a); });
+    return Value::callable(name, [s, name](Interpreter& in, CallArgs& a) {
+      return string_method(s, name, a, in.budget().max_string_bytes);
+    });
   }
   static const std::set<std::string> dict_names = {"items", "keys", "values", "get", "pop", "setdefault",
                                                    "update", "copy"};
@@ -383,10 +396,14 @@ Value bound_method(const Value& obj, const std::string& name) {
   }
   static const std::set<std::string> list_names = {"append", "extend", "insert", "pop", "index", "count"};
   if (obj.is_list() && !obj.as_list().is_tuple && list_names.count(name)) {
-    return Value::callable(name, [obj, name](Interpreter&, CallArgs& a) { return list_method(obj, name, a); });
+    return Value::callable(name, [obj, name](Interpreter& in, CallArgs& a) {
+      return list_method(obj, name, a, in.budget().max_list_items);
+    });
   }
   if (obj.is_list() && obj.as_list().is_tuple && (name == "index" || name == "count")) {
-    return Value::callable(name, [obj, name](Interpreter&, CallArgs& a) { return list_method(obj, name, a); });
+    return Value::callable(name, [obj, name](Interpreter& in, CallArgs& a) {
+      return list_method(obj, name, a, in.budget().max_list_items);
+    });
   }
   return Value::undefined("");
 }

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <initializer_list>
+#include <utility>
+#include <vector>
 
 #include "tokenizer/jinja/expression_parser.h"
 
@@ -17,6 +19,7 @@ class Parser : public ExpressionParser {
   Result<Body> parse_template() {
     std::string stopped;
     KEEL_ASSIGN_OR_RETURN(Body body, parse_body({}, &stopped));
+    KEEL_RETURN_IF_ERROR(check_expression_depth(body));
     return body;
   }
 
@@ -29,8 +32,44 @@ class Parser : public ExpressionParser {
     return s;
   }
 
+  // Operator chains (`a + b + ...`, `x|f|g...`, `a.b.c...`) are built by loops, not recursion, so the parser's
+  // nesting count does not see how deep they make a tree: each tree is measured here, with a stack.
+  Status check_expression_depth(const Body& body) const {
+    for (const auto& s : body) {
+      for (const Expr* e : {s->expr.get(), s->cond.get()}) KEEL_RETURN_IF_ERROR(check_tree(e));
+      for (const auto& e : s->conds) KEEL_RETURN_IF_ERROR(check_tree(e.get()));
+      for (const auto& e : s->defaults) KEEL_RETURN_IF_ERROR(check_tree(e.get()));
+      for (const auto& e : s->filters) KEEL_RETURN_IF_ERROR(check_tree(e.get()));
+      for (const auto& b : s->bodies) KEEL_RETURN_IF_ERROR(check_expression_depth(b));
+      KEEL_RETURN_IF_ERROR(check_expression_depth(s->body));
+      KEEL_RETURN_IF_ERROR(check_expression_depth(s->else_body));
+    }
+    return Status();
+  }
+
+  Status check_tree(const Expr* root) const {
+    std::vector<std::pair<const Expr*, int>> pending;
+    if (root) pending.emplace_back(root, 1);
+    while (!pending.empty()) {
+      auto [e, depth] = pending.back();
+      pending.pop_back();
+      if (depth > max_depth()) {
+        return template_error(e->line, e->column, budget_exceeded("parse-depth", max_depth()).message());
+      }
+      for (const auto& a : e->args) {
+        if (a) pending.emplace_back(a.get(), depth + 1);
+      }
+      for (const auto& kv : e->kwargs) {
+        if (kv.second) pending.emplace_back(kv.second.get(), depth + 1);
+      }
+    }
+    return Status();
+  }
+
   // Parses statements until a `{% name` with name in `stops` (consumed, stored in *stopped) or the end.
   Result<Body> parse_body(std::initializer_list<const char*> stops, std::string* stopped) {
+    Nesting nesting(depth_);
+    KEEL_RETURN_IF_ERROR(check_nesting(cur()));
     Body body;
     while (true) {
       const Token& t = cur();
@@ -247,9 +286,9 @@ class Parser : public ExpressionParser {
 
 }  // namespace
 
-Result<Body> parse(const std::string& source, const LexOptions& options) {
+Result<Body> parse(const std::string& source, const LexOptions& options, int max_depth) {
   KEEL_ASSIGN_OR_RETURN(std::vector<Token> tokens, lex(source, options));
-  return Parser(std::move(tokens)).parse_template();
+  return Parser(std::move(tokens), max_depth).parse_template();
 }
 
 }  // namespace keel::jinja

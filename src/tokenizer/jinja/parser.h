@@ -8,6 +8,8 @@
 
 namespace keel::jinja {
 
-Result<Body> parse(const std::string& source, const LexOptions& options);
+// `max_depth` (RenderBudget::max_parse_depth) bounds both the parser's nesting (blocks in blocks, parentheses,
+// unary operators) and the depth of every expression tree, however it was built.
+Result<Body> parse(const std::string& source, const LexOptions& options, int max_depth);
 
 }  // namespace keel::jinja

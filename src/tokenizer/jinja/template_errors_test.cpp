@@ -63,7 +63,7 @@ TEST(JinjaErrors, TypeErrorsNameTheOperands) {
 
 TEST(JinjaErrors, UsingAnUndefinedValueSaysWhy) {
   std::map<std::string, Value> vars;
-  vars["m"] = Value::from_json(nlohmann::ordered_json::parse(R"({"role": "user"})"));
+  vars["m"] = *Value::from_json(nlohmann::ordered_json::parse(R"({"role": "user"})"));
   EXPECT_EQ(error_of("{{ m.content.strip() }}", vars),
             "chat template line 1, column 13: 'dict object' has no attribute 'content'");
   EXPECT_EQ(error_of("{{ nothing + 1 }}"), "chat template line 1, column 12: 'nothing' is undefined");

@@ -97,12 +97,26 @@ std::string python_capitalize(const std::string& s) {
   return out;
 }
 
-std::string python_replace(const std::string& s, const std::string& old, const std::string& repl, int64_t count) {
+Status check_format_width(const std::string& spec, size_t max_bytes) {
+  uint64_t number = 0;
+  for (char c : spec) {
+    if (c < '0' || c > '9') {
+      number = 0;
+      continue;
+    }
+    number = number * 10 + static_cast<uint64_t>(c - '0');
+    if (number > max_bytes) return budget_exceeded("string-bytes", static_cast<int64_t>(max_bytes));
+  }
+  return Status();
+}
+
+std::string python_replace(const std::string& s, const std::string& old, const std::string& repl, int64_t count,
+                           size_t max_bytes) {
   std::string out;
   int64_t done = 0;
   if (old.empty()) {
     std::vector<std::string> cs = utf8_chars(s);
-    for (size_t i = 0; i <= cs.size(); ++i) {
+    for (size_t i = 0; i <= cs.size() && out.size() <= max_bytes; ++i) {
       if (count < 0 || done < count) {
         out += repl;
         ++done;
@@ -112,7 +126,7 @@ std::string python_replace(const std::string& s, const std::string& old, const s
     return out;
   }
   size_t start = 0;
-  while (count < 0 || done < count) {
+  while ((count < 0 || done < count) && out.size() <= max_bytes) {
     size_t p = s.find(old, start);
     if (p == std::string::npos) break;
     out.append(s, start, p - start);

@@ -1,8 +1,11 @@
 // Python's str operations on UTF-8 text, by code point: strip, case mapping, replace, predicates.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "tokenizer/jinja/budget.h"
 
 namespace keel::jinja {
 
@@ -14,7 +17,12 @@ std::string python_upper(const std::string& s);
 std::string python_lower(const std::string& s);
 std::string python_title(const std::string& s);       // str.title()
 std::string python_capitalize(const std::string& s);  // str.capitalize()
-std::string python_replace(const std::string& s, const std::string& old, const std::string& repl, int64_t count);
+// str.replace; stops building once past `max_bytes` (the caller's string-bytes check then fails on the size).
+std::string python_replace(const std::string& s, const std::string& old, const std::string& repl, int64_t count,
+                           size_t max_bytes = SIZE_MAX);
+// A format spec ("{:>999999999}", "%0999999999d") whose width would build a field past `max_bytes` fails
+// with the string-bytes budget before fmt allocates it.
+Status check_format_width(const std::string& spec, size_t max_bytes);
 // str.isdigit() / isalpha() / isalnum() / isspace() / isupper() / islower(), named by `which`.
 bool python_is(const std::string& s, const std::string& which);
 

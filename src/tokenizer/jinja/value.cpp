@@ -44,7 +44,9 @@ Value Value::callable(std::string name, std::function<Result<Value>(Interpreter&
   return Value(std::make_shared<Callable>(Callable{std::move(name), std::move(fn)}));
 }
 
-Value Value::from_json(const nlohmann::ordered_json& j) {
+namespace {
+
+Result<Value> from_json_at(const nlohmann::ordered_json& j, int depth, int max_depth) {
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null: return Value::none();
     case nlohmann::ordered_json::value_t::boolean: return Value(j.get<bool>());
@@ -54,18 +56,34 @@ Value Value::from_json(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::number_float: return Value(j.get<double>());
     case nlohmann::ordered_json::value_t::string: return Value(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
+      if (depth >= max_depth) return invalid_argument("value nests deeper than {} levels", max_depth);
       std::vector<Value> items;
-      for (const auto& e : j) items.push_back(from_json(e));
+      for (const auto& e : j) {
+        KEEL_ASSIGN_OR_RETURN(Value v, from_json_at(e, depth + 1, max_depth));
+        items.push_back(std::move(v));
+      }
       return Value::list(std::move(items));
     }
     case nlohmann::ordered_json::value_t::object: {
+      if (depth >= max_depth) return invalid_argument("value nests deeper than {} levels", max_depth);
       Value d = Value::dict();
-      for (const auto& [k, v] : j.items()) d.as_dict().items.emplace_back(Value(k), from_json(v));
+      for (const auto& [k, v] : j.items()) {
+        KEEL_ASSIGN_OR_RETURN(Value item, from_json_at(v, depth + 1, max_depth));
+        d.as_dict().items.emplace_back(Value(k), std::move(item));
+      }
       return d;
     }
     default: return Value::none();
   }
 }
+
+constexpr int kValueDepth = RenderBudget().max_value_depth;
+
+void repr_into(const Value& v, int depth, size_t max_bytes, std::string& out);
+
+}  // namespace
+
+Result<Value> Value::from_json(const nlohmann::ordered_json& j, int max_depth) { return from_json_at(j, 0, max_depth); }
 
 Value::Kind Value::kind() const { return static_cast<Kind>(v_.index()); }
 
@@ -110,47 +128,71 @@ std::string Value::type_name() const {
   return "object";
 }
 
-std::string Value::str() const {
+std::string Value::str(size_t max_bytes) const {
   switch (kind()) {
     case Kind::kUndefined: return "";
     case Kind::kString: return as_string();
-    default: return repr();
+    default: return repr(max_bytes);
   }
 }
 
-std::string Value::repr() const {
-  switch (kind()) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "None";
-    case Kind::kBool: return as_bool() ? "True" : "False";
-    case Kind::kInt: return std::to_string(as_int());
-    case Kind::kFloat: return python_float_repr(as_float());
-    case Kind::kString: return python_string_repr(as_string());
-    case Kind::kList: {
-      const List& l = as_list();
-      std::string out = l.is_tuple ? "(" : "[";
-      for (size_t i = 0; i < l.items.size(); ++i) {
+std::string Value::repr(size_t max_bytes) const {
+  std::string out;
+  repr_into(*this, 0, max_bytes, out);
+  return out;
+}
+
+namespace {
+
+void repr_into(const Value& v, int depth, size_t max_bytes, std::string& out) {
+  if (out.size() > max_bytes) return;
+  switch (v.kind()) {
+    case Value::Kind::kUndefined: out += "Undefined"; return;
+    case Value::Kind::kNone: out += "None"; return;
+    case Value::Kind::kBool: out += v.as_bool() ? "True" : "False"; return;
+    case Value::Kind::kInt: out += std::to_string(v.as_int()); return;
+    case Value::Kind::kFloat: out += python_float_repr(v.as_float()); return;
+    case Value::Kind::kString: out += python_string_repr(v.as_string()); return;
+    case Value::Kind::kList: {
+      const List& l = v.as_list();
+      if (depth >= kValueDepth) {
+        out += l.is_tuple ? "(...)" : "[...]";
+        return;
+      }
+      out += l.is_tuple ? "(" : "[";
+      for (size_t i = 0; i < l.items.size() && out.size() <= max_bytes; ++i) {
         if (i) out += ", ";
-        out += l.items[i].repr();
+        repr_into(l.items[i], depth + 1, max_bytes, out);
       }
       if (l.is_tuple && l.items.size() == 1) out += ",";
       out += l.is_tuple ? ")" : "]";
-      return out;
+      return;
     }
-    case Kind::kDict: {
-      const Dict& d = as_dict();
-      std::string out = "{";
-      for (size_t i = 0; i < d.items.size(); ++i) {
-        if (i) out += ", ";
-        out += d.items[i].first.repr() + ": " + d.items[i].second.repr();
+    case Value::Kind::kDict: {
+      const Dict& d = v.as_dict();
+      if (d.is_namespace) out += "<Namespace ";
+      if (depth >= kValueDepth) {
+        out += "{...}";
+      } else {
+        out += "{";
+        for (size_t i = 0; i < d.items.size() && out.size() <= max_bytes; ++i) {
+          if (i) out += ", ";
+          repr_into(d.items[i].first, depth + 1, max_bytes, out);
+          out += ": ";
+          repr_into(d.items[i].second, depth + 1, max_bytes, out);
+        }
+        out += "}";
       }
-      out += "}";
-      return d.is_namespace ? "<Namespace " + out + ">" : out;
+      if (d.is_namespace) out += ">";
+      return;
     }
-    case Kind::kCallable: return "<function " + as_callable().name + ">";
+    case Value::Kind::kCallable: out += "<function " + v.as_callable().name + ">"; return;
   }
-  return "";
 }
+
+bool equals_at(const Value& a, const Value& b, int depth);
+
+}  // namespace
 
 Value CallArgs::get(size_t index, const char* name, Value fallback) const {
   if (index < positional.size()) return positional[index];
@@ -168,7 +210,11 @@ bool CallArgs::has(size_t index, const char* name) const {
   return false;
 }
 
-bool equals(const Value& a, const Value& b) {
+bool equals(const Value& a, const Value& b) { return equals_at(a, b, 0); }
+
+namespace {
+
+bool equals_at(const Value& a, const Value& b, int depth) {
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.as_float() == b.as_float();
     return a.as_int() == b.as_int();
@@ -181,9 +227,11 @@ bool equals(const Value& a, const Value& b) {
     case Value::Kind::kList: {
       const auto& x = a.as_list().items;
       const auto& y = b.as_list().items;
+      if (&x == &y) return true;
       if (x.size() != y.size() || a.as_list().is_tuple != b.as_list().is_tuple) return false;
+      if (depth >= kValueDepth) return false;
       for (size_t i = 0; i < x.size(); ++i) {
-        if (!equals(x[i], y[i])) return false;
+        if (!equals_at(x[i], y[i], depth + 1)) return false;
       }
       return true;
     }
@@ -192,9 +240,10 @@ bool equals(const Value& a, const Value& b) {
       const Dict& y = b.as_dict();
       if (&x == &y) return true;
       if (x.is_namespace || y.is_namespace || x.items.size() != y.items.size()) return false;
+      if (depth >= kValueDepth) return false;
       for (const auto& [k, v] : x.items) {
         const Value* other = y.find(k);
-        if (!other || !equals(v, *other)) return false;
+        if (!other || !equals_at(v, *other, depth + 1)) return false;
       }
       return true;
     }
@@ -203,7 +252,15 @@ bool equals(const Value& a, const Value& b) {
   }
 }
 
-Result<bool> less_than(const Value& a, const Value& b) {
+Result<bool> less_than_at(const Value& a, const Value& b, int depth);
+
+}  // namespace
+
+Result<bool> less_than(const Value& a, const Value& b) { return less_than_at(a, b, 0); }
+
+namespace {
+
+Result<bool> less_than_at(const Value& a, const Value& b, int depth) {
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.as_float() < b.as_float();
     return a.as_int() < b.as_int();
@@ -212,15 +269,18 @@ Result<bool> less_than(const Value& a, const Value& b) {
   if (a.is_list() && b.is_list()) {
     const auto& x = a.as_list().items;
     const auto& y = b.as_list().items;
+    if (depth >= kValueDepth) return invalid_argument("'<' between lists nested deeper than {} levels", kValueDepth);
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-      if (equals(x[i], y[i])) continue;
-      return less_than(x[i], y[i]);
+      if (equals_at(x[i], y[i], depth + 1)) continue;
+      return less_than_at(x[i], y[i], depth + 1);
     }
     return x.size() < y.size();
   }
   return invalid_argument("'<' not supported between instances of '{}' and '{}'", a.type_name(),
                           b.type_name());
 }
+
+}  // namespace
 
 std::string python_float_repr(double d) {
   if (std::isnan(d)) return "nan";
@@ -374,10 +434,16 @@ std::string json_float(double d) {
 }
 
 Status json_dump(const Value& v, const JsonOptions& opt, int level, std::string& out) {
+  if (out.size() > opt.max_bytes) return budget_exceeded("string-bytes", static_cast<int64_t>(opt.max_bytes));
+  if (level > opt.max_depth) return invalid_argument("tojson: value nests deeper than {} levels", opt.max_depth);
   const int indent = opt.indent;
+  // The indentation of this value's items and closing bracket, before any of it is written.
+  if (indent > 0 && static_cast<size_t>(indent) * static_cast<size_t>(level + 1) > opt.max_bytes) {
+    return budget_exceeded("string-bytes", static_cast<int64_t>(opt.max_bytes));
+  }
   auto newline = [&](int lvl) {
     out += '\n';
-    out.append(static_cast<size_t>(indent * lvl), ' ');
+    out.append(static_cast<size_t>(indent) * static_cast<size_t>(lvl), ' ');
   };
   const std::string item_sep = !opt.item_separator.empty() ? opt.item_separator : indent >= 0 ? "," : ", ";
   switch (v.kind()) {
@@ -453,6 +519,7 @@ Status json_dump(const Value& v, const JsonOptions& opt, int level, std::string&
 Result<std::string> python_json_dumps(const Value& v, const JsonOptions& options) {
   std::string out;
   KEEL_RETURN_IF_ERROR(json_dump(v, options, 0, out));
+  if (out.size() > options.max_bytes) return budget_exceeded("string-bytes", static_cast<int64_t>(options.max_bytes));
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "tokenizer/jinja/budget.h"
 
 namespace keel::jinja {
 
@@ -70,7 +71,8 @@ class Value {
   static Value list(std::vector<Value> items = {}, bool tuple = false);
   static Value dict();
   static Value callable(std::string name, std::function<Result<Value>(Interpreter&, CallArgs&)> fn);
-  static Value from_json(const nlohmann::ordered_json& j);
+  // Nesting deeper than `max_depth` levels is refused: "value nests deeper than 128 levels".
+  static Result<Value> from_json(const nlohmann::ordered_json& j, int max_depth = RenderBudget().max_value_depth);
 
   Kind kind() const;
   bool is_undefined() const { return kind() == Kind::kUndefined; }
@@ -96,10 +98,14 @@ class Value {
   bool truthy() const;
   // Python's type name for error messages: 'str', 'int', 'list', 'dict', 'NoneType'.
   std::string type_name() const;
-  // Python's str(): what `{{ x }}` prints ('' for undefined).
-  std::string str() const;
+  // Python's str(): what `{{ x }}` prints ('' for undefined). A list or dict stops printing once past
+  // `max_bytes` (a list holding a list twice, 40 levels down, would print 2^40 items): a result longer than
+  // the string-bytes budget means the budget was hit, and the interpreter's checks fail on its size. Lists and
+  // dicts nested past RenderBudget::max_value_depth print as [...] / {...}, as Python prints a list that
+  // contains itself.
+  std::string str(size_t max_bytes = RenderBudget().max_string_bytes) const;
   // Python's repr(): how items print inside a list or dict.
-  std::string repr() const;
+  std::string repr(size_t max_bytes = RenderBudget().max_string_bytes) const;
 
  private:
   std::variant<Undefined, std::monostate, bool, int64_t, double, std::string, std::shared_ptr<List>,
@@ -116,7 +122,8 @@ struct CallArgs {
   bool has(size_t index, const char* name) const;
 };
 
-// Python == between values (1 == 1.0 == True, element-wise lists and dicts).
+// Python == between values (1 == 1.0 == True, element-wise lists and dicts). Past
+// RenderBudget::max_value_depth levels, nested lists and dicts compare unequal (Python raises RecursionError).
 bool equals(const Value& a, const Value& b);
 // Python < for numbers, strings and lists; other pairs are a TypeError.
 Result<bool> less_than(const Value& a, const Value& b);
@@ -132,6 +139,8 @@ struct JsonOptions {
   bool ensure_ascii = false;
   std::string item_separator;  // empty: ", " on one line, "," with indent (Python's defaults)
   std::string key_separator = ": ";
+  size_t max_bytes = SIZE_MAX;  // past this the dump fails with the string-bytes budget
+  int max_depth = RenderBudget().max_value_depth;
 };
 Result<std::string> python_json_dumps(const Value& v, const JsonOptions& options);
 
