@@ -123,8 +123,10 @@ Result<std::string> ChatTemplate::render(const json& messages, const json& tools
     return invalid_argument("{}", a.get(0, "message").str());
   });
   env::Env* env = env_ ? env_ : env::Env::posix();
-  vars["strftime_now"] = Value::callable("strftime_now", [env](jinja::Interpreter&, jinja::CallArgs& a) -> Result<Value> {
-    std::time_t now = static_cast<std::time_t>(env->now_micros() / 1000000);
+  vars["strftime_now"] = Value::callable("strftime_now", [](jinja::Interpreter&, jinja::CallArgs& a) -> Result<Value> {
+    // The calendar date, not Env::now_micros: that clock is monotonic (steady_clock, counting from boot), and
+    // printed as a date it was 1 January 1970 in every Llama 3 system prompt.
+    std::time_t now = std::time(nullptr);
     std::tm local{};
     localtime_r(&now, &local);
     char buf[256];

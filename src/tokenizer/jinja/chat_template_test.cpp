@@ -82,10 +82,10 @@ TEST_F(ChatTemplateLoad, SyntaxErrorNamesTheFile) {
 }
 
 TEST_F(ChatTemplateLoad, StrftimeNowFormatsTheCurrentDate) {
-  write("chat_template.jinja", "{{ strftime_now('%Y') | length }}");
+  write("chat_template.jinja", "{{ strftime_now('%Y') }}");
   auto ct = ChatTemplate::load(dir_);
   ASSERT_TRUE(ct.ok());
-  EXPECT_EQ(render(*ct), "4");
+  EXPECT_GE(std::stoi(render(*ct)), 2025);  // the calendar year (a monotonic clock printed 1970)
 }
 
 }  // namespace
