@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "fuzz.h"
+#include "server/request_fields.h"
 #include "server/anthropic.h"
 #include "server/openai.h"
 #include "tokenizer/chat_template.h"
@@ -33,8 +34,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::optional<json> body = keel::fuzz::json_body(data, size);
-  if (!body) return 0;
+  keel::Result<json> body = parse_request_body(keel::fuzz::text(data, size));
+  if (!body.ok()) return 0;
   keel::Result<GenerationSpec> spec = parse_chat_request(*body);
   if (!spec.ok()) spec = parse_messages_request(*body);
   if (!spec.ok()) return 0;

@@ -9,11 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "env/env.h"
 
@@ -52,13 +49,6 @@ class BytesFile final : public env::MappedFile {
   std::string bytes_;  // a copy, so ASan sees the exact bounds of the input
   std::string path_;
 };
-
-// A request body as the server reads one: JSON text that must be an object (nullopt otherwise).
-inline std::optional<nlohmann::ordered_json> json_body(const uint8_t* data, size_t size) {
-  nlohmann::ordered_json body = nlohmann::ordered_json::parse(text(data, size), nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded() || !body.is_object()) return std::nullopt;
-  return body;
-}
 
 // Reads a little-endian integer of `n` bytes from the front of the input, consuming them (0 past the end).
 inline uint64_t take_uint(const uint8_t*& data, size_t& size, size_t n) {

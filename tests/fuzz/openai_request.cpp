@@ -1,6 +1,7 @@
 // The OpenAI routes' request parsing: a body → parse_chat_request and parse_completion_request (the demo
 // model's vocabulary for token-id prompts); a rejection must turn into the error the route sends.
 #include "fuzz.h"
+#include "server/request_fields.h"
 #include "server/openai.h"
 
 using namespace keel::server;
@@ -20,8 +21,8 @@ void check(const keel::Result<GenerationSpec>& spec) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::optional<json> body = keel::fuzz::json_body(data, size);
-  if (!body) return 0;
+  keel::Result<json> body = parse_request_body(keel::fuzz::text(data, size));
+  if (!body.ok()) return 0;
   check(parse_chat_request(*body));
   check(parse_completion_request(*body, /*vocab=*/4096));
   return 0;

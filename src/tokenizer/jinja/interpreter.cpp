@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <limits>
 
 #include "tokenizer/jinja/arithmetic.h"
 #include "tokenizer/jinja/builtins.h"
@@ -416,7 +417,11 @@ Result<Value> Interpreter::eval_node(const Expr& e, Frame& frame) {
         return template_error(e.line, e.column, fmt::format("bad operand type for unary {}: '{}'", e.name, v.type_name()));
       }
       if (e.name == "+") return v.is_float() ? v : Value(v.as_int());
-      return v.is_float() ? Value(-v.as_float()) : Value(-v.as_int());
+      if (v.is_float()) return Value(-v.as_float());
+      if (v.as_int() == std::numeric_limits<int64_t>::min()) {
+        return template_error(e.line, e.column, "integer overflow: -(-9223372036854775808) does not fit in 64 bits");
+      }
+      return Value(-v.as_int());
     }
     case Expr::Kind::kBinary: return eval_binary(e, frame);
     case Expr::Kind::kCompare: return eval_compare(e, frame);

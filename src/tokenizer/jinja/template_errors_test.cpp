@@ -61,6 +61,20 @@ TEST(JinjaErrors, TypeErrorsNameTheOperands) {
   EXPECT_EQ(error_of("{{ 1 // 0 }}"), "chat template line 1, column 6: division by zero");
 }
 
+// Found by fuzz/jinja_template: 2 ** 80 overflowed int64_t (undefined behaviour), and INT64_MIN // -1 traps.
+TEST(JinjaErrors, IntegerResultsBeyond64BitsAreErrorsNotWrappedValues) {
+  EXPECT_EQ(error_of("{{ 2 ** 80 }}"), "chat template line 1, column 6: integer overflow: 2 ** 80 does not fit in 64 bits");
+  EXPECT_EQ(error_of("{{ 9223372036854775807 + 1 }}"),
+            "chat template line 1, column 24: integer overflow: 9223372036854775807 + 1 does not fit in 64 bits");
+  EXPECT_EQ(error_of("{{ 4611686018427387904 * 2 }}"),
+            "chat template line 1, column 24: integer overflow: 4611686018427387904 * 2 does not fit in 64 bits");
+  EXPECT_EQ(error_of("{{ (-9223372036854775807 - 1) // -1 }}"),
+            "chat template line 1, column 31: integer overflow: -9223372036854775808 // -1 does not fit in 64 bits");
+  EXPECT_NE(error_of("{{ -(-9223372036854775807 - 1) }}").find("integer overflow"), std::string::npos);
+  EXPECT_EQ(error_of("{{ (-9223372036854775807 - 1) % -1 }} {{ 2 ** 62 }} {{ 7 // -2 }}"),
+            "rendered: 0 4611686018427387904 -4");
+}
+
 TEST(JinjaErrors, UsingAnUndefinedValueSaysWhy) {
   std::map<std::string, Value> vars;
   vars["m"] = *Value::from_json(nlohmann::ordered_json::parse(R"({"role": "user"})"));
