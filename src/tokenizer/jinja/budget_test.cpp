@@ -103,6 +103,10 @@ TEST(RenderBudget, AnyOneStringIsBoundedHoweverItIsBuilt) {
   EXPECT_TRUE(failed_with(run(dag + "{{ ns.a }}", b), hit));
   EXPECT_TRUE(failed_with(run(dag + "{{ ns.a | string }}", b), hit));
   EXPECT_TRUE(failed_with(run(dag + "{{ ns.a | tojson }}", b), hit));
+  // Comparing two such lists remembers the pairs already found equal instead of walking 2^60 of them.
+  const std::string two = "{% set ns = namespace(a=[1], b=[1]) %}{% for i in range(60) %}{% set ns.a = [ns.a, ns.a] %}"
+                          "{% set ns.b = [ns.b, ns.b] %}{% endfor %}";
+  EXPECT_EQ(run(two + "{{ ns.a == ns.b }} {{ ns.a < ns.b }} {{ ns.a in [ns.b] }}"), "True False True");
 }
 
 TEST(RenderBudget, ListsBuiltByRepetitionOrExtendAreBounded) {
@@ -184,6 +188,17 @@ TEST(RenderBudget, ValuesNestedPastTheValueDepthAreRefusedOrElided) {
     EXPECT_NE(printed.find("[...]"), std::string::npos);
     EXPECT_EQ(run(self + "{{ l == l }} {{ [l] == [l] }}"), "True True");
     EXPECT_TRUE(failed_with(run(self + "{{ l | tojson }}"), "tojson: value nests deeper than 128 levels"));
+  });
+}
+
+TEST(RenderBudget, ListsAndDictsNestedThreeHundredThousandDeepAreDestroyedWithoutRecursion) {
+  on_worker_thread([] {
+    EXPECT_EQ(run("{% set ns = namespace(a=[]) %}{% for i in range(300000) %}{% set ns.a = [ns.a] %}{% endfor %}"
+                  "{{ ns.a | length }}"),
+              "1");
+    EXPECT_EQ(run("{% set ns = namespace(d={}) %}{% for i in range(300000) %}{% set ns.d = {'k': ns.d} %}{% endfor %}"
+                  "{{ ns.d | length }}"),
+              "1");
   });
 }
 

@@ -6,8 +6,51 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <set>
+#include <utility>
 
 namespace keel::jinja {
+
+namespace {
+
+void tear_down(std::vector<Value>& pending) {
+  while (!pending.empty()) {
+    Value v = std::move(pending.back());
+    pending.pop_back();
+    v.move_children_if_sole_owner(pending);
+  }  // each `v` dies here holding no items
+}
+
+}  // namespace
+
+List::~List() {
+  std::vector<Value> pending;
+  pending.swap(items);
+  tear_down(pending);
+}
+
+Dict::~Dict() {
+  std::vector<Value> pending;
+  for (auto& [k, v] : items) {
+    pending.push_back(std::move(k));
+    pending.push_back(std::move(v));
+  }
+  items.clear();
+  tear_down(pending);
+}
+
+void Value::move_children_if_sole_owner(std::vector<Value>& out) {
+  if (auto* l = std::get_if<std::shared_ptr<List>>(&v_); l && *l && l->use_count() == 1) {
+    for (auto& item : (*l)->items) out.push_back(std::move(item));
+    (*l)->items.clear();
+  } else if (auto* d = std::get_if<std::shared_ptr<Dict>>(&v_); d && *d && d->use_count() == 1) {
+    for (auto& [k, v] : (*d)->items) {
+      out.push_back(std::move(k));
+      out.push_back(std::move(v));
+    }
+    (*d)->items.clear();
+  }
+}
 
 const Value* Dict::find(const Value& key) const {
   for (const auto& [k, v] : items) {
@@ -190,7 +233,11 @@ void repr_into(const Value& v, int depth, size_t max_bytes, std::string& out) {
   }
 }
 
-bool equals_at(const Value& a, const Value& b, int depth);
+// Pairs of lists or dicts already found equal during one comparison: a list holding a list twice, 60 levels
+// down, compared with another such list would otherwise walk 2^60 pairs.
+using EqualPairs = std::set<std::pair<const void*, const void*>>;
+
+bool equals_at(const Value& a, const Value& b, int depth, EqualPairs& equal);
 
 }  // namespace
 
@@ -210,11 +257,14 @@ bool CallArgs::has(size_t index, const char* name) const {
   return false;
 }
 
-bool equals(const Value& a, const Value& b) { return equals_at(a, b, 0); }
+bool equals(const Value& a, const Value& b) {
+  EqualPairs equal;
+  return equals_at(a, b, 0, equal);
+}
 
 namespace {
 
-bool equals_at(const Value& a, const Value& b, int depth) {
+bool equals_at(const Value& a, const Value& b, int depth, EqualPairs& equal) {
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.as_float() == b.as_float();
     return a.as_int() == b.as_int();
@@ -230,9 +280,11 @@ bool equals_at(const Value& a, const Value& b, int depth) {
       if (&x == &y) return true;
       if (x.size() != y.size() || a.as_list().is_tuple != b.as_list().is_tuple) return false;
       if (depth >= kValueDepth) return false;
+      if (equal.count({&x, &y})) return true;
       for (size_t i = 0; i < x.size(); ++i) {
-        if (!equals_at(x[i], y[i], depth + 1)) return false;
+        if (!equals_at(x[i], y[i], depth + 1, equal)) return false;
       }
+      equal.insert({&x, &y});
       return true;
     }
     case Value::Kind::kDict: {
@@ -241,10 +293,12 @@ bool equals_at(const Value& a, const Value& b, int depth) {
       if (&x == &y) return true;
       if (x.is_namespace || y.is_namespace || x.items.size() != y.items.size()) return false;
       if (depth >= kValueDepth) return false;
+      if (equal.count({&x, &y})) return true;
       for (const auto& [k, v] : x.items) {
         const Value* other = y.find(k);
-        if (!other || !equals_at(v, *other, depth + 1)) return false;
+        if (!other || !equals_at(v, *other, depth + 1, equal)) return false;
       }
+      equal.insert({&x, &y});
       return true;
     }
     case Value::Kind::kCallable: return &a.as_callable() == &b.as_callable();
@@ -252,15 +306,18 @@ bool equals_at(const Value& a, const Value& b, int depth) {
   }
 }
 
-Result<bool> less_than_at(const Value& a, const Value& b, int depth);
+Result<bool> less_than_at(const Value& a, const Value& b, int depth, EqualPairs& equal);
 
 }  // namespace
 
-Result<bool> less_than(const Value& a, const Value& b) { return less_than_at(a, b, 0); }
+Result<bool> less_than(const Value& a, const Value& b) {
+  EqualPairs equal;
+  return less_than_at(a, b, 0, equal);
+}
 
 namespace {
 
-Result<bool> less_than_at(const Value& a, const Value& b, int depth) {
+Result<bool> less_than_at(const Value& a, const Value& b, int depth, EqualPairs& equal) {
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.as_float() < b.as_float();
     return a.as_int() < b.as_int();
@@ -271,8 +328,8 @@ Result<bool> less_than_at(const Value& a, const Value& b, int depth) {
     const auto& y = b.as_list().items;
     if (depth >= kValueDepth) return invalid_argument("'<' between lists nested deeper than {} levels", kValueDepth);
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-      if (equals_at(x[i], y[i], depth + 1)) continue;
-      return less_than_at(x[i], y[i], depth + 1);
+      if (equals_at(x[i], y[i], depth + 1, equal)) continue;
+      return less_than_at(x[i], y[i], depth + 1, equal);
     }
     return x.size() < y.size();
   }

@@ -22,14 +22,18 @@ class Value;
 struct CallArgs;
 class Interpreter;
 
+// A template can nest lists and dicts as deep as its loop budget allows (`{% set ns.a = [ns.a] %}` a million
+// times): both are torn down from a stack, not by recursion (Value::move_children_if_sole_owner).
 struct List {
   std::vector<Value> items;
   bool is_tuple = false;
+  ~List();
 };
 
 struct Dict {
   std::vector<std::pair<Value, Value>> items;  // insertion order, as Python 3.7+ dicts
   bool is_namespace = false;
+  ~Dict();
 
   const Value* find(const Value& key) const;
   Value* find(const Value& key);
@@ -94,6 +98,10 @@ class Value {
   Dict& as_dict() const { return *std::get<std::shared_ptr<Dict>>(v_); }
   Callable& as_callable() const { return *std::get<std::shared_ptr<Callable>>(v_); }
   const std::string& undefined_hint() const { return std::get<Undefined>(v_).hint; }
+
+  // When this Value is the only reference to a list or dict, moves its items (and keys) to `out`, leaving it
+  // empty: List and Dict destructors use it to destroy deep nesting iteratively.
+  void move_children_if_sole_owner(std::vector<Value>& out);
 
   bool truthy() const;
   // Python's type name for error messages: 'str', 'int', 'list', 'dict', 'NoneType'.
