@@ -32,10 +32,11 @@ for stage in "$@"; do
       grep -rl '"/usr/' $P/usr/lib/x86_64-linux-gnu/cmake $P/usr/share/cmake 2>/dev/null |
         xargs -r sed -i "s#\"/usr/#\"$P/usr/#g"
       for side in head base; do
-        src=.; dir=$B; [ $side = base ] && { src=.device/base; dir=$B-base; }
+        src=.; dir=$B; targets=${KEEL_TARGETS:-keel keel_backend_cuda_test}
+        [ $side = base ] && { src=.device/base; dir=$B-base; targets=keel; }
         ( cmake -S $src -B $dir -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEEL_CUDA=on -DKEEL_CUDA_ARCHS=90 \
             -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/cmake-$side.log" 2>&1 &&
-          ninja -C $dir -j8 ${KEEL_TARGETS:-keel keel_backend_cuda_test} > "$OUT/build-$side.log" 2>&1 ||
+          ninja -C $dir -j8 $targets > "$OUT/build-$side.log" 2>&1 ||
           { echo "$side build failed"; grep -m20 -A5 "error" "$OUT/build-$side.log" "$OUT/cmake-$side.log"; } ) &
       done
       wait
