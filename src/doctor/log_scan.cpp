@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "base/json_parse.h"
 #include "doctor/alloc_log.h"
 
 namespace keel::doctor {
@@ -88,13 +89,15 @@ void scan_text(const std::string& name, const std::string& text, const KnownIssu
 void scan_ips(const std::string& name, const std::string& contents, const KnownIssues& db, LogScan& scan) {
   size_t newline = contents.find('\n');
   std::string body_text = newline == std::string::npos ? "" : contents.substr(newline + 1);
-  json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded() || !body.is_object()) {
-    scan.problems.push_back(fmt::format(
-        "{}: .ips body (after the header line) is not valid JSON; scanned it as plain text", name));
+  // Bounded: the body is dumped below, recursively, and a log file is whatever the user points at.
+  Result<json> parsed = parse_json_bounded<json>(body_text, kModelFileJsonDepth, ".ips body");
+  if (!parsed.ok() || !parsed->is_object()) {
+    const std::string why = parsed.ok() ? ".ips body is not valid JSON: not an object" : parsed.status().message();
+    scan.problems.push_back(fmt::format("{}: {} (after the header line); scanned it as plain text", name, why));
     scan_text(name, contents, db, scan);
     return;
   }
+  json body = std::move(parsed).value();
   auto panic = body.find("panicString");
   if (panic == body.end() || !panic->is_string()) {
     // Not a kernel panic (an app crash or a hang report): the whole body may still quote a signature.

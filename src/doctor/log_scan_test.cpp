@@ -3,8 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <set>
+
+#include <unistd.h>
 
 #include "doctor/test_util.h"
 
@@ -136,6 +140,19 @@ TEST(LogScan, TruncatedIpsIsReportedAndScannedAsText) {
   LogScan scan = scan_fixture("broken.truncated.ips");
   ASSERT_EQ(scan.problems.size(), 1u);
   EXPECT_NE(scan.problems[0].find("not valid JSON"), std::string::npos) << scan.problems[0];
+}
+
+TEST(LogScan, IpsBodyNested100kLevelsDeepIsReportedAndScannedAsText) {
+  const std::string path = "/tmp/keel_log_scan_deep_" + std::to_string(::getpid()) + ".ips";
+  {
+    std::ofstream f(path);
+    f << R"({"bug_type":"309","os_version":"macOS 15.1"})" << "\n{\"x\":" << std::string(100000, '[')
+      << std::string(100000, ']') << "}";
+  }
+  LogScan scan = scan_logs(env::Env::posix(), {path}, KnownIssues::builtin());
+  std::remove(path.c_str());
+  ASSERT_EQ(scan.problems.size(), 1u);
+  EXPECT_NE(scan.problems[0].find(".ips body nests deeper than 256 levels"), std::string::npos) << scan.problems[0];
 }
 
 TEST(LogScan, JsonlThatIsNotAnAllocLogIsReported) {
