@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "backend/registry.h"
 #include "base/units.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
@@ -17,10 +18,6 @@
 #include "engine/generate.h"
 #include "model/synthetic.h"
 #include "model/weights.h"
-
-#ifdef KEEL_WITH_CUDA
-#include "backend/cuda/cuda_bench.h"
-#endif
 
 namespace keel::cli {
 
@@ -163,7 +160,7 @@ int run_bench(const BenchArgs& a) {
   // The launcher of a tensor-parallel group, or one of its followers, ends here.
   std::optional<runtime::RankEnv> rank;
   if (std::optional<int> code = runtime::dispatch_bench_rank(a.dir, a.synthetic, a.backend, a.dist, &rank)) return *code;
-  auto backend = runtime::make_backend(a.backend);
+  auto backend = backend::create(a.backend);
   if (!backend.ok()) return report(backend.status());
   runtime::RankGroup group;
   if (rank) {
@@ -239,18 +236,18 @@ int run_bench(const BenchArgs& a) {
 
   // The machine's limits, measured now.
   double bw = 0, peak = 0;
-#ifdef KEEL_WITH_CUDA
   if (gpu) {
-    auto r = backend::cuda_hbm_read_bandwidth(0);
+    auto kind = backend::resolve(lm.backend->name());
+    if (!kind.ok()) return report(kind.status());
+    auto r = (*kind)->read_bandwidth(0);
     if (!r.ok()) return report(r.status());
     bw = *r;
-    auto f = backend::cuda_gemm_flops(0, 8192);
+    auto f = (*kind)->gemm_flops(0, 8192);
     if (!f.ok()) return report(f.status());
     peak = *f;
     std::printf("  device: HBM read %.2f TB/s (streaming kernel), bf16 GEMM %.0f TFLOP/s (cuBLAS 8192^3)\n",
                 bw / 1e12, peak / 1e12);
   }
-#endif
   if (!gpu) {
     bw = memory_read_bandwidth();
     std::printf("  host: %d threads, memory-read loop %.2f GB/s\n", omp_get_max_threads(), bw / 1e9);

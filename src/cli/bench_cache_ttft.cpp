@@ -13,11 +13,11 @@
 #include <memory>
 #include <random>
 
+#include "backend/registry.h"
 #include "base/units.h"
 #include "cache/hot_tier.h"
 #include "cache/ssd_format.h"
 #include "cache/ssd_tier.h"
-#include "runtime/load_model.h"
 #include "engine/engine.h"
 #include "engine/fingerprint.h"
 #include "model/synthetic.h"
@@ -191,7 +191,7 @@ Result<nlohmann::json> run_cache_ttft(const CacheTtftArgs& a, bool quiet) {
       std::fflush(stdout);
     }
   };
-  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> backend, runtime::make_backend(a.backend));
+  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<backend::Backend> backend, backend::create(a.backend));
   const bool gpu = backend->name() != "cpu";
   const std::string shape = a.synthetic.empty() ? (gpu ? "llama3-8b" : "llama-tiny") : a.synthetic;
   KEEL_ASSIGN_OR_RETURN(model::ModelConfig config, model::synthetic_config(shape));

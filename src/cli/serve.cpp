@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "base/log.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "doctor/platform.h"
@@ -32,7 +33,7 @@ void wait_for_signal(runtime::Serving* serving) {
   sigaddset(&set, SIGTERM);
   int sig = 0;
   sigwait(&set, &sig);
-  std::fprintf(stderr, "keel: %s received; finishing in-flight requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  log::info(fmt::format("{} received; finishing in-flight requests", sig == SIGINT ? "SIGINT" : "SIGTERM"));
   serving->shutdown();
 }
 
@@ -45,9 +46,9 @@ bool check_platform(bool strict) {
     if (f.severity == doctor::Severity::kInfo) continue;
     std::string evidence;
     for (const std::string& e : f.evidence) evidence += (evidence.empty() ? "" : "; ") + e;
-    std::fprintf(stderr, "keel: platform %s: %s [%s]%s%s%s%s\n", doctor::severity_name(f.severity), f.title.c_str(),
-                 f.id.c_str(), evidence.empty() ? "" : ": ", evidence.c_str(), f.advice.empty() ? "" : " — ",
-                 f.advice.c_str());
+    log::write(f.severity == doctor::Severity::kCritical ? log::Level::kError : log::Level::kWarn,
+               fmt::format("platform: {} [{}]{}{}{}{}", f.title, f.id, evidence.empty() ? "" : ": ", evidence,
+                           f.advice.empty() ? "" : " — ", f.advice));
   }
   if (strict && doctor::has_critical(findings)) {
     std::fprintf(stderr,
@@ -84,7 +85,7 @@ int run_serve(ServeArgs a) {
   pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();
   if (Status s = (*serving)->finish(); !s.ok()) return report(s);
-  std::fprintf(stderr, "keel: stopped\n");
+  log::info("stopped");
   if (a.serving.rank) runtime::exit_rank(0);  // a group's rank 0 leaves without its destructors, as the followers do
   return 0;
 }

@@ -15,16 +15,14 @@
 #include <fstream>
 #include <sstream>
 
+#include "backend/registry.h"
+#include "base/log.h"
 #include "runtime/load_model.h"
 #include "runtime/serving.h"
 #include "engine/follower.h"
 #include "model/shard.h"
 #include "model/synthetic.h"
 
-#ifdef KEEL_WITH_CUDA
-#include "backend/cuda/cuda_backend.h"
-#include "backend/cuda/nccl_communicator.h"
-#endif
 
 namespace keel::runtime {
 
@@ -96,13 +94,8 @@ std::string gpus_for(int local, const std::vector<std::string>& listed, int coun
 // By keel's own launcher (KEEL_RANK) or another (RANK).
 bool started_as_rank() { return std::getenv("KEEL_RANK") != nullptr || std::getenv("RANK") != nullptr; }
 
-int visible_gpus() {
-#ifdef KEEL_WITH_CUDA
-  return backend::cuda_device_count();
-#else
-  return 0;
-#endif
-}
+// --backend `name` runs one device per rank (CUDA: --backend cuda, or auto with a GPU visible).
+bool one_device_per_rank(const std::string& name) { return backend::wants_device(name); }
 
 }  // namespace
 
@@ -136,9 +129,8 @@ Status check_layout(const DistOptions& d, const model::ModelConfig& config, cons
   spec.size = d.tensor_parallel;
   spec.stages = d.pipeline_parallel;
   KEEL_RETURN_IF_ERROR(model::shard_layout(config, spec).status());
-  const bool cuda = backend == "cuda" || (backend == "auto" && visible_gpus() > 0);
-  if (cuda && d.world() > 1 && !started_as_rank()) {
-    const int gpus = visible_gpus();
+  if (one_device_per_rank(backend) && d.world() > 1 && !started_as_rank()) {
+    const int gpus = backend::device_count(backend);
     if (gpus < d.world())
       return invalid_argument("--tensor-parallel {} x --pipeline-parallel {} needs {} GPUs (one per rank); {} visible",
                               d.tensor_parallel, d.pipeline_parallel, d.world(), gpus);
@@ -152,8 +144,8 @@ int launch_ranks(const LaunchOptions& o) {
   const int port = o.master_port > 0 ? o.master_port : dist::free_port();
   std::vector<std::string> gpus;
   if (const char* vis = std::getenv("CUDA_VISIBLE_DEVICES"); vis != nullptr) gpus = split(vis, ',');
-  const int visible = o.cuda ? visible_gpus() : 0;
-  if (o.cuda && !gpus.empty() && static_cast<int>(gpus.size()) < o.world) {
+  const int visible = o.device_per_rank ? o.visible_devices : 0;
+  if (o.device_per_rank && !gpus.empty() && static_cast<int>(gpus.size()) < o.world) {
     std::fprintf(stderr, "error: CUDA_VISIBLE_DEVICES=%s lists %zu GPUs for %d ranks\n", std::getenv("CUDA_VISIBLE_DEVICES"),
                  gpus.size(), o.world);
     return 1;
@@ -188,11 +180,11 @@ int launch_ranks(const LaunchOptions& o) {
       setenv("KEEL_MASTER_ADDR", "127.0.0.1", 1);
       setenv("KEEL_MASTER_PORT", std::to_string(port).c_str(), 1);
       setenv("NCCL_NVLS_ENABLE", "0", 1);
-      if (o.cuda) setenv("CUDA_VISIBLE_DEVICES", gpus_for(r, gpus, std::max(o.world, visible)).c_str(), 1);
+      if (o.device_per_rank) setenv("CUDA_VISIBLE_DEVICES", gpus_for(r, gpus, std::max(o.world, visible)).c_str(), 1);
       // CPU ranks share the host's cores: OpenMP workers spinning after a parallel region took the cycles of the
       // rank their own was waiting on (keel generate --tensor-parallel 2 on 2 cores: 8.5 s spinning, 0.03 s
       // passive). A user's own setting stays.
-      if (!o.cuda) setenv("OMP_WAIT_POLICY", "passive", 0);
+      if (!o.device_per_rank) setenv("OMP_WAIT_POLICY", "passive", 0);
       execv(exe.c_str(), argv.data());
       std::fprintf(stderr, "error: rank %d: cannot run %s: %s\n", r, exe.c_str(), std::strerror(errno));
       _exit(127);
@@ -200,9 +192,9 @@ int launch_ranks(const LaunchOptions& o) {
     pids[r] = pid;
     running[r] = true;
   }
-  std::fprintf(stderr, "keel: launched %d ranks (pids", o.world);
-  for (pid_t p : pids) std::fprintf(stderr, " %d", p);
-  std::fprintf(stderr, "), master port %d\n", port);
+  std::string pid_list;
+  for (pid_t p : pids) pid_list += (pid_list.empty() ? "" : " ") + std::to_string(p);
+  log::info(fmt::format("launched {} ranks (pids {}), master port {}", o.world, pid_list, port));
 
   int alive = o.world;
   bool failed = false;
@@ -218,7 +210,7 @@ int launch_ranks(const LaunchOptions& o) {
     const int sig = sigtimedwait(&set, &info, &tick);
     if ((sig == SIGINT || sig == SIGTERM) && deadline == Clock::time_point::max()) {
       // Rank 0 drains, finishes in-flight requests, then ends the followers.
-      std::fprintf(stderr, "keel: %s received; stopping rank 0, which stops the others\n", strsignal(sig));
+      log::info(fmt::format("{} received; stopping rank 0, which stops the others", strsignal(sig)));
       if (running[0]) kill(pids[0], SIGTERM);
       deadline = Clock::now() + o.stop_grace;
     }
@@ -237,19 +229,19 @@ int launch_ranks(const LaunchOptions& o) {
         if (reaped[r]) continue;  // killed below after rank 0's clean finish
         if (!clean && !failed) {
           failed = true;
-          std::fprintf(stderr, "keel: rank %d (pid %d) %s; the other ranks fail their work and stop (killed in %.0f s)\n",
-                       r, pid, describe_exit(status).c_str(), o.grace.count() / 1000.0);
+          log::error(fmt::format("rank {} (pid {}) {}; the other ranks fail their work and stop (killed in {:.0f} s)",
+                                 r, pid, describe_exit(status), o.grace.count() / 1000.0));
           deadline = std::min(deadline, Clock::now() + o.grace);
         } else if (!clean) {
-          std::fprintf(stderr, "keel: rank %d (pid %d) %s\n", r, pid, describe_exit(status).c_str());
+          log::warn(fmt::format("rank {} (pid {}) {}", r, pid, describe_exit(status)));
         }
       }
     }
     if (alive > 0 && Clock::now() >= deadline && leader_done && !failed) {
       for (int r = 0; r < o.world; r++) {
         if (!running[r]) continue;
-        std::fprintf(stderr, "keel: warning: rank %d (pid %d) did not exit within %lld s of rank 0's clean finish; "
-                     "killing it (its work was done)\n", r, pids[r], static_cast<long long>(kAfterLeader.count()));
+        log::warn(fmt::format("rank {} (pid {}) did not exit within {} s of rank 0's clean finish; killing it (its work "
+                              "was done)", r, pids[r], static_cast<long long>(kAfterLeader.count())));
         kill(pids[r], SIGKILL);
         reaped[r] = true;
       }
@@ -257,7 +249,7 @@ int launch_ranks(const LaunchOptions& o) {
     } else if (alive > 0 && Clock::now() >= deadline) {
       for (int r = 0; r < o.world; r++) {
         if (!running[r]) continue;
-        std::fprintf(stderr, "keel: rank %d (pid %d) still running after the grace period; killing it\n", r, pids[r]);
+        log::warn(fmt::format("rank {} (pid {}) still running after the grace period; killing it", r, pids[r]));
         kill(pids[r], SIGKILL);
       }
       failed = true;
@@ -319,16 +311,15 @@ Result<RankGroup> join_group(const RankEnv& env, const DistOptions& d, backend::
   g.tensor = tensor_tcp;
   g.plans = g.world.get();
   g.describe = fmt::format("rank {} of {} (TP rank {} of {}, stage {} of {})", env.rank, env.world, t, tp, stage, pp);
-  if (tensor_tcp != nullptr && backend->name() == "cuda") {
-#ifdef KEEL_WITH_CUDA
-    KEEL_ASSIGN_OR_RETURN(auto nccl, backend::NcclCommunicator::create(tensor_tcp, backend, timeout));
-    g.device_bytes = nccl->device_bytes();
-    g.describe += fmt::format(", {} ({} MiB of device memory)", nccl->version(), g.device_bytes >> 20);
-    g.tensor = nccl.get();
-    g.device = std::move(nccl);
-#else
-    return unsupported("--tensor-parallel on CUDA: this keel was built without CUDA");
-#endif
+  KEEL_ASSIGN_OR_RETURN(const backend::BackendKind* kind, backend::resolve(backend->name()));
+  if (tensor_tcp != nullptr && kind->device) {
+    // The layers' collectives run on the device (NCCL on CUDA), over the TCP group's ranks.
+    if (!kind->join_group) return unsupported("--tensor-parallel on {}: it has no device collectives", kind->name);
+    KEEL_ASSIGN_OR_RETURN(backend::DeviceGroup devices, kind->join_group(tensor_tcp, backend, timeout));
+    g.device_bytes = devices.device_bytes;
+    g.describe += fmt::format(", {} ({} MiB of device memory)", devices.version, g.device_bytes >> 20);
+    g.tensor = devices.communicator.get();
+    g.device = std::move(devices.communicator);
   }
   return g;
 }
@@ -373,7 +364,8 @@ std::optional<int> dispatch_rank(const DistOptions& d, const model::ModelConfig&
     if (d.world() == 1) return std::nullopt;
     LaunchOptions lo;
     lo.world = d.world();
-    lo.cuda = backend == "cuda" || (backend == "auto" && visible_gpus() > 0);
+    lo.device_per_rank = one_device_per_rank(backend);
+    lo.visible_devices = backend::device_count(backend);
     lo.master_port = d.master_port;
     lo.grace = std::chrono::milliseconds(static_cast<int64_t>(1000 * std::max(10.0, d.timeout_s + 5)));
     return launch_ranks(lo);
@@ -385,7 +377,7 @@ std::optional<int> dispatch_rank(const DistOptions& d, const model::ModelConfig&
   }
   // A follower: its errors name the rank, since every rank writes to the same terminal.
   const std::string who = fmt::format("rank {}", e.rank);
-  auto b = make_backend(backend);
+  auto b = backend::create(backend);
   if (!b.ok()) return report(b.status().with_context(who));
   auto group = join_group(e, d, b->get());
   if (!group.ok()) return report(group.status().with_context(who));
@@ -428,10 +420,10 @@ std::optional<int> dispatch_model_rank(const std::string& dir, const std::string
 Result<RankModel> load_rank_model(const std::string& dir, const std::string& backend, const DistOptions& d,
                                   const std::optional<RankEnv>& rank, model::LoadOptions options) {
   RankModel m;
-  KEEL_ASSIGN_OR_RETURN(m.backend, make_backend(backend));
+  KEEL_ASSIGN_OR_RETURN(m.backend, backend::create(backend));
   if (rank) {
     KEEL_ASSIGN_OR_RETURN(m.group, join_group(*rank, d, m.backend.get()));
-    std::fprintf(stderr, "keel: %s\n", m.group.describe.c_str());
+    log::info(m.group.describe);
     options.communicator = m.group.tensor;
     options.pipeline = m.group.pipeline;
     KEEL_RETURN_IF_ERROR(send_load_options(*m.group.plans, options));
@@ -471,8 +463,7 @@ std::optional<int> dispatch_bench_rank(const std::string& dir, const std::string
   if (d.world() == 1 && !started_as_rank()) return std::nullopt;
   if (!dir.empty()) return dispatch_model_rank(dir, backend, d, rank);
   // keel bench's default shape, decided the same way on every rank.
-  const bool cuda = backend == "cuda" || (backend == "auto" && visible_gpus() > 0);
-  const std::string shape = synthetic.empty() ? (cuda ? "llama3-8b" : "llama-100m") : synthetic;
+  const std::string shape = synthetic.empty() ? (one_device_per_rank(backend) ? "llama3-8b" : "llama-100m") : synthetic;
   auto config = model::synthetic_config(shape);
   if (!config.ok()) return report(config.status());
   LoadShard load = [c = *config](backend::Backend* b, const model::LoadOptions& lo) {

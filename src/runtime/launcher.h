@@ -56,7 +56,8 @@ Status check_layout(const DistOptions& d, const model::ModelConfig& config, cons
 
 struct LaunchOptions {
   int world = 1;
-  bool cuda = false;  // one GPU per rank (CUDA_VISIBLE_DEVICES)
+  bool device_per_rank = false;  // one GPU per rank (CUDA_VISIBLE_DEVICES)
+  int visible_devices = 0;       // GPUs visible to the launcher (when CUDA_VISIBLE_DEVICES does not list them)
   int master_port = 0;
   std::chrono::milliseconds grace{10000};  // after a rank dies, before the others are killed
   std::chrono::milliseconds stop_grace{60000};  // after SIGINT/SIGTERM, before every rank is killed

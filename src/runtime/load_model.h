@@ -1,4 +1,4 @@
-// Shared by the model subcommands: picks a backend and loads a model directory onto it.
+// Shared by the model subcommands: loads a model directory onto a backend from the registry (backend/registry.h).
 #pragma once
 
 #include <memory>
@@ -14,9 +14,7 @@ struct LoadedModel {
   std::unique_ptr<model::Model> model;
 };
 
-// "cpu", "cuda", or "auto" (CUDA when a GPU is visible, else CPU).
-Result<std::unique_ptr<backend::Backend>> make_backend(const std::string& name);
-
+// backend_name: "cpu", "cuda", or "auto" (backend::create).
 Result<LoadedModel> load_model(const std::string& dir, const std::string& backend_name,
                                const model::LoadOptions& options);
 

@@ -10,6 +10,8 @@
 #include <sstream>
 #include <thread>
 
+#include "backend/registry.h"
+#include "base/log.h"
 #include "base/units.h"
 #include "cache/hot_tier.h"
 #include "cache/ssd_tier.h"
@@ -28,10 +30,6 @@
 #include "tokenizer/chat_template.h"
 #include "tokenizer/synthetic.h"
 #include "tokenizer/tokenizer.h"
-
-#ifdef KEEL_WITH_CUDA
-#include "backend/cuda/cuda_backend.h"
-#endif
 
 namespace keel::runtime {
 
@@ -72,8 +70,13 @@ struct Serving::Parts {
 
 namespace {
 
-void say(const ServeOptions& options, const std::string& line) {
-  if (!options.quiet) std::fprintf(stderr, "%s", line.c_str());
+// Start-up and shutdown lines: logged, unless the stack runs inside keel bench serve (quiet).
+void say(const ServeOptions& options, const std::string& msg) {
+  if (!options.quiet) log::info(msg);
+}
+
+void warn(const ServeOptions& options, const std::string& msg) {
+  if (!options.quiet) log::warn(msg);
 }
 
 // Host RAM from /proc/meminfo: MemTotal and MemAvailable (kB). Unknown values stay 0; make_plan then needs
@@ -94,14 +97,11 @@ memory::MemoryReport host_memory(env::Env* env) {
   return r;
 }
 
-Result<std::optional<memory::MemoryReport>> device_memory(const backend::Backend& b) {
-  if (b.name() == "cpu") return std::optional<memory::MemoryReport>();
-#ifdef KEEL_WITH_CUDA
-  KEEL_ASSIGN_OR_RETURN(backend::CudaMemoryInfo info, backend::cuda_memory_info(0));
-  return std::optional<memory::MemoryReport>(memory::MemoryReport{info.name, info.total_bytes, info.free_bytes});
-#else
-  return unsupported("memory plan: no way to read the memory of backend {}", b.name());
-#endif
+// The device's memory as its driver reports it now; nullopt for a backend that allocates in host memory.
+Result<std::optional<memory::MemoryReport>> device_memory_report(const backend::Backend& b) {
+  KEEL_ASSIGN_OR_RETURN(std::optional<backend::DeviceMemory> device, backend::device_memory(b));
+  if (!device) return std::optional<memory::MemoryReport>();
+  return std::optional<memory::MemoryReport>(memory::MemoryReport{device->name, device->total_bytes, device->free_bytes});
 }
 
 DType dominant_dtype(const format::WeightFiles& files) {
@@ -155,7 +155,7 @@ Status choose_model(ServeOptions& options) {
 Status fit_context(const model::ModelConfig& config, ServeOptions& options) {
   const int context = config.max_position_embeddings;
   if (options.max_model_len > context && context > 0) {
-    say(options, fmt::format("keel: --max-model-len {} is above the model's context; using {}\n",
+    say(options, fmt::format("--max-model-len {} is above the model's context; using {}",
                              options.max_model_len, context));
     options.max_model_len = context;
   }
@@ -243,7 +243,7 @@ Result<memory::Plan> plan_memory(env::Env* env, Serving::Parts& parts) {
                        "not supported yet");
   // The SSD tier's write queue is host RAM held for the process's life: planned like the hot tier.
   if (!options.ssd_cache_dir.empty()) inputs.ssd_queue_blocks = static_cast<int>(cache::SsdTierOptions{}.queue_blocks);
-  KEEL_ASSIGN_OR_RETURN(std::optional<memory::MemoryReport> device, device_memory(backend));
+  KEEL_ASSIGN_OR_RETURN(std::optional<memory::MemoryReport> device, device_memory_report(backend));
   return memory::make_plan(inputs, host_memory(env), device);
 }
 
@@ -303,7 +303,7 @@ Status load_model_into_plan(env::Env* env, Serving::Parts& parts) {
   KEEL_RETURN_IF_ERROR(reserve(parts, "weights", plan.weight_bytes, weights, model.weights().dtype));
   KEEL_RETURN_IF_ERROR(reserve(parts, "activations", activations_planned, activations, backend.act_dtype()));
   KEEL_RETURN_IF_ERROR(reserve(parts, "kv_pool", plan.kv_bytes, kv_bytes, kv.dtype));
-  if (Status s = parts.governor->check_within_plan(); !s.ok()) say(options, "keel: warning: " + s.message() + "\n");
+  if (Status s = parts.governor->check_within_plan(); !s.ok()) warn(options, s.message());
   return Status();
 }
 
@@ -315,14 +315,14 @@ Status load_tokenizer(Serving::Parts& parts) {
   if (!tokenizer.ok()) return tokenizer.status();
   parts.tokenizer.emplace(std::move(tokenizer).value());
   if (is_synthetic(options)) {
-    say(options, "keel: a synthetic model has no chat template; chat routes will answer 400\n");
+    say(options, "a synthetic model has no chat template; chat routes will answer 400");
     return Status();
   }
   auto chat_template = ChatTemplate::load(options.dir);
   if (chat_template.ok()) {
     parts.chat_template = std::make_unique<ChatTemplate>(std::move(chat_template).value());
   } else if (chat_template.status().code() == Code::kNotFound) {
-    say(options, fmt::format("keel: {}; chat routes will answer 400\n", chat_template.status().message()));
+    say(options, fmt::format("{}; chat routes will answer 400", chat_template.status().message()));
   } else {
     return chat_template.status();
   }
@@ -359,8 +359,8 @@ Status open_ssd_tier(env::Env* env, Serving::Parts& parts, engine::EngineOptions
   if (!opened.ok()) return opened.status().with_context("--ssd-cache-dir");
   parts.ssd_tier = std::move(opened).value();
   const cache::SsdTierStats st = parts.ssd_tier->stats();
-  say(options, fmt::format("keel: SSD cache {}: {} blocks of this model ({} segments, {} MB) rebuilt in {:.1f} ms{}; "
-                           "{} damaged and {} of other models skipped\n",
+  say(options, fmt::format("SSD cache {}: {} blocks of this model ({} segments, {} MB) rebuilt in {:.1f} ms{}; "
+                           "{} damaged and {} of other models skipped",
                            options.ssd_cache_dir, st.blocks, st.segments, st.bytes_on_disk >> 20,
                            st.rebuild_micros / 1000.0, st.segments_from_checkpoint > 0 ? " from the checkpoint" : "",
                            st.skipped_corrupt, st.skipped_other_model));
@@ -415,14 +415,15 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions options) {
   parts->options = std::move(options);
   const ServeOptions& o = parts->options;
 
-  KEEL_ASSIGN_OR_RETURN(parts->backend, make_backend(o.backend));
+  KEEL_ASSIGN_OR_RETURN(parts->backend, backend::create(o.backend));
   if (o.rank) {
     // Every rank joins its groups before planning: NCCL's device memory is taken by then, and counted in the plan.
     KEEL_ASSIGN_OR_RETURN(parts->group, join_group(*o.rank, o.dist, parts->backend.get()));
-    say(o, "keel: " + parts->group.describe + "\n");
+    say(o, parts->group.describe);
   }
   KEEL_ASSIGN_OR_RETURN(parts->plan, plan_memory(env, *parts));
-  say(o, parts->plan.to_table());
+  // The plan's table is output, not a log record (docs/MEMORY.md): the same text whatever --log-format says.
+  if (!o.quiet) std::fputs(parts->plan.to_table().c_str(), stderr);
   KEEL_ASSIGN_OR_RETURN(parts->governor, make_governor(env, o, parts->plan));
   KEEL_RETURN_IF_ERROR(load_model_into_plan(env, *parts));
   KEEL_RETURN_IF_ERROR(load_tokenizer(*parts));
@@ -431,7 +432,7 @@ Result<std::unique_ptr<Serving>> Serving::start(ServeOptions options) {
   KEEL_RETURN_IF_ERROR(open_ssd_tier(env, *parts, engine_options));
   KEEL_RETURN_IF_ERROR(start_engine(*parts, std::move(engine_options)));
   KEEL_RETURN_IF_ERROR(bind_server(*parts));
-  say(o, fmt::format("keel: serving {} ({}, context {}, {} KV blocks of {} tokens) on http://{}:{}\n", parts->name,
+  say(o, fmt::format("serving {} ({}, context {}, {} KV blocks of {} tokens) on http://{}:{}", parts->name,
                      is_synthetic(o) ? "synthetic " + o.synthetic : o.dir, o.max_model_len, parts->plan.kv_blocks,
                      parts->plan.block_size, o.host, parts->port));
   return std::unique_ptr<Serving>(new Serving(std::move(parts)));
@@ -454,7 +455,7 @@ void Serving::run() {
     watcher = std::thread([&p] {
       while (!p.stopped) {
         if (std::string f = p.engine->failure(); !f.empty()) {
-          std::fprintf(stderr, "error: %s; /health reports unhealthy, stopping\n", f.c_str());
+          log::error(f + "; /health reports unhealthy, stopping");
           std::this_thread::sleep_for(std::chrono::milliseconds(1500));
           p.http->shutdown();
           return;
@@ -482,19 +483,19 @@ Status Serving::finish() {
   p.engine.reset();
   // The followers end with the engine (unless the group failed: then nobody listens).
   if (p.leader && failure.empty()) {
-    if (Status s = p.leader->shutdown(); !s.ok()) say(p.options, "keel: warning: " + s.message() + "\n");
+    if (Status s = p.leader->shutdown(); !s.ok()) warn(p.options, s.message());
   }
   if (p.ssd_tier) {
     const uint64_t blocks = p.ssd_tier->stats().blocks;
     p.ssd_tier.reset();  // writes what is queued, then the index checkpoint
-    say(p.options, fmt::format("keel: SSD cache: {} blocks, index checkpoint written\n", blocks));
+    say(p.options, fmt::format("SSD cache: {} blocks, index checkpoint written", blocks));
   }
   memory::Governor& gov = *p.governor;
   for (auto it = p.reserved.rbegin(); it != p.reserved.rend(); ++it) KEEL_RETURN_IF_ERROR(gov.unreserve(*it, "shutdown"));
   p.reserved.clear();
   KEEL_RETURN_IF_ERROR(gov.ledger().check_balanced());
-  say(p.options, fmt::format("keel: memory ledger balanced ({} reservations, {} ledger allocations after warm-up, "
-                             "{} device allocations after warm-up)\n",
+  say(p.options, fmt::format("memory ledger balanced ({} reservations, {} ledger allocations after warm-up, "
+                             "{} device allocations after warm-up)",
                              gov.ledger().allocations_total(), gov.ledger().allocations_after_warm(), after_warm));
   return Status();
 }
