@@ -1,5 +1,6 @@
 // Test support: a byte-level test tokenizer (id b = byte b, then <|im_start|>=256, <|im_end|>=257,
-// <|endoftext|>=258), a ChatML template, and a Server on an ephemeral loopback port over a FakeGenerator.
+// <|endoftext|>=258; printable ASCII spelled as itself, the other bytes as byte-fallback tokens <0xXX>, as in a
+// SentencePiece vocabulary, so a stream of ASCII is not one long byte run held back), a ChatML template, and a Server on an ephemeral loopback port over a FakeGenerator.
 #pragma once
 
 #include <arpa/inet.h>
@@ -24,7 +25,7 @@ namespace keel::server {
 
 inline tokenizer::Tokenizer test_tokenizer() {
   nlohmann::json vocab = nlohmann::json::object();
-  for (int b = 0; b < 256; ++b) vocab[fmt::format("<0x{:02X}>", b)] = b;
+  for (int b = 0; b < 256; ++b) vocab[b >= 0x20 && b < 0x7F ? std::string(1, char(b)) : fmt::format("<0x{:02X}>", b)] = b;
   nlohmann::json added = nlohmann::json::array();
   int id = 256;
   for (const char* t : {"<|im_start|>", "<|im_end|>", "<|endoftext|>"}) {
