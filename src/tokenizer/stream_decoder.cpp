@@ -13,15 +13,6 @@ bool ends_with_replacement(const std::string& s) {
   return s.size() >= 3 && s.compare(s.size() - 3, 3, "\xEF\xBF\xBD") == 0;
 }
 
-// A byte-fallback token (<0xXX>, SentencePiece-style vocabularies). The ByteFallback decoder turns a whole run of
-// them into one U+FFFD per byte when the run is not valid UTF-8, so a later byte can rewrite bytes that were
-// valid alone (<0x11> decodes to "\x11", <0x11><0xE9> to two U+FFFD): a run is held back until it ends (found by
-// fuzz/tokenizer on Gemma 3's vocabulary). Elsewhere a token spelled like this is only held one step longer.
-bool is_byte_token(const Tokenizer& tokenizer, int32_t id) {
-  std::optional<std::string> t = tokenizer.id_to_token(id);
-  return t && t->size() == 6 && t->starts_with("<0x") && (*t)[5] == '>';
-}
-
 }  // namespace
 
 std::string StreamDecoder::step(int32_t id) {
@@ -29,9 +20,8 @@ std::string StreamDecoder::step(int32_t id) {
   if ((skip_special_ && tokenizer_->is_special(id)) || !tokenizer_->id_to_token(id)) return "";
   ids_.push_back(id);
   std::string text = tokenizer_->decode(ids_, skip_special_);
-  const bool grew = text.size() > prefix_.size();
-  const bool settled = grew && !ends_with_replacement(text) && !is_byte_token(*tokenizer_, id);
-  if (settled || ids_.size() - prefix_ids_ >= kMaxPending) return emit(text);
+  bool grew = text.size() > prefix_.size();
+  if ((grew && !ends_with_replacement(text)) || ids_.size() - prefix_ids_ >= kMaxPending) return emit(text);
   return "";
 }
 

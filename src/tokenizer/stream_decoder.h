@@ -1,7 +1,9 @@
 // Streaming detokenizer for the server: ids arrive one at a time and only whole UTF-8 characters leave.
-// A character split over several byte tokens is held back until it is complete, a run of byte-fallback tokens
-// (<0xXX>) until it ends; the concatenation of all step() outputs plus flush() equals Tokenizer::decode of all
-// the ids (unless more than 64 ids were held back at once: then what they decode to so far is sent).
+// A character split over several byte tokens is held back until it is complete; the concatenation of all
+// step() outputs plus flush() equals Tokenizer::decode of all the ids. One exception (fuzz/tokenizer, Gemma 3):
+// ByteFallback decodes a run of byte tokens (<0xXX>) that is not valid UTF-8 as one U+FFFD per byte, so a run
+// whose valid start was already sent (<0x11>) and that later turns invalid (<0xE9>, then a non-continuation)
+// is sent again as U+FFFDs. Holding every run to its end would instead stall a stream of byte tokens.
 #pragma once
 
 #include <cstdint>

@@ -124,26 +124,6 @@ TEST(StreamDecoder, GivesUpOnBytesThatNeverFormACharacter) {
   EXPECT_EQ(all, tok.decode(Ids{0xF0, 0x9F, 'a', 'b', 'c', 'd'}, false));
 }
 
-// Found by fuzz/tokenizer on Gemma 3: ByteFallback turns a run of byte tokens that is not valid UTF-8 into one
-// U+FFFD per byte, so <0x11> streamed as "\x11" before <0xE9> made its run invalid.
-TEST(StreamDecoder, HoldsARunOfByteFallbackTokensUntilItEnds) {
-  json j = {{"normalizer", nullptr},
-            {"pre_tokenizer", nullptr},
-            {"decoder", {{"type", "Sequence"}, {"decoders", {{{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}}},
-            {"model", {{"type", "BPE"}, {"vocab", {{"<0x11>", 0}, {"<0xE9>", 1}, {"a", 2}}},
-                       {"merges", json::array()}, {"byte_fallback", true}}},
-            {"added_tokens", json::array()}};
-  auto tok = Tokenizer::from_json(j.dump());
-  ASSERT_TRUE(tok.ok()) << tok.status().message();
-  StreamDecoder stream(*tok, false);
-  std::vector<std::string> pieces;
-  for (int32_t id : Ids{0, 0, 1, 2}) pieces.push_back(stream.step(id));
-  pieces.push_back(stream.flush());
-  EXPECT_EQ(pieces, (std::vector<std::string>{"", "", "", "\uFFFD\uFFFD\uFFFDa", ""}));
-  EXPECT_EQ(tok->decode(Ids{0, 0, 1, 2}, false), "\uFFFD\uFFFD\uFFFDa");
-  EXPECT_EQ(tok->decode(Ids{0}, false), "\x11");
-}
-
 TEST(TokenizerLoad, BadFieldsAreNamed) {
   json j = tiny_tokenizer();
   j["model"]["merges"].push_back("a zz");
