@@ -134,17 +134,89 @@ bool verify_payload(const uint8_t* record, const RecordHeader& header) {
   return record_checksum(record, record + kHeaderBytes, header.payload_length) == header.record_check;
 }
 
-SegmentScan scan_segment(const uint8_t* data, size_t size, bool verify_payloads) {
+namespace {
+
+// The bytes of a segment in memory, read as a file.
+class MemoryFile final : public env::RandomAccessFile {
+ public:
+  MemoryFile(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  Result<size_t> read_at(uint64_t offset, void* dst, size_t n) const override {
+    if (offset >= size_) return size_t{0};
+    n = std::min<uint64_t>(n, size_ - offset);
+    std::memcpy(dst, data_ + offset, n);
+    return n;
+  }
+  Result<uint64_t> size() const override { return size_; }
+  const std::string& path() const override { return path_; }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  std::string path_ = "(memory)";
+};
+
+// The next offset >= from where a record magic starts, or size; reads the file in windows.
+Result<uint64_t> next_magic_in_file(const env::RandomAccessFile& f, uint64_t size, uint64_t from,
+                                    std::vector<uint8_t>& window) {
+  constexpr size_t kWindow = 1 << 20;
+  window.resize(kWindow);
+  while (from + sizeof(kMagic) <= size) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kWindow, size - from));
+    KEEL_ASSIGN_OR_RETURN(size_t got, f.read_at(from, window.data(), want));
+    if (got < sizeof(kMagic)) return size;
+    const uint64_t in_window = next_magic(window.data(), got, 0);
+    if (in_window < got) return from + in_window;
+    if (got < want) return size;  // the file ends here now
+    from += got - (sizeof(kMagic) - 1);  // a magic may straddle two windows
+  }
+  return size;
+}
+
+}  // namespace
+
+bool verify_record(const uint8_t* header_bytes, std::span<const uint8_t> payload, const RecordHeader& header) {
+  return payload.size() == header.payload_length &&
+         record_checksum(header_bytes, payload.data(), payload.size()) == header.record_check;
+}
+
+Result<SegmentScan> scan_segment_file(const env::RandomAccessFile& f, uint64_t size, bool verify_payloads) {
   SegmentScan scan;
+  uint8_t head[kHeaderBytes];
+  std::vector<uint8_t> payload, window;
+  // Headers are read through a read-ahead buffer: small records (many per buffer) cost no syscall each.
+  constexpr size_t kAhead = 256 << 10;
+  std::vector<uint8_t> ahead(kAhead);
+  uint64_t ahead_at = 0;
+  size_t ahead_len = 0;
+  auto read_head = [&](uint64_t offset, size_t want) -> Result<size_t> {
+    if (offset < ahead_at || offset + want > ahead_at + ahead_len) {
+      KEEL_ASSIGN_OR_RETURN(ahead_len, f.read_at(offset, ahead.data(), static_cast<size_t>(std::min<uint64_t>(kAhead, size - offset))));
+      ahead_at = offset;
+    }
+    const size_t got = static_cast<size_t>(std::min<uint64_t>(want, ahead_at + ahead_len - offset));
+    std::memcpy(head, ahead.data() + (offset - ahead_at), got);
+    return got;
+  };
   uint64_t offset = 0;
   while (offset < size) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kHeaderBytes, size - offset));
+    KEEL_ASSIGN_OR_RETURN(size_t got, read_head(offset, want));
+    if (got < want) size = offset + got;  // shrunk under the walk: it ends here now
     RecordHeader h;
-    Problem problem = parse_header(data + offset, size - offset, &h);
-    if (problem == Problem::kNone && verify_payloads && !verify_payload(data + offset, h)) {
-      // The header is sound, so its length can be trusted to find the next record.
-      scan.problems.push_back(ScanProblem{offset, Problem::kPayloadChecksum});
-      offset += kHeaderBytes + h.payload_length;
-      continue;
+    // parse_header reads at most min(available, kHeaderBytes) bytes: the ones just read.
+    Problem problem = parse_header(head, static_cast<size_t>(size - offset), &h);
+    if (problem == Problem::kNone && verify_payloads) {
+      payload.resize(h.payload_length);
+      KEEL_ASSIGN_OR_RETURN(size_t n, f.read_at(offset + kHeaderBytes, payload.data(), payload.size()));
+      if (n < payload.size()) {
+        size = offset + kHeaderBytes + n;
+        problem = Problem::kTruncatedPayload;
+      } else if (!verify_record(head, payload, h)) {
+        // The header is sound, so its length can be trusted to find the next record.
+        scan.problems.push_back(ScanProblem{offset, Problem::kPayloadChecksum});
+        offset += kHeaderBytes + h.payload_length;
+        continue;
+      }
     }
     if (problem == Problem::kNone) {
       scan.records.push_back(ScannedRecord{offset, h});
@@ -152,9 +224,15 @@ SegmentScan scan_segment(const uint8_t* data, size_t size, bool verify_payloads)
       continue;
     }
     scan.problems.push_back(ScanProblem{offset, problem});
-    offset = next_magic(data, size, offset + 1);
+    KEEL_ASSIGN_OR_RETURN(offset, next_magic_in_file(f, size, offset + 1, window));
   }
   return scan;
+}
+
+SegmentScan scan_segment(const uint8_t* data, size_t size, bool verify_payloads) {
+  MemoryFile file(data, size);
+  auto scan = scan_segment_file(file, size, verify_payloads);
+  return scan.ok() ? std::move(*scan) : SegmentScan{};  // reads from memory cannot fail
 }
 
 std::string segment_name(uint64_t id) { return fmt::format("keel-{:010d}.seg", id); }

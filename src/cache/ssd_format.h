@@ -51,6 +51,8 @@ void encode_header(const RecordHeader& header, std::span<const uint8_t> payload,
 Problem parse_header(const uint8_t* data, size_t available, RecordHeader* out);
 // Checks the record checksum of a record whose header parsed; `record` points at the header.
 bool verify_payload(const uint8_t* record, const RecordHeader& header);
+// The same check with the header's bytes and the payload apart (a payload read into the caller's buffer).
+bool verify_record(const uint8_t* header_bytes, std::span<const uint8_t> payload, const RecordHeader& header);
 
 struct ScannedRecord {
   uint64_t offset;  // of the header within the segment
@@ -69,6 +71,10 @@ struct SegmentScan {
 // check is not trusted for its length). With verify_payloads, a payload whose checksum fails is a problem
 // too; otherwise only headers are read, which is what makes a restart fast.
 SegmentScan scan_segment(const uint8_t* data, size_t size, bool verify_payloads);
+// The same walk over a file read by offset (pread): headers only, or whole records with verify_payloads. A
+// file that shrinks during the walk reads as ending where it now ends (a truncation), never as a fault.
+// `size` is the size to walk (the file's when the walk began); an error only when a read fails.
+Result<SegmentScan> scan_segment_file(const env::RandomAccessFile& file, uint64_t size, bool verify_payloads);
 
 struct SegmentFile {
   uint64_t id;
@@ -79,6 +85,10 @@ std::string segment_name(uint64_t id);
 std::optional<uint64_t> parse_segment_name(const std::string& name);
 // keel's segment files in `dir`, oldest (lowest id) first; files of any other name are not keel's.
 Result<std::vector<SegmentFile>> list_segments(env::Env* env, const std::string& dir);
+
+// DIR/keel.lock: the process that writes a directory (a serving tier, `keel cache clear`) holds an exclusive
+// flock on it; the file holds that process's pid.
+inline constexpr char kLockName[] = "keel.lock";
 
 // The index checkpoint, DIR/keel-index.ckpt: written at a clean shutdown, read and deleted at the next
 // open, so a restart after a clean stop reads no record headers. It is only a shortcut: every block it

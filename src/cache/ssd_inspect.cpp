@@ -71,9 +71,14 @@ Result<DirReport> inspect_dir(env::Env* env, const std::string& dir, bool verify
   for (const SegmentFile& file : files) {
     SegmentReport seg;
     seg.file = file;
-    KEEL_ASSIGN_OR_RETURN(auto map, env->map_file(file.path));
-    seg.bytes = map->size();
-    SegmentScan scan = scan_segment(map->data(), map->size(), verify_payloads);
+    // Read by offset, never mapped: a segment that shrinks while it is read cannot fault the reader. Without
+    // the directory's lock (read-only commands do not take it) a running server may delete a segment between
+    // listing and opening it: it is gone, not damaged.
+    auto opened = env->open_random_access(file.path);
+    if (!opened.ok() && opened.status().code() == Code::kNotFound) continue;
+    if (!opened.ok()) return opened.status();
+    KEEL_ASSIGN_OR_RETURN(seg.bytes, (*opened)->size());
+    KEEL_ASSIGN_OR_RETURN(SegmentScan scan, scan_segment_file(**opened, seg.bytes, verify_payloads));
     seg.records = scan.records.size();
     seg.problems = scan.problems;
     split_torn_tail(scan, &seg);
@@ -89,6 +94,9 @@ Result<DirReport> inspect_dir(env::Env* env, const std::string& dir, bool verify
 }
 
 Result<ClearReport> clear_dir(env::Env* env, const std::string& dir, std::optional<ModelFingerprint> keep) {
+  if (!env->is_directory(dir)) return not_found("--ssd-cache-dir {}: not a directory", dir);
+  auto lock = env->lock_file(env::join_path(dir, kLockName));
+  if (!lock.ok()) return lock.status().with_context("--ssd-cache-dir " + dir + " is in use");
   KEEL_ASSIGN_OR_RETURN(DirReport report, inspect_dir(env, dir, /*verify_payloads=*/false));
   ClearReport out;
   // The index checkpoint would name removed segments; without it the next start scans.
@@ -103,6 +111,7 @@ Result<ClearReport> clear_dir(env::Env* env, const std::string& dir, std::option
     out.segments_removed++;
     out.bytes_removed += seg.bytes;
   }
+  KEEL_RETURN_IF_ERROR(env->sync_dir(dir));
   return out;
 }
 

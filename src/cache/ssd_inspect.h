@@ -51,7 +51,9 @@ struct ClearReport {
   uint64_t segments_kept = 0;
 };
 // Removes keel's segment files (and the index checkpoint); with `keep`, only the segments holding no sound
-// record of that fingerprint.
+// record of that fingerprint. Takes the directory's lock first: refused (naming the holder's pid) while a
+// server owns the directory. inspect_dir takes no lock: it only reads, by offset, and keel never shrinks a
+// segment it did not just create (a running server appends and deletes whole segments).
 Result<ClearReport> clear_dir(env::Env* env, const std::string& dir, std::optional<ModelFingerprint> keep);
 
 }  // namespace keel::cache::ssd

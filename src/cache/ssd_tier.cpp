@@ -11,28 +11,23 @@
 
 namespace keel::cache {
 
-namespace {
-
-// Status carries no errno; Env implementations spell it with strerror, as PosixEnv does.
-bool is_disk_full(const Status& s) {
-  const std::string& m = s.message();
-  return m.find(std::strerror(ENOSPC)) != std::string::npos || m.find(std::strerror(EDQUOT)) != std::string::npos;
-}
-
-}  // namespace
 
 Result<std::unique_ptr<SsdTier>> SsdTier::open(env::Env* env, SsdTierOptions options) {
   if (options.dir.empty()) return invalid_argument("--ssd-cache-dir is empty");
   if (options.max_payload_bytes == 0) return invalid_argument("ssd cache: block size is 0 bytes");
   if (options.queue_blocks == 0) return invalid_argument("ssd cache: write queue of 0 blocks");
-  KEEL_RETURN_IF_ERROR(env->create_dirs(options.dir).with_context("--ssd-cache-dir"));
+  KEEL_RETURN_IF_ERROR(env->create_private_dir(options.dir).with_context("--ssd-cache-dir"));
   if (!env->is_directory(options.dir)) return invalid_argument("--ssd-cache-dir {}: not a directory", options.dir);
+  // Before anything is read or written: two writers would truncate and overwrite each other's segments.
+  auto lock = env->lock_file(env::join_path(options.dir, ssd::kLockName));
+  if (!lock.ok()) return lock.status().with_context("--ssd-cache-dir " + options.dir + " is in use");
   KEEL_RETURN_IF_ERROR(ssd::list_segments(env, options.dir).status().with_context("--ssd-cache-dir"));
   // Segments are the unit of eviction: at most an eighth of the cap each, so deleting one frees room
   // without emptying the cache, and at least one record so every block fits in one.
   const uint64_t one_record = ssd::kHeaderBytes + options.max_payload_bytes;
   options.segment_bytes = std::max(std::min(options.segment_bytes, options.max_bytes / 8), one_record);
   std::unique_ptr<SsdTier> tier(new SsdTier(env, std::move(options)));
+  tier->lock_ = std::move(*lock);
   tier->rebuild();
   tier->writer_ = std::thread([t = tier.get()] { t->writer_loop(); });
   return tier;
@@ -71,8 +66,21 @@ void SsdTier::write_checkpoint() {
       c.segments[position.at(loc.segment)].entries.push_back(ssd::CheckpointEntry{hash, loc.offset, loc.payload_length});
     }
   }
-  Status s = env_->write_file_atomic(env::join_path(options_.dir, ssd::kCheckpointName), ssd::encode_checkpoint(c));
+  Status s = write_private_atomic(env::join_path(options_.dir, ssd::kCheckpointName), ssd::encode_checkpoint(c));
   if (!s.ok()) spdlog::warn("ssd cache: index checkpoint not written (the next start scans): {}", s.message());
+}
+
+// A temporary file (created exclusively, 0600; one left by a crash is removed first), fsync, rename, fsync
+// of the directory.
+Status SsdTier::write_private_atomic(const std::string& path, const std::string& contents) {
+  const std::string tmp = path + ".tmp";
+  if (env_->file_exists(tmp)) KEEL_RETURN_IF_ERROR(env_->remove_file(tmp));
+  KEEL_ASSIGN_OR_RETURN(auto file, env_->create_new_file(tmp));
+  KEEL_RETURN_IF_ERROR(file->append(contents.data(), contents.size()));
+  KEEL_RETURN_IF_ERROR(file->sync());
+  KEEL_RETURN_IF_ERROR(file->close());
+  KEEL_RETURN_IF_ERROR(env_->rename_file(tmp, path));
+  return env_->sync_dir(options_.dir);
 }
 
 void SsdTier::rebuild() {
@@ -97,6 +105,7 @@ void SsdTier::rebuild() {
       for (const auto& seg : checkpoint->segments) from_checkpoint[seg.id] = &seg;
     }
     Status removed = env_->remove_file(checkpoint_path);
+    if (removed.ok()) removed = env_->sync_dir(options_.dir);
     if (!removed.ok()) spdlog::warn("ssd cache: {}", removed.message());
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -104,16 +113,18 @@ void SsdTier::rebuild() {
     next_segment_id_ = std::max(next_segment_id_, file.id + 1);
     Segment seg;
     seg.path = file.path;
-    auto map = env_->map_file(file.path);
-    if (!map.ok()) {
-      spdlog::warn("ssd cache: skipping segment: {}", map.status().message());
-      auto size = env_->file_size(file.path);
-      seg.bytes = size.ok() ? *size : 0;
+    auto opened = env_->open_random_access(file.path);
+    auto size = opened.ok() ? (*opened)->size() : Result<uint64_t>(opened.status());
+    if (!size.ok()) {
+      spdlog::warn("ssd cache: skipping segment: {}", size.status().message());
+      auto listed = env_->file_size(file.path);
+      seg.bytes = listed.ok() ? *listed : 0;
       stats_.bytes_on_disk += seg.bytes;
       segments_.emplace(file.id, std::move(seg));
       continue;
     }
-    seg.bytes = (*map)->size();
+    seg.bytes = *size;
+    seg.file = std::shared_ptr<env::RandomAccessFile>(std::move(*opened));
     if (auto it = from_checkpoint.find(file.id); it != from_checkpoint.end() && it->second->bytes == seg.bytes) {
       for (const ssd::CheckpointEntry& e : it->second->entries) {
         if (e.offset > seg.bytes || e.payload_length > seg.bytes - e.offset ||
@@ -123,12 +134,18 @@ void SsdTier::rebuild() {
         seg.hashes.push_back(e.hash);
       }
       stats_.segments_from_checkpoint++;
-      seg.map = std::shared_ptr<env::MappedFile>(std::move(*map));
       stats_.bytes_on_disk += seg.bytes;
       segments_.emplace(file.id, std::move(seg));
       continue;
     }
-    ssd::SegmentScan scan = ssd::scan_segment((*map)->data(), (*map)->size(), /*verify_payloads=*/false);
+    auto scanned = ssd::scan_segment_file(*seg.file, seg.bytes, /*verify_payloads=*/false);
+    if (!scanned.ok()) {
+      spdlog::warn("ssd cache: skipping segment: {}", scanned.status().message());
+      stats_.bytes_on_disk += seg.bytes;
+      segments_.emplace(file.id, std::move(seg));
+      continue;
+    }
+    const ssd::SegmentScan& scan = *scanned;
     stats_.records_scanned += scan.records.size() + scan.problems.size();
     stats_.skipped_corrupt += scan.problems.size();
     for (const ssd::ScannedRecord& r : scan.records) {
@@ -140,7 +157,6 @@ void SsdTier::rebuild() {
       index_.insert_or_assign(r.header.hash, Location{file.id, r.offset, r.header.payload_length});
       seg.hashes.push_back(r.header.hash);
     }
-    seg.map = std::shared_ptr<env::MappedFile>(std::move(*map));
     stats_.bytes_on_disk += seg.bytes;
     segments_.emplace(file.id, std::move(seg));
   }
@@ -193,7 +209,7 @@ bool SsdTier::put(const BlockHash& hash, const BlockHash& parent, uint32_t n_tok
 
 bool SsdTier::get(const BlockHash& hash, std::span<uint8_t> out, size_t* n) {
   Location loc;
-  std::shared_ptr<env::MappedFile> map;
+  std::shared_ptr<env::RandomAccessFile> file;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = index_.find(hash);
@@ -212,38 +228,61 @@ bool SsdTier::get(const BlockHash& hash, std::span<uint8_t> out, size_t* n) {
     }
     loc = it->second;
     Segment& seg = segments_.at(loc.segment);
-    const uint64_t end = loc.offset + ssd::kHeaderBytes + loc.payload_length;
-    if (!seg.map || seg.map->size() < end) {  // the segment being appended has grown since it was mapped
-      auto fresh = env_->map_file(seg.path);
-      if (fresh.ok()) seg.map = std::shared_ptr<env::MappedFile>(std::move(*fresh));
+    if (!seg.file) {
+      auto fresh = env_->open_random_access(seg.path);
+      if (fresh.ok()) seg.file = std::shared_ptr<env::RandomAccessFile>(std::move(*fresh));
     }
-    map = seg.map;
+    file = seg.file;
   }
-  bool sound = false;
-  if (map && map->size() >= loc.offset + ssd::kHeaderBytes + loc.payload_length) {
-    const uint8_t* record = map->data() + loc.offset;
+  if (out.size() < loc.payload_length) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.misses++;
+    return false;
+  }
+  // pread, never a map: a segment truncated under us reads short (a miss), it cannot raise SIGBUS.
+  enum class Outcome { kServed, kTruncated, kCorrupt } outcome = Outcome::kCorrupt;
+  uint8_t head[ssd::kHeaderBytes];
+  std::span<uint8_t> payload = out.first(loc.payload_length);
+  if (file) {
+    auto got_head = file->read_at(loc.offset, head, sizeof(head));
+    auto got_payload = got_head.ok() && *got_head == sizeof(head)
+                           ? file->read_at(loc.offset + ssd::kHeaderBytes, payload.data(), payload.size())
+                           : Result<size_t>(size_t{0});
     ssd::RecordHeader h;
-    sound = ssd::parse_header(record, map->size() - loc.offset, &h) == ssd::Problem::kNone && h.hash == hash &&
-            h.fingerprint == options_.fingerprint && h.layout == options_.layout &&
-            h.payload_length == loc.payload_length && ssd::verify_payload(record, h);
+    if (!got_head.ok() || !got_payload.ok()) {
+      outcome = Outcome::kCorrupt;
+    } else if (*got_head < sizeof(head) || *got_payload < payload.size()) {
+      outcome = Outcome::kTruncated;
+    } else if (ssd::parse_header(head, ssd::kHeaderBytes + loc.payload_length, &h) == ssd::Problem::kNone &&
+               h.hash == hash && h.fingerprint == options_.fingerprint && h.layout == options_.layout &&
+               h.payload_length == loc.payload_length && ssd::verify_record(head, payload, h)) {
+      outcome = Outcome::kServed;
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
-  if (!sound) {
-    stats_.corrupt_reads++;
-    spdlog::warn("ssd cache: block {} in segment {} at offset {} failed verification; not served", hash.hex(),
-                 loc.segment, loc.offset);
+  if (outcome != Outcome::kServed) {
+    if (outcome == Outcome::kTruncated) {
+      stats_.truncated_reads++;
+      stats_.misses++;
+      spdlog::warn("ssd cache: block {} in segment {} at offset {}: the segment ends before it (truncated); not "
+                   "served", hash.hex(), loc.segment, loc.offset);
+    } else {
+      stats_.corrupt_reads++;
+      spdlog::warn("ssd cache: block {} in segment {} at offset {} failed verification; not served", hash.hex(),
+                   loc.segment, loc.offset);
+    }
     auto it = index_.find(hash);
     if (it != index_.end() && it->second.segment == loc.segment && it->second.offset == loc.offset) index_.erase(it);
     return false;
   }
-  if (out.size() < loc.payload_length) {
-    stats_.misses++;
-    return false;
-  }
-  std::memcpy(out.data(), map->data() + loc.offset + ssd::kHeaderBytes, loc.payload_length);
   if (n != nullptr) *n = loc.payload_length;
   stats_.hits++;
   return true;
+}
+
+bool SsdTier::has_room() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !stopping_ && !free_slots_.empty() && env_->now_micros() >= paused_until_;
 }
 
 bool SsdTier::contains(const BlockHash& hash) const {
@@ -415,7 +454,8 @@ bool SsdTier::ensure_room(uint64_t need, uint64_t cap) {
 Status SsdTier::open_segment() {
   const uint64_t id = next_segment_id_++;
   const std::string path = env::join_path(options_.dir, ssd::segment_name(id));
-  KEEL_ASSIGN_OR_RETURN(auto file, env_->new_writable_file(path, /*truncate=*/true));
+  // Exclusive: a file of this name that exists already (no keel writer made it) is never truncated.
+  KEEL_ASSIGN_OR_RETURN(auto file, env_->create_new_file(path));
   std::lock_guard<std::mutex> lock(mu_);
   Segment seg;
   seg.path = path;
@@ -450,7 +490,7 @@ void SsdTier::close_active() {
 }
 
 void SsdTier::on_write_failure(const Status& s) {
-  const bool full = is_disk_full(s);
+  const bool full = env::is_disk_full(s);
   // Records appended since the last fsync are not known to be durable: they are never published. A later
   // restart may still find them whole (then their checksums prove them) or torn (then they are skipped).
   const size_t lost = uncommitted_.size();
@@ -487,6 +527,7 @@ void SsdTier::evict_oldest_segment() {
   const std::string path = it->second.path;
   segments_.erase(it);
   Status s = env_->remove_file(path);
+  if (s.ok()) s = env_->sync_dir(options_.dir);
   if (!s.ok()) spdlog::warn("ssd cache: {}", s.message());
 }
 

@@ -6,6 +6,12 @@
 // disk. The bytes of keel's segment files never exceed max_bytes: the oldest segments are deleted first.
 // ENOSPC/EDQUOT (or any write error) pauses writing for a while and evicts; it never reaches a caller.
 //
+// One process owns a directory: open() takes an exclusive flock on DIR/keel.lock (released when the tier is
+// destroyed or the process dies, kill -9 included) and refuses a directory another process holds, naming its
+// pid. Files are created O_EXCL|O_NOFOLLOW, mode 0600, in a directory created 0700, and every create, rename
+// and unlink is followed by an fsync of the directory. Blocks are read with pread, never through a map: a
+// segment truncated under the tier reads short, which is a counted miss (truncated_reads), never a SIGBUS.
+//
 // open() rebuilds the index by reading every record header (docs/FORMAT-SSD.md), or, after a clean
 // shutdown, from the index checkpoint written then (validated: checksum, fingerprint, segment sizes).
 // Records of another model fingerprint are ignored; records that fail a check are skipped and counted. get() re-verifies the
@@ -70,13 +76,15 @@ struct SsdTierStats {
   uint64_t hits = 0;
   uint64_t misses = 0;
   uint64_t corrupt_reads = 0;        // failed re-verification in get(): dropped from the index
+  uint64_t truncated_reads = 0;      // the record's segment ended before it (shrunk under us): a miss, dropped
   uint64_t queue_hits = 0;           // hits served from the write queue (not yet on disk)
 };
 
 class SsdTier {
  public:
-  // Creates the directory if needed, rebuilds the index and starts the writer. Fails only when the
-  // directory cannot be created or listed; unreadable segments are counted, not fatal.
+  // Creates the directory if needed (0700), locks it, rebuilds the index and starts the writer. Fails when the
+  // directory cannot be created, locked (another process holds DIR/keel.lock: the error names its pid) or
+  // listed; unreadable segments are counted, not fatal.
   static Result<std::unique_ptr<SsdTier>> open(env::Env* env, SsdTierOptions options);
   // Writes what is queued (or drops it while paused), stops the writer, then writes the index checkpoint.
   ~SsdTier();
@@ -88,6 +96,9 @@ class SsdTier {
   // Copies the block's payload into `out` after re-verifying it (or from the write queue while it waits
   // there); false on a miss, a corrupt record (then forgotten) or an `out` too small. Returns the payload size in *n when given.
   bool get(const BlockHash& hash, std::span<uint8_t> out, size_t* n = nullptr);
+  // Whether a put() now would be queued rather than dropped: the queue has a free slot and writing is not
+  // paused. Lets a caller skip producing the bytes (a device copy) of a block that would only be dropped.
+  bool has_room() const;
   // On disk and visible, or queued for writing.
   bool contains(const BlockHash& hash) const;
   // How many leading hashes are on disk and visible, or queued.
@@ -110,7 +121,7 @@ class SsdTier {
     std::string path;
     uint64_t bytes = 0;
     std::vector<BlockHash> hashes;  // records indexed from this segment
-    std::shared_ptr<env::MappedFile> map;
+    std::shared_ptr<env::RandomAccessFile> file;  // opened on first read
   };
   struct Pending {
     BlockHash hash;
@@ -129,6 +140,7 @@ class SsdTier {
   SsdTier(env::Env* env, SsdTierOptions options);
   void rebuild();
   void write_checkpoint();
+  Status write_private_atomic(const std::string& path, const std::string& contents);
   void writer_loop();
   void write_batch(std::vector<Pending>& batch);
   bool write_one(const Pending& p, uint64_t cap);
@@ -142,6 +154,7 @@ class SsdTier {
 
   env::Env* env_;
   SsdTierOptions options_;
+  std::unique_ptr<env::FileLock> lock_;  // DIR/keel.lock, for the tier's life
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;

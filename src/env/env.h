@@ -20,6 +20,24 @@ class MappedFile {
   virtual const std::string& path() const = 0;
 };
 
+// A file read by offset (pread): a read past the end returns fewer bytes, never a signal, so a file that
+// shrinks under a reader (truncated by someone else) reads as short, not as SIGBUS as a map would.
+class RandomAccessFile {
+ public:
+  virtual ~RandomAccessFile() = default;
+  // Reads up to `n` bytes at `offset` into `dst`; returns how many were read (fewer only at the end of file).
+  virtual Result<size_t> read_at(uint64_t offset, void* dst, size_t n) const = 0;
+  // The file's size now (fstat).
+  virtual Result<uint64_t> size() const = 0;
+  virtual const std::string& path() const = 0;
+};
+
+// An advisory lock on a file (flock), held until destroyed; the process's death releases it too (kill -9).
+class FileLock {
+ public:
+  virtual ~FileLock() = default;
+};
+
 // A file opened for appending; bytes are durable only after sync().
 class WritableFile {
  public:
@@ -40,6 +58,24 @@ class Env {
   // Writes `contents` to `path` durably: a temporary file, fsync, rename, fsync of the directory.
   virtual Status write_file_atomic(const std::string& path, const std::string& contents) = 0;
 
+  // Hardened files for directories keel owns (the SSD tier); the defaults refuse, PosixEnv and FaultEnv
+  // implement them. Every open below refuses to follow a symlink in the last component (O_NOFOLLOW).
+  //
+  // Creates a file that must not exist yet (O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode 0600) and fsyncs its
+  // directory, so the new name survives a crash.
+  virtual Result<std::unique_ptr<WritableFile>> create_new_file(const std::string& path);
+  // Opens an existing file for pread (O_RDONLY|O_NOFOLLOW|O_CLOEXEC).
+  virtual Result<std::unique_ptr<RandomAccessFile>> open_random_access(const std::string& path);
+  // Creates `path` (and missing parents, 0755) with mode 0700 for the last component; an existing directory
+  // is left as it is.
+  virtual Status create_private_dir(const std::string& path);
+  // fsync of a directory: makes creates, renames and unlinks in it durable.
+  virtual Status sync_dir(const std::string& path);
+  // Takes an exclusive flock on `path` (created 0600 if missing, never through a symlink) without waiting
+  // and writes this process's pid into it. Held by another process (or another open of it in this one): an
+  // error naming the holder's pid as the file records it.
+  virtual Result<std::unique_ptr<FileLock>> lock_file(const std::string& path);
+
   virtual bool file_exists(const std::string& path) = 0;
   virtual bool is_directory(const std::string& path) = 0;
   virtual Result<uint64_t> file_size(const std::string& path) = 0;
@@ -54,6 +90,11 @@ class Env {
   // The process-wide POSIX Env. Tests construct their own Envs instead.
   static Env* posix();
 };
+
+// Errors: ENOENT is Code::kNotFound; ENOSPC and EDQUOT (a full disk or quota: the disk's budget) are
+// Code::kResourceExhausted; every other errno is Code::kIOError. Callers recognise a full disk by code, never
+// by the message's text.
+bool is_disk_full(const Status& s);
 
 // "dir" + "/" + "name", without doubling the slash.
 std::string join_path(const std::string& dir, const std::string& name);

@@ -29,6 +29,24 @@ class FaultWritableFile final : public WritableFile {
   std::unique_ptr<WritableFile> base_;
 };
 
+// Forwards reads, flipping the programmed bits in what comes back.
+class FaultRandomAccessFile final : public RandomAccessFile {
+ public:
+  FaultRandomAccessFile(FaultEnv* env, std::unique_ptr<RandomAccessFile> base) : env_(env), base_(std::move(base)) {}
+  Result<size_t> read_at(uint64_t offset, void* dst, size_t n) const override {
+    if (env_->crashed()) return env_->crash_status(path(), "read");
+    KEEL_ASSIGN_OR_RETURN(size_t got, base_->read_at(offset, dst, n));
+    env_->apply_flips(path(), static_cast<uint8_t*>(dst), got, offset);
+    return got;
+  }
+  Result<uint64_t> size() const override { return base_->size(); }
+  const std::string& path() const override { return base_->path(); }
+
+ private:
+  FaultEnv* env_;
+  std::unique_ptr<RandomAccessFile> base_;
+};
+
 namespace {
 
 // A private copy of a file's bytes, so flipped bits never reach the disk or other readers.
@@ -125,7 +143,7 @@ int FaultEnv::blocked_appends() const {
 
 Status FaultEnv::full_status(const std::string& path, Full kind) {
   int err = kind == Full::kNoSpace ? ENOSPC : EDQUOT;
-  return io_error("{}: {} (while trying to write)", path, std::strerror(err));
+  return resource_exhausted("{}: {} (while trying to write)", path, std::strerror(err));
 }
 
 Status FaultEnv::crash_status(const std::string& path, const char* what) const {
@@ -176,10 +194,11 @@ Status FaultEnv::before_sync(const std::string& path) {
   return Status();
 }
 
-void FaultEnv::apply_flips(const std::string& path, uint8_t* data, size_t size) {
+void FaultEnv::apply_flips(const std::string& path, uint8_t* data, size_t size, uint64_t offset) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const Flip& f : flips_) {
-    if (path.ends_with(f.path_suffix) && f.offset < size) data[f.offset] ^= static_cast<uint8_t>(1u << f.bit);
+    if (path.ends_with(f.path_suffix) && f.offset >= offset && f.offset - offset < size)
+      data[f.offset - offset] ^= static_cast<uint8_t>(1u << f.bit);
   }
 }
 
@@ -266,5 +285,32 @@ Result<uint64_t> FaultEnv::disk_free_bytes(const std::string& path) {
 }
 
 uint64_t FaultEnv::now_micros() { return base_->now_micros(); }
+
+Result<std::unique_ptr<WritableFile>> FaultEnv::create_new_file(const std::string& path) {
+  KEEL_FAULT_CRASH_CHECK(path, "create");
+  KEEL_ASSIGN_OR_RETURN(auto base, base_->create_new_file(path));
+  return std::unique_ptr<WritableFile>(new FaultWritableFile(this, path, std::move(base)));
+}
+
+Result<std::unique_ptr<RandomAccessFile>> FaultEnv::open_random_access(const std::string& path) {
+  KEEL_FAULT_CRASH_CHECK(path, "open");
+  KEEL_ASSIGN_OR_RETURN(auto base, base_->open_random_access(path));
+  return std::unique_ptr<RandomAccessFile>(new FaultRandomAccessFile(this, std::move(base)));
+}
+
+Status FaultEnv::create_private_dir(const std::string& path) {
+  KEEL_FAULT_CRASH_CHECK(path, "create directory");
+  return base_->create_private_dir(path);
+}
+
+Status FaultEnv::sync_dir(const std::string& path) {
+  KEEL_FAULT_CRASH_CHECK(path, "fsync directory");
+  return base_->sync_dir(path);
+}
+
+Result<std::unique_ptr<FileLock>> FaultEnv::lock_file(const std::string& path) {
+  KEEL_FAULT_CRASH_CHECK(path, "lock");
+  return base_->lock_file(path);
+}
 
 }  // namespace keel::env

@@ -33,7 +33,7 @@ class FaultEnv final : public Env {
   void tear_after_bytes(uint64_t n);
   // The next `n` sync() calls fail with EIO (the data may or may not have reached the disk).
   void fail_next_syncs(int n);
-  // Every read of a file whose path ends with `path_suffix` (read_file and map_file) returns the bytes
+  // Every read of a file whose path ends with `path_suffix` (read_file, map_file, read_at) returns the bytes
   // with bit `bit` of byte `offset` inverted. The file on disk is untouched.
   void flip_bit_on_read(const std::string& path_suffix, uint64_t offset, int bit);
   // While held, append() blocks until release_appends(): a disk that stops answering.
@@ -62,9 +62,15 @@ class FaultEnv final : public Env {
   Status rename_file(const std::string& from, const std::string& to) override;
   Result<uint64_t> disk_free_bytes(const std::string& path) override;
   uint64_t now_micros() override;
+  Result<std::unique_ptr<WritableFile>> create_new_file(const std::string& path) override;
+  Result<std::unique_ptr<RandomAccessFile>> open_random_access(const std::string& path) override;
+  Status create_private_dir(const std::string& path) override;
+  Status sync_dir(const std::string& path) override;
+  Result<std::unique_ptr<FileLock>> lock_file(const std::string& path) override;
 
  private:
   friend class FaultWritableFile;
+  friend class FaultRandomAccessFile;
 
   struct Flip {
     std::string path_suffix;
@@ -76,7 +82,8 @@ class FaultEnv final : public Env {
   size_t admit_append(const std::string& path, size_t n, Status* fail);
   Status before_sync(const std::string& path);
   Status crash_status(const std::string& path, const char* what) const;
-  void apply_flips(const std::string& path, uint8_t* data, size_t size);
+  // `data` holds the file's bytes from `offset` on.
+  void apply_flips(const std::string& path, uint8_t* data, size_t size, uint64_t offset = 0);
   static Status full_status(const std::string& path, Full kind);
 
   Env* base_;

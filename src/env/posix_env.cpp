@@ -1,5 +1,6 @@
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -17,8 +18,66 @@ namespace {
 
 Status errno_status(const std::string& what, const std::string& path, int err) {
   if (err == ENOENT) return not_found("{}: {} (while trying to {})", path, std::strerror(err), what);
+  if (err == ENOSPC || err == EDQUOT)
+    return resource_exhausted("{}: {} (while trying to {})", path, std::strerror(err), what);
   return io_error("{}: {} (while trying to {})", path, std::strerror(err), what);
 }
+
+std::string parent_dir(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+Status fsync_dir(const std::string& dir) {
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return errno_status("open directory", dir, errno);
+  int rc = ::fsync(dfd);
+  int err = errno;
+  ::close(dfd);
+  if (rc != 0) return errno_status("fsync directory", dir, err);
+  return Status();
+}
+
+class PosixRandomAccessFile final : public RandomAccessFile {
+ public:
+  PosixRandomAccessFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ~PosixRandomAccessFile() override { ::close(fd_); }
+  Result<size_t> read_at(uint64_t offset, void* dst, size_t n) const override {
+    char* p = static_cast<char*>(dst);
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = ::pread(fd_, p + got, n - got, static_cast<off_t>(offset + got));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return errno_status("read", path_, errno);
+      }
+      if (r == 0) break;  // end of file
+      got += static_cast<size_t>(r);
+    }
+    return got;
+  }
+  Result<uint64_t> size() const override {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return errno_status("stat", path_, errno);
+    return static_cast<uint64_t>(st.st_size);
+  }
+  const std::string& path() const override { return path_; }
+
+ private:
+  std::string path_;
+  int fd_;
+};
+
+class PosixFileLock final : public FileLock {
+ public:
+  explicit PosixFileLock(int fd) : fd_(fd) {}
+  ~PosixFileLock() override { ::close(fd_); }  // releases the flock
+
+ private:
+  int fd_;
+};
 
 class PosixMappedFile final : public MappedFile {
  public:
@@ -74,6 +133,12 @@ class PosixWritableFile final : public WritableFile {
 };
 
 class PosixEnv final : public Env {
+  static Result<std::unique_ptr<WritableFile>> create_exclusive(const std::string& path, mode_t mode) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) return errno_status("create", path, errno);
+    return std::unique_ptr<WritableFile>(new PosixWritableFile(path, fd));
+  }
+
  public:
   Result<std::string> read_file(const std::string& path) override {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -127,22 +192,62 @@ class PosixEnv final : public Env {
   }
 
   Status write_file_atomic(const std::string& path, const std::string& contents) override {
+    // A temporary file left by a crash is removed first: the new one is created exclusively (never through
+    // a link someone planted under its name).
     std::string tmp = path + ".tmp";
-    KEEL_ASSIGN_OR_RETURN(auto file, new_writable_file(tmp, true));
+    if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) return errno_status("remove", tmp, errno);
+    KEEL_ASSIGN_OR_RETURN(auto file, create_exclusive(tmp, 0644));
     KEEL_RETURN_IF_ERROR(file->append(contents.data(), contents.size()));
     KEEL_RETURN_IF_ERROR(file->sync());
     KEEL_RETURN_IF_ERROR(file->close());
     KEEL_RETURN_IF_ERROR(rename_file(tmp, path));
-    std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos
-                                         ? 0
-                                         : path.find_last_of('/'));
-    if (dir.empty()) dir = ".";
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
+    return fsync_dir(parent_dir(path));
+  }
+
+  Result<std::unique_ptr<WritableFile>> create_new_file(const std::string& path) override {
+    KEEL_ASSIGN_OR_RETURN(auto file, create_exclusive(path, 0600));
+    KEEL_RETURN_IF_ERROR(fsync_dir(parent_dir(path)));
+    return file;
+  }
+
+  Result<std::unique_ptr<RandomAccessFile>> open_random_access(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return errno_status("open", path, errno);
+    return std::unique_ptr<RandomAccessFile>(new PosixRandomAccessFile(path, fd));
+  }
+
+  Status create_private_dir(const std::string& path) override {
+    if (is_directory(path)) return Status();
+    const std::string parent = parent_dir(path);
+    if (parent != "." && parent != "/") KEEL_RETURN_IF_ERROR(create_dirs(parent));
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return errno_status("create directory", path, errno);
+    return fsync_dir(parent);
+  }
+
+  Status sync_dir(const std::string& path) override { return fsync_dir(path); }
+
+  Result<std::unique_ptr<FileLock>> lock_file(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return errno_status("open lock file", path, errno);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      char buf[32] = {};
+      ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+      ::close(fd);
+      if (err != EWOULDBLOCK) return errno_status("lock", path, err);
+      std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+      return io_error("{}: held by process {} (one keel process at a time may own this directory)", path,
+                      pid.empty() ? std::string("(unknown pid)") : pid);
     }
-    return Status();
+    // Ours now: record the pid for whoever is refused next.
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+      const int err = errno;
+      ::close(fd);
+      return errno_status("write pid into", path, err);
+    }
+    return std::unique_ptr<FileLock>(new PosixFileLock(fd));
   }
 
   bool file_exists(const std::string& path) override { return ::access(path.c_str(), F_OK) == 0; }
@@ -208,6 +313,20 @@ class PosixEnv final : public Env {
 };
 
 }  // namespace
+
+Result<std::unique_ptr<WritableFile>> Env::create_new_file(const std::string& path) {
+  return unsupported("this Env cannot create {} exclusively", path);
+}
+Result<std::unique_ptr<RandomAccessFile>> Env::open_random_access(const std::string& path) {
+  return unsupported("this Env cannot open {} for reading by offset", path);
+}
+Status Env::create_private_dir(const std::string& path) { return create_dirs(path); }
+Status Env::sync_dir(const std::string&) { return Status(); }
+Result<std::unique_ptr<FileLock>> Env::lock_file(const std::string& path) {
+  return unsupported("this Env cannot lock {}", path);
+}
+
+bool is_disk_full(const Status& s) { return s.code() == Code::kResourceExhausted; }
 
 Env* Env::posix() {
   static PosixEnv env;
