@@ -110,6 +110,7 @@ class ServeProcess {
     reaped_ = true;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
+  pid_t pid() const { return pid_; }
   std::string log_text() const {
     std::ifstream f(log_);
     return std::string(std::istreambuf_iterator<char>(f), {});
@@ -309,4 +310,59 @@ TEST(CacheCrash, ServeKilledUnderLoadLeavesAVerifiedCacheThatServesColdOutputs) 
   std::filesystem::remove_all(dir);
   std::filesystem::remove_all(cold_dir);
   std::filesystem::remove(log);
+}
+
+// Write-through: a block goes to the SSD once it is full and computed, not only when the tiers above give it
+// up. The device pool here (40 blocks) never evicts the one prompt, so only write-through can have put it on
+// disk: after a completion returns and 2 s pass, kill -9 and a restart on the directory reuse its prefix.
+TEST(CacheCrash, ACompletionsPrefixSurvivesAKill9TwoSecondsLater) {
+  std::mt19937_64 rng(7);
+  const std::vector<int> prompt = Prompts::tokens(rng, 150);
+  const std::string dir = temp_dir("kill9_ssd");
+  const std::string log = dir + ".log";
+  Completion first;
+  {
+    ServeProcess serve(dir, log);
+    const int port = serve.wait_listening();
+    ASSERT_GT(port, 0) << serve.log_text();
+    first = complete(port, prompt);
+    ASSERT_TRUE(first.ok) << first.error;
+    EXPECT_EQ(first.cached_tokens, 0);
+    std::this_thread::sleep_for(2s);
+    serve.kill9();
+  }
+  ServeProcess serve(dir, log);
+  const int port = serve.wait_listening();
+  ASSERT_GT(port, 0) << serve.log_text();
+  const Completion again = complete(port, prompt);
+  ASSERT_TRUE(again.ok) << again.error;
+  EXPECT_EQ(again.cached_tokens, 144) << "9 full blocks of 16 (the last token is always computed)";
+  EXPECT_EQ(again.text, first.text);
+  EXPECT_EQ(serve.terminate(), 0) << serve.log_text();
+  EXPECT_EQ(verify(dir).exit_code, 0);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(log);
+}
+
+// One owner per directory: a second server, and `keel cache clear`, are refused while the first runs, each
+// naming its pid; read-only `keel cache verify` may run beside it.
+TEST(CacheCrash, ASecondServerOnTheDirectoryIsRefusedNamingTheFirstsPid) {
+  const std::string dir = temp_dir("owner_ssd");
+  ServeProcess first(dir, dir + ".first.log");
+  ASSERT_GT(first.wait_listening(), 0) << first.log_text();
+  const std::string holder = "held by process " + std::to_string(first.pid());
+  {
+    ServeProcess second(dir, dir + ".second.log");
+    EXPECT_EQ(second.wait_listening(), 0) << "a second server started on the same --ssd-cache-dir";
+    EXPECT_NE(second.log_text().find(holder), std::string::npos) << second.log_text();
+  }
+  keel::test::CliRun clear = keel::test::run_keel("cache clear --ssd-cache-dir " + dir);
+  EXPECT_NE(clear.exit_code, 0);
+  EXPECT_NE((clear.out + clear.err).find(holder), std::string::npos) << clear.out << clear.err;
+  EXPECT_EQ(verify(dir).exit_code, 0);
+  EXPECT_EQ(first.terminate(), 0) << first.log_text();
+  EXPECT_EQ(keel::test::run_keel("cache clear --ssd-cache-dir " + dir).exit_code, 0);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(dir + ".first.log");
+  std::filesystem::remove(dir + ".second.log");
 }

@@ -64,6 +64,11 @@ class HotTier {
   // How many leading hashes are here, without touching the LRU.
   size_t count_prefix(std::span<const BlockHash> hashes) const;
   bool erase(const BlockHash& hash);
+  // Calls fn(hash, parent, bytes) for every block held, most recently used first, without touching the LRU.
+  template <typename Fn>
+  void for_each(Fn&& fn) const {
+    for (int32_t s = tail_; s >= 0; s = prev_[s]) fn(hash_of_[s], parent_of_[s], pool_ + static_cast<size_t>(s) * block_bytes_);
+  }
 
   size_t block_bytes() const { return block_bytes_; }
   size_t capacity_blocks() const { return hash_of_.size(); }

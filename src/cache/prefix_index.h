@@ -52,6 +52,8 @@ class PrefixIndex {
 
   std::optional<int32_t> find(const BlockHash& hash) const;
   std::optional<BlockHash> hash_of(int32_t block) const;
+  // The parent given to insert() for the hash `block` holds (zero when it holds none).
+  BlockHash parent_of(int32_t block) const { return parent_of_[block]; }
   bool is_evictable(int32_t block) const { return in_lru_[block]; }
   int num_blocks() const { return static_cast<int>(hash_of_.size()); }
   size_t num_cached() const { return by_hash_.size(); }

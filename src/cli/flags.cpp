@@ -26,6 +26,10 @@ void add_memory_flags(CLI::App* cmd, runtime::ServeOptions& o) {
                   "SSD tier of the prefix cache: a directory of segment files, kept across restarts");
   cmd->add_option("--ssd-cache-max-size", o.ssd_cache_max_size, "Cap on the SSD tier's files (bytes: 100GB)")
       ->capture_default_str();
+  cmd->add_option("--ssd-write-policy", o.ssd_write_policy,
+                  "through: a block goes to the SSD once computed (survives kill -9); back: only what RAM evicts")
+      ->check(CLI::IsMember({"through", "back"}))
+      ->capture_default_str();
   cmd->add_option("--alloc-log", o.alloc_log, "Append one JSON line per allocation of 64 MiB or more to FILE");
 }
 

@@ -1,5 +1,7 @@
 #include "engine/engine.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -71,7 +73,7 @@ Engine::Engine(model::Model* model, const EngineOptions& options)
       options_.ssd_tier->options().fingerprint == options_.fingerprint &&
       options_.ssd_tier->options().max_payload_bytes >= kv_block_bytes(*model)) {
     if (!copier_) copier_ = std::make_unique<BackendCopier>(&model->backend());
-    scheduler_.set_ssd_tier(options_.ssd_tier, copier_.get(), kv_block_bytes(*model));
+    scheduler_.set_ssd_tier(options_.ssd_tier, copier_.get(), kv_block_bytes(*model), options_.ssd_write_policy);
     stats_.ssd_cache_max_bytes = options_.ssd_tier->options().max_bytes;
   } else {
     options_.ssd_tier = nullptr;
@@ -90,6 +92,10 @@ Engine::~Engine() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (options_.persist_cache_on_shutdown && options_.ssd_tier != nullptr) {
+    const int queued = scheduler_.block_manager().persist_to_ssd();
+    if (queued > 0) spdlog::info("keel: SSD cache: {} cached blocks written at shutdown", queued);
+  }
 }
 
 Result<uint64_t> Engine::submit(Request request, EventCallback callback) {
@@ -408,9 +414,11 @@ void Engine::publish_stats(uint64_t prompt_tokens, uint64_t generated, uint64_t 
     stats_.ssd_cache_hit_blocks = prefix.ssd_hit_blocks;
     stats_.ssd_cache_stores = prefix.ssd_stores;
     stats_.ssd_cache_written = ssd.written;
-    stats_.ssd_cache_dropped = ssd.dropped_queue_full + ssd.dropped_paused + ssd.dropped_too_large + ssd.dropped_failed;
+    stats_.ssd_cache_write_through = prefix.ssd_write_through;
+    stats_.ssd_cache_dropped = ssd.dropped_queue_full + ssd.dropped_paused + ssd.dropped_too_large + ssd.dropped_failed +
+                               prefix.ssd_write_through_dropped;
     stats_.ssd_cache_evictions = ssd.blocks_evicted;
-    stats_.ssd_cache_corrupt = ssd.skipped_corrupt + ssd.corrupt_reads;
+    stats_.ssd_cache_corrupt = ssd.skipped_corrupt + ssd.corrupt_reads + ssd.truncated_reads;
     stats_.ssd_cache_blocks = ssd.blocks;
     stats_.ssd_cache_bytes = ssd.bytes_on_disk;
   }

@@ -78,6 +78,12 @@ struct EngineOptions {
   // outlive the process) and max_payload_bytes >= kv_block_bytes(model), and destroys it after the engine so
   // that it writes its checkpoint. Left out unless its fingerprint is the engine's.
   cache::SsdTier* ssd_tier = nullptr;
+  // --ssd-write-policy: through (a block is queued for the SSD once full and computed, so it survives kill -9)
+  // or back (only blocks the tiers above give up go down).
+  cache::SsdWritePolicy ssd_write_policy = cache::SsdWritePolicy::kThrough;
+  // At destruction (a clean shutdown), after the engine thread stops: queue for the SSD every cached block of
+  // the device and the host tier that it lacks, and wait for the queue (cache::BlockManager::persist_to_ssd).
+  bool persist_cache_on_shutdown = false;
   // Tensor parallel: this engine is rank 0 of a group; `leader` sends each step's plan to the other ranks
   // (engine/follower.h) before the forward. Not owned. A failed step then fails the whole engine (failure()).
   StepLeader* leader = nullptr;
@@ -117,6 +123,7 @@ struct EngineStats {
   // SSD tier (all 0 without one).
   uint64_t ssd_cache_hit_blocks = 0;   // full prompt blocks read from the SSD at admission
   uint64_t ssd_cache_stores = 0;       // blocks queued for writing
+  uint64_t ssd_cache_write_through = 0;  // ... of which queued when computed (write-through)
   uint64_t ssd_cache_written = 0;      // ... written, fsynced and visible
   uint64_t ssd_cache_dropped = 0;      // ... dropped (queue full, writing paused, write error)
   uint64_t ssd_cache_evictions = 0;    // blocks in segments deleted to stay within the cap

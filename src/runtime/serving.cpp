@@ -365,7 +365,12 @@ Status open_ssd_tier(env::Env* env, Serving::Parts& parts, engine::EngineOptions
                            st.rebuild_micros / 1000.0, st.segments_from_checkpoint > 0 ? " from the checkpoint" : "",
                            st.skipped_corrupt, st.skipped_other_model));
   engine_options.ssd_tier = parts.ssd_tier.get();
-  // The queue's slots, and the scheduler's staging block for reads.
+  engine_options.ssd_write_policy =
+      options.ssd_write_policy == "back" ? cache::SsdWritePolicy::kBack : cache::SsdWritePolicy::kThrough;
+  // A clean shutdown (SIGTERM) writes what the device and host RAM cache but the disk lacks, then the tier's
+  // destructor drains its queue and writes the index checkpoint.
+  engine_options.persist_cache_on_shutdown = true;
+  // The queue's slots, and the block manager's staging block (SSD reads, write-through copies).
   return reserve(parts, "ssd_queue", parts.plan.ssd_queue_bytes,
                  parts.ssd_tier->queue_bytes() + engine::kv_block_bytes(model), model.kv_layout().dtype);
 }

@@ -32,6 +32,7 @@ struct ServeOptions {
   std::string hot_cache_max_size = "0";
   std::string ssd_cache_dir;  // "": no SSD tier
   std::string ssd_cache_max_size = "100GB";
+  std::string ssd_write_policy = "through";  // through | back
   std::string alloc_log;  // "": none
   bool quiet = false;     // no plan table or start-up lines (bench serve)
   DistOptions dist;       // --tensor-parallel, --pipeline-parallel (runtime/launcher.h)
