@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 KEEL_CUDA ?= auto
 DEB_PACKAGES := build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev \
   libspdlog-dev libcpp-httplib-dev libpcre2-dev libxxhash-dev libutf8proc-dev libgtest-dev libgmock-dev \
-  libbenchmark-dev libzstd-dev
+  libbenchmark-dev libzstd-dev libssl-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps configure build test test-asan test-tsan fuzz serve bench clean tokenizers soak

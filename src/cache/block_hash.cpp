@@ -4,9 +4,14 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
+
+#include "base/check.h"
 
 namespace keel::cache {
 
@@ -95,20 +100,77 @@ Result<std::string> weights_identity(env::Env* env, const std::string& model_dir
   return identity;
 }
 
+namespace {
+
+// SHA-256 through a digest fetched once and a context reused per thread: OpenSSL 3's one-shot SHA256() looks the
+// algorithm up on every call (measured 3.0-3.5 us a block against 1.1-1.2 us this way, same loaded machine).
+void sha256(const void* data, size_t n, unsigned char (&digest)[SHA256_DIGEST_LENGTH]) {
+  struct Sha256 {
+    EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Sha256() {
+      EVP_MD_CTX_free(ctx);
+      EVP_MD_free(md);
+    }
+  };
+  thread_local Sha256 s;
+  unsigned int len = 0;
+  KEEL_CHECK(s.md != nullptr && s.ctx != nullptr && EVP_DigestInit_ex(s.ctx, s.md, nullptr) == 1 &&
+                 EVP_DigestUpdate(s.ctx, data, n) == 1 && EVP_DigestFinal_ex(s.ctx, digest, &len) == 1 &&
+                 len == SHA256_DIGEST_LENGTH,
+             "OpenSSL SHA-256 of {} bytes failed", n);
+}
+
+// The first 16 bytes of a SHA-256 digest as a Hash128 (lo = bytes 0..7, little-endian).
+Hash128 truncated(const unsigned char (&digest)[SHA256_DIGEST_LENGTH]) {
+  Hash128 out;
+  std::memcpy(&out.lo, digest, 8);
+  std::memcpy(&out.hi, digest + 8, 8);
+  return out;
+}
+
+}  // namespace
+
 BlockHash block_hash(const ModelFingerprint& fingerprint, const BlockHash& parent, std::span<const int32_t> tokens) {
-  Hasher h;
-  h.hash(fingerprint);
-  h.hash(parent);
-  h.u64(tokens.size());
-  h.bytes(tokens.data(), tokens.size_bytes());
-  return h.digest();
+  // One contiguous message (no allocation for blocks of up to 256 tokens): fingerprint, parent, u64 count,
+  // tokens as i32, all little-endian.
+  constexpr size_t kFixed = 16 + 16 + 8;
+  unsigned char stack[kFixed + 256 * sizeof(int32_t)];
+  std::vector<unsigned char> heap;
+  const size_t n = kFixed + tokens.size_bytes();
+  unsigned char* m = stack;
+  if (n > sizeof(stack)) {
+    heap.resize(n);
+    m = heap.data();
+  }
+  const uint64_t count = tokens.size();
+  std::memcpy(m, &fingerprint.lo, 8);
+  std::memcpy(m + 8, &fingerprint.hi, 8);
+  std::memcpy(m + 16, &parent.lo, 8);
+  std::memcpy(m + 24, &parent.hi, 8);
+  std::memcpy(m + 32, &count, 8);
+  if (!tokens.empty()) std::memcpy(m + kFixed, tokens.data(), tokens.size_bytes());
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  sha256(m, n, digest);
+  return truncated(digest);
+}
+
+BlockHash salt_key(std::string_view cache_salt) {
+  if (cache_salt.empty()) return BlockHash{};
+  std::string m = "keel cache salt";
+  const uint64_t len = cache_salt.size();
+  m.append(reinterpret_cast<const char*>(&len), 8);
+  m.append(cache_salt);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  sha256(m.data(), m.size(), digest);
+  return truncated(digest);
 }
 
 std::vector<BlockHash> hash_blocks(const ModelFingerprint& fingerprint, std::span<const int32_t> tokens,
-                                   int block_size) {
+                                   int block_size, const BlockHash& first_parent) {
   std::vector<BlockHash> out;
   if (block_size <= 0) return out;
-  BlockHash parent;
+  BlockHash parent = first_parent;
   for (size_t begin = 0; begin + block_size <= tokens.size(); begin += block_size) {
     parent = block_hash(fingerprint, parent, tokens.subspan(begin, block_size));
     out.push_back(parent);

@@ -1,5 +1,7 @@
-// Chained block hashes (xxh3-128): a full KV block is named by H(model fingerprint, parent hash, its token
-// ids), so equal names mean equal prefixes of the same model and KV layout. The model fingerprint covers
+// Chained block hashes: a full KV block is named by H(model fingerprint, parent hash, its token ids), so equal
+// names mean equal prefixes of the same model and KV layout. H is SHA-256 (truncated to 128 bits): clients choose
+// the tokens, and a key they could collide on purpose would let one tenant read or poison another's prefix
+// (vLLM's CVE-2025-25183). The model fingerprint, which no client chooses, stays XXH3-128. The model fingerprint covers
 // the weights' identity, dtype, KV layout and keel's KV format version: a block from another model or
 // layout can never match.
 #pragma once
@@ -65,11 +67,16 @@ ModelFingerprint model_fingerprint(std::string_view weights_identity, std::strin
 // when any tensor is added, reshaped or retyped, or a file is replaced by one of another size.
 Result<std::string> weights_identity(env::Env* env, const std::string& model_dir);
 
-// The hash of the first block has a zero parent.
+// SHA-256 over the fingerprint, the parent, the token count and the tokens, truncated to 128 bits. The first
+// block's parent is zero, or a request's salt key (salt_key) so that tenants with different salts share nothing.
 BlockHash block_hash(const ModelFingerprint& fingerprint, const BlockHash& parent, std::span<const int32_t> tokens);
 
-// Hashes of every full block of `tokens` (a trailing partial block has none), each chained on the last.
+// The first block's parent for a request with `cache_salt` (zero for an empty one: no salt).
+BlockHash salt_key(std::string_view cache_salt);
+
+// Hashes of every full block of `tokens` (a trailing partial block has none), each chained on the last; the
+// first on `first_parent` (zero, or a salt key).
 std::vector<BlockHash> hash_blocks(const ModelFingerprint& fingerprint, std::span<const int32_t> tokens,
-                                   int block_size);
+                                   int block_size, const BlockHash& first_parent = {});
 
 }  // namespace keel::cache

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <xxhash.h>
+
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -151,6 +155,57 @@ TEST(WeightsIdentity, CoversHeadersAndSizesOfEverySafetensorsFile) {
   EXPECT_EQ(weights_identity(env, empty).status().code(), Code::kNotFound);
   std::filesystem::remove_all(dir);
   std::filesystem::remove_all(empty);
+}
+
+// The key is SHA-256 over the documented bytes (docs/FORMAT-SSD.md), truncated to 128 bits; the expected value
+// is Python's hashlib.sha256 of fingerprint lo, hi, parent (16 zero bytes), u64 4, i32 1 2 3 4, little-endian.
+TEST(BlockHash, IsSha256OfTheDocumentedBytesTruncatedTo128Bits) {
+  const std::vector<int32_t> tokens = {1, 2, 3, 4};
+  EXPECT_EQ(block_hash(Hash128{1, 2}, BlockHash{}, tokens).hex(), "60ba2fbe62fe55328739e3716ee08578");
+  // The salt key: SHA-256 of "keel cache salt", u64 length, the salt.
+  EXPECT_EQ(salt_key("tenant-a").hex(), "3b68cc12b8d2e509c904ec4e1db43b9f");
+  EXPECT_TRUE(salt_key("").is_zero());
+}
+
+TEST(BlockHash, DifferentSaltsShareNoBlockAndNoSaltIsTheZeroParent) {
+  const auto tokens = iota_tokens(64);
+  const auto plain = hash_blocks(fp(), tokens, 16);
+  EXPECT_EQ(hash_blocks(fp(), tokens, 16, salt_key("")), plain);
+  const auto a = hash_blocks(fp(), tokens, 16, salt_key("a"));
+  const auto b = hash_blocks(fp(), tokens, 16, salt_key("b"));
+  EXPECT_EQ(hash_blocks(fp(), tokens, 16, salt_key("a")), a);
+  for (size_t i = 0; i < plain.size(); i++) {
+    EXPECT_NE(a[i], plain[i]) << i;
+    EXPECT_NE(a[i], b[i]) << i;
+  }
+}
+
+// What a key costs: SHA-256 against XXH3-128 over the same bytes, per 16-token block (the default block size).
+// Printed for docs/DECISIONS.md; the bound only catches a pathological build (no timing assertion beyond it).
+TEST(BlockHash, CostPerBlockIsMicroseconds) {
+  constexpr int kBlocks = 200000;
+  const auto tokens = iota_tokens(16 * 64);
+  auto t0 = std::chrono::steady_clock::now();
+  BlockHash parent;
+  for (int i = 0; i < kBlocks; i++) parent = block_hash(fp(), parent, std::span(tokens).subspan((i % 64) * 16, 16));
+  const double sha_ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / kBlocks;
+  t0 = std::chrono::steady_clock::now();
+  uint64_t sink = 0;
+  for (int i = 0; i < kBlocks; i++) {
+    unsigned char m[40 + 64];
+    std::memcpy(m, &parent, 16);
+    std::memcpy(m + 16, &parent, 16);
+    const uint64_t n = 16;
+    std::memcpy(m + 32, &n, 8);
+    std::memcpy(m + 40, tokens.data() + (i % 64) * 16, 64);
+    XXH128_hash_t h = XXH3_128bits(m, sizeof(m));
+    sink += h.low64;
+    parent.lo ^= h.low64;
+  }
+  const double xxh_ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() / kBlocks;
+  std::printf("[ hash     ] per 16-token block: SHA-256 %.0f ns, XXH3-128 %.0f ns (sink %llu)\n", sha_ns, xxh_ns,
+              static_cast<unsigned long long>(sink & 1));
+  EXPECT_LT(sha_ns, 100000.0);
 }
 
 }  // namespace

@@ -104,7 +104,7 @@ void BlockManager::extend_hashes(SequenceBlocks& seq, int num_blocks) {
   const int bs = pool_.block_size();
   auto& hashes = seq.block_hashes;
   while (static_cast<int>(hashes.size()) < num_blocks) {
-    const BlockHash parent = hashes.empty() ? BlockHash{} : hashes.back();
+    const BlockHash parent = hashes.empty() ? seq.salt : hashes.back();
     const size_t begin = hashes.size() * bs;
     hashes.push_back(block_hash(*fingerprint_, parent, std::span(seq.tokens).subspan(begin, bs)));
   }
@@ -170,7 +170,7 @@ std::optional<BlockManager::Admission> BlockManager::admit(SequenceBlocks& seq, 
     }
     // Refused (the block simply stays uncached) when a later block of the run is still on the device under
     // another block: lookup stops at the first miss, the device may hold blocks past it.
-    index_->insert(h, b, hit + i > 0 ? seq.block_hashes[hit + i - 1] : BlockHash{});
+    index_->insert(h, b, hit + i > 0 ? seq.block_hashes[hit + i - 1] : seq.salt);
   }
   lower = hot + ssd;
   KEEL_CHECK_OK(seq.table.append_full_blocks(*up), "the table's blocks are all full");
@@ -209,7 +209,7 @@ void BlockManager::on_computed(SequenceBlocks& seq, int computed) {
   const int full = computed / pool_.block_size();
   extend_hashes(seq, full);
   for (int i = seq.num_indexed_blocks; i < full; i++) {
-    const BlockHash parent = i > 0 ? seq.block_hashes[i - 1] : BlockHash{};
+    const BlockHash parent = i > 0 ? seq.block_hashes[i - 1] : seq.salt;
     const int32_t block = seq.table.blocks()[i];
     index_->insert(seq.block_hashes[i], block, parent);
     if (ssd_ && ssd_policy_ == SsdWritePolicy::kThrough) write_through(seq.block_hashes[i], parent, block);

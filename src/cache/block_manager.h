@@ -49,6 +49,9 @@ struct SequenceBlocks {
   kv::BlockTable table;
   std::vector<BlockHash> block_hashes;
   int num_indexed_blocks = 0;
+  // The first block's parent: zero, or the request's salt key (salt_key(cache_salt)): sequences with different
+  // salts share no block.
+  BlockHash salt;
 };
 
 enum class SsdWritePolicy {

@@ -76,6 +76,7 @@ const char* problem_name(Problem p) {
     case Problem::kHeaderChecksum: return "header checksum mismatch";
     case Problem::kTruncatedPayload: return "truncated payload";
     case Problem::kPayloadChecksum: return "payload checksum mismatch";
+    case Problem::kOldFormat: return "older format version (not served)";
   }
   return "?";
 }
@@ -106,9 +107,16 @@ Problem parse_header(const uint8_t* p, size_t available, RecordHeader* out) {
   }
   if (!has_magic(p)) return Problem::kBadMagic;
   if (available < kHeaderBytes) return Problem::kTruncatedHeader;
-  if (get<uint16_t>(p, kOffVersion) != kFormatVersion || get<uint16_t>(p, kOffHeaderBytes) != kHeaderBytes)
+  const uint16_t version = get<uint16_t>(p, kOffVersion);
+  if ((version != kFormatVersion && version != kOldFormatVersion) || get<uint16_t>(p, kOffHeaderBytes) != kHeaderBytes)
     return Problem::kVersion;
   if (get<uint64_t>(p, kOffHeaderCheck) != XXH3_64bits(p, kOffHeaderCheck)) return Problem::kHeaderChecksum;
+  if (version == kOldFormatVersion) {
+    // Same header layout, keys of another hash: its length is proven by the header checksum.
+    out->version = version;
+    out->payload_length = get<uint64_t>(p, kOffPayloadLength);
+    return Problem::kOldFormat;
+  }
   uint8_t dtype = get<uint8_t>(p, kOffKvDtype);
   if (dtype > static_cast<uint8_t>(DType::kBF16)) return Problem::kVersion;
   RecordHeader h;
@@ -223,6 +231,12 @@ Result<SegmentScan> scan_segment_file(const env::RandomAccessFile& f, uint64_t s
       offset += kHeaderBytes + h.payload_length;
       continue;
     }
+    if (problem == Problem::kOldFormat && h.payload_length <= size - offset - kHeaderBytes) {
+      scan.problems.push_back(ScanProblem{offset, problem});
+      offset += kHeaderBytes + h.payload_length;
+      continue;
+    }
+    if (problem == Problem::kOldFormat) problem = Problem::kTruncatedPayload;
     scan.problems.push_back(ScanProblem{offset, problem});
     KEEL_ASSIGN_OR_RETURN(offset, next_magic_in_file(f, size, offset + 1, window));
   }

@@ -17,7 +17,10 @@
 namespace keel::cache::ssd {
 
 inline constexpr uint8_t kMagic[4] = {'K', 'V', 'B', 'K'};
-inline constexpr uint16_t kFormatVersion = 1;
+// 2: block hashes are SHA-256 (truncated) over the same fields, and a salted first block names its salt key as
+// parent. Version 1 records (XXH3-128 keys) are read as kOldFormat: skipped and counted, never served.
+inline constexpr uint16_t kFormatVersion = 2;
+inline constexpr uint16_t kOldFormatVersion = 1;
 inline constexpr size_t kHeaderBytes = 104;
 
 struct RecordHeader {
@@ -41,13 +44,15 @@ enum class Problem {
   kHeaderChecksum,   // the header's own checksum does not match (bit flip)
   kTruncatedPayload, // the header is sound but the segment ends inside the payload (a torn write)
   kPayloadChecksum,  // the checksum over header and payload does not match (bit flip in the payload)
+  kOldFormat,        // a sound record of an older format version (keys of another hash): never served
 };
 const char* problem_name(Problem p);
 
 // Fills out[0..kHeaderBytes) for `header` followed by `payload`, computing both checksums.
 void encode_header(const RecordHeader& header, std::span<const uint8_t> payload, uint8_t* out);
 // Decodes and checks the header at data[0..available): magic, version, header checksum, and that the
-// payload lies within `available`. The payload checksum is verify_payload()'s job.
+// payload lies within `available`. The payload checksum is verify_payload()'s job. A record of an older version
+// whose header checksum holds is kOldFormat, with `out->payload_length` set (the walk may skip it).
 Problem parse_header(const uint8_t* data, size_t available, RecordHeader* out);
 // Checks the record checksum of a record whose header parsed; `record` points at the header.
 bool verify_payload(const uint8_t* record, const RecordHeader& header);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "cache/ssd_inspect.h"
+#include "cache/ssd_tier.h"
 #include "cache/ssd_test_util.h"
 
 namespace keel::cache::ssd {
@@ -140,6 +141,37 @@ TEST(SsdInspect, ATruncationFollowedByASoundRecordIsDamage) {
   EXPECT_EQ(r->records(), 1u);
   EXPECT_EQ(r->problems(), 1u);
   EXPECT_EQ(r->torn_tails(), 0u);
+}
+
+// Format 2 changed what the block hash means (SHA-256 keys): a version-1 record is sound but keyed by the old
+// hash. It is skipped and counted, never served, and is not damage (verify passes, the walk goes on after it).
+TEST(SsdFormat, ARecordOfTheOldFormatIsSkippedAndCountedNotDamage) {
+  RecordHeader old = header_for(1);
+  old.version = kOldFormatVersion;
+  const std::string bytes = encode_record(header_for(0), payload(0)) + encode_record(old, payload(1)) +
+                            encode_record(header_for(2), payload(2));
+  SegmentScan s = scan(bytes);
+  ASSERT_EQ(s.records.size(), 2u);
+  EXPECT_EQ(s.records[0].header.hash, block(0));
+  EXPECT_EQ(s.records[1].header.hash, block(2));
+  ASSERT_EQ(s.problems.size(), 1u);
+  EXPECT_EQ(s.problems[0].problem, Problem::kOldFormat);
+  EXPECT_EQ(s.problems[0].offset, kRecord);
+
+  const std::string dir = temp_dir();
+  ASSERT_TRUE(env::Env::posix()->write_file_atomic(env::join_path(dir, segment_name(1)), bytes).ok());
+  auto report = inspect_dir(env::Env::posix(), dir, /*verify_payloads=*/true);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->problems(), 0u);
+  EXPECT_EQ(report->old_format(), 1u);
+  EXPECT_EQ(report->records(), 2u);
+  auto tier = SsdTier::open(env::Env::posix(), tier_options(dir));
+  ASSERT_TRUE(tier.ok());
+  const SsdTierStats st = (*tier)->stats();
+  EXPECT_EQ(st.skipped_old_format, 1u);
+  EXPECT_EQ(st.skipped_corrupt, 0u);
+  EXPECT_EQ(st.blocks, 2u);
+  EXPECT_FALSE((*tier)->contains(block(1)));
 }
 
 }  // namespace

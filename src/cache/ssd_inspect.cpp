@@ -20,6 +20,12 @@ uint64_t DirReport::problems() const {
   return n;
 }
 
+uint64_t DirReport::old_format() const {
+  uint64_t n = 0;
+  for (const auto& s : segments) n += s.old_format;
+  return n;
+}
+
 uint64_t DirReport::torn_tails() const {
   uint64_t n = 0;
   for (const auto& s : segments) n += s.torn_tail ? 1 : 0;
@@ -80,7 +86,13 @@ Result<DirReport> inspect_dir(env::Env* env, const std::string& dir, bool verify
     KEEL_ASSIGN_OR_RETURN(seg.bytes, (*opened)->size());
     KEEL_ASSIGN_OR_RETURN(SegmentScan scan, scan_segment_file(**opened, seg.bytes, verify_payloads));
     seg.records = scan.records.size();
-    seg.problems = scan.problems;
+    for (const ScanProblem& p : scan.problems) {
+      if (p.problem == Problem::kOldFormat) {
+        seg.old_format++;
+      } else {
+        seg.problems.push_back(p);
+      }
+    }
     split_torn_tail(scan, &seg);
     for (const ScannedRecord& r : scan.records) {
       FingerprintUsage& u = seg.by_fingerprint[r.header.fingerprint.hex()];

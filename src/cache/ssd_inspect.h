@@ -26,6 +26,8 @@ struct SegmentReport {
   // leaves at the tail of the segment being written. Skipped like damage, but expected: each process writes
   // only segments it created, so the tail is never appended to.
   std::optional<ScanProblem> torn_tail;
+  // Sound records of an older format version: not damage, never served; `keel cache clear` removes them.
+  uint64_t old_format = 0;
   std::map<std::string, FingerprintUsage> by_fingerprint;  // hex fingerprint → usage
   std::optional<ModelFingerprint> last_fingerprint;        // of the segment's last sound record
 };
@@ -37,6 +39,7 @@ struct DirReport {
   uint64_t records() const;
   uint64_t problems() const;  // damage, torn tails excluded
   uint64_t torn_tails() const;
+  uint64_t old_format() const;
   std::map<std::string, FingerprintUsage> by_fingerprint() const;
   // The fingerprint of the most recently written sound record.
   std::optional<ModelFingerprint> newest_fingerprint() const;

@@ -147,7 +147,8 @@ void SsdTier::rebuild() {
     }
     const ssd::SegmentScan& scan = *scanned;
     stats_.records_scanned += scan.records.size() + scan.problems.size();
-    stats_.skipped_corrupt += scan.problems.size();
+    for (const ssd::ScanProblem& p : scan.problems)
+      (p.problem == ssd::Problem::kOldFormat ? stats_.skipped_old_format : stats_.skipped_corrupt)++;
     for (const ssd::ScannedRecord& r : scan.records) {
       if (r.header.fingerprint != options_.fingerprint || !(r.header.layout == options_.layout)) {
         stats_.skipped_other_model++;

@@ -59,6 +59,7 @@ struct SsdTierStats {
   uint64_t records_scanned = 0;
   uint64_t skipped_corrupt = 0;      // failed a check (torn, truncated, bit flip, unknown version)
   uint64_t skipped_other_model = 0;  // sound, but another fingerprint
+  uint64_t skipped_old_format = 0;   // sound records of an older format version (other keys): never served
   // Writes.
   uint64_t puts = 0;
   uint64_t written = 0;

@@ -228,7 +228,7 @@ TEST(SsdTier, BitFlipInAPayloadIsNeverServed) {
 TEST(SsdTier, RecordsOfAnotherVersionOrModelAreIgnored) {
   std::string dir = temp_dir();
   ssd::RecordHeader future = header_for(1);
-  future.version = 2;
+  future.version = ssd::kFormatVersion + 1;
   std::string bytes = encode_record(header_for(0), payload(0)) + encode_record(future, payload(1)) +
                       encode_record(header_for(2, other_fingerprint()), payload(2)) +
                       encode_record(header_for(3), payload(3));

@@ -38,6 +38,9 @@ void print_stats(const DirReport& r) {
               static_cast<unsigned long long>(r.problems()));
   std::printf("torn tails    %llu (records cut short by a crash; skipped)\n",
               static_cast<unsigned long long>(r.torn_tails()));
+  if (r.old_format() > 0)
+    std::printf("old format    %llu (records of an older format version; never served, `keel cache clear` removes them)\n",
+                static_cast<unsigned long long>(r.old_format()));
   auto newest = r.newest_fingerprint();
   for (const auto& [fp, u] : r.by_fingerprint()) {
     std::printf("fingerprint   %s  %llu records  %llu bytes%s\n", fp.c_str(), static_cast<unsigned long long>(u.records),
@@ -58,6 +61,10 @@ int print_verify(const DirReport& r) {
                   static_cast<unsigned long long>(s.torn_tail->offset), cache::ssd::problem_name(s.torn_tail->problem));
     }
   }
+  // Records of an older format are sound, only keyed by another hash: reported, not damage.
+  if (r.old_format() > 0)
+    std::printf("%llu records of an older format version (never served; `keel cache clear` removes them)\n",
+                static_cast<unsigned long long>(r.old_format()));
   std::printf("verified %llu records in %zu segments: %llu damaged, %llu torn tails\n",
               static_cast<unsigned long long>(r.records()), r.segments.size(),
               static_cast<unsigned long long>(r.problems()), static_cast<unsigned long long>(r.torn_tails()));

@@ -237,7 +237,9 @@ void Engine::loop() {
         state->plain_greedy = state->plain && sampling.temperature == 0.0f;
         if (!state->request.ignore_eos)
           for (int e : model_->config().eos_token_ids) state->stop_ids.push_back(e);
-        scheduler_.add(std::make_unique<Sequence>(id, state->request.prompt, model_->kv_layout().block_size));
+        auto seq = std::make_unique<Sequence>(id, state->request.prompt, model_->kv_layout().block_size);
+        seq->salt = cache::salt_key(state->request.cache_salt);
+        scheduler_.add(std::move(seq));
         requests[id] = std::move(state);
       }
       incoming_.clear();

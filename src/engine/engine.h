@@ -42,6 +42,9 @@ struct Request {
   std::vector<int32_t> stop_token_ids;  // finish (reason stop) after emitting one of these
   bool ignore_eos = false;              // else the model's eos ids are stop ids too
   int top_logprobs = -1;                // -1: no logprobs; 0: the chosen token's; n: and the n most likely
+  // Mixed into the first block's key (cache::salt_key): requests share cached prefixes only with requests of
+  // the same salt. Empty: no salt.
+  std::string cache_salt;
 };
 
 // What a request's callback receives, on the engine thread; it must return quickly and never block.

@@ -115,6 +115,7 @@ Result<GenerationSpec> parse_messages_request(const json& body) {
   GenerationSpec spec;
   spec.is_chat = true;
   KEEL_RETURN_IF_ERROR(read_string(body, "model", &spec.model));
+  KEEL_RETURN_IF_ERROR(read_string(body, "cache_salt", &spec.request.cache_salt));
   if (!has(body, "max_tokens")) return invalid_argument("max_tokens: required");
   int max_tokens = 0;
   KEEL_RETURN_IF_ERROR(read_int(body, "max_tokens", 1, std::numeric_limits<int32_t>::max(), &max_tokens));

@@ -25,6 +25,7 @@ Result<uint64_t> EngineGenerator::submit(GenerationRequest request, TokenCallbac
   r.stop_token_ids = std::move(request.stop_token_ids);
   r.ignore_eos = request.ignore_eos;
   r.top_logprobs = request.top_logprobs;
+  r.cache_salt = std::move(request.cache_salt);
   return engine_->submit(std::move(r), [callback = std::move(callback)](const engine::Event& e) {
     TokenEvent t;
     t.token = e.token;

@@ -22,6 +22,7 @@ struct GenerationRequest {
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
   int top_logprobs = -1;  // -1: none; 0: the chosen token's; n: and the n most likely
+  std::string cache_salt;  // isolates this request's cached prefixes from other salts' (vLLM's cache_salt)
 };
 
 struct TokenLogprob {

@@ -24,6 +24,7 @@ Status read_common(const json& body, GenerationSpec* spec) {
                                         std::numeric_limits<int32_t>::max(), &spec->request.stop_token_ids));
   }
   KEEL_RETURN_IF_ERROR(read_bool(body, "ignore_eos", &spec->request.ignore_eos));
+  KEEL_RETURN_IF_ERROR(read_string(body, "cache_salt", &spec->request.cache_salt));
   KEEL_RETURN_IF_ERROR(read_bool(body, "stream", &spec->stream));
   if (has(body, "stream_options")) {
     const json& so = body["stream_options"];

@@ -638,3 +638,35 @@ TEST(Server, ShutdownLetsInFlightRequestsFinish) {
 
 }  // namespace
 }  // namespace keel::server
+
+namespace keel::server {
+namespace {
+
+// vLLM's cache_salt: a string on chat, completions and messages bodies that reaches the generator (which mixes it
+// into the first block's key); anything but a string is a 400 naming the field.
+TEST(Server, CacheSaltReachesTheGeneratorFromEveryRoute) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  post_json(c, "/v1/chat/completions", chat_body({{"cache_salt", "tenant-a"}}), &status);
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(s.generator.last().cache_salt, "tenant-a");
+  post_json(c, "/v1/completions", {{"prompt", "abc"}, {"max_tokens", 2}, {"cache_salt", "tenant-b"}}, &status);
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(s.generator.last().cache_salt, "tenant-b");
+  json body{{"model", "test-model"},
+            {"max_tokens", 2},
+            {"cache_salt", "tenant-c"},
+            {"messages", {{{"role", "user"}, {"content", "Hi"}}}}};
+  post_json(c, "/v1/messages", body, &status);
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(s.generator.last().cache_salt, "tenant-c");
+  post_json(c, "/v1/completions", {{"prompt", "abc"}, {"max_tokens", 2}}, &status);
+  EXPECT_EQ(s.generator.last().cache_salt, "");
+  const std::string err = post_json(c, "/v1/chat/completions", chat_body({{"cache_salt", 7}}), &status);
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(err.find("cache_salt"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace keel::server
