@@ -50,7 +50,13 @@ Result<json> parse_request_body(std::string_view bytes) {
 std::string describe(const json& value) {
   std::string text;
   append_prefix(value, kDescribeChars, text);
-  if (text.size() > kDescribeChars) text = text.substr(0, kDescribeChars - 3) + "...";
+  if (text.size() > kDescribeChars) {
+    // Cut on a character boundary: half a UTF-8 character made the error JSON fail to serialise (found by
+    // fuzz/openai_request: a long key with multi-byte characters).
+    size_t cut = kDescribeChars - 3;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    text = text.substr(0, cut) + "...";
+  }
   return fmt::format("{} {}", value.type_name(), text);
 }
 

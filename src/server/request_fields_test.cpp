@@ -21,6 +21,13 @@ TEST(Describe, LongValuesPrintAPrefixOfFortyCharacters) {
   EXPECT_EQ(describe(wide), "array [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,1...");
 }
 
+TEST(Describe, APrefixNeverEndsInsideAUtf8Character) {
+  // The quote and 35 ASCII bytes, then two-byte characters: the cut (byte 37) falls inside the first.
+  const std::string d = describe(json(std::string(35, 'x') + "\u00e9\u00e9\u00e9\u00e9"));
+  EXPECT_EQ(d, "string \"" + std::string(35, 'x') + "...");
+  EXPECT_NO_THROW(json(d).dump());
+}
+
 TEST(Describe, AValueNested100kLevelsDeepIsDescribedWithoutRecursingIntoIt) {
   json deep = json::array();
   json* cur = &deep;
