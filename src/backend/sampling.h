@@ -17,7 +17,7 @@
 // sequence samples the same tokens alone or in any batch.
 //
 // The per-token pieces are KEEL_HD (host and device); the host reference below them is what the CPU backend and
-// the engine's Sampler run, and what a GPU kernel (backend/cuda/sampling.cuh) is tested against.
+// the engine's TokenChooser run, and what a GPU kernel (backend/cuda/sampling.cuh) is tested against.
 #pragma once
 
 #include <cmath>

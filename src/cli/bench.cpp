@@ -15,7 +15,7 @@
 #include "cli/flags.h"
 #include "runtime/load_model.h"
 #include "engine/follower.h"
-#include "engine/generate.h"
+#include "engine/model_runner.h"
 #include "model/synthetic.h"
 #include "model/weights.h"
 
@@ -57,50 +57,73 @@ double memory_read_bandwidth() {
   return best;
 }
 
+// Greedy choice (temperature 0), as the engine runs temperature-0 requests: the argmax is taken on the device (as
+// the peer does), so only one id per sequence leaves it (tensor parallel: one (value, id) pair per rank).
+struct GreedyRows {
+  explicit GreedyRows(int n) : rows(n) {
+    params.temperature = 0;
+    for (engine::ChoiceRow& r : rows) r.params = &params;
+  }
+  // Points each row at its sequence's history (which a push_back may move).
+  const std::vector<engine::ChoiceRow>& of(const std::vector<engine::Chunk>& chunks) {
+    for (size_t i = 0; i < chunks.size(); i++) {
+      rows[i].history = &chunks[i].seq->tokens;
+      rows[i].prompt_len = chunks[i].seq->prompt_len;
+      rows[i].counter = static_cast<uint64_t>(chunks[i].seq->generated());
+    }
+    return rows;
+  }
+  engine::SamplingParams params;
+  std::vector<engine::ChoiceRow> rows;
+};
+
+// Prefills `seq` in chunks of the model's max_batch_tokens through the engine's step (ModelRunner::step), its KV
+// in `pool`; the last chunk chooses the first token.
+Status prefill(engine::ModelRunner& runner, const model::Model& m, kv::BlockPool& pool, engine::Sequence& seq) {
+  GreedyRows greedy(1);
+  std::vector<engine::Choice> choices;
+  const int n = static_cast<int>(seq.tokens.size());
+  for (int done = 0; done < n;) {
+    const int end = std::min(n, done + m.max_batch_tokens());
+    KEEL_RETURN_IF_ERROR(seq.table.append(pool, end - done));
+    const std::vector<engine::Chunk> chunk = {{&seq, done, end}};
+    const std::span<const engine::ChoiceRow> rows(greedy.of(chunk).data(), end == n ? 1 : 0);
+    KEEL_RETURN_IF_ERROR(runner.step(chunk, rows, &choices));
+    done = end;
+  }
+  return Status();
+}
+
 // Decode throughput of `batch` sequences stepping together: each is prefilled with `prompt` tokens, then all
-// decode `steps` tokens, one batched forward per step. Returns tokens/s over the decode steps.
-// With a tensor-parallel group, `leader` sends every forward's plan to the other ranks first.
+// decode `steps` tokens, one engine step (ModelRunner::step, the engine's own) per token. The tokens fed back are
+// a fixed pseudo-random stream, not the choices: a synthetic model's argmax may repeat one token, which would
+// route every MoE token to the same experts. Returns tokens/s over the decode steps. With a tensor-parallel group,
+// `leader` sends every step's plan to the other ranks first.
 Result<double> measure_decode(model::Model& m, backend::Backend& b, int batch, int prompt, int steps,
                               engine::StepLeader* leader) {
   const auto& c = m.config();
   const auto& layout = m.kv_layout();
   kv::BlockPool pool(layout.num_blocks, layout.block_size);
-  std::vector<kv::BlockTable> tables(batch, kv::BlockTable(layout.block_size));
-  std::vector<std::vector<int32_t>> seqs(batch);
-  std::vector<float> logits;
+  engine::ModelRunner runner(&m, leader);
+  std::vector<std::unique_ptr<engine::Sequence>> seqs;
   for (int s = 0; s < batch; s++) {
-    for (int i = 0; i < prompt; i++) seqs[s].push_back((i * 7919 + s * 104729 + 13) % c.vocab_size);
-    for (int done = 0; done < prompt;) {
-      const int end = std::min(prompt, done + m.max_batch_tokens());
-      KEEL_ASSIGN_OR_RETURN(auto bt, engine::chunk_batch(pool, tables[s], seqs[s], done, end, false));
-      if (leader != nullptr) KEEL_RETURN_IF_ERROR(leader->forward(bt, false));
-      KEEL_RETURN_IF_ERROR(m.forward(bt, &logits));
-      done = end;
-    }
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < prompt; i++) tokens.push_back((i * 7919 + s * 104729 + 13) % c.vocab_size);
+    seqs.push_back(std::make_unique<engine::Sequence>(s, std::move(tokens), layout.block_size));
+    KEEL_RETURN_IF_ERROR(prefill(runner, m, pool, *seqs.back()));
   }
-  // Greedy steps, as the engine runs temperature-0 requests: the argmax is taken on the device (as the peer
-  // does), so only one id per sequence leaves it (tensor parallel: one (value, id) pair per rank, so the
-  // followers are told the step is greedy).
-  std::vector<int32_t> next;
+  GreedyRows greedy(batch);
+  std::vector<engine::Chunk> chunks(batch);
+  std::vector<engine::Choice> chosen;
   auto step = [&]() -> Status {
-    model::Batch bt;
     for (int s = 0; s < batch; s++) {
-      seqs[s].push_back((seqs[s].back() * 31 + 7) % c.vocab_size);
-      const int pos = static_cast<int>(seqs[s].size()) - 1;
-      KEEL_RETURN_IF_ERROR(tables[s].append(pool, 1));
-      backend::SeqSlice sl;
-      sl.q_start = s;
-      sl.q_len = 1;
-      sl.kv_len = pos + 1;
-      sl.block_table = tables[s].blocks();
-      bt.tokens.push_back(seqs[s].back());
-      bt.meta.positions.push_back(pos);
-      bt.meta.slot_mapping.push_back(tables[s].slot(pos));
-      bt.meta.seqs.push_back(std::move(sl));
-      bt.logit_rows.push_back(s);
+      engine::Sequence& seq = *seqs[s];
+      seq.tokens.push_back((seq.tokens.back() * 31 + 7) % c.vocab_size);
+      const int pos = static_cast<int>(seq.tokens.size()) - 1;
+      KEEL_RETURN_IF_ERROR(seq.table.append(pool, 1));
+      chunks[s] = {&seq, pos, pos + 1};
     }
-    if (leader != nullptr) KEEL_RETURN_IF_ERROR(leader->forward(bt, true));
-    return m.forward_greedy(bt, &next);
+    return runner.step(chunks, greedy.of(chunks), &chosen);
   };
   KEEL_RETURN_IF_ERROR(step());  // warm-up
   b.synchronize();
@@ -253,7 +276,7 @@ int run_bench(const BenchArgs& a) {
     std::printf("  host: %d threads, memory-read loop %.2f GB/s\n", omp_get_max_threads(), bw / 1e9);
   }
 
-  // Prefill: one sequence of each length, chunked by max_batch_tokens; logits for the last row only. The
+  // Prefill: one sequence of each length, chunked by max_batch_tokens; the last chunk chooses a token. The
   // fraction counts the weight matmuls a prompt goes through (of the whole model, against the peak of all its
   // ranks): 2 x the layers' parameters per token — of an MoE layer only the k experts a token is routed to,
   // not the embedding (a lookup) — plus the head once (one logit row). "With attention" adds causal attention's.
@@ -271,22 +294,14 @@ int run_bench(const BenchArgs& a) {
     std::vector<int32_t> seq;
     for (int i = 0; i < prompt; i++) seq.push_back((i * 7919 + 13) % c.vocab_size);
     const auto& layout = m.kv_layout();
-    std::vector<float> logits;
+    engine::ModelRunner runner(&m, leader);
     double best = 1e30;
     for (int rep = 0; rep < (gpu ? 3 : 1); rep++) {
       kv::BlockPool pool(layout.num_blocks, layout.block_size);
-      kv::BlockTable table(layout.block_size);
+      engine::Sequence sequence(0, seq, layout.block_size);
       lm.backend->synchronize();
       auto t0 = std::chrono::steady_clock::now();
-      for (int done = 0; done < prompt;) {
-        const int end = std::min(prompt, done + m.max_batch_tokens());
-        auto b = engine::chunk_batch(pool, table, seq, done, end, false);
-        if (!b.ok()) return report(b.status());
-        Status s = leader != nullptr ? leader->forward(*b, false) : Status();
-        if (s.ok()) s = m.forward(*b, &logits);
-        if (!s.ok()) return report(s);
-        done = end;
-      }
+      if (Status s = prefill(runner, m, pool, sequence); !s.ok()) return report(s);
       lm.backend->synchronize();
       best = std::min(best, seconds_since(t0));
     }

@@ -1,5 +1,6 @@
-// keel generate (one completion) and keel run (an interactive chat in the terminal), both streaming. keel generate
-// with --tensor-parallel or --pipeline-parallel runs as a group (runtime/launcher.h); rank 0 alone prints.
+// keel generate (one completion) and keel run (an interactive chat in the terminal), both streaming, both through
+// engine::Engine as keel serve is (the same admission, steps and token choice). keel generate with
+// --tensor-parallel or --pipeline-parallel runs as a group (runtime/launcher.h); rank 0 alone prints.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -9,8 +10,8 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "engine/engine.h"
 #include "runtime/load_model.h"
-#include "engine/generate.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/stream_decoder.h"
 #include "tokenizer/tokenizer.h"
@@ -46,16 +47,16 @@ struct SamplingArgs {
     p.seed = seed;
     return p;
   }
-  engine::GenerateOptions options(const model::Model& m, const tokenizer::Tokenizer* tok) const {
-    engine::GenerateOptions g;
-    g.max_tokens = max_tokens;
-    g.sampling = sampling();
-    if (!ignore_eos) {
-      g.stop_token_ids = m.config().eos_token_ids;
-      if (tok != nullptr)
-        for (int32_t e : tok->eos_ids()) g.stop_token_ids.push_back(e);
-    }
-    return g;
+  // The request for `prompt`: the model's end-of-sequence ids stop it (the engine adds them) and so do the
+  // tokenizer's, unless --ignore-eos.
+  engine::Request request(std::vector<int32_t> prompt, const tokenizer::Tokenizer* tok) const {
+    engine::Request r;
+    r.prompt = std::move(prompt);
+    r.max_tokens = max_tokens;
+    r.sampling = sampling();
+    r.ignore_eos = ignore_eos;
+    if (!ignore_eos && tok != nullptr) r.stop_token_ids = tok->eos_ids();
+    return r;
   }
 };
 
@@ -97,18 +98,25 @@ int run_generate(const GenerateArgs& a) {
   if (std::optional<int> code = runtime::dispatch_model_rank(a.dir, a.s.backend, a.dist, &rank)) return *code;
   auto m = runtime::load_rank_model(a.dir, a.s.backend, a.dist, rank, sized_for(ids.size() + std::max(a.s.max_tokens, 0)));
   if (!m.ok()) return report(m.status());
-  engine::GenerateOptions g = a.s.options(*m->model, tok ? &*tok : nullptr);
-  g.leader = m->leader.get();
+  // One sequence: the engine's step budget is the model's (a prompt prefills in chunks of max_batch_tokens).
+  engine::EngineOptions eo;
+  eo.max_num_seqs = 1;
+  eo.max_num_batched_tokens = m->model->max_batch_tokens();
+  eo.prefix_caching = false;
+  eo.leader = m->leader.get();
   // Text streams as it comes when the model has a tokenizer; --ids prints the ids on one line at the end.
   std::optional<tokenizer::StreamDecoder> stream;
   if (tok && !a.ids_only) stream.emplace(*tok, /*skip_special=*/true);
-  auto out = engine::generate(*m->model, ids, g, [&](int32_t id) {
-    if (stream) {
-      std::fputs(stream->step(id).c_str(), stdout);
-      std::fflush(stdout);
-    }
-    return true;
-  });
+  Result<std::vector<int32_t>> out = [&] {
+    engine::Engine engine(m->model.get(), eo);
+    return engine.generate(a.s.request(ids, tok ? &*tok : nullptr), [&](int32_t id) {
+      if (stream) {
+        std::fputs(stream->step(id).c_str(), stdout);
+        std::fflush(stdout);
+      }
+      return true;
+    });
+  }();
   // A group's rank 0 leaves without its destructors once the followers are told (exit_rank).
   auto done = [&](int code) { return rank ? (runtime::exit_rank(code), code) : code; };
   if (Status s = runtime::end_followers(*m, out.status()); !s.ok()) return done(report(s));
@@ -129,6 +137,7 @@ struct RunArgs {
 
 // Reads a line per user turn from stdin until EOF or /exit; each answer streams as it is sampled.
 int run_chat(RunArgs a) {
+  if (Status s = a.s.sampling().validate(); !s.ok()) return report(s);
   auto tok = tokenizer::Tokenizer::load(a.dir);
   if (!tok.ok()) return report(tok.status());
   auto tmpl = ChatTemplate::load(a.dir);
@@ -137,7 +146,12 @@ int run_chat(RunArgs a) {
   o.max_batch_tokens = 512;
   auto lm = runtime::load_model(a.dir, a.s.backend, o);  // KV for the model's whole context
   if (!lm.ok()) return report(lm.status());
-  const int context = lm->model->config().max_position_embeddings;
+  // One conversation; its turns share their prefix, whose KV the prefix cache keeps between turns.
+  engine::EngineOptions eo;
+  eo.max_num_seqs = 1;
+  eo.max_num_batched_tokens = lm->model->max_batch_tokens();
+  engine::Engine engine(lm->model.get(), eo);
+  const int context = engine.max_model_len();
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   if (!a.system.empty()) messages.push_back({{"role", "system"}, {"content", a.system}});
   std::fprintf(stderr, "keel run: %s (%s). Type a message; /exit or Ctrl-D to quit.\n",
@@ -150,24 +164,24 @@ int run_chat(RunArgs a) {
     messages.push_back({{"role", "user"}, {"content", line}});
     auto prompt = tmpl->render(messages, nullptr, /*add_generation_prompt=*/true);
     if (!prompt.ok()) return report(prompt.status());
-    std::vector<int32_t> ids = tok->encode(*prompt, /*add_special=*/false);
-    engine::GenerateOptions g = a.s.options(*lm->model, &*tok);
-    g.max_tokens = std::min(a.s.max_tokens, context - static_cast<int>(ids.size()));
-    if (g.max_tokens <= 0) {
-      std::fprintf(stderr, "error: the conversation (%zu tokens) fills the model's context of %d; start again\n",
-                   ids.size(), context);
-      messages.erase(messages.end() - 1);
-      continue;
-    }
+    engine::Request request = a.s.request(tok->encode(*prompt, /*add_special=*/false), &*tok);
+    // A long conversation gets what the context leaves; one that fills it is refused at admission.
+    const int left = context - static_cast<int>(request.prompt.size());
+    if (left > 0) request.max_tokens = std::min(request.max_tokens, left);
     tokenizer::StreamDecoder stream(*tok, /*skip_special=*/true);
     std::string reply;
-    auto out = engine::generate(*lm->model, ids, g, [&](int32_t id) {
+    auto out = engine.generate(std::move(request), [&](int32_t id) {
       std::string piece = stream.step(id);
       reply += piece;
       std::fputs(piece.c_str(), stdout);
       std::fflush(stdout);
       return true;
     });
+    if (!out.ok() && out.status().code() == Code::kInvalidArgument) {
+      std::fprintf(stderr, "error: %s This turn is dropped.\n", out.status().message().c_str());
+      messages.erase(messages.end() - 1);
+      continue;
+    }
     if (!out.ok()) return report(out.status());
     const std::string tail = stream.flush();
     reply += tail;

@@ -2,8 +2,8 @@
 // --pipeline-parallel the launcher starts the ranks (runtime/launcher.h); rank 0 alone writes the file.
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "engine/model_runner.h"
 #include "runtime/load_model.h"
-#include "engine/generate.h"
 #include "format/npy.h"
 
 namespace keel::cli {

@@ -16,7 +16,8 @@
 #include "dist/thread_communicator.h"
 #include "engine/engine_test_util.h"
 #include "engine/follower.h"
-#include "engine/generate.h"
+#include "engine/engine.h"
+#include "engine/model_runner.h"
 #include "kv/block_pool.h"
 #include "model/model.h"
 
@@ -168,11 +169,14 @@ TEST(PipelineParallel, MixedPrefillAndDecodeBatchesMatchTheWholeModel) {
 }
 
 TEST(PipelineParallel, GreedyGenerationMatchesTheWholeModel) {
-  engine::GenerateOptions go;
-  go.max_tokens = 16;
-  go.sampling.temperature = 0;
+  engine::Request r;
+  r.prompt = prompt();
+  r.max_tokens = 16;
+  r.sampling.temperature = 0;
+  r.ignore_eos = true;
+  // Every stage runs the same engine on the same request: the same steps, so the same sends and receives.
   auto as_floats = [&](model::Model& m) -> Result<std::vector<float>> {
-    KEEL_ASSIGN_OR_RETURN(auto tokens, engine::generate(m, prompt(), go));
+    KEEL_ASSIGN_OR_RETURN(auto tokens, engine::Engine(&m, engine::EngineOptions{}).generate(r));
     return std::vector<float>(tokens.begin(), tokens.end());
   };
   expect_grid_matches_whole("qwen2_tied", 1, 2, 0, as_floats);

@@ -8,7 +8,7 @@
 #include "backend/ops.h"
 #include "dist/parallel_test_util.h"
 #include "dist/thread_communicator.h"
-#include "engine/generate.h"
+#include "engine/engine.h"
 #include "model/model.h"
 
 namespace keel::dist {
@@ -141,21 +141,24 @@ INSTANTIATE_TEST_SUITE_P(Families, TensorParallel,
 
 TEST(TensorParallel, GreedyGenerationMatchesTheWholeModel) {
   const std::string name = "qwen2_tied";
-  engine::GenerateOptions go;
-  go.max_tokens = 16;
-  go.sampling.temperature = 0;
+  engine::Request r;
+  r.prompt = prompt();
+  r.max_tokens = 16;
+  r.sampling.temperature = 0;
+  r.ignore_eos = true;
   auto backend = backend::make_cpu_backend();
   auto whole = load(name, options(nullptr), backend.get());
   ASSERT_TRUE(whole.ok()) << whole.status().message();
-  auto want = engine::generate(**whole, prompt(), go);
+  auto want = engine::Engine(whole->get(), engine::EngineOptions{}).generate(r);
   ASSERT_TRUE(want.ok()) << want.status().message();
 
+  // Every rank runs the same engine on the same request: the same steps, so the same collectives in order.
   ThreadGroup group(4);
   std::vector<std::vector<int32_t>> got(4);
   auto status = group.run([&](Communicator& comm) -> Status {
     auto b = backend::make_cpu_backend();
     KEEL_ASSIGN_OR_RETURN(auto m, load(name, options(&comm), b.get()));
-    KEEL_ASSIGN_OR_RETURN(got[comm.rank()], engine::generate(*m, prompt(), go));
+    KEEL_ASSIGN_OR_RETURN(got[comm.rank()], engine::Engine(m.get(), engine::EngineOptions{}).generate(r));
     return Status();
   });
   for (auto& s : status) ASSERT_TRUE(s.ok()) << s.message();

@@ -4,23 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <utility>
 
 #include "engine/fingerprint.h"
 
 namespace keel::engine {
-
-const char* finish_reason_name(FinishReason r) {
-  switch (r) {
-    case FinishReason::kNone: return "none";
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kCancelled: return "cancelled";
-    case FinishReason::kError: return "error";
-  }
-  return "?";
-}
 
 namespace {
 
@@ -42,11 +30,8 @@ class BackendCopier : public KvBlockCopier {
 // Per-request state the scheduler's Sequence does not carry.
 struct RequestState {
   Request request;
-  Sampler sampler;
   EventCallback callback;
   std::vector<int32_t> stop_ids;
-  bool plain_greedy = false;  // temperature 0, no penalties, no logprobs: the argmax is the whole sample
-  bool plain = false;         // no penalties, no logprobs: the backend can draw the token (Model::forward_sample)
 };
 
 }  // namespace
@@ -56,7 +41,8 @@ Engine::Engine(model::Model* model, const EngineOptions& options)
       options_(options),
       scheduler_(model->kv_layout().num_blocks, model->kv_layout().block_size, options.max_num_seqs,
                  std::min(options.max_num_batched_tokens, model->max_batch_tokens()),
-                 prefix_fingerprint(*model, options)) {
+                 prefix_fingerprint(*model, options)),
+      runner_(model, options.leader) {
   if (options_.max_model_len <= 0) options_.max_model_len = model->config().max_position_embeddings;
   options_.max_model_len = std::min(options_.max_model_len, model->config().max_position_embeddings);
   stats_.kv_blocks_total = model->kv_layout().num_blocks;
@@ -106,18 +92,10 @@ Result<uint64_t> Engine::submit(Request request, EventCallback callback) {
   const int vocab = model_->config().vocab_size;
   for (int32_t t : request.prompt)
     if (t < 0 || t >= vocab) return invalid_argument("token id {} is outside the vocabulary [0, {})", t, vocab);
-  // The context guard: refuse before anything is allocated.
-  const int64_t total = static_cast<int64_t>(prompt) + request.max_tokens;
-  if (total > options_.max_model_len)
-    return invalid_argument(
-        "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the prompt, "
-        "{} for the completion). Please reduce the length of the prompt or max_tokens.",
-        options_.max_model_len, total, prompt, request.max_tokens);
-  if (total > scheduler_.capacity_tokens())
-    return invalid_argument(
-        "The KV cache holds at most {} tokens, but this request needs {} ({} in the prompt, {} for the "
-        "completion).",
-        scheduler_.capacity_tokens(), total, prompt, request.max_tokens);
+  for (auto [t, bias] : request.sampling.logit_bias)
+    if (t >= vocab) return invalid_argument("logit_bias: token id {} is outside the vocabulary [0, {})", t, vocab);
+  KEEL_RETURN_IF_ERROR(
+      check_context(prompt, request.max_tokens, options_.max_model_len, scheduler_.capacity_tokens()));
   std::lock_guard<std::mutex> lock(mu_);
   if (!failure_.empty()) return unsupported("the engine has stopped: {}", failure_);
   if (draining_ || stopping_) return resource_exhausted("the server is shutting down and admits no new requests");
@@ -125,6 +103,40 @@ Result<uint64_t> Engine::submit(Request request, EventCallback callback) {
   incoming_.push_back({id, {std::move(request), std::move(callback)}});
   cv_.notify_all();
   return id;
+}
+
+Result<std::vector<int32_t>> Engine::generate(Request request, const std::function<bool(int32_t)>& on_token) {
+  // Events cross from the engine thread to this one through a queue: a slow on_token never stalls a step.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Event> events;
+  KEEL_ASSIGN_OR_RETURN(uint64_t id, submit(std::move(request), [&](const Event& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    events.push_back(e);
+    cv.notify_all();
+  }));
+  std::vector<int32_t> out;
+  bool cancelled = false;
+  while (true) {
+    Event e;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return !events.empty(); });
+      e = std::move(events.front());
+      events.pop_front();
+    }
+    if (e.token >= 0 && !cancelled) {
+      out.push_back(e.token);
+      if (on_token && !on_token(e.token)) {
+        cancelled = true;
+        cancel(id);
+      }
+    }
+    if (e.finish == FinishReason::kError) return internal_error("generation failed: {}", e.error);
+    if (e.finish == FinishReason::kCancelled && !cancelled)
+      return resource_exhausted("the request was cancelled (the engine stopped)");
+    if (e.finish != FinishReason::kNone) return out;
+  }
 }
 
 void Engine::cancel(uint64_t request_id) {
@@ -195,9 +207,8 @@ void Engine::loop() {
     publish_stats(0, 0, std::exchange(finished_count, 0), false);
   };
 
-  std::vector<float> logits;
-  std::vector<int32_t> device_tokens;
-  std::vector<backend::SampleParams> draws;
+  std::vector<ChoiceRow> rows;
+  std::vector<Choice> choices;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -229,12 +240,8 @@ void Engine::loop() {
         continue;
       }
       for (auto& [id, rc] : incoming_) {
-        const SamplingParams sampling = rc.first.sampling;
-        auto state = std::make_unique<RequestState>(
-            RequestState{std::move(rc.first), Sampler(sampling), std::move(rc.second), {}});
+        auto state = std::make_unique<RequestState>(RequestState{std::move(rc.first), std::move(rc.second), {}});
         state->stop_ids = state->request.stop_token_ids;
-        state->plain = !sampling.penalised() && state->request.top_logprobs < 0;
-        state->plain_greedy = state->plain && sampling.temperature == 0.0f;
         if (!state->request.ignore_eos)
           for (int e : model_->config().eos_token_ids) state->stop_ids.push_back(e);
         auto seq = std::make_unique<Sequence>(id, state->request.prompt, model_->kv_layout().block_size);
@@ -259,41 +266,14 @@ void Engine::loop() {
       publish_stats(0, 0, std::exchange(finished_count, 0), false);
       continue;
     }
-    model::Batch batch;
-    for (const Chunk& c : plan.chunks) {
-      backend::SeqSlice slice;
-      slice.q_start = static_cast<int32_t>(batch.tokens.size());
-      slice.q_len = c.end - c.begin;
-      slice.kv_len = c.end;
-      slice.block_table = c.seq->table.blocks();
-      for (int p = c.begin; p < c.end; p++) {
-        batch.tokens.push_back(c.seq->tokens[p]);
-        batch.meta.positions.push_back(p);
-        batch.meta.slot_mapping.push_back(c.seq->table.slot(p));
-      }
-      if (c.samples()) batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
-      batch.meta.seqs.push_back(std::move(slice));
-    }
-    // A step whose every sampling row is plain (no penalties, no logprobs) leaves the logits on the device: the
-    // backend finds each row's argmax when all are greedy, else draws each row's token there. A draw is numbered
-    // by the tokens its sequence has generated, so a seeded request samples the same tokens in any batch.
-    bool greedy = true, on_device = true;
-    draws.clear();
+    rows.clear();
     for (const Chunk& c : plan.chunks) {
       if (!c.samples()) continue;
-      const RequestState& st = *requests.at(c.seq->id);
-      greedy &= st.plain_greedy;
-      on_device &= st.plain;
-      draws.push_back(sample_params(st.request.sampling, c.seq->generated()));
+      const Request& r = requests.at(c.seq->id)->request;
+      rows.push_back({&r.sampling, &c.seq->tokens, c.seq->prompt_len, static_cast<uint64_t>(c.seq->generated()),
+                      r.top_logprobs, r.mask.get()});
     }
-    const auto forward_start = std::chrono::steady_clock::now();
-    Status s = options_.leader != nullptr ? options_.leader->forward(batch, greedy) : Status();
-    if (s.ok()) {
-      s = greedy      ? model_->forward_greedy(batch, &device_tokens)
-          : on_device ? model_->forward_sample(batch, draws, &device_tokens)
-                      : model_->forward(batch, &logits);
-    }
-    const auto forward_end = std::chrono::steady_clock::now();
+    Status s = runner_.step(plan.chunks, rows, &choices);
     if (!s.ok() && options_.leader != nullptr) {
       fail_group(s);
       break;
@@ -305,10 +285,8 @@ void Engine::loop() {
     }
     scheduler_.advance(plan);
 
-    const int vocab = model_->config().vocab_size;
-    int row = 0;
+    size_t row = 0;
     uint64_t prompt_tokens = 0, generated = 0;
-    std::vector<uint64_t> done;
     std::vector<std::pair<uint64_t, FinishReason>> finished;
     std::vector<std::pair<RequestState*, Event>> events;
     for (const Chunk& c : plan.chunks) {
@@ -316,10 +294,8 @@ void Engine::loop() {
       prompt_tokens += std::max(0, std::min(c.end, seq->prompt_len) - c.begin);
       if (!c.samples()) continue;
       RequestState& st = *requests.at(seq->id);
-      const bool host = !greedy && !on_device;
-      const float* l = host ? logits.data() + static_cast<size_t>(row) * vocab : nullptr;
-      const int32_t tok = host ? st.sampler.sample(l, vocab, seq->tokens, seq->generated()) : device_tokens[row];
-      row++;
+      Choice& choice = choices[row++];
+      const int32_t tok = choice.token;
       seq->tokens.push_back(tok);
       generated++;
       Event e;
@@ -328,20 +304,8 @@ void Engine::loop() {
       e.prompt_tokens = seq->prompt_len;
       e.completion_tokens = seq->generated();
       e.cached_tokens = seq->cached_tokens;
-      if (st.request.top_logprobs >= 0) {
-        // Log-softmax of the model's raw distribution.
-        const float mx = *std::max_element(l, l + vocab);
-        double sum = 0;
-        for (int v = 0; v < vocab; v++) sum += std::exp(static_cast<double>(l[v]) - mx);
-        const float lse = mx + static_cast<float>(std::log(sum));
-        e.chosen = {tok, l[tok] - lse};
-        std::vector<int32_t> order(vocab);
-        for (int v = 0; v < vocab; v++) order[v] = v;
-        const int k = std::min(st.request.top_logprobs, vocab);
-        std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                          [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
-        for (int i = 0; i < k; i++) e.top.push_back({order[i], l[order[i]] - lse});
-      }
+      e.chosen = choice.chosen;
+      e.top = std::move(choice.top);
       if (std::find(st.stop_ids.begin(), st.stop_ids.end(), tok) != st.stop_ids.end())
         e.finish = FinishReason::kStop;
       else if (seq->generated() >= st.request.max_tokens ||
@@ -357,8 +321,8 @@ void Engine::loop() {
       finished_count++;
     }
     using Seconds = std::chrono::duration<double>;
-    add_step_time(Seconds(std::chrono::steady_clock::now() - step_start).count(),
-                  Seconds(forward_end - forward_start).count(), batch.tokens.size());
+    add_step_time(Seconds(std::chrono::steady_clock::now() - step_start).count(), runner_.forward_seconds(),
+                  runner_.batch_tokens());
     publish_stats(prompt_tokens, generated, std::exchange(finished_count, 0), true);
     for (auto& [st, e] : events) st->callback(e);
     for (auto& [id, reason] : finished) requests.erase(id);

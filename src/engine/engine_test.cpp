@@ -8,7 +8,6 @@
 #include <future>
 
 #include "engine/engine_test_util.h"
-#include "engine/generate.h"
 
 namespace keel::engine {
 
@@ -84,12 +83,48 @@ TEST(Engine, ASeededSampledRequestDrawsTheSameTokensAloneAndInABatch) {
   for (auto& x : c) ASSERT_TRUE(x.wait());
   EXPECT_EQ(c[3].tokens, solo);
 
-  // generate() draws on the host through the Sampler: the same tokens.
+  // A logit_bias of 0 sends the request through the host path (TokenChooser::choose on the step's logits): the
+  // same tokens.
   Loaded fresh = load(64);
-  GenerateOptions g;
-  g.max_tokens = 12;
-  g.sampling = r.sampling;
-  EXPECT_EQ(*generate(*fresh.model, r.prompt, g), solo);
+  Engine host(fresh.model.get(), EngineOptions{});
+  Request biased = r;
+  biased.sampling.logit_bias = {{0, 0.0f}};
+  EXPECT_EQ(*host.generate(biased), solo);
+}
+
+TEST(Engine, AStrongLogitBiasForcesItsTokenOnEveryStep) {
+  Loaded l = load(64);
+  Engine engine(l.model.get(), EngineOptions{});
+  Request r = greedy(prompt(7, 3), 6);
+  const int32_t unlikely = alone(r.prompt, 1)[0] == 201 ? 202 : 201;
+  r.sampling.logit_bias = {{unlikely, 100.0f}};
+  auto out = engine.generate(r);
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_EQ(*out, std::vector<int32_t>(6, unlikely));
+  r.sampling.temperature = 1.0f;
+  r.sampling.seed = 3;
+  EXPECT_EQ(*engine.generate(r), std::vector<int32_t>(6, unlikely));
+  r.sampling.logit_bias = {{300, 1.0f}};  // the model's vocabulary is 256 ids
+  auto refused = engine.generate(r);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message(), "logit_bias: token id 300 is outside the vocabulary [0, 256)");
+}
+
+TEST(Engine, GenerateHandsEachTokenToTheCallerAndStopsWhenItSaysSo) {
+  Loaded l = load(64);
+  Engine engine(l.model.get(), EngineOptions{});
+  const std::vector<int32_t> want = alone(prompt(9, 4), 10);
+  std::vector<int32_t> seen;
+  auto out = engine.generate(greedy(prompt(9, 4), 10), [&](int32_t t) {
+    seen.push_back(t);
+    return seen.size() < 4;
+  });
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_EQ(seen, std::vector<int32_t>(want.begin(), want.begin() + 4));
+  EXPECT_EQ(*out, seen);
+  for (int i = 0; i < 100 && engine.stats().kv_blocks_used != 0; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(engine.stats().kv_blocks_used, 0);
 }
 
 TEST(Engine, PreemptionUnderAPoolTooSmallForAllLosesNothing) {

@@ -12,7 +12,6 @@
 
 #include "backend/ops.h"
 #include "engine/engine.h"
-#include "engine/generate.h"
 #include "model/model.h"
 
 namespace keel::engine::testing {
@@ -43,13 +42,18 @@ inline std::vector<int32_t> prompt(int n, int salt) {
   return p;
 }
 
-// The greedy tokens of `p` generated alone, without the engine.
+// The greedy tokens of `p` generated alone: the only request of a fresh engine on a fresh model.
 inline std::vector<int32_t> alone(const std::vector<int32_t>& p, int max_tokens) {
   Loaded l = load(64);
-  GenerateOptions g;
-  g.max_tokens = max_tokens;
-  g.sampling.temperature = 0;
-  return *generate(*l.model, p, g);
+  Engine engine(l.model.get(), EngineOptions{});
+  Request r;
+  r.prompt = p;
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0;
+  r.ignore_eos = true;
+  auto out = engine.generate(std::move(r));
+  EXPECT_TRUE(out.ok()) << out.status().message();
+  return out.ok() ? *out : std::vector<int32_t>{};
 }
 
 // Collects one request's events; `done` is fulfilled by the final one.

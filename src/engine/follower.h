@@ -1,4 +1,4 @@
-// Leader and followers of a tensor-parallel group. Rank 0 runs the Engine (scheduler, sampler, HTTP); before
+// Leader and followers of a tensor-parallel group. Rank 0 runs the Engine (scheduler, token chooser, HTTP); before
 // each forward its StepLeader broadcasts the step's plan — the flattened batch: tokens, positions, KV slots,
 // block tables, logit rows, and whether the step is greedy — and every other rank, in run_follower, receives it
 // and runs the same forward (forward_greedy for a greedy step, whose vocab-parallel argmax has collectives of

@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "cache/block_manager.h"
-#include "engine/sampler.h"
 
 namespace keel::engine {
 

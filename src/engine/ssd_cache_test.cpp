@@ -12,7 +12,7 @@
 #include "engine/engine.h"
 #include "engine/engine_test_util.h"
 #include "engine/fingerprint.h"
-#include "engine/generate.h"
+#include "engine/model_runner.h"
 #include "env/fault_env.h"
 
 namespace keel::engine {

@@ -226,12 +226,5 @@ TEST(Governor, TheSsdWriteQueueCountsTowardsThePlan) {
   EXPECT_TRUE(s.message().ends_with("+ ssd queue 0 B)")) << s.message();
 }
 
-TEST(Governor, ContextGuardUsesThePlan) {
-  testing::MemEnv env;
-  Governor gov(big_plan(), nullptr, env.clock());
-  EXPECT_TRUE(gov.check_request(8000, 192).ok());
-  EXPECT_EQ(gov.check_request(8000, 193).code(), Code::kInvalidArgument);
-}
-
 }  // namespace
 }  // namespace keel::memory

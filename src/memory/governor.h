@@ -1,6 +1,6 @@
 // Governor: the plan, the ledger and the alloc log together, as the server holds them. Every buffer reserved at
-// start goes through reserve() right after it is allocated; requests go through check_request() before any
-// block is taken for them.
+// start goes through reserve() right after it is allocated. Requests are admitted by the engine
+// (engine::check_context, in Engine::submit), against the max_model_len and KV pool this plan sized.
 #pragma once
 
 #include <memory>
@@ -33,10 +33,6 @@ class Governor {
   Status check_within_plan() const;
   // The matching release at shutdown.
   Status unreserve(const std::string& id, std::string_view by) { return ledger_.release(id, by); }
-
-  Status check_request(int64_t prompt_tokens, int64_t max_tokens, std::string_view prompt_word = "messages") const {
-    return plan_.check_request(prompt_tokens, max_tokens, prompt_word);
-  }
 
  private:
   Plan plan_;

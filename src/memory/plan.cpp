@@ -212,24 +212,4 @@ std::string Plan::to_table() const {
   return out;
 }
 
-Status Plan::check_request(int64_t prompt_tokens, int64_t max_tokens, std::string_view prompt_word) const {
-  if (prompt_tokens < 0 || max_tokens < 0)
-    return invalid_argument("token counts must not be negative: {} in the {}, {} in the completion", prompt_tokens,
-                            prompt_word, max_tokens);
-  const int64_t total = prompt_tokens + max_tokens;
-  if (total > max_model_len) {
-    return invalid_argument(
-        "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the {}, {} in "
-        "the completion). Please reduce the length of the {} or completion.",
-        max_model_len, total, prompt_tokens, prompt_word, max_tokens, prompt_word);
-  }
-  if (total > kv_capacity_tokens()) {
-    return invalid_argument(
-        "The KV cache of this server holds at most {} tokens. However, you requested {} tokens ({} in the {}, {} in "
-        "the completion). Please reduce the length of the {} or completion.",
-        kv_capacity_tokens(), total, prompt_tokens, prompt_word, max_tokens, prompt_word);
-  }
-  return Status();
-}
-
 }  // namespace keel::memory

@@ -101,12 +101,6 @@ struct Plan {
 
   // The plan as an aligned table, one line per buffer and one per budget.
   std::string to_table() const;
-
-  // The context guard, before any allocation for a request: kInvalidArgument with the numbers when the request
-  // can never fit (above --max-model-len, or more KV than the whole pool). `prompt_word` names the input in the
-  // message ("messages" for chat, "prompt" for completions).
-  Status check_request(int64_t prompt_tokens, int64_t max_tokens,
-                       std::string_view prompt_word = "messages") const;
 };
 
 // Activation buffers for a batch of `tokens` rows of which `logit_rows` ask for logits, as Model::init_buffers

@@ -343,33 +343,19 @@ void Model::head(const std::vector<int32_t>& logit_rows) {
 Status Model::forward(const Batch& batch, std::vector<float>* logits) { return forward_impl(batch, logits, nullptr); }
 
 Status Model::forward_greedy(const Batch& batch, std::vector<int32_t>* tokens) {
+  if (!greedy_on_device()) return internal_error("forward_greedy: a pipeline stage has no device argmax; use forward");
   return forward_impl(batch, nullptr, tokens);
 }
 
 Status Model::forward_sample(const Batch& batch, const std::vector<backend::SampleParams>& params,
                              std::vector<int32_t>* tokens) {
+  if (!sample_on_device())
+    return internal_error("forward_sample: a pipeline stage or tensor-parallel rank has no device draw; use forward");
   if (params.size() != batch.logit_rows.size())
     return internal_error("forward_sample: {} sampling params for {} logit rows", params.size(),
                           batch.logit_rows.size());
   return forward_impl(batch, nullptr, tokens, params.data());
 }
-
-namespace {
-
-void host_argmax(const std::vector<float>& logits, int vocab, std::vector<int32_t>* out) {
-  for (size_t r = 0; r < out->size(); r++) {
-    const float* row = logits.data() + r * vocab;
-    (*out)[r] = static_cast<int32_t>(std::max_element(row, row + vocab) - row);  // the first maximum
-  }
-}
-
-void host_sample(const std::vector<float>& logits, int vocab, const backend::SampleParams* params,
-                 backend::sampling::SampleScratch& scratch, std::vector<int32_t>* out) {
-  for (size_t r = 0; r < out->size(); r++)
-    (*out)[r] = backend::sampling::sample_row(logits.data() + r * vocab, vocab, params[r], scratch);
-}
-
-}  // namespace
 
 Status Model::forward_impl(const Batch& batch, std::vector<float>* logits, std::vector<int32_t>* greedy,
                            const backend::SampleParams* sample) {
@@ -377,13 +363,6 @@ Status Model::forward_impl(const Batch& batch, std::vector<float>* logits, std::
   const int T = static_cast<int>(batch.tokens.size());
   const int n = static_cast<int>(batch.logit_rows.size());
   if (greedy != nullptr) greedy->resize(n);
-  // Pipelines deliver host logits; greedy then reduces them on the host, and sampling draws there.
-  if (greedy != nullptr && pipe_ != nullptr) {
-    KEEL_RETURN_IF_ERROR(forward_impl(batch, &greedy_logits_, nullptr));
-    if (sample != nullptr) host_sample(greedy_logits_, config_.vocab_size, sample, sample_scratch_, greedy);
-    else host_argmax(greedy_logits_, config_.vocab_size, greedy);
-    return Status();
-  }
   if (logits != nullptr) logits->resize(static_cast<size_t>(n) * config_.vocab_size);
   if (pipe_ != nullptr) return forward_pipelined(batch, logits);
 
@@ -397,17 +376,12 @@ Status Model::forward_impl(const Batch& batch, std::vector<float>* logits, std::
   // Never in the first forward: it makes the backend's fixed tables resident, which a capture cannot do.
   const bool graph = graphable_ && decode && forwards_++ > 0;
   const uint64_t key = static_cast<uint64_t>(T);
+  // Where the logits go is the caller's choice (engine/token_chooser.h); this only carries it out.
   auto deliver = [&]() -> Status {
-    if (comm_ != nullptr && sample != nullptr) {
-      greedy_logits_.resize(static_cast<size_t>(n) * config_.vocab_size);
-      KEEL_RETURN_IF_ERROR(gather_logits(out, n, &greedy_logits_));
-      host_sample(greedy_logits_, config_.vocab_size, sample, sample_scratch_, greedy);
-      return Status();
-    }
-    if (comm_ != nullptr && greedy != nullptr) return vocab_parallel_greedy(out, n, greedy);
-    if (comm_ != nullptr) return gather_logits(out, n, logits);
     if (sample != nullptr) B.sample_rows(out, sample, n, greedy->data());
+    else if (greedy != nullptr && comm_ != nullptr) return vocab_parallel_greedy(out, n, greedy);
     else if (greedy != nullptr) B.argmax_rows(out, greedy->data());
+    else if (comm_ != nullptr) return gather_logits(out, n, logits);
     else B.copy_to_host(out, logits->data());
     return Status();
   };

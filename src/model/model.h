@@ -63,13 +63,17 @@ class Model {
   // stay on the device, which saves copying [rows, vocab] floats off it every step. Tensor parallel, each rank
   // reduces its vocab slice and the ranks exchange one (value, id) pair per row (vocab_parallel.h), so every
   // rank of the group must call forward_greedy for the same step (run_follower does, by the step plan).
-  // Pipelined, the logits are gathered as for forward and reduced on the host.
+  // Only where greedy_on_device().
   Status forward_greedy(const Batch& batch, std::vector<int32_t>* tokens);
   // The same forward, but a token drawn from each logit row with params[i] (backend/sampling.h; temperature 0 is
-  // greedy): the backend samples on the device and only the ids leave it. Tensor parallel or pipelined, the
-  // logits are gathered as for forward (the ranks' collectives are forward's) and sampled on the host.
+  // greedy): the backend samples on the device and only the ids leave it. Only where sample_on_device().
   Status forward_sample(const Batch& batch, const std::vector<backend::SampleParams>& params,
                         std::vector<int32_t>* tokens);
+  // Whether the forwards above can choose on this rank's device. A pipeline delivers its logits to the host, and a
+  // tensor-parallel group draws nowhere but on the host from the gathered logits: the caller then runs forward
+  // and chooses there (engine/token_chooser.h decides which).
+  bool greedy_on_device() const { return pipe_ == nullptr; }
+  bool sample_on_device() const { return pipe_ == nullptr && comm_ == nullptr; }
 
   // The part of the model this rank holds: its stage's layers [shard().layer0, shard().layer0 + shard().layers),
   // its tensor-parallel slice of them (all of it without communicators).
@@ -103,10 +107,6 @@ class Model {
   dist::Communicator* comm_ = nullptr;  // null unsharded
   dist::Communicator* pipe_ = nullptr;  // null with one stage
   std::vector<float> comm_buf_, gather_buf_;  // host staging for collectives
-  // forward_greedy's and forward_sample's host logits when a pipeline (or, sampling, a tensor-parallel group)
-  // delivers them.
-  std::vector<float> greedy_logits_;
-  backend::sampling::SampleScratch sample_scratch_;
   std::vector<float> row_max_, row_max_pairs_, row_max_gathered_;  // vocab-parallel greedy: values, packed pairs
   std::vector<float> pipe_buf_, pipe_logits_;  // host staging: hidden states; a micro-batch's gathered logits
   std::vector<int32_t> local_tokens_;         // token ids in this rank's vocab slice

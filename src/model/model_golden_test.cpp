@@ -7,7 +7,7 @@
 
 #include "backend/ops.h"
 #include "base/test_util.h"
-#include "engine/generate.h"
+#include "engine/engine.h"
 #include "format/npy.h"
 #include "model/model.h"
 
@@ -65,10 +65,13 @@ TEST_P(GoldenModel, GreedyTokensMatchTransformers) {
   options.kv_blocks = 8;
   auto m = Model::load(env::Env::posix(), kGoldenDir + name, backend.get(), options);
   ASSERT_TRUE(m.ok()) << m.status().message();
-  engine::GenerateOptions go;
-  go.max_tokens = static_cast<int>(g.greedy.size());
-  go.sampling.temperature = 0;
-  auto out = engine::generate(**m, g.tokens, go);
+  engine::Engine engine(m->get(), engine::EngineOptions{});
+  engine::Request r;
+  r.prompt = g.tokens;
+  r.max_tokens = static_cast<int>(g.greedy.size());
+  r.sampling.temperature = 0;
+  r.ignore_eos = true;
+  auto out = engine.generate(r);
   ASSERT_TRUE(out.ok()) << out.status().message();
   EXPECT_EQ(*out, g.greedy);
 }

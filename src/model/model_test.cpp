@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "backend/ops.h"
-#include "engine/generate.h"
+#include "engine/model_runner.h"
 #include "kv/block_pool.h"
 #include "model/model.h"
 

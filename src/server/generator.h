@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "base/status.h"
-#include "engine/sampler.h"
+#include "engine/request.h"
 
 namespace keel::server {
 

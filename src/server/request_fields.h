@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/status.h"
-#include "engine/sampler.h"
+#include "engine/request.h"
 
 namespace keel::server {
 

@@ -15,7 +15,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "base/test_util.h"
 #include "engine/engine.h"
-#include "engine/generate.h"
+#include "engine/model_runner.h"
 #include "format/npy.h"
 #include "model/model.h"
 
@@ -472,10 +472,12 @@ TEST_P(CudaGolden, LogitsAndGreedyTokensMatchTransformers) {
   std::printf("[cuda golden] %-22s %s logits rel. error %.3g\n", name.c_str(), dtype_name(gpu->act_dtype()), err);
   EXPECT_LE(err, f32 ? 1e-4 : 3e-2);
   if (golden["greedy"].is_null() || !f32) return;  // bf16 activations may flip near-ties over 24 steps
-  engine::GenerateOptions g;
-  g.max_tokens = 24;
-  g.sampling.temperature = 0;
-  auto out = engine::generate(**m, tokens, g);
+  engine::Request r;
+  r.prompt = tokens;
+  r.max_tokens = 24;
+  r.sampling.temperature = 0;
+  r.ignore_eos = true;
+  auto out = engine::Engine(m->get(), engine::EngineOptions{}).generate(r);
   ASSERT_TRUE(out.ok());
   EXPECT_EQ(*out, golden["greedy"].get<std::vector<int32_t>>());
 }
@@ -497,10 +499,12 @@ TEST(CudaEngine, BatchedGreedyEqualsAloneAndAllocatesNothingAfterWarmup) {
   std::vector<std::vector<int32_t>> prompts = {{5, 6, 7, 8, 9, 10, 11}, {200}, {17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29}};
   std::vector<std::vector<int32_t>> alone;
   for (auto& p : prompts) {
-    engine::GenerateOptions g;
-    g.max_tokens = 10;
-    g.sampling.temperature = 0;
-    alone.push_back(*engine::generate(**m, p, g));
+    engine::Request r;
+    r.prompt = p;
+    r.max_tokens = 10;
+    r.sampling.temperature = 0;
+    r.ignore_eos = true;
+    alone.push_back(*engine::Engine(m->get(), engine::EngineOptions{}).generate(r));
   }
   const uint64_t warm = gpu->allocations();
   engine::Engine engine(m->get(), engine::EngineOptions{});

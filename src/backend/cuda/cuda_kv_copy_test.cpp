@@ -13,7 +13,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "cache/hot_tier.h"
 #include "engine/engine.h"
-#include "engine/generate.h"
+#include "engine/model_runner.h"
 #include "model/model.h"
 
 namespace keel::backend {

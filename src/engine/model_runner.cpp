@@ -1,0 +1,96 @@
+#include "engine/model_runner.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace keel::engine {
+
+namespace {
+
+// Tokens [begin, end) of a sequence as the next slice of `batch`.
+void append_slice(model::Batch& batch, const std::vector<int32_t>& tokens, const kv::BlockTable& table, int begin,
+                  int end) {
+  backend::SeqSlice slice;
+  slice.q_start = static_cast<int32_t>(batch.tokens.size());
+  slice.q_len = end - begin;
+  slice.kv_len = end;
+  slice.block_table = table.blocks();
+  for (int p = begin; p < end; p++) {
+    batch.tokens.push_back(tokens[p]);
+    batch.meta.positions.push_back(p);
+    batch.meta.slot_mapping.push_back(table.slot(p));
+  }
+  batch.meta.seqs.push_back(std::move(slice));
+}
+
+}  // namespace
+
+Status ModelRunner::step(const std::vector<Chunk>& chunks, std::span<const ChoiceRow> rows,
+                         std::vector<Choice>* out) {
+  batch_.tokens.clear();
+  batch_.meta.positions.clear();
+  batch_.meta.slot_mapping.clear();
+  batch_.meta.seqs.clear();
+  batch_.logit_rows.clear();
+  for (const Chunk& c : chunks) {
+    append_slice(batch_, c.seq->tokens, c.seq->table, c.begin, c.end);
+    if (c.samples()) batch_.logit_rows.push_back(static_cast<int32_t>(batch_.tokens.size() - 1));
+  }
+  if (rows.size() != batch_.logit_rows.size())
+    return internal_error("ModelRunner::step: {} choice rows for {} sampling chunks", rows.size(),
+                          batch_.logit_rows.size());
+  const ChoiceSite site = TokenChooser::site(rows, model_->greedy_on_device(), model_->sample_on_device());
+  draws_.clear();
+  if (site == ChoiceSite::kDeviceSample)
+    for (const ChoiceRow& r : rows) draws_.push_back(TokenChooser::draw_params(r));
+
+  const auto start = std::chrono::steady_clock::now();
+  const bool greedy = site == ChoiceSite::kDeviceGreedy;
+  Status s = leader_ != nullptr ? leader_->forward(batch_, greedy) : Status();
+  if (s.ok()) {
+    s = greedy                              ? model_->forward_greedy(batch_, &tokens_)
+        : site == ChoiceSite::kDeviceSample ? model_->forward_sample(batch_, draws_, &tokens_)
+                                            : model_->forward(batch_, &logits_);
+  }
+  forward_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  KEEL_RETURN_IF_ERROR(s);
+
+  out->resize(rows.size());
+  const int vocab = model_->config().vocab_size;
+  for (size_t i = 0; i < rows.size(); i++) {
+    if (site == ChoiceSite::kHost) {
+      (*out)[i] = chooser_.choose(logits_.data() + i * static_cast<size_t>(vocab), vocab, rows[i]);
+    } else {
+      (*out)[i] = Choice();
+      (*out)[i].token = tokens_[i];
+    }
+  }
+  return Status();
+}
+
+Result<std::vector<float>> all_logits(model::Model& model, const std::vector<int32_t>& tokens, StepLeader* leader) {
+  if (tokens.empty()) return invalid_argument("no tokens given");
+  const auto& layout = model.kv_layout();
+  const size_t capacity = static_cast<size_t>(layout.num_blocks) * layout.block_size;
+  if (tokens.size() > capacity)
+    return invalid_argument("{} tokens exceed the KV pool of {} tokens ({} blocks of {})", tokens.size(), capacity,
+                            layout.num_blocks, layout.block_size);
+  kv::BlockPool pool(layout.num_blocks, layout.block_size);
+  kv::BlockTable table(layout.block_size);
+  std::vector<float> all, chunk;
+  for (int done = 0; done < static_cast<int>(tokens.size());) {
+    const int end = std::min<int>(static_cast<int>(tokens.size()), done + model.max_batch_tokens());
+    KEEL_RETURN_IF_ERROR(table.append(pool, end - done));
+    model::Batch batch;
+    append_slice(batch, tokens, table, done, end);
+    for (int i = 0; i < end - done; i++) batch.logit_rows.push_back(i);
+    if (leader != nullptr) KEEL_RETURN_IF_ERROR(leader->forward(batch, false));
+    KEEL_RETURN_IF_ERROR(model.forward(batch, &chunk));
+    all.insert(all.end(), chunk.begin(), chunk.end());
+    done = end;
+  }
+  table.release_all(pool);
+  return all;
+}
+
+}  // namespace keel::engine

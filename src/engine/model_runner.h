@@ -1,0 +1,47 @@
+// ModelRunner: one step on the model. From the step's chunks it builds the flattened batch (tokens, positions, KV
+// slots, block tables, a logit row for each chunk that samples), sends the plan to a tensor-parallel group's
+// followers, runs the forward that the TokenChooser's site asks for and returns one choice per sampling chunk.
+// The engine's step and keel bench's raw decode step are this one function.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "engine/follower.h"
+#include "engine/scheduler.h"
+#include "engine/token_chooser.h"
+#include "model/model.h"
+
+namespace keel::engine {
+
+class ModelRunner {
+ public:
+  // `leader`: rank 0 of a tensor/pipeline-parallel group (engine/follower.h), or null. Neither is owned.
+  ModelRunner(model::Model* model, StepLeader* leader) : model_(model), leader_(leader) {}
+
+  // Runs `chunks` (their KV slots already reserved in each sequence's table). rows[i] says how the i-th chunk
+  // that samples (Chunk::samples, in chunk order) chooses its token; out receives one Choice per row. A failure
+  // of the plan's broadcast or of the forward leaves `out` unset.
+  Status step(const std::vector<Chunk>& chunks, std::span<const ChoiceRow> rows, std::vector<Choice>* out);
+
+  // Of the last step: the forward's wall time (the device's work and the wait for its tokens) and its tokens.
+  double forward_seconds() const { return forward_seconds_; }
+  size_t batch_tokens() const { return batch_.tokens.size(); }
+
+ private:
+  model::Model* model_;
+  StepLeader* leader_;
+  TokenChooser chooser_;
+  model::Batch batch_;
+  std::vector<float> logits_;
+  std::vector<int32_t> tokens_;
+  std::vector<backend::SampleParams> draws_;
+  double forward_seconds_ = 0;
+};
+
+// The logits of every position of `tokens`, [tokens.size(), vocab], computed in chunks of the model's
+// max_batch_tokens into a KV pool of its own (keel logits, the golden tests). `leader`: as for ModelRunner.
+Result<std::vector<float>> all_logits(model::Model& model, const std::vector<int32_t>& tokens,
+                                      StepLeader* leader = nullptr);
+
+}  // namespace keel::engine
