@@ -395,7 +395,7 @@ Status start_engine(Serving::Parts& parts, engine::EngineOptions engine_options)
 // The HTTP server over the engine, bound (port 0 picks a free one) but not yet serving.
 Status bind_server(Serving::Parts& parts) {
   const ServeOptions& options = parts.options;
-  parts.generator = std::make_unique<server::EngineGenerator>(parts.engine.get(), options.max_model_len);
+  parts.generator = std::make_unique<server::EngineGenerator>(parts.engine.get());
   server::ServerOptions server_options;
   server_options.host = options.host;
   server_options.port = options.port;

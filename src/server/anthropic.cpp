@@ -108,7 +108,7 @@ class MessagesWriter : public ResponseWriter {
 
 const char* anthropic_stop_reason(const Piece& last) {
   if (!last.stop_sequence.empty()) return "stop_sequence";
-  return last.finish == Finish::kLength ? "max_tokens" : "end_turn";
+  return last.finish == engine::FinishReason::kLength ? "max_tokens" : "end_turn";
 }
 
 Result<GenerationSpec> parse_messages_request(const json& body) {

@@ -20,7 +20,7 @@ using json = nlohmann::ordered_json;
 
 struct GenerationSpec {
   std::string model;              // as requested; "" when absent
-  GenerationRequest request;      // prompt, sampling, stop ids, logprobs
+  engine::Request request;      // prompt, sampling, stop ids, logprobs
   std::optional<int> max_tokens;  // absent: whatever the context leaves
   std::vector<std::string> stop;
   bool stream = false;

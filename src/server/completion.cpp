@@ -16,7 +16,7 @@ Completion::Completion(Generator* generator, const tokenizer::Tokenizer* tokeniz
 Completion::~Completion() { cancel(); }
 
 Result<std::shared_ptr<Completion>> Completion::start(Generator* generator, const tokenizer::Tokenizer* tokenizer,
-                                                      GenerationRequest request, std::vector<std::string> stops,
+                                                      engine::Request request, std::vector<std::string> stops,
                                                       std::shared_ptr<Metrics> metrics) {
   std::shared_ptr<Completion> c(new Completion(generator, tokenizer, std::move(stops)));
   c->prompt_tokens_ = static_cast<int>(request.prompt.size());
@@ -28,7 +28,7 @@ Result<std::shared_ptr<Completion>> Completion::start(Generator* generator, cons
     bool first = true;
   };
   auto timing = std::make_shared<Timing>();
-  auto callback = [queue = c->queue_, metrics, timing](const TokenEvent& event) {
+  auto callback = [queue = c->queue_, metrics, timing](const engine::Event& event) {
     if (event.token >= 0 && metrics) {
       Clock::time_point now = Clock::now();
       if (timing->first) {
@@ -52,7 +52,7 @@ Result<std::shared_ptr<Completion>> Completion::start(Generator* generator, cons
   return c;
 }
 
-void Completion::consume(const TokenEvent& event, Piece* piece) {
+void Completion::consume(const engine::Event& event, Piece* piece) {
   cached_tokens_ = std::max(cached_tokens_, event.cached_tokens);
   if (event.token >= 0) {
     completion_tokens_++;
@@ -62,18 +62,18 @@ void Completion::consume(const TokenEvent& event, Piece* piece) {
     if (out.matched) {
       finished_ = true;
       piece->finished = true;
-      piece->finish = Finish::kStop;
+      piece->finish = engine::FinishReason::kStop;
       piece->stop_sequence = out.stop;
-      if (event.finish == Finish::kNone) cancel();
+      if (event.finish == engine::FinishReason::kNone) cancel();
       return;
     }
   }
-  if (event.finish == Finish::kNone) return;
-  if (event.finish == Finish::kStop || event.finish == Finish::kLength) {
+  if (event.finish == engine::FinishReason::kNone) return;
+  if (event.finish == engine::FinishReason::kStop || event.finish == engine::FinishReason::kLength) {
     StopMatcher::Output out = stop_.feed(decoder_.flush());
     piece->text += out.text;
     if (out.matched) {
-      piece->finish = Finish::kStop;
+      piece->finish = engine::FinishReason::kStop;
       piece->stop_sequence = out.stop;
     } else {
       piece->text += stop_.flush();
@@ -94,13 +94,13 @@ Piece Completion::next(std::chrono::milliseconds timeout) {
     piece.finished = true;
     return piece;
   }
-  std::deque<TokenEvent> events;
+  std::deque<engine::Event> events;
   {
     std::unique_lock lock(queue_->mu);
     queue_->cv.wait_for(lock, timeout, [&] { return !queue_->events.empty(); });
     events.swap(queue_->events);
   }
-  for (const TokenEvent& e : events) {
+  for (const engine::Event& e : events) {
     consume(e, &piece);
     if (finished_) break;
   }

@@ -22,7 +22,7 @@ namespace keel::server {
 struct LogprobEntry {
   int32_t token = 0;
   float logprob = 0.0f;
-  std::vector<TokenLogprob> top;
+  std::vector<engine::TokenLogprob> top;
 };
 
 // What became ready since the previous call to Completion::next.
@@ -30,7 +30,8 @@ struct Piece {
   std::string text;
   std::vector<LogprobEntry> logprobs;
   bool finished = false;
-  Finish finish = Finish::kNone;  // kStop (end of sequence or a stop string), kLength, kCancelled, kError
+  // kStop (end of sequence or a stop string), kLength, kCancelled, kError
+  engine::FinishReason finish = engine::FinishReason::kNone;
   std::string stop_sequence;      // the stop string that ended generation, if one did
   std::string error;              // with kError
 };
@@ -38,7 +39,7 @@ struct Piece {
 class Completion {
  public:
   static Result<std::shared_ptr<Completion>> start(Generator* generator, const tokenizer::Tokenizer* tokenizer,
-                                                   GenerationRequest request, std::vector<std::string> stops,
+                                                   engine::Request request, std::vector<std::string> stops,
                                                    std::shared_ptr<Metrics> metrics);
   ~Completion();  // cancels an unfinished generation
 
@@ -59,12 +60,12 @@ class Completion {
   struct Queue {
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<TokenEvent> events;
+    std::deque<engine::Event> events;
   };
 
  private:
   Completion(Generator* generator, const tokenizer::Tokenizer* tokenizer, std::vector<std::string> stops);
-  void consume(const TokenEvent& event, Piece* piece);
+  void consume(const engine::Event& event, Piece* piece);
 
   Generator* generator_;
   const tokenizer::Tokenizer* tokenizer_;

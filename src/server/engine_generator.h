@@ -1,4 +1,4 @@
-// The real Generator: forwards to engine::Engine, translating its request and event types.
+// The real Generator: engine::Engine, whose types the server uses as they are.
 #pragma once
 
 #include "engine/engine.h"
@@ -8,19 +8,19 @@ namespace keel::server {
 
 class EngineGenerator : public Generator {
  public:
-  // `max_model_len`: the context limit requests are checked against (the engine's own or the model's).
-  EngineGenerator(engine::Engine* engine, int max_model_len) : engine_(engine), max_model_len_(max_model_len) {}
+  explicit EngineGenerator(engine::Engine* engine) : engine_(engine) {}
 
-  Result<uint64_t> submit(GenerationRequest request, TokenCallback callback) override;
+  Result<uint64_t> submit(engine::Request request, engine::EventCallback callback) override {
+    return engine_->submit(std::move(request), std::move(callback));
+  }
   void cancel(uint64_t id) override { engine_->cancel(id); }
   void drain() override { engine_->drain(); }
-  GeneratorStats stats() const override;
-  int max_model_len() const override { return max_model_len_; }
+  engine::EngineStats stats() const override { return engine_->stats(); }
+  int max_model_len() const override { return engine_->max_model_len(); }
   std::string failure() const override { return engine_->failure(); }
 
  private:
   engine::Engine* engine_;
-  int max_model_len_;
 };
 
 }  // namespace keel::server

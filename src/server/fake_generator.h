@@ -34,14 +34,12 @@ class FakeGenerator : public Generator {
     thread_.join();
   }
 
-  Result<uint64_t> submit(GenerationRequest request, TokenCallback callback) override {
+  Result<uint64_t> submit(engine::Request request, engine::EventCallback callback) override {
     std::lock_guard lock(mu_);
     if (draining_) return resource_exhausted("draining");
-    size_t need = request.prompt.size() + static_cast<size_t>(request.max_tokens);
-    if (need > static_cast<size_t>(max_len)) {
-      return invalid_argument("prompt ({} tokens) + max_tokens ({}) = {} exceeds the context ({})",
-                              request.prompt.size(), request.max_tokens, need, max_len);
-    }
+    // The engine's own admission check, over a KV pool that holds the whole context.
+    KEEL_RETURN_IF_ERROR(engine::check_context(static_cast<int>(request.prompt.size()), request.max_tokens, max_len,
+                                               max_len));
     uint64_t id = next_id_++;
     last_request = request;
     active_.push_back(Active{id, std::move(request), std::move(callback)});
@@ -61,9 +59,9 @@ class FakeGenerator : public Generator {
     draining_ = true;
   }
 
-  GeneratorStats stats() const override {
+  engine::EngineStats stats() const override {
     std::lock_guard lock(mu_);
-    GeneratorStats s;
+    engine::EngineStats s;
     s.running = static_cast<int>(active_.size());
     s.kv_blocks_total = 64;
     s.allocations_after_warmup = 0;
@@ -84,7 +82,7 @@ class FakeGenerator : public Generator {
     std::lock_guard lock(mu_);
     return cancel_calls.size();
   }
-  GenerationRequest last() const {
+  engine::Request last() const {
     std::lock_guard lock(mu_);
     return last_request;
   }
@@ -92,8 +90,8 @@ class FakeGenerator : public Generator {
  private:
   struct Active {
     uint64_t id;
-    GenerationRequest request;
-    TokenCallback callback;
+    engine::Request request;
+    engine::EventCallback callback;
     int generated = 0;
   };
 
@@ -103,10 +101,10 @@ class FakeGenerator : public Generator {
       cv_.wait(lock, [&] { return stopping_ || !active_.empty(); });
       if (stopping_) break;
       for (auto it = active_.begin(); it != active_.end();) {
-        TokenEvent e;
+        engine::Event e;
         e.cached_tokens = std::min(cached_tokens, static_cast<int>(it->request.prompt.size()));
         if (cancelled_.count(it->id)) {
-          e.finish = Finish::kCancelled;
+          e.finish = engine::FinishReason::kCancelled;
         } else {
           const int n = static_cast<int>(script.size());
           const bool at_end = !endless && it->generated >= n;
@@ -115,13 +113,13 @@ class FakeGenerator : public Generator {
           for (int k = 0; k < it->request.top_logprobs; ++k) e.top.push_back({e.token + k, -0.5f - k});
           it->generated++;
           if (at_end && !it->request.ignore_eos) {
-            e.finish = Finish::kStop;
+            e.finish = engine::FinishReason::kStop;
           } else if (it->generated >= it->request.max_tokens) {
-            e.finish = Finish::kLength;
+            e.finish = engine::FinishReason::kLength;
           }
         }
         it->callback(e);
-        it = e.finish == Finish::kNone ? std::next(it) : active_.erase(it);
+        it = e.finish == engine::FinishReason::kNone ? std::next(it) : active_.erase(it);
       }
       if (step_delay.count() > 0) {
         lock.unlock();
@@ -130,8 +128,8 @@ class FakeGenerator : public Generator {
       }
     }
     for (auto& a : active_) {
-      TokenEvent e;
-      e.finish = Finish::kCancelled;
+      engine::Event e;
+      e.finish = engine::FinishReason::kCancelled;
       a.callback(e);
     }
   }
@@ -143,7 +141,7 @@ class FakeGenerator : public Generator {
   uint64_t next_id_ = 1;
   bool draining_ = false;
   bool stopping_ = false;
-  GenerationRequest last_request;
+  engine::Request last_request;
   std::set<uint64_t> cancel_calls;
   std::thread thread_;  // last: starts once everything above exists
 };

@@ -1,5 +1,5 @@
-// The generation routes' common path: parse → prompt ids → context guard → admission → Completion → one JSON
-// response or an SSE stream. Also /tokenize and /detokenize, which share the prompt building.
+// The generation routes' common path: parse → prompt ids → admission (the engine's context check) → Completion →
+// one JSON response or an SSE stream. Also /tokenize and /detokenize, which share the prompt building.
 #include <httplib.h>
 
 #include "server/anthropic.h"
@@ -13,14 +13,6 @@ namespace {
 
 // How long a stream writer waits for tokens before looking at the connection again.
 constexpr std::chrono::milliseconds kStreamPoll{100};
-
-std::string context_message(int limit, size_t prompt, int max_tokens, bool chat) {
-  return fmt::format(
-      "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the {}, {} in "
-      "the completion). Please reduce the length of the {} or completion.",
-      limit, prompt + static_cast<size_t>(max_tokens), prompt, chat ? "messages" : "prompt", max_tokens,
-      chat ? "messages" : "prompt");
-}
 
 // Registers a request as in flight for as long as its Completion is being written.
 class InFlight {
@@ -50,7 +42,7 @@ class InFlight {
 };
 
 ApiError finish_error(const Piece& last) {
-  if (last.finish == Finish::kCancelled) {
+  if (last.finish == engine::FinishReason::kCancelled) {
     return ApiError::overloaded(503, "the request was cancelled (the server is shutting down)");
   }
   return ApiError::internal("generation failed: " + last.error);
@@ -96,15 +88,16 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
   if (!prompt.ok()) return fail(ApiError::from_status(prompt.status()));
   if (prompt->empty()) return fail(ApiError::bad_request("prompt: empty after tokenization", "prompt"));
 
-  // The context guard, before anything is queued or allocated.
-  const int limit = model_.generator->max_model_len();
-  const size_t n_prompt = prompt->size();
-  if (n_prompt >= static_cast<size_t>(limit)) {
-    return fail(ApiError::context_length(context_message(limit, n_prompt, spec.max_tokens.value_or(1), spec.is_chat)));
-  }
-  const int max_tokens = spec.max_tokens.value_or(limit - static_cast<int>(n_prompt));
-  if (n_prompt + static_cast<size_t>(max_tokens) > static_cast<size_t>(limit)) {
-    return fail(ApiError::context_length(context_message(limit, n_prompt, max_tokens, spec.is_chat)));
+  // Without max_tokens a request gets what the context leaves (at least 1: a prompt that fills the context is
+  // then refused by the context check at admission, with the numbers).
+  const int left = model_.generator->max_model_len() - static_cast<int>(prompt->size());
+  const int max_tokens = spec.max_tokens.value_or(std::max(1, left));
+  for (auto [token, bias] : spec.request.sampling.logit_bias) {
+    if (token >= model_.tokenizer->vocab_size()) {
+      const int vocab = model_.tokenizer->vocab_size();
+      return fail(ApiError::bad_request(
+          fmt::format("logit_bias: token id {} is outside the vocabulary [0, {})", token, vocab), "logit_bias"));
+    }
   }
 
   if (draining_) return fail(ApiError::overloaded(503, "the server is shutting down"));
@@ -114,7 +107,7 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
         429, fmt::format("too many requests in flight (limit {}); retry shortly", options_.max_concurrent)));
   }
 
-  GenerationRequest request = std::move(spec.request);
+  engine::Request request = std::move(spec.request);
   // Without a seed a request draws one: identical prompts must not sample identical completions (sampling is a
   // function of the seed and the position, docs/HTTP.md "Sampling").
   if (!body->contains("seed") || (*body)["seed"].is_null()) {
@@ -135,6 +128,7 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
       Completion::start(model_.generator, model_.tokenizer, std::move(request), std::move(spec.stop), metrics_);
   if (!started.ok()) {
     const Status& s = started.status();
+    // Admission's kInvalidArgument is the context check: every other field was checked above.
     if (s.code() == Code::kInvalidArgument) return fail(ApiError::context_length(s.message()));
     if (s.code() == Code::kResourceExhausted) return fail(ApiError::overloaded(503, s.message()));
     return fail(ApiError::internal(s.message()));
@@ -160,7 +154,8 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
 
   if (!spec.stream) {
     Piece all = completion->wait();
-    if (all.finish == Finish::kCancelled || all.finish == Finish::kError) return fail(finish_error(all));
+    if (all.finish == engine::FinishReason::kCancelled || all.finish == engine::FinishReason::kError)
+      return fail(finish_error(all));
     send_json(res, writer->response(all, *completion));
     return;
   }
@@ -184,7 +179,7 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
           if (!send(writer->stream_piece(piece, *completion))) return false;
         }
         if (!piece.finished) return sink.is_writable();
-        bool ok = piece.finish == Finish::kCancelled || piece.finish == Finish::kError
+        bool ok = piece.finish == engine::FinishReason::kCancelled || piece.finish == engine::FinishReason::kError
                       ? send(writer->stream_error(finish_error(piece)))
                       : send(writer->stream_end(piece, *completion));
         if (ok) sink.done();

@@ -28,7 +28,7 @@ void Metrics::add_generation_tokens(int64_t n) { generation_tokens_.add(static_c
 void Metrics::observe_ttft(double seconds) { ttft_.observe(seconds); }
 void Metrics::observe_itl(double seconds) { itl_.observe(seconds); }
 
-std::string Metrics::render(const GeneratorStats& stats) const {
+std::string Metrics::render(const engine::EngineStats& stats) const {
   Exposition out;
   live_.render(out);
   out.family("keel_requests_running", Type::kGauge, "Requests in the running batch.").sample(stats.running);
@@ -99,11 +99,9 @@ std::string Metrics::render(const GeneratorStats& stats) const {
                "SSD records that failed a check (at start-up or on reading): skipped, never served.")
         .sample(stats.ssd_cache_corrupt);
   }
-  if (stats.allocations_after_warmup >= 0) {
-    out.family("keel_device_allocations_after_warmup", Type::kGauge,
-               "Device allocations made after warm-up (should stay 0).")
-        .sample(stats.allocations_after_warmup);
-  }
+  out.family("keel_device_allocations_after_warmup", Type::kGauge,
+             "Device allocations made after warm-up (should stay 0).")
+      .sample(stats.allocations_after_warmup);
   return out.text();
 }
 

@@ -19,7 +19,7 @@ class Metrics {
   void add_generation_tokens(int64_t n);
   void observe_ttft(double seconds);
   void observe_itl(double seconds);
-  std::string render(const GeneratorStats& stats) const;
+  std::string render(const engine::EngineStats& stats) const;
 
  private:
   prometheus::Registry live_;

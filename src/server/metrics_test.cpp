@@ -23,7 +23,7 @@ TEST(Metrics, RenderIsTheTextTheHandWrittenExpositionGaveWithEveryTier) {
   m.observe_itl(0.02);
   m.observe_itl(0.0004);
   m.observe_itl(3);
-  GeneratorStats s;
+  engine::EngineStats s;
   s.running = 2;
   s.waiting = 1;
   s.kv_blocks_used = 10;
@@ -190,7 +190,7 @@ TEST(Metrics, RenderIsTheTextTheHandWrittenExpositionGaveWithEveryTier) {
 }
 
 TEST(Metrics, AFreshServerWithoutTiersRendersTheDeviceTierOnly) {
-  EXPECT_EQ(Metrics().render(GeneratorStats{}),
+  EXPECT_EQ(Metrics().render(engine::EngineStats{}),
       "# HELP keel_http_requests_total HTTP requests answered, by route and status code.\n"
       "# TYPE keel_http_requests_total counter\n"
       "# HELP keel_prompt_tokens_total Prompt tokens of admitted requests.\n"
@@ -289,7 +289,10 @@ TEST(Metrics, AFreshServerWithoutTiersRendersTheDeviceTierOnly) {
       "keel_prefix_cache_blocks{tier=\"device\"} 0\n"
       "# HELP keel_prefix_cache_bytes KV bytes this tier holds for reuse.\n"
       "# TYPE keel_prefix_cache_bytes gauge\n"
-      "keel_prefix_cache_bytes{tier=\"device\"} 0\n");
+      "keel_prefix_cache_bytes{tier=\"device\"} 0\n"
+      "# HELP keel_device_allocations_after_warmup Device allocations made after warm-up (should stay 0).\n"
+      "# TYPE keel_device_allocations_after_warmup gauge\n"
+      "keel_device_allocations_after_warmup 0\n");
 }
 
 TEST(Prometheus, EachFamilyHasHelpAndTypeOnceAndLabelValuesAreEscaped) {

@@ -215,7 +215,9 @@ class CompletionWriter : public OpenAiWriter {
 
 }  // namespace
 
-const char* openai_finish_reason(Finish finish) { return finish == Finish::kLength ? "length" : "stop"; }
+const char* openai_finish_reason(engine::FinishReason finish) {
+  return finish == engine::FinishReason::kLength ? "length" : "stop";
+}
 
 Result<GenerationSpec> parse_chat_request(const json& body) {
   GenerationSpec spec;

@@ -16,6 +16,6 @@ std::unique_ptr<ResponseWriter> make_chat_writer(ResponseContext ctx);
 std::unique_ptr<ResponseWriter> make_completion_writer(ResponseContext ctx);
 
 // "stop" / "length" (a cancelled or failed request has no OpenAI finish reason; writers report an error).
-const char* openai_finish_reason(Finish finish);
+const char* openai_finish_reason(engine::FinishReason finish);
 
 }  // namespace keel::server

@@ -1,5 +1,6 @@
 #include "server/request_fields.h"
 
+#include <charconv>
 #include <cmath>
 #include <limits>
 
@@ -158,7 +159,27 @@ Status read_sampling(const json& body, engine::SamplingParams* out) {
     return invalid_argument("repetition_penalty: must be > 0, got 0");
   }
   KEEL_RETURN_IF_ERROR(read_uint64(body, "seed", &out->seed));
+  KEEL_RETURN_IF_ERROR(read_logit_bias(body, &out->logit_bias));
   return out->validate();
+}
+
+Status read_logit_bias(const json& body, std::vector<std::pair<int32_t, float>>* out) {
+  if (!has(body, "logit_bias")) return Status();
+  const json& map = body["logit_bias"];
+  if (!map.is_object())
+    return invalid_argument("logit_bias: expected an object of token id -> bias, got {}", describe(map));
+  out->clear();
+  for (const auto& [key, value] : map.items()) {
+    int64_t id = -1;
+    const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+    if (ec != std::errc() || end != key.data() + key.size() || id < 0 || id > std::numeric_limits<int32_t>::max())
+      return invalid_argument("logit_bias: expected token ids as keys, got \"{}\"", key);
+    if (!value.is_number() || !(value.get<double>() >= -100.0 && value.get<double>() <= 100.0))
+      return invalid_argument("logit_bias: the bias of token {}: expected a number in [-100, 100], got {}", key,
+                              describe(value));
+    out->push_back({static_cast<int32_t>(id), static_cast<float>(value.get<double>())});
+  }
+  return Status();
 }
 
 }  // namespace keel::server

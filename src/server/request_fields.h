@@ -37,7 +37,10 @@ Status read_stop(const json& body, const char* name, std::vector<std::string>* o
 // An array of token ids, each in [0, vocab).
 Status read_token_ids(const json& value, const std::string& name, int32_t vocab, std::vector<int32_t>* out);
 
-// The sampling fields shared by the OpenAI routes (temperature, top_p, top_k, min_p, seed, penalties).
+// The sampling fields shared by the OpenAI routes (temperature, top_p, top_k, min_p, seed, penalties,
+// logit_bias).
 Status read_sampling(const json& body, engine::SamplingParams* out);
+// OpenAI's logit_bias: {"token id": bias in [-100, 100], ...}. Ids are checked against the vocabulary later.
+Status read_logit_bias(const json& body, std::vector<std::pair<int32_t, float>>* out);
 
 }  // namespace keel::server

@@ -183,7 +183,7 @@ TEST(Server, ChatPassesTemplateKwargsAndSamplingFields) {
                          {"max_completion_tokens", 3}});
   json j = json::parse(post_json(c, "/v1/chat/completions", body, &status));
   ASSERT_EQ(status, 200) << j.dump();
-  GenerationRequest r = s.generator.last();
+  engine::Request r = s.generator.last();
   std::string expected = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n";
   EXPECT_EQ(r.prompt, s.tokenizer().encode(expected, false));
   EXPECT_FLOAT_EQ(r.sampling.temperature, 0.5f);
@@ -197,6 +197,26 @@ TEST(Server, ChatPassesTemplateKwargsAndSamplingFields) {
   EXPECT_EQ(r.max_tokens, 3);
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
   EXPECT_EQ(j["choices"][0]["message"]["content"], "Hel");
+}
+
+// logit_bias reaches the engine as a field of the sampling parameters (TokenChooser applies it); ids outside the
+// vocabulary and biases outside [-100, 100] are 400s naming the field.
+TEST(Server, LogitBiasIsPassedToTheEngine) {
+  TestServer s;
+  auto c = s.client();
+  int status = 0;
+  json j = json::parse(post_json(c, "/v1/completions",
+                                 {{"prompt", "ab"}, {"max_tokens", 2}, {"logit_bias", {{"65", 100}, {"7", -100}}}},
+                                 &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  auto bias = s.generator.last().sampling.logit_bias;
+  std::sort(bias.begin(), bias.end());
+  EXPECT_EQ(bias, (std::vector<std::pair<int32_t, float>>{{7, -100.0f}, {65, 100.0f}}));
+  for (const json& bad : {json{{"999999", 1}}, json{{"65", 101}}, json{{"x", 1}}, json{{"65", "up"}}, json(3)}) {
+    std::string body = post_json(c, "/v1/chat/completions", chat_body({{"logit_bias", bad}}), &status);
+    EXPECT_EQ(status, 400) << bad.dump() << " " << body;
+    EXPECT_EQ(json::parse(body)["error"]["param"], "logit_bias") << body;
+  }
 }
 
 TEST(Server, MaxTokensDefaultsToWhatTheContextLeaves) {
@@ -441,9 +461,10 @@ TEST(Server, ContextGuardRefusesWithTheNumbers) {
   EXPECT_EQ(status, 400);
   json j = json::parse(body);
   EXPECT_EQ(j["error"]["code"], "context_length_exceeded");
-  std::string message = j["error"]["message"];
-  EXPECT_NE(message.find("64"), std::string::npos) << message;
-  EXPECT_NE(message.find("104"), std::string::npos) << message;
+  // The engine's admission check (engine::check_context) writes the message; the server adds no check of its own.
+  EXPECT_EQ(j["error"]["message"],
+            "This model's maximum context length is 64 tokens. However, you requested 104 tokens (4 in the prompt, "
+            "100 for the completion). Please reduce the length of the prompt or max_tokens.");
   body = post_json(c, "/v1/messages",
                    {{"max_tokens", 100}, {"messages", {{{"role", "user"}, {"content", "x"}}}}}, &status);
   EXPECT_EQ(status, 400);
@@ -451,6 +472,12 @@ TEST(Server, ContextGuardRefusesWithTheNumbers) {
   body = post_json(c, "/v1/completions", {{"prompt", std::string(80, 'a')}}, &status);
   EXPECT_EQ(status, 400);
   EXPECT_EQ(json::parse(body)["error"]["code"], "context_length_exceeded");
+  // Without max_tokens a prompt that fills the context asks for one token, and is refused with its numbers.
+  const json messages = {{{"role", "user"}, {"content", std::string(70, 'a')}}};
+  body = post_json(c, "/v1/chat/completions", chat_body({{"messages", messages}}), &status);
+  EXPECT_EQ(status, 400);
+  const std::string message = json::parse(body)["error"]["message"];
+  EXPECT_NE(message.find(" in the prompt, 1 for the completion)"), std::string::npos) << message;
 }
 
 TEST(Server, ApiKeyIsCheckedOnEveryRouteButHealth) {
