@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 KEEL_CUDA ?= auto
 DEB_PACKAGES := build-essential cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libfmt-dev \
-  libspdlog-dev libcpp-httplib-dev libpcre2-dev libxxhash-dev libutf8proc-dev libgtest-dev libgmock-dev \
+  libspdlog-dev libpcre2-dev libxxhash-dev libutf8proc-dev libgtest-dev libgmock-dev \
   libbenchmark-dev libzstd-dev libssl-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -3,6 +3,7 @@
 // in-flight requests finish (or cancel them after a grace period), close the listener, release every reservation,
 // check the ledger, exit 0.
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include <csignal>
 #include <cstdio>
@@ -11,10 +12,13 @@
 #include <thread>
 
 #include "base/log.h"
+#include "base/units.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "doctor/platform.h"
 #include "doctor/startup.h"
+#include "env/env.h"
+#include "server/auth.h"
 
 namespace keel::cli {
 
@@ -23,7 +27,56 @@ namespace {
 struct ServeArgs {
   runtime::ServeOptions serving;
   bool strict_platform = false;
+  std::string api_key_file;
+  std::string max_body_bytes = "32MB";
+  std::string max_body_bytes_in_flight = "32MB";
+  double request_timeout_s = 10;
 };
+
+// The HTTP flags into the server's limits, and the API key from wherever it was given (never the command line,
+// where every user of the machine can read it, unless --api-key says so).
+Status prepare_http(ServeArgs& a) {
+  runtime::ServeOptions& o = a.serving;
+  const char* from_env = std::getenv("KEEL_API_KEY");
+  KEEL_ASSIGN_OR_RETURN(o.api_key, server::resolve_api_key(o.api_key, a.api_key_file, from_env, *env::Env::posix()));
+  auto body = parse_bytes(a.max_body_bytes);
+  if (!body.ok()) return body.status().with_context("--max-body-bytes");
+  auto in_flight = parse_bytes(a.max_body_bytes_in_flight);
+  if (!in_flight.ok()) return in_flight.status().with_context("--max-body-bytes-in-flight");
+  if (*body == 0 || *in_flight < *body) {
+    return invalid_argument("--max-body-bytes-in-flight {} must be at least --max-body-bytes {} (and that above 0)",
+                            a.max_body_bytes_in_flight, a.max_body_bytes);
+  }
+  o.http.max_body_bytes = *body;
+  o.http.max_body_bytes_in_flight = *in_flight;
+  o.http.request_timeout = std::chrono::milliseconds(static_cast<int64_t>(a.request_timeout_s * 1000));
+  if (o.api_key.empty() && !server::is_loopback_host(o.host)) {
+    std::fprintf(stderr,
+                 "keel: warning: binding %s, an address other machines can reach, without an API key: anyone who "
+                 "can connect can use the model (set --api-key-file or KEEL_API_KEY)\n",
+                 o.host.c_str());
+  }
+  return Status();
+}
+
+// Every connection is a socket: the soft limit on open files goes up to the hard one (commonly 1024 -> 524288),
+// and must cover --max-connections or the connections past it are refused by accept(2), not answered with 503.
+void raise_open_files_limit(const runtime::ServeOptions& o) {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  if (r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &r);
+    ::getrlimit(RLIMIT_NOFILE, &r);
+  }
+  const rlim_t needed = static_cast<rlim_t>(o.http.max_connections + server::kReservedConnections + 64);
+  std::fprintf(stderr, "keel: open files limit %llu%s\n", static_cast<unsigned long long>(r.rlim_cur),
+               r.rlim_cur < needed ? fmt::format(" (below the {} that --max-connections {} needs: raise the hard "
+                                                 "limit, ulimit -Hn)",
+                                                 needed, o.http.max_connections)
+                                         .c_str()
+                                   : "");
+}
 
 // Waits for SIGINT/SIGTERM (blocked in every thread) and shuts the server down.
 void wait_for_signal(runtime::Serving* serving) {
@@ -70,6 +123,8 @@ int run_serve(ServeArgs a) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   if (!check_platform(a.strict_platform)) return 1;
+  if (Status s = prepare_http(a); !s.ok()) return report(s);
+  raise_open_files_limit(a.serving);
   auto serving = runtime::Serving::start(a.serving);
   if (!serving.ok()) return report(serving.status());
 
@@ -103,7 +158,26 @@ void add_serve(CLI::App& app, Context& ctx) {
   cmd->add_option("--port", o.port, "Port to listen on (0: any free port)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
-  cmd->add_option("--api-key", o.api_key, "Require this key (Authorization: Bearer or x-api-key) except on /health");
+  cmd->add_option("--api-key", o.api_key,
+                  "Require this key (Authorization: Bearer or x-api-key) except on /health; visible in ps: prefer "
+                  "--api-key-file or KEEL_API_KEY");
+  cmd->add_option("--api-key-file", a.api_key_file, "Read the API key from the first line of FILE");
+  cmd->add_option("--max-connections", o.http.max_connections, "Open connections at once (503 beyond)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-concurrent-requests", o.max_concurrent_requests,
+                  "Requests parsing, tokenizing or generating at once (429 beyond)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-body-bytes", a.max_body_bytes, "Largest request body, sized or chunked (413 beyond)")
+      ->capture_default_str();
+  cmd->add_option("--max-body-bytes-in-flight", a.max_body_bytes_in_flight,
+                  "Request bodies held at once, all connections together (429 beyond)")
+      ->capture_default_str();
+  cmd->add_option("--request-timeout", a.request_timeout_s,
+                  "Seconds to receive a whole request, head and body (408 beyond)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--served-model-name", o.served_model_name, "Model name in the API (default: the directory name)");
   cmd->add_option("--backend", o.backend, "auto|cpu|cuda")->capture_default_str();
   add_memory_flags(cmd, o);

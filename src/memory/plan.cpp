@@ -127,10 +127,14 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
   p.ssd_queue_bytes =
       in.ssd_queue_blocks > 0 ? static_cast<uint64_t>(in.ssd_queue_blocks + 1) * p.kv_bytes_per_block : 0;
 
-  // Without a device the hot tier and the SSD write queue share host RAM with everything else.
+  p.http_bytes = in.http_bytes;
+
+  // Without a device the hot tier, the SSD write queue and HTTP share host RAM with everything else.
   const uint64_t hot_in_main = device ? 0 : p.hot_tier_bytes;
   const uint64_t queue_in_main = device ? 0 : p.ssd_queue_bytes;
-  const uint64_t fixed = p.weight_bytes + p.activation_bytes + p.overhead_bytes + hot_in_main + queue_in_main;
+  const uint64_t http_in_main = device ? 0 : p.http_bytes;
+  const uint64_t fixed =
+      p.weight_bytes + p.activation_bytes + p.overhead_bytes + hot_in_main + queue_in_main + http_in_main;
   const int64_t blocks_per_seq = ceil_div(in.max_model_len, in.block_size);
   const int64_t wanted_blocks = std::min<int64_t>(blocks_per_seq * in.max_num_seqs, INT_MAX);
   const uint64_t one_seq = static_cast<uint64_t>(blocks_per_seq) * p.kv_bytes_per_block;
@@ -141,6 +145,7 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
                                     format_bytes(p.activation_bytes));
     if (hot_in_main > 0) terms += " + hot tier " + format_bytes(hot_in_main);
     if (queue_in_main > 0) terms += " + SSD write queue " + format_bytes(queue_in_main);
+    if (http_in_main > 0) terms += " + http " + format_bytes(http_in_main);
     terms += " + overhead " + format_bytes(p.overhead_bytes);
     terms += fmt::format(" + KV for one {}-token sequence {}", in.max_model_len, format_bytes(one_seq));
     std::string advice = p.weight_bytes + p.overhead_bytes > p.main_budget
@@ -151,12 +156,13 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
                               format_bytes(fixed + one_seq), format_bytes(p.main_budget), p.main_budget_source,
                               advice);
   }
-  if (device && p.hot_tier_bytes + p.ssd_queue_bytes > p.host_budget) {
-    const std::string terms =
-        p.ssd_queue_bytes == 0
-            ? fmt::format("hot tier {} exceeds", format_bytes(p.hot_tier_bytes))
-            : fmt::format("hot tier {} + SSD write queue {} = {} exceed", format_bytes(p.hot_tier_bytes),
-                          format_bytes(p.ssd_queue_bytes), format_bytes(p.hot_tier_bytes + p.ssd_queue_bytes));
+  if (device && p.hot_tier_bytes + p.ssd_queue_bytes + p.http_bytes > p.host_budget) {
+    std::string terms = "hot tier " + format_bytes(p.hot_tier_bytes);
+    if (p.ssd_queue_bytes > 0) terms += " + SSD write queue " + format_bytes(p.ssd_queue_bytes);
+    if (p.http_bytes > 0) terms += " + http " + format_bytes(p.http_bytes);
+    terms += p.ssd_queue_bytes + p.http_bytes == 0
+                 ? " exceeds"
+                 : " = " + format_bytes(p.hot_tier_bytes + p.ssd_queue_bytes + p.http_bytes) + " exceed";
     return resource_exhausted(
         "memory plan: {} the host budget of {} ({}); lower --hot-cache-max-size or raise --max-process-memory", terms,
         format_bytes(p.host_budget), p.host_budget_source);
@@ -183,6 +189,7 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
     p.lines.push_back({"ssd queue", device ? host.name : main, p.ssd_queue_bytes,
                        fmt::format("{} blocks waiting for the SSD writer + 1 staging block, {}/block (--ssd-cache-dir)",
                                    in.ssd_queue_blocks, format_bytes(p.kv_bytes_per_block))});
+  if (p.http_bytes > 0) p.lines.push_back({"http", device ? host.name : main, p.http_bytes, in.http_detail});
   p.lines.push_back({"overhead", main, p.overhead_bytes, device ? "CUDA context, workspaces, runtime" : "runtime"});
   return p;
 }

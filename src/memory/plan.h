@@ -54,6 +54,10 @@ struct PlanInputs {
   // The SSD tier's write queue (--ssd-cache-dir), in KV blocks; 0 without an SSD tier. Host RAM, held for the
   // process's life: the queued blocks plus one staging block for reads.
   int ssd_queue_blocks = 0;
+  // The HTTP layer's most (server::HttpLimits::planned_bytes(): open connections x their buffers + request bodies
+  // in flight x the work they take to parse), host RAM; its limits refuse a request rather than exceed it.
+  uint64_t http_bytes = 0;
+  std::string http_detail;
   // The runtime beside the tensors (allocator slack, tokenizer, HTTP buffers; on a GPU the CUDA context and
   // the cuBLAS workspace). Counted in the same memory as the weights.
   uint64_t overhead_bytes = kDefaultOverheadBytes;
@@ -81,6 +85,7 @@ struct Plan {
   uint64_t kv_bytes = 0;
   uint64_t hot_tier_bytes = 0;
   uint64_t ssd_queue_bytes = 0;  // (ssd_queue_blocks + 1) x kv_bytes_per_block
+  uint64_t http_bytes = 0;
   uint64_t overhead_bytes = 0;
 
   // The memory that holds weights, activations and KV (the device, or the host on the CPU backend), and the

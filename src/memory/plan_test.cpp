@@ -247,6 +247,32 @@ TEST(Plan, TheSsdWriteQueueIsHostMemoryInTheTableAndTheBudget) {
   EXPECT_EQ(gpu->host_total(), 50 * MiB + 65 * 8192);
 }
 
+TEST(Plan, TheHttpLayerIsHostMemoryInTheTableAndTheBudget) {
+  PlanInputs in = toy("16MB");
+  in.http_bytes = 2 * MiB;
+  in.http_detail = "2112 connections x 64.0 KiB + bodies";
+  auto plan = make_plan(in, host(), std::nullopt);
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  const PlanInputs without = toy("16MB");
+  auto base = make_plan(without, host(), std::nullopt);
+  ASSERT_TRUE(base.ok());
+  // Without a device it comes out of the KV pool's share.
+  EXPECT_EQ(plan->kv_blocks, base->kv_blocks - static_cast<int>(2 * MiB / plan->kv_bytes_per_block));
+  EXPECT_TRUE(contains(plan->to_table(), "http")) << plan->to_table();
+  EXPECT_TRUE(contains(plan->to_table(), "2112 connections")) << plan->to_table();
+
+  // On a device it must fit the host budget with the hot tier.
+  PlanInputs d = toy("80%");
+  d.gpu_memory_utilization = 0.7;
+  d.hot_cache_max_size = 70 * MiB;
+  d.http_bytes = 20 * MiB;
+  auto gpu = make_plan(d, host(100 * MiB), MemoryReport{"cuda:0", 20 * MiB, 20 * MiB});
+  ASSERT_FALSE(gpu.ok());
+  EXPECT_EQ(gpu.status().message(),
+            "memory plan: hot tier 70.0 MiB + http 20.0 MiB = 90.0 MiB exceed the host budget of 80.0 MiB "
+            "(--max-process-memory 80% of 100.0 MiB); lower --hot-cache-max-size or raise --max-process-memory");
+}
+
 TEST(Plan, ANegativeSsdQueueIsInvalid) {
   PlanInputs in = toy("16MB");
   in.ssd_queue_blocks = -1;

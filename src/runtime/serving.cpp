@@ -233,6 +233,8 @@ Result<memory::Plan> plan_memory(env::Env* env, Serving::Parts& parts) {
   inputs.block_size = options.block_size;
   inputs.max_process_memory = options.max_process_memory;
   inputs.gpu_memory_utilization = options.gpu_memory_utilization;
+  inputs.http_bytes = options.http.planned_bytes();
+  inputs.http_detail = options.http.plan_detail();
   auto hot = parse_bytes(options.hot_cache_max_size);
   if (!hot.ok()) return hot.status().with_context("--hot-cache-max-size");
   parts.hot_cache_bytes = *hot;
@@ -400,6 +402,8 @@ Status bind_server(Serving::Parts& parts) {
   server_options.host = options.host;
   server_options.port = options.port;
   server_options.api_key = options.api_key;
+  server_options.max_concurrent = options.max_concurrent_requests;
+  server_options.http = options.http;
   parts.http = std::make_unique<server::Server>(
       server_options,
       server::ServedModel{parts.name, parts.generator.get(), &*parts.tokenizer, parts.chat_template.get()});

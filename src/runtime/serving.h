@@ -12,6 +12,7 @@
 
 #include "base/status.h"
 #include "runtime/launcher.h"
+#include "server/http_limits.h"
 
 namespace keel::runtime {
 
@@ -23,6 +24,8 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port
   std::string api_key, served_model_name, backend = "cpu";
+  int max_concurrent_requests = 256;  // requests parsing or generating at once (429 beyond)
+  server::HttpLimits http;            // connections, request size and time (server/http_limits.h)
   int max_model_len = 0;  // 0: the model's context
   int max_num_seqs = 64;
   int max_num_batched_tokens = 512;

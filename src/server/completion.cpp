@@ -107,10 +107,11 @@ Piece Completion::next(std::chrono::milliseconds timeout) {
   return piece;
 }
 
-Piece Completion::wait() {
+Piece Completion::wait(const std::function<bool()>& abandoned) {
   Piece all;
   while (!all.finished) {
-    Piece p = next(std::chrono::milliseconds(200));
+    Piece p = next(kAbandonPoll);
+    if (!p.finished && abandoned && !cancel_sent_ && abandoned()) cancel();
     all.text += p.text;
     for (auto& e : p.logprobs) all.logprobs.push_back(std::move(e));
     if (p.finished) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,8 +46,10 @@ class Completion {
 
   // Waits up to `timeout` for events and returns what they produced (maybe nothing, not finished).
   Piece next(std::chrono::milliseconds timeout);
-  // Runs to the end and returns everything as one Piece.
-  Piece wait();
+  // Runs to the end and returns everything as one Piece. `abandoned` (when given) is asked every kAbandonPoll;
+  // once it says the client is gone the generation is cancelled, so its KV blocks are freed within one step.
+  Piece wait(const std::function<bool()>& abandoned = nullptr);
+  static constexpr std::chrono::milliseconds kAbandonPoll{50};
   // Cancels the generation if it is still running; next() then reports kCancelled.
   void cancel();
 

@@ -1,5 +1,7 @@
 // The generation routes' common path: parse → prompt ids → admission (the engine's context check) → Completion →
 // one JSON response or an SSE stream. Also /tokenize and /detokenize, which share the prompt building.
+#include <fmt/ranges.h>
+
 #include <httplib.h>
 
 #include "server/anthropic.h"
@@ -41,6 +43,11 @@ class InFlight {
   uint64_t id_ = 0;
 };
 
+ApiError too_many_in_flight(int limit) {
+  return ApiError::overloaded(
+      429, fmt::format("too many requests in flight (limit {}, --max-concurrent-requests); retry shortly", limit));
+}
+
 ApiError finish_error(const Piece& last) {
   if (last.finish == engine::FinishReason::kCancelled) {
     return ApiError::overloaded(503, "the request was cancelled (the server is shutting down)");
@@ -74,6 +81,10 @@ Result<std::vector<int32_t>> Server::prompt_ids(const GenerationSpec& spec) cons
 void Server::generate(const httplib::Request& req, httplib::Response& res, Route route) {
   const ApiFlavor flavor = route == Route::kMessages ? ApiFlavor::kAnthropic : ApiFlavor::kOpenAI;
   auto fail = [&](const ApiError& e) { send_error(res, e, flavor); };
+  if (draining_) return fail(ApiError::overloaded(503, "the server is shutting down"));
+  // Parsing, templating and tokenizing count against the in-flight limit as generating does.
+  auto in_flight = std::make_shared<InFlight>(&in_flight_, &mu_, &active_);
+  if (in_flight_ > options_.max_concurrent) return fail(too_many_in_flight(options_.max_concurrent));
 
   Result<json> body = parse_request_body(req.body);
   if (!body.ok()) return fail(ApiError::from_status(body.status()));
@@ -98,13 +109,6 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
       return fail(ApiError::bad_request(
           fmt::format("logit_bias: token id {} is outside the vocabulary [0, {})", token, vocab), "logit_bias"));
     }
-  }
-
-  if (draining_) return fail(ApiError::overloaded(503, "the server is shutting down"));
-  auto in_flight = std::make_shared<InFlight>(&in_flight_, &mu_, &active_);
-  if (in_flight_ > options_.max_concurrent) {
-    return fail(ApiError::overloaded(
-        429, fmt::format("too many requests in flight (limit {}); retry shortly", options_.max_concurrent)));
   }
 
   engine::Request request = std::move(spec.request);
@@ -153,7 +157,8 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
   }
 
   if (!spec.stream) {
-    Piece all = completion->wait();
+    // A client that hangs up stops its generation (within Completion::kAbandonPoll and one engine step).
+    Piece all = completion->wait([&req] { return req.is_connection_closed(); });
     if (all.finish == engine::FinishReason::kCancelled || all.finish == engine::FinishReason::kError)
       return fail(finish_error(all));
     send_json(res, writer->response(all, *completion));
@@ -190,6 +195,8 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
 
 void Server::tokenize(const httplib::Request& req, httplib::Response& res) {
   auto fail = [&](const ApiError& e) { send_error(res, e, ApiFlavor::kOpenAI); };
+  InFlight in_flight(&in_flight_, &mu_, &active_);
+  if (in_flight_ > options_.max_concurrent) return fail(too_many_in_flight(options_.max_concurrent));
   Result<json> body = parse_request_body(req.body);
   if (!body.ok()) return fail(ApiError::from_status(body.status()));
   std::string model;
@@ -214,11 +221,17 @@ void Server::tokenize(const httplib::Request& req, httplib::Response& res) {
   } else {
     return fail(ApiError::bad_request("prompt: required (or messages)", "prompt"));
   }
-  send_json(res, json{{"count", ids.size()}, {"max_model_len", model_.generator->max_model_len()}, {"tokens", ids}});
+  // Written directly: a JSON array of a 25 MB prompt's ids would take 16 bytes an id (docs/MEMORY.md, http line).
+  std::string out = fmt::format(R"({{"count":{},"max_model_len":{},"tokens":[{}]}})", ids.size(),
+                                model_.generator->max_model_len(), fmt::join(ids, ","));
+  res.status = 200;
+  res.set_content(std::move(out), "application/json");
 }
 
 void Server::detokenize(const httplib::Request& req, httplib::Response& res) {
   auto fail = [&](const ApiError& e) { send_error(res, e, ApiFlavor::kOpenAI); };
+  InFlight in_flight(&in_flight_, &mu_, &active_);
+  if (in_flight_ > options_.max_concurrent) return fail(too_many_in_flight(options_.max_concurrent));
   Result<json> body = parse_request_body(req.body);
   if (!body.ok()) return fail(ApiError::from_status(body.status()));
   std::string model;

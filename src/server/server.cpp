@@ -7,7 +7,9 @@
 #include <ctime>
 #include <thread>
 
+#include "server/auth.h"
 #include "server/request_fields.h"
+#include "server/transport.h"
 
 namespace keel::server {
 
@@ -26,13 +28,15 @@ Server::Server(ServerOptions options, ServedModel model)
     : options_(std::move(options)),
       model_(std::move(model)),
       metrics_(std::make_shared<Metrics>()),
-      http_(std::make_unique<httplib::Server>()),
       created_(static_cast<int64_t>(std::time(nullptr))),
       rng_(std::random_device{}()) {
-  int threads = options_.max_concurrent + 16;
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  http_->set_payload_max_length(options_.max_body_bytes);
-  http_->set_read_timeout(30, 0);
+  // What the transport refuses before any handler runs gets the route's error shape, and is counted.
+  http_ = std::make_unique<Transport>(options_.http, [this](const std::string& path, const std::string& message,
+                                                           httplib::Response& res) {
+    ApiError error{res.status, message, "", "", res.status == 429 || res.status == 503 ? 1 : 0};
+    send_error(res, error, flavor_of_path(path));
+    metrics_->count_request("other", res.status);
+  });
   // SO_REUSEADDR only (httplib's default adds SO_REUSEPORT, which lets a second server share the port), and the
   // socket kept to widen its backlog after bind.
   http_->set_socket_options([this](int fd) {
@@ -40,7 +44,6 @@ Server::Server(ServerOptions options, ServedModel model)
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     listen_fd_ = fd;
   });
-  http_->set_write_timeout(30, 0);
   install_routes();
 }
 
@@ -60,8 +63,13 @@ void Server::send_error(httplib::Response& res, const ApiError& error, ApiFlavor
 
 bool Server::authorized(const httplib::Request& req) const {
   if (options_.api_key.empty()) return true;
-  if (req.get_header_value("x-api-key") == options_.api_key) return true;
-  return req.get_header_value("Authorization") == "Bearer " + options_.api_key;
+  // Both headers are always compared, each in constant time (auth.h).
+  const bool by_x_api_key = secret_equal(req.get_header_value("x-api-key"), options_.api_key);
+  const std::string authorization = req.get_header_value("Authorization");
+  std::string_view bearer = authorization;
+  const bool has_bearer = bearer.substr(0, 7) == "Bearer ";
+  const bool by_bearer = secret_equal(has_bearer ? bearer.substr(7) : std::string_view(), options_.api_key);
+  return by_x_api_key || (has_bearer && by_bearer);
 }
 
 void Server::add_route(const char* method, const std::string& pattern, ApiFlavor flavor, Handler handler) {
@@ -106,7 +114,7 @@ void Server::install_routes() {
     if (res.status == 404) {
       error.message = fmt::format("no route for {} {}", req.method, req.path);
     } else if (res.status == 413) {
-      error.message = fmt::format("request body is larger than {} bytes", options_.max_body_bytes);
+      error.message = fmt::format("request body is larger than {} bytes", options_.http.max_body_bytes);
     } else {
       error.message = fmt::format("malformed HTTP request ({})", res.status);
     }
@@ -134,6 +142,9 @@ Result<int> Server::bind() {
   if (listen_fd_ >= 0) ::listen(listen_fd_, kListenBacklog);
   return port;
 }
+
+int Server::open_connections() const { return http_->open_connections(); }
+size_t Server::body_bytes_in_flight() const { return http_->body_bytes_in_flight(); }
 
 void Server::run() { http_->listen_after_bind(); }
 

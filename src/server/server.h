@@ -20,26 +20,28 @@
 #include "server/api.h"
 #include "server/generator.h"
 #include "server/metrics.h"
+#include "server/http_limits.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace httplib {
-class Server;
 struct Request;
 struct Response;
 }  // namespace httplib
 
 namespace keel::server {
 
+class Transport;
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;         // 0: any free port (bind() returns it)
   std::string api_key;     // "": no authentication
-  // Generation requests in flight at once; beyond it requests get 429 with Retry-After. Each streaming request
-  // holds one HTTP thread while it runs, so the thread pool is sized from this.
+  // Requests in flight at once on the routes that parse a body (generation, /tokenize, /detokenize), counted
+  // from before their JSON is parsed until their answer is written; beyond it they get 429 with Retry-After.
   int max_concurrent = 256;
   std::chrono::milliseconds shutdown_grace{30000};  // in-flight requests may finish within this, then are cancelled
-  size_t max_body_bytes = 32u << 20;
+  HttpLimits http;  // connections, request size and time (transport.h)
 };
 
 struct ServedModel {
@@ -64,6 +66,8 @@ class Server {
 
   const Metrics& metrics() const { return *metrics_; }
   int in_flight() const { return in_flight_.load(); }
+  int open_connections() const;
+  size_t body_bytes_in_flight() const;
 
  private:
   enum class Route { kChat, kCompletions, kMessages };
@@ -96,7 +100,7 @@ class Server {
   ServerOptions options_;
   ServedModel model_;
   std::shared_ptr<Metrics> metrics_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<Transport> http_;
   int listen_fd_ = -1;  // the listening socket, seen through httplib's socket-options hook
   int64_t created_ = 0;
 

@@ -493,9 +493,9 @@ TEST(Server, ApiKeyIsCheckedOnEveryRouteButHealth) {
   int status = 0;
   expect_anthropic_error(post_json(c, "/v1/messages", {{"max_tokens", 1}}, &status), "authentication_error");
   EXPECT_EQ(status, 401);
-  EXPECT_EQ(c.Get("/v1/models", {{"Authorization", "Bearer wrong"}})->status, 401);
-  EXPECT_EQ(c.Get("/v1/models", {{"Authorization", "Bearer sekrit"}})->status, 200);
-  EXPECT_EQ(c.Get("/v1/models", {{"x-api-key", "sekrit"}})->status, 200);
+  EXPECT_EQ(c.Get("/v1/models", httplib::Headers{{"Authorization", "Bearer wrong"}})->status, 401);
+  EXPECT_EQ(c.Get("/v1/models", httplib::Headers{{"Authorization", "Bearer sekrit"}})->status, 200);
+  EXPECT_EQ(c.Get("/v1/models", httplib::Headers{{"x-api-key", "sekrit"}})->status, 200);
   post_json(c, "/v1/chat/completions", chat_body(), &status, {{"x-api-key", "sekrit"}});
   EXPECT_EQ(status, 200);
 }
