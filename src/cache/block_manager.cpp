@@ -141,6 +141,12 @@ std::optional<BlockManager::Admission> BlockManager::admit(SequenceBlocks& seq, 
     }
   }
   KEEL_CHECK_OK(seq.table.append_full_blocks(hits), "the table is empty");
+  // Write-through keeps what the device serves on disk: a device hit whose SSD copy went with an evicted segment
+  // is queued again (found by the soak: the hottest prefix, written once and then only ever served from the
+  // device, was lost to a kill -9 once the capped tier had evicted its segment).
+  if (ssd_ && ssd_policy_ == SsdWritePolicy::kThrough) {
+    for (int i = 0; i < hit; i++) write_through(seq.block_hashes[i], i > 0 ? seq.block_hashes[i - 1] : seq.salt, hits[i]);
+  }
   // Most recently used first, so that blocks sent down by make_room do not push them out of the tier.
   for (int i = hit; i < hit + lower; i++)
     if (hot_ && hot_->contains(seq.block_hashes[i])) hot_->get(seq.block_hashes[i]);
