@@ -73,6 +73,40 @@ TEST(BlockManager, WriteThroughQueuesEachFullComputedBlockOnceWithItsBytes) {
   EXPECT_EQ((*ssd)->stats().written, 3u);
 }
 
+// Found by the soak: the hottest prefix is written once, then only served from the device; once the capped tier
+// evicts its segment, a kill -9 loses it. A device hit the disk no longer holds is queued again, and only then.
+TEST(BlockManager, WriteThroughRequeuesADeviceHitTheDiskNoLongerHolds) {
+  const std::string dir = testing::temp_dir();
+  auto first = SsdTier::open(env::Env::posix(), ssd_options(dir));
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  FakeDevice d(16);
+  BlockManager m(16, kBlockSize, testing::test_fingerprint());
+  m.set_ssd_tier(first->get(), &d, FakeDevice::kBlockBytes, SsdWritePolicy::kThrough);
+  SequenceBlocks a(tokens(10, 1), kBlockSize);
+  compute(m, d, a);
+  m.free(a);
+  EXPECT_EQ(m.stats().ssd_write_through, 2u);
+  // A disk that lacks both blocks (as after its segment was evicted): the device hits are queued again.
+  const std::string empty_dir = testing::temp_dir();
+  auto empty = SsdTier::open(env::Env::posix(), ssd_options(empty_dir));
+  ASSERT_TRUE(empty.ok()) << empty.status().message();
+  m.set_ssd_tier(empty->get(), &d, FakeDevice::kBlockBytes, SsdWritePolicy::kThrough);
+  SequenceBlocks b(tokens(10, 1), kBlockSize);
+  compute(m, d, b);
+  m.free(b);
+  EXPECT_EQ(m.stats().ssd_write_through, 4u);
+  (*empty)->flush();
+  for (const BlockHash& h : hash_blocks(testing::test_fingerprint(), b.tokens, kBlockSize)) {
+    BlockHash on_disk;
+    ASSERT_TRUE((*empty)->get(h, std::span(reinterpret_cast<uint8_t*>(&on_disk), sizeof(on_disk))));
+    EXPECT_EQ(on_disk, h);
+  }
+  // Hits the disk holds are not queued again.
+  SequenceBlocks c(tokens(10, 1), kBlockSize);
+  compute(m, d, c);
+  EXPECT_EQ(m.stats().ssd_write_through, 4u);
+}
+
 TEST(BlockManager, WriteBackQueuesNothingUntilEviction) {
   auto ssd = SsdTier::open(env::Env::posix(), ssd_options(testing::temp_dir()));
   ASSERT_TRUE(ssd.ok());
