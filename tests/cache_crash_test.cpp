@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "keel_cli.h"
+#include "serve_process.h"
 
 namespace {
 
@@ -47,79 +48,15 @@ std::string temp_dir(const char* what) {
   return tmpl;
 }
 
-// One `keel serve` process: its stderr goes to a log file, where the listening port is read from.
-class ServeProcess {
+// One `keel serve` process on the SSD cache directory. A pool of 2 x 320 tokens (40 blocks) and 5 host blocks
+// (96 KiB each): every few prompts push blocks down to the SSD.
+class ServeProcess : public keel::test::ServeProcess {
  public:
-  ServeProcess(const std::string& cache_dir, const std::string& log) : log_(log) {
-    // A pool of 2 x 320 tokens (40 blocks) and 5 host blocks (96 KiB each): every few prompts push blocks
-    // down to the SSD.
-    std::vector<std::string> args = {KEEL_BINARY,        "serve",
-                                     "--port",           "0",
-                                     "--backend",        "cpu",
-                                     "--max-num-seqs",   "2",
-                                     "--max-model-len",  "320",
-                                     "--hot-cache-max-size", "512KB",
-                                     "--ssd-cache-dir",  cache_dir,
-                                     "--ssd-cache-max-size", "256MB"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::filesystem::remove(log);  // else the last run's port could be read before the child truncates it
-    pid_ = fork();
-    if (pid_ == 0) {
-      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd < 0) _exit(127);
-      dup2(fd, STDERR_FILENO);
-      dup2(fd, STDOUT_FILENO);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-  }
-  ~ServeProcess() {
-    if (pid_ > 0 && !reaped_) kill9();
-  }
-
-  // The port once the server listens; 0 when it exited (its log says why) or did not listen within two
-  // minutes (a machine this loaded cannot run the test).
-  int wait_listening() {
-    const std::regex listening("on http://127\\.0\\.0\\.1:([0-9]+)");
-    for (int i = 0; i < 2400; i++) {
-      std::smatch m;
-      const std::string text = log_text();
-      if (std::regex_search(text, m, listening)) return std::stoi(m[1]);
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        reaped_ = true;
-        return 0;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return 0;
-  }
-  void kill9() {
-    kill(pid_, SIGKILL);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    reaped_ = true;
-  }
-  // SIGTERM: finishes in-flight requests, writes the SSD queue and the index checkpoint. The exit code.
-  int terminate() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    reaped_ = true;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  pid_t pid() const { return pid_; }
-  std::string log_text() const {
-    std::ifstream f(log_);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-  }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-  bool reaped_ = false;
+  ServeProcess(const std::string& cache_dir, const std::string& log)
+      : keel::test::ServeProcess({"--port", "0", "--backend", "cpu", "--max-num-seqs", "2", "--max-model-len", "320",
+                                  "--hot-cache-max-size", "512KB", "--ssd-cache-dir", cache_dir,
+                                  "--ssd-cache-max-size", "256MB"},
+                                 log) {}
 };
 
 struct Completion {

@@ -42,11 +42,7 @@ class ServeProcess {
     }
   }
   ~ServeProcess() {
-    if (pid_ > 0 && !reaped_) {
-      kill(pid_, SIGKILL);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-    }
+    if (pid_ > 0 && !reaped_) kill9();
   }
 
   pid_t pid() const { return pid_; }
@@ -65,6 +61,12 @@ class ServeProcess {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return 0;
+  }
+  void kill9() {
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    reaped_ = true;
   }
   // SIGTERM and the exit code.
   int terminate() {
