@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "keel_cli.h"
+#include "serve_process.h"
 
 namespace {
 
@@ -80,51 +81,12 @@ TEST(HostileInput, KeelTemplateRefusesMessagesNested100kLevelsDeep) {
 }
 
 // `keel serve MODEL_DIR` on an ephemeral port, its output in a log file the port is read from.
-class Served {
+class Served : public keel::test::ServeProcess {
  public:
-  explicit Served(const std::string& model_dir) : log_(model_dir + "/serve.log") {
-    std::vector<std::string> args = {KEEL_BINARY, "serve", model_dir, "--port", "0", "--backend", "cpu",
-                                     "--max-num-seqs", "2", "--max-model-len", "256"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      const int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd < 0) _exit(127);
-      dup2(fd, STDERR_FILENO);
-      dup2(fd, STDOUT_FILENO);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-  }
-  ~Served() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-  }
-  // The port once listening, 0 if the server exited or did not listen within two minutes.
-  int wait_listening() {
-    const std::regex listening("on http://127\\.0\\.0\\.1:([0-9]+)");
-    for (int i = 0; i < 2400; i++) {
-      std::smatch m;
-      const std::string text = log_text();
-      if (std::regex_search(text, m, listening)) return std::stoi(m[1]);
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) return 0;
-      std::this_thread::sleep_for(50ms);
-    }
-    return 0;
-  }
-  std::string log_text() const {
-    std::ifstream f(log_);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-  }
-  bool alive() { return waitpid(pid_, nullptr, WNOHANG) == 0; }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
+  explicit Served(const std::string& model_dir)
+      : keel::test::ServeProcess({model_dir, "--port", "0", "--backend", "cpu", "--max-num-seqs", "2",
+                                  "--max-model-len", "256"},
+                                 model_dir + "/serve.log") {}
 };
 
 std::string error_message(const httplib::Result& res) {

@@ -62,6 +62,14 @@ class ServeProcess {
     }
     return 0;
   }
+  // Whether it still runs (a server that exited is reaped here).
+  bool alive() {
+    if (reaped_) return false;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) != pid_) return true;
+    reaped_ = true;
+    return false;
+  }
   void kill9() {
     kill(pid_, SIGKILL);
     int status = 0;
