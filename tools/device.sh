@@ -31,11 +31,17 @@ for stage in "$@"; do
       for f in .device/debs/*.deb; do dpkg -x "$f" $P; done
       grep -rl '"/usr/' $P/usr/lib/x86_64-linux-gnu/cmake $P/usr/share/cmake 2>/dev/null |
         xargs -r sed -i "s#\"/usr/#\"$P/usr/#g"
+      # A base older than the vendored cpp-httplib links Debian's (.device/base-debs), from a prefix of its own:
+      # the head must not see Debian's httplib.h before third_party's.
+      rm -rf $P-base && cp -a $P $P-base
+      for f in .device/base-debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" $P-base; done
+      grep -rl "\"$P/usr/" $P-base/usr/lib/x86_64-linux-gnu/cmake $P-base/usr/share/cmake 2>/dev/null |
+        xargs -r sed -i "s#\"$P/usr/#\"$P-base/usr/#g"
       for side in head base; do
-        src=.; dir=$B; targets=${KEEL_TARGETS:-keel keel_backend_cuda_test}
-        [ $side = base ] && { src=.device/base; dir=$B-base; targets=keel; }
+        src=.; dir=$B; prefix=$P; targets=${KEEL_TARGETS:-keel keel_backend_cuda_test}
+        [ $side = base ] && { src=.device/base; dir=$B-base; prefix=$P-base; targets=keel; }
         ( cmake -S $src -B $dir -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEEL_CUDA=on -DKEEL_CUDA_ARCHS=90 \
-            -DCMAKE_PREFIX_PATH=$P/usr > "$OUT/cmake-$side.log" 2>&1 &&
+            -DCMAKE_PREFIX_PATH=$prefix/usr > "$OUT/cmake-$side.log" 2>&1 &&
           ninja -C $dir -j8 $targets > "$OUT/build-$side.log" 2>&1 ||
           { echo "$side build failed"; grep -m20 -A5 "error" "$OUT/build-$side.log" "$OUT/cmake-$side.log"; } ) &
       done
@@ -46,7 +52,7 @@ for stage in "$@"; do
       # Decode at batch 1/8/64 (ctx 128) and prefill 2,048: base, head, base, head on the same card.
       for rep in 1 2; do
         for side in base head; do
-          bin=$B/keel; [ $side = base ] && bin=$B-base/keel
+          bin=$B/keel; [ $side = base ] && bin="env LD_LIBRARY_PATH=$P-base/usr/lib/x86_64-linux-gnu:$LD_LIBRARY_PATH $B-base/keel"
           echo "== $side rep $rep" | tee -a "$OUT/ab.txt"
           $bin bench --backend cuda --synthetic llama3-8b --prompt-tokens 128 --decode-tokens 64 --batches 1,8,64 2>&1 |
             tee -a "$OUT/ab.txt" | grep -E "decode|prefill"
