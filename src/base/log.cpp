@@ -176,6 +176,12 @@ void write(Level level, std::string_view msg, Fields fields) {
   logger->log(spd, "{}", payload);
 }
 
+void fatal(std::string_view msg, Fields fields) {
+  write(Level::kError, msg, fields);
+  spdlog::default_logger_raw()->flush();
+  std::abort();
+}
+
 bool enabled(Level level) { return spdlog::default_logger_raw()->should_log(to_spdlog(level)); }
 
 }  // namespace keel::log

@@ -56,6 +56,10 @@ inline void info(std::string_view msg, Fields fields = {}) { write(Level::kInfo,
 inline void warn(std::string_view msg, Fields fields = {}) { write(Level::kWarn, msg, fields); }
 inline void error(std::string_view msg, Fields fields = {}) { write(Level::kError, msg, fields); }
 
+// An error record, then abort(): for failures that leave the process nothing sensible to do (a broken device under
+// an op that cannot return an error). The record is flushed before the abort.
+[[noreturn]] void fatal(std::string_view msg, Fields fields = {});
+
 // Whether a record at `level` would be written (to skip building an expensive message).
 bool enabled(Level level);
 

@@ -88,6 +88,17 @@ TEST_F(Log, TextKeepsKeelsShapesAndAppendsFields) {
             "error: the group failed\n");
 }
 
+// fatal() is how the CUDA backend dies on a broken device: the record must reach stderr (flushed) before the abort,
+// whatever level the logger was set to.
+TEST(LogDeathTest, FatalWritesOneErrorRecordThenAborts) {
+  EXPECT_DEATH(
+      {
+        configure(Level::kError, Format::kText);
+        fatal("CUDA call failed", {{"call", "cudaMemcpyAsync(a, b, n)"}, {"at", "kv_cache.cpp:42"}});
+      },
+      "error: CUDA call failed call=\"cudaMemcpyAsync\\(a, b, n\\)\" at=kv_cache.cpp:42");
+}
+
 TEST_F(Log, RawSpdlogCallsGoThroughTheSameFormat) {
   configure(Level::kInfo, Format::kJson, &out_);
   spdlog::warn("ssd cache: {} damaged records", 3);

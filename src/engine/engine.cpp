@@ -42,7 +42,7 @@ Engine::Engine(model::Model* model, const EngineOptions& options)
       scheduler_(model->kv_layout().num_blocks, model->kv_layout().block_size, options.max_num_seqs,
                  std::min(options.max_num_batched_tokens, model->max_batch_tokens()),
                  prefix_fingerprint(*model, options)),
-      runner_(model, options.leader) {
+      runner_(model, options.leader, options.env != nullptr ? options.env : env::Env::posix()) {
   if (options_.max_model_len <= 0) options_.max_model_len = model->config().max_position_embeddings;
   options_.max_model_len = std::min(options_.max_model_len, model->config().max_position_embeddings);
   stats_.kv_blocks_total = model->kv_layout().num_blocks;
@@ -260,7 +260,7 @@ void Engine::loop() {
       continue;
     }
 
-    const auto step_start = std::chrono::steady_clock::now();
+    const uint64_t step_start = clock()->now_micros();
     StepPlan plan = scheduler_.schedule();
     if (plan.chunks.empty()) {
       publish_stats(0, 0, std::exchange(finished_count, 0), false);
@@ -320,8 +320,7 @@ void Engine::loop() {
       scheduler_.finish(id);
       finished_count++;
     }
-    using Seconds = std::chrono::duration<double>;
-    add_step_time(Seconds(std::chrono::steady_clock::now() - step_start).count(), runner_.forward_seconds(),
+    add_step_time(static_cast<double>(clock()->now_micros() - step_start) * 1e-6, runner_.forward_seconds(),
                   runner_.batch_tokens());
     publish_stats(prompt_tokens, generated, std::exchange(finished_count, 0), true);
     for (auto& [st, e] : events) st->callback(e);

@@ -22,6 +22,7 @@
 
 #include "cache/block_hash.h"
 #include "engine/follower.h"
+#include "env/env.h"
 #include "engine/model_runner.h"
 #include "engine/request.h"
 #include "engine/scheduler.h"
@@ -58,6 +59,8 @@ struct EngineOptions {
   // Tensor parallel: this engine is rank 0 of a group; `leader` sends each step's plan to the other ranks
   // (engine/follower.h) before the forward. Not owned. A failed step then fails the whole engine (failure()).
   StepLeader* leader = nullptr;
+  // The clock of the step timings (EngineStats::step_seconds, forward_seconds). Not owned; null: Env::posix().
+  env::Env* env = nullptr;
 };
 
 // Bytes of one KV block over all layers, K and V: what each hot tier slot holds.
@@ -101,6 +104,7 @@ class Engine {
   void publish_stats(uint64_t prompt_tokens, uint64_t generated, uint64_t finished, bool stepped);
   // A step's timing (step_seconds, forward_seconds, batch_tokens), before publish_stats counts the step.
   void add_step_time(double step_seconds, double forward_seconds, uint64_t batch_tokens);
+  env::Env* clock() const { return options_.env != nullptr ? options_.env : env::Env::posix(); }
 
   model::Model* model_;
   EngineOptions options_;

@@ -8,6 +8,7 @@
 #include <future>
 
 #include "engine/engine_test_util.h"
+#include "env/fault_env.h"
 
 namespace keel::engine {
 
@@ -43,6 +44,24 @@ TEST(Engine, ConcurrentGreedyRequestsEqualEachAlone) {
   EXPECT_EQ(st.batch_tokens, 30u + 5 + 17 + 1 + 4 * 11);
   EXPECT_GT(st.forward_seconds, 0);
   EXPECT_GE(st.step_seconds, st.forward_seconds);
+}
+
+// Step timings come from EngineOptions::env's clock: with a clock that moves 1 ms at each reading, every step
+// reads it four times (step start, forward start, forward end, step end), so a step is 3 ms and its forward 1 ms.
+TEST(Engine, StepTimingsAreReadFromTheEnvClock) {
+  Loaded l = load(64);
+  env::FaultEnv env(env::Env::posix());
+  env.use_manual_clock(1'000'000, 1'000);
+  EngineOptions o;
+  o.env = &env;
+  Engine engine(l.model.get(), o);
+  Collector c;
+  ASSERT_TRUE(engine.submit(greedy(prompt(3, 6), 5), c.callback()).ok());
+  ASSERT_TRUE(c.wait());
+  const EngineStats st = engine.stats();
+  ASSERT_GT(st.steps, 0u);
+  EXPECT_NEAR(st.forward_seconds, 1e-3 * static_cast<double>(st.steps), 1e-9);
+  EXPECT_NEAR(st.step_seconds, 3e-3 * static_cast<double>(st.steps), 1e-9);
 }
 
 // A draw is numbered by the tokens its sequence has generated: batching (device draws beside other rows, or host

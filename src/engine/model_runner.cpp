@@ -1,7 +1,6 @@
 #include "engine/model_runner.h"
 
 #include <algorithm>
-#include <chrono>
 
 namespace keel::engine {
 
@@ -44,7 +43,7 @@ Status ModelRunner::step(const std::vector<Chunk>& chunks, std::span<const Choic
   if (site == ChoiceSite::kDeviceSample)
     for (const ChoiceRow& r : rows) draws_.push_back(TokenChooser::draw_params(r));
 
-  const auto start = std::chrono::steady_clock::now();
+  const uint64_t start = env_->now_micros();
   const bool greedy = site == ChoiceSite::kDeviceGreedy;
   Status s = leader_ != nullptr ? leader_->forward(batch_, greedy) : Status();
   if (s.ok()) {
@@ -52,7 +51,7 @@ Status ModelRunner::step(const std::vector<Chunk>& chunks, std::span<const Choic
         : site == ChoiceSite::kDeviceSample ? model_->forward_sample(batch_, draws_, &tokens_)
                                             : model_->forward(batch_, &logits_);
   }
-  forward_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  forward_seconds_ = static_cast<double>(env_->now_micros() - start) * 1e-6;
   KEEL_RETURN_IF_ERROR(s);
 
   out->resize(rows.size());

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/follower.h"
+#include "env/env.h"
 #include "engine/scheduler.h"
 #include "engine/token_chooser.h"
 #include "model/model.h"
@@ -17,7 +18,8 @@ namespace keel::engine {
 class ModelRunner {
  public:
   // `leader`: rank 0 of a tensor/pipeline-parallel group (engine/follower.h), or null. Neither is owned.
-  ModelRunner(model::Model* model, StepLeader* leader) : model_(model), leader_(leader) {}
+  // `env` is the clock of forward_seconds (not owned, never null).
+  ModelRunner(model::Model* model, StepLeader* leader, env::Env* env) : model_(model), leader_(leader), env_(env) {}
 
   // Runs `chunks` (their KV slots already reserved in each sequence's table). rows[i] says how the i-th chunk
   // that samples (Chunk::samples, in chunk order) chooses its token; out receives one Choice per row. A failure
@@ -37,6 +39,7 @@ class ModelRunner {
   std::vector<int32_t> tokens_;
   std::vector<backend::SampleParams> draws_;
   double forward_seconds_ = 0;
+  env::Env* env_;
 };
 
 // The logits of every position of `tokens`, [tokens.size(), vocab], computed in chunks of the model's

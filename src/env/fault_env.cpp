@@ -284,7 +284,24 @@ Result<uint64_t> FaultEnv::disk_free_bytes(const std::string& path) {
   return base_->disk_free_bytes(path);
 }
 
-uint64_t FaultEnv::now_micros() { return base_->now_micros(); }
+void FaultEnv::use_manual_clock(uint64_t start, uint64_t tick) {
+  std::lock_guard lock(mu_);
+  manual_clock_ = true;
+  clock_now_ = start;
+  clock_tick_ = tick;
+}
+
+uint64_t FaultEnv::now_micros() {
+  {
+    std::lock_guard lock(mu_);
+    if (manual_clock_) {
+      const uint64_t now = clock_now_;
+      clock_now_ += clock_tick_;
+      return now;
+    }
+  }
+  return base_->now_micros();
+}
 
 Result<std::unique_ptr<WritableFile>> FaultEnv::create_new_file(const std::string& path) {
   KEEL_FAULT_CRASH_CHECK(path, "create");

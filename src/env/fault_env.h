@@ -39,6 +39,9 @@ class FaultEnv final : public Env {
   // While held, append() blocks until release_appends(): a disk that stops answering.
   void hold_appends();
   void release_appends();
+  // now_micros() answers from a manual clock from now on: `start`, then `tick` more at every call (a clock that
+  // moves only when read, so tests of timings are exact).
+  void use_manual_clock(uint64_t start, uint64_t tick);
   // Removes every programmed fault (a crash stays: a crashed process does not come back).
   void clear_faults();
 
@@ -104,6 +107,9 @@ class FaultEnv final : public Env {
   uint64_t tear_at_ = 0;  // absolute
   int failing_syncs_ = 0;
   std::vector<Flip> flips_;
+  bool manual_clock_ = false;
+  uint64_t clock_now_ = 0;
+  uint64_t clock_tick_ = 0;
 };
 
 }  // namespace keel::env

@@ -4,9 +4,6 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include <cstdio>
-#include <cstdlib>
-
 #include "base/status.h"
 
 namespace keel::backend {
@@ -20,23 +17,22 @@ inline Status cuda_status(cudaError_t err, const char* what) {
 
 // Ops cannot return errors (the seam is void); a CUDA failure inside one is a broken device or a keel bug,
 // so it is fatal with the reason rather than silently wrong.
-#define KEEL_CUDA_CHECK(expr)                                                                    \
-  do {                                                                                           \
-    cudaError_t e_ = (expr);                                                                     \
-    if (e_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "error: CUDA %s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(e_), \
-                   __FILE__, __LINE__);                                                          \
-      std::abort();                                                                              \
-    }                                                                                            \
+// Logs the failure as one error record (base/log: the call, the library's reason, the source line — what `keel
+// doctor` and a bug report need) and aborts. Defined in cuda_check.cpp, compiled as C++20 (base/log.h), which the
+// .cu files that use these macros are not.
+[[noreturn]] void fail_fatally(const char* what, const char* call, const char* reason, const char* file, int line);
+
+#define KEEL_CUDA_CHECK(expr)                                                                               \
+  do {                                                                                                      \
+    cudaError_t e_ = (expr);                                                                                \
+    if (e_ != cudaSuccess)                                                                                  \
+      ::keel::backend::fail_fatally("CUDA call failed", #expr, cudaGetErrorString(e_), __FILE__, __LINE__); \
   } while (0)
-#define KEEL_CUBLAS_CHECK(expr)                                                                              \
-  do {                                                                                                       \
-    cublasStatus_t s_ = (expr);                                                                              \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                       \
-      std::fprintf(stderr, "error: cuBLAS %s failed: %s (%s:%d)\n", #expr, cublasGetStatusString(s_), __FILE__, \
-                   __LINE__);                                                                                \
-      std::abort();                                                                                          \
-    }                                                                                                        \
+#define KEEL_CUBLAS_CHECK(expr)                                                                                    \
+  do {                                                                                                             \
+    cublasStatus_t s_ = (expr);                                                                                    \
+    if (s_ != CUBLAS_STATUS_SUCCESS)                                                                               \
+      ::keel::backend::fail_fatally("cuBLAS call failed", #expr, cublasGetStatusString(s_), __FILE__, __LINE__); \
   } while (0)
 
 }  // namespace keel::backend

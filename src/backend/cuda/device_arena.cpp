@@ -1,6 +1,6 @@
 #include "backend/cuda/device_arena.h"
 
-#include <cstdio>
+#include "base/log.h"
 #include <cstdlib>
 
 namespace keel::backend::cuda {
@@ -37,10 +37,7 @@ Result<void*> DeviceArena::place_weight(size_t bytes) {
 
 void* DeviceArena::grow(size_t bytes) {
   auto p = alloc(bytes);
-  if (!p.ok()) {
-    std::fprintf(stderr, "error: %s\n", p.status().message().c_str());
-    std::abort();
-  }
+  if (!p.ok()) log::fatal("device arena cannot grow", {{"error", p.status().message()}});
   return *p;
 }
 

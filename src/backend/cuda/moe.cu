@@ -1,7 +1,7 @@
 #include "backend/cuda/moe.h"
 
 #include <algorithm>
-#include <cstdio>
+#include <string>
 #include <cstdlib>
 
 #include "backend/cuda/dtype_dispatch.cuh"
@@ -37,9 +37,9 @@ void MoeKernels::run(const Tensor& x, const MoeWeights& w, bool capturing, Backe
   const int experts = static_cast<int>(w.experts.size()), top_k = w.top_k;
   if (tokens == 0) return;
   if (top_k < 1 || top_k > std::min(experts, kMoeMaxTopK)) {
-    std::fprintf(stderr, "error: moe: top_k=%d with %d experts (1..min(experts, %d) supported)\n", top_k, experts,
-                 kMoeMaxTopK);
-    std::abort();
+    const std::string reason = "top_k=" + std::to_string(top_k) + " with " + std::to_string(experts) +
+                               " experts (1..min(experts, " + std::to_string(kMoeMaxTopK) + ") supported)";
+    fail_fatally("moe: top_k out of range", "MoeKernels::run", reason.c_str(), __FILE__, __LINE__);
   }
   const int64_t pairs = static_cast<int64_t>(tokens) * top_k;
   memory_.reserve(router_logits_, static_cast<size_t>(tokens) * experts);
