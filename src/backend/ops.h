@@ -16,6 +16,7 @@
 #include "backend/sampling.h"
 #include "base/dtype.h"
 #include "base/status.h"
+#include "format/quant.h"
 
 namespace keel::backend {
 
@@ -24,12 +25,22 @@ struct Tensor {
   DType dtype = DType::kF32;
   int64_t rows = 0;
   int64_t cols = 0;
+  // A weight kept packed (Backend::quant_weight): its rows are quant's rows [quant_row0, quant_row0 + rows), and
+  // `data` points at quant's codes. Null for every plain tensor.
+  const format::QuantMatrix* quant = nullptr;
+  int64_t quant_row0 = 0;
 
   bool empty() const { return data == nullptr; }
   int64_t numel() const { return rows * cols; }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
   // Rows [start, start+n) of this tensor.
   Tensor row_slice(int64_t start, int64_t n) const {
+    if (quant != nullptr) {
+      Tensor t = *this;
+      t.rows = n;
+      t.quant_row0 += start;
+      return t;
+    }
     return Tensor{static_cast<uint8_t*>(data) + start * cols * dtype_size(dtype), dtype, n, cols};
   }
   // The same bytes as [numel/cols_, cols_].
@@ -134,6 +145,13 @@ class Backend {
   virtual Status reserve_weights(uint64_t bytes) { return Status(); }
   // A weight from host bytes (the CPU may keep a view of the mapping; a GPU copies it up).
   virtual Result<Tensor> weight(DType dtype, int64_t rows, int64_t cols, const void* host) = 0;
+  // A quantized weight kept packed, read through `m` (which outlives the tensor: the model owns it) by gemm,
+  // gemm_many, gemm_glu, moe and embed. A backend that cannot (keeps_quantized() false) is handed the weight
+  // dequantized through weight() instead (model/weights.cpp).
+  virtual bool keeps_quantized() const { return false; }
+  virtual Result<Tensor> quant_weight(const format::QuantMatrix& m) {
+    return unsupported("{} backend: packed quantized weights", name());
+  }
   virtual Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) = 0;
   virtual Status alloc_kv(const KvLayout& layout) = 0;
   virtual const KvLayout& kv_layout() const = 0;

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "base/check.h"
+
 namespace keel {
 
 size_t dtype_size(DType dtype) {
@@ -9,6 +11,8 @@ size_t dtype_size(DType dtype) {
     case DType::kF32: return 4;
     case DType::kF16: return 2;
     case DType::kBF16: return 2;
+    case DType::kU8: return 1;
+    case DType::kU32: return 4;
   }
   return 0;
 }
@@ -18,6 +22,8 @@ const char* dtype_name(DType dtype) {
     case DType::kF32: return "F32";
     case DType::kF16: return "F16";
     case DType::kBF16: return "BF16";
+    case DType::kU8: return "U8";
+    case DType::kU32: return "U32";
   }
   return "?";
 }
@@ -26,7 +32,9 @@ Result<DType> parse_dtype(std::string_view name) {
   if (name == "F32") return DType::kF32;
   if (name == "F16") return DType::kF16;
   if (name == "BF16") return DType::kBF16;
-  return unsupported("dtype {} (expected F32, F16 or BF16)", name);
+  if (name == "U32") return DType::kU32;  // MLX affine packed weights
+  if (name == "U8") return DType::kU8;
+  return unsupported("dtype {} (expected F32, F16, BF16, or U32 for MLX-quantized weights)", name);
 }
 
 float f16_to_float(uint16_t h) {
@@ -94,6 +102,11 @@ void to_float(DType dtype, const void* src, float* dst, size_t n) {
       for (size_t i = 0; i < n; i++) dst[i] = f16_to_float(s[i]);
       return;
     }
+    case DType::kU8:
+    case DType::kU32:
+      // Packed quantized words are not values: callers go through format/quant.h. Reaching here is a bug.
+      KEEL_CHECK(false, "to_float on packed {} data", dtype_name(dtype));
+      return;
   }
 }
 

@@ -10,10 +10,12 @@
 
 namespace keel {
 
-enum class DType : uint8_t { kF32, kF16, kBF16 };
+// kU8 and kU32 hold packed quantized weights (GGUF blocks, MLX affine words); they are never computed in, and
+// to_float() refuses them: format/quant.h turns them into floats.
+enum class DType : uint8_t { kF32, kF16, kBF16, kU8, kU32 };
 
 size_t dtype_size(DType dtype);
-const char* dtype_name(DType dtype);  // "F32", "F16", "BF16" as safetensors spells them
+const char* dtype_name(DType dtype);  // "F32", "F16", "BF16", "U8", "U32" as safetensors spells them
 Result<DType> parse_dtype(std::string_view safetensors_name);
 
 inline float bf16_to_float(uint16_t bits) {

@@ -28,6 +28,13 @@ int run_info(const std::string& dir, bool as_json) {
   j["parameters"] = w.parameter_count;
   j["dtype"] = dtype_name(w.dtype);
   j["weight_bytes"] = w.bytes;
+  // Packed weights by format: "mlx-affine 4-bit g64: 170 tensors, 1234 bytes"; the rest are plain dtype.
+  if (!w.quant_use.empty()) {
+    std::string q;
+    for (auto& [what, use] : w.quant_use)
+      q += fmt::format("{}{}: {} tensors, {}", q.empty() ? "" : "; ", what, use.tensors, format_bytes(use.bytes));
+    j["quantization"] = q;
+  }
   j["layers"] = c.num_layers;
   j["hidden_size"] = c.hidden_size;
   j["intermediate_size"] = c.intermediate_size;

@@ -17,6 +17,12 @@ int64_t TensorView::numel() const {
   return n;
 }
 
+size_t TensorView::nbytes() const {
+  if (quant == QuantKind::kNone || shape.empty()) return static_cast<size_t>(numel()) * dtype_size(dtype);
+  const BlockShape b = ggml_block(quant);
+  return static_cast<size_t>(numel() / b.values) * b.bytes;
+}
+
 std::string TensorView::shape_str() const {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -148,9 +154,23 @@ uint64_t WeightFiles::total_bytes() const {
   return n;
 }
 
+bool WeightFiles::quantized() const {
+  for (auto& [name, t] : index_)
+    if (t->quant != QuantKind::kNone || t->dtype == DType::kU32) return true;
+  return false;
+}
+
 DType WeightFiles::dominant_dtype() const {
   std::map<DType, uint64_t> bytes;
-  for (auto& [name, t] : index_) bytes[t->dtype] += t->nbytes();
+  DType scales = DType::kBF16;  // MLX: what the packed words dequantize to
+  for (auto& [name, t] : index_)
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, ".scales") == 0) scales = t->dtype;
+  for (auto& [name, t] : index_) {
+    DType d = t->dtype;
+    if (t->quant != QuantKind::kNone) d = DType::kF16;
+    else if (d == DType::kU32) d = scales;
+    bytes[d] += t->nbytes();
+  }
   DType best = DType::kF32;
   uint64_t most = 0;
   for (auto& [d, n] : bytes)

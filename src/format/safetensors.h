@@ -11,6 +11,7 @@
 #include "base/status.h"
 #include "env/env.h"
 #include "base/dtype.h"
+#include "format/quant.h"
 
 namespace keel::format {
 
@@ -20,9 +21,12 @@ struct TensorView {
   std::vector<int64_t> shape;
   const uint8_t* data = nullptr;
   std::string file;  // which file it came from, for error messages
+  // GGUF block-quantized: `shape` is the logical one (rows of cols values, the last dimension innermost) and
+  // `data` holds the blocks of each row back to back; dtype is then U8.
+  QuantKind quant = QuantKind::kNone;
 
   int64_t numel() const;
-  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  size_t nbytes() const;
   std::string shape_str() const;  // "[256, 64]"
 };
 
@@ -48,8 +52,11 @@ class WeightFiles {
   const TensorView* find(const std::string& name) const;
   const std::map<std::string, const TensorView*>& all() const { return index_; }
   uint64_t total_bytes() const;
-  // The dtype holding the most bytes: what a backend computes in.
+  // The dtype holding the most bytes: what a backend computes in. Packed quantized tensors count as the dtype
+  // they dequantize to (their scales' dtype for MLX, F16 for GGUF blocks).
   DType dominant_dtype() const;
+  // Whether any tensor is packed (MLX U32 words or GGUF blocks).
+  bool quantized() const;
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

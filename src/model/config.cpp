@@ -6,6 +6,7 @@
 
 #include "base/dtype.h"
 #include "base/json_parse.h"
+#include "format/quant.h"
 
 namespace keel::model {
 
@@ -155,7 +156,53 @@ Result<Arch> parse_arch(const json& j, const std::string& where, std::string* ar
       where, a, model_type);
 }
 
+Result<MlxQuantParams> parse_mlx_params(const json& obj, const std::string& where, const MlxQuantParams* fallback) {
+  MlxQuantParams p = fallback ? *fallback : MlxQuantParams{};
+  Fields f(obj, where);
+  KEEL_RETURN_IF_ERROR(f.get_int("bits", &p.bits, fallback == nullptr));
+  KEEL_RETURN_IF_ERROR(f.get_int("group_size", &p.group_size, fallback == nullptr));
+  KEEL_RETURN_IF_ERROR(format::check_mlx_params(p.bits, p.group_size, where));
+  return p;
+}
+
 }  // namespace
+
+std::optional<MlxQuantParams> Quantization::for_module(const std::string& module) const {
+  auto it = modules.find(module);
+  if (it != modules.end()) return it->second;
+  return defaults;
+}
+
+Status parse_quantization(const json& j, const std::string& where, Quantization* out) {
+  const char* key = j.contains("quantization") && !j["quantization"].is_null() ? "quantization"
+                    : j.contains("quantization_config") && !j["quantization_config"].is_null() ? "quantization_config"
+                                                                                                : nullptr;
+  if (key == nullptr) return Status();
+  const json& q = j[key];
+  const std::string w = fmt::format("{}: {}", where, key);
+  if (!q.is_object()) return invalid_argument("{} must be an object, got {}", w, q.dump());
+  // transformers' methods name themselves; mlx-lm's entry has no quant_method (or mode "affine").
+  if (q.contains("quant_method")) {
+    return unsupported("{}: quant_method {} is not supported (keel reads MLX affine checkpoints, whose config has "
+                       "bits and group_size, and GGUF files: Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, F16, BF16, F32)",
+                       w, q["quant_method"].dump());
+  }
+  if (q.contains("mode") && q["mode"] != "affine")
+    return unsupported("{}: mode {} is not supported (MLX affine only)", w, q["mode"].dump());
+  KEEL_ASSIGN_OR_RETURN(out->defaults, parse_mlx_params(q, w, nullptr));
+  for (auto& [name, v] : q.items()) {
+    if (v.is_boolean()) {
+      // true: the default; false: stored unquantized.
+      if (!v.get<bool>()) out->modules[name] = std::nullopt;
+      else out->modules[name] = out->defaults;
+    } else if (v.is_object()) {
+      KEEL_ASSIGN_OR_RETURN(MlxQuantParams p, parse_mlx_params(v, fmt::format("{}.{}", w, name), &out->defaults));
+      out->modules[name] = p;
+    }
+  }
+  out->mlx = true;
+  return Status();
+}
 
 Result<ModelConfig> parse_config(const std::string& text, const std::string& where) {
   Result<json> parsed = parse_json_bounded<json>(text, kModelFileJsonDepth, where);
@@ -167,11 +214,15 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
     json inner = j["text_config"];
     if (!inner.contains("architectures") && inner.contains("model_type") && inner["model_type"] == "gemma3_text")
       inner["architectures"] = json::array({"Gemma3ForCausalLM"});
+    // mlx-vlm keeps the quantization beside text_config: it applies to the language model's weights too.
+    for (const char* key : {"quantization", "quantization_config"})
+      if (j.contains(key) && !inner.contains(key)) inner[key] = j[key];
     j = inner;
   }
   Fields f(j, where);
   ModelConfig c;
   KEEL_ASSIGN_OR_RETURN(c.arch, parse_arch(j, where, &c.architecture));
+  KEEL_RETURN_IF_ERROR(parse_quantization(j, where, &c.quantization));
   const bool gemma = c.arch == Arch::kGemma3;
 
   KEEL_RETURN_IF_ERROR(f.get_int("vocab_size", &c.vocab_size, true));

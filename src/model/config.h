@@ -4,8 +4,12 @@
 // is written once.
 #pragma once
 
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "base/status.h"
 #include "env/env.h"
@@ -40,6 +44,21 @@ struct RopeConfig {
 struct LayerSpec {
   bool sliding = false;  // attends to the last `sliding_window` positions only
   bool moe = false;      // sparse MoE MLP instead of the dense one
+};
+
+// MLX affine quantization as config.json states it (mlx-lm writes `quantization` and a copy as
+// `quantization_config`): a default and per-module entries, each either its own {group_size, bits} or false
+// (the module is stored unquantized).
+struct MlxQuantParams {
+  int bits = 0;
+  int group_size = 0;
+};
+struct Quantization {
+  bool mlx = false;  // config asks for MLX affine weights
+  MlxQuantParams defaults;
+  std::map<std::string, std::optional<MlxQuantParams>> modules;  // "model.layers.0.mlp.down_proj" -> params | false
+  // The parameters of `module` (a weight's name without ".weight"); nullopt when config marks it false.
+  std::optional<MlxQuantParams> for_module(const std::string& module) const;
 };
 
 struct ModelConfig {
@@ -80,6 +99,8 @@ struct ModelConfig {
   int moe_intermediate_size = 0;
   bool norm_topk_prob = false;
 
+  Quantization quantization;
+
   std::vector<LayerSpec> layers;
   int bos_token_id = -1;
   std::vector<int> eos_token_ids;
@@ -88,6 +109,10 @@ struct ModelConfig {
   int q_size() const { return num_heads * head_dim; }
   int kv_size() const { return num_kv_heads * head_dim; }
 };
+
+// config.json's `quantization` / `quantization_config` (MLX affine), or an error naming a method keel does not
+// read (AWQ, GPTQ, FP8, ...) and what it does.
+Status parse_quantization(const nlohmann::json& j, const std::string& where, Quantization* out);
 
 // Parses config.json text; `where` names the file in error messages.
 Result<ModelConfig> parse_config(const std::string& json_text, const std::string& where);

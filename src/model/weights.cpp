@@ -17,10 +17,16 @@ struct Slice {
   static Slice of_cols(int64_t col0, int64_t cols) { return Slice{0, -1, col0, cols, 0}; }
 };
 
+bool ends_with(const std::string& s, const char* suffix) {
+  const size_t n = std::strlen(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
 class Binder {
  public:
-  Binder(const format::WeightFiles* files, backend::Backend* backend, ModelWeights* out, uint64_t seed)
-      : files_(files), backend_(backend), out_(out), rng_(seed) {}
+  Binder(const format::WeightFiles* files, backend::Backend* backend, ModelWeights* out, uint64_t seed,
+         const Quantization* quantization = nullptr)
+      : files_(files), backend_(backend), out_(out), rng_(seed), quantization_(quantization) {}
 
   // Looks up `name`, checks it has `shape` (1-D when cols == 0), and makes `slice` of it a backend tensor: a
   // row range is a view, a column range (not contiguous in row-major storage) or added zero rows a copy.
@@ -32,6 +38,12 @@ class Binder {
     if (files_ == nullptr) return synthesize(name, out_rows, out_cols, out, slice.zero_rows);
     const format::TensorView* t = files_->find(name);
     if (t == nullptr) return not_found("tensor '{}' ({}) is missing from the checkpoint", name, meaning);
+    if (cols > 0 && is_quantized(name, *t)) {
+      if (slice.rows >= 0 || slice.cols >= 0 || slice.zero_rows > 0)
+        return unsupported("tensor '{}': quantized weights with --tensor-parallel are not supported yet", name);
+      KEEL_ASSIGN_OR_RETURN(format::QuantMatrix m, quant_matrix(name, *t, {rows, cols}, meaning));
+      return make_quant(m, name, out);
+    }
     std::vector<int64_t> want = cols == 0 ? std::vector<int64_t>{rows} : std::vector<int64_t>{rows, cols};
     if (t->shape != want) {
       std::string w = cols == 0 ? fmt::format("[{}]", rows) : fmt::format("[{}, {}]", rows, cols);
@@ -63,6 +75,12 @@ class Binder {
     if (files_ == nullptr) return synthesize(name, rows, cols, out);
     const format::TensorView* t = files_->find(name);
     if (t == nullptr) return not_found("tensor '{}' ({}) is missing from the checkpoint", name, meaning);
+    if (is_quantized(name, *t)) {
+      // The stacked experts as one [experts * full_rows, cols] matrix; each expert's part is a row range.
+      KEEL_ASSIGN_OR_RETURN(format::QuantMatrix all, quant_matrix(name, *t, {experts, full_rows, cols}, meaning));
+      all.rows = experts * full_rows;
+      return make_quant(all.row_range(static_cast<int64_t>(e) * full_rows + row0, rows), name, out);
+    }
     std::vector<int64_t> want{experts, full_rows, cols};
     if (t->shape != want)
       return invalid_argument("{}: tensor '{}' has shape {}, expected [{}, {}, {}] ({})", t->file, name,
@@ -87,6 +105,105 @@ class Binder {
   }
 
  private:
+  // MLX: "X.weight" has "X.scales" beside it (or is packed U32); GGUF: the view is block-quantized.
+  bool is_quantized(const std::string& name, const format::TensorView& t) const {
+    if (t.quant != format::QuantKind::kNone || t.dtype == DType::kU32) return true;
+    return ends_with(name, ".weight") && files_->find(name.substr(0, name.size() - 7) + ".scales") != nullptr;
+  }
+
+  // The packed matrix behind `name`, whose logical shape is `want` ([rows, cols] or [experts, rows, cols]);
+  // every shape and dtype checked against the config's bits and group size.
+  Result<format::QuantMatrix> quant_matrix(const std::string& name, const format::TensorView& t,
+                                           const std::vector<int64_t>& want, const char* meaning) {
+    auto shape_str = [](const std::vector<int64_t>& v) {
+      std::string s = "[";
+      for (size_t i = 0; i < v.size(); i++) s += (i ? ", " : "") + std::to_string(v[i]);
+      return s + "]";
+    };
+    const int64_t cols = want.back();
+    int64_t rows = 1;
+    for (size_t i = 0; i + 1 < want.size(); i++) rows *= want[i];
+    format::QuantMatrix m;
+    m.rows = rows;
+    m.cols = cols;
+    m.data = t.data;
+    if (t.quant != format::QuantKind::kNone) {  // GGUF blocks
+      if (t.shape != want)
+        return invalid_argument("{}: tensor '{}' has shape {}, expected {} ({})", t.file, name, t.shape_str(),
+                                shape_str(want), meaning);
+      m.kind = t.quant;
+      m.group_size = format::ggml_block(t.quant).values;
+      return m;
+    }
+    const std::string module = name.substr(0, name.size() - 7);
+    if (quantization_ == nullptr || !quantization_->mlx)
+      return invalid_argument("{}: tensor '{}' is MLX-quantized ({}.scales) but config.json has no quantization "
+                              "entry giving bits and group_size", t.file, name, module);
+    const std::optional<MlxQuantParams> p = quantization_->for_module(module);
+    if (!p)
+      return invalid_argument("{}: tensor '{}' is quantized but config.json's quantization marks '{}' false "
+                              "(unquantized)", t.file, name, module);
+    KEEL_RETURN_IF_ERROR(format::check_mlx_params(p->bits, p->group_size, "tensor '" + name + "'"));
+    const format::TensorView* scales = files_->find(module + ".scales");
+    const format::TensorView* biases = files_->find(module + ".biases");
+    if (scales == nullptr || biases == nullptr)
+      return not_found("tensor '{}' is packed (U32) but '{}.{}' is missing from the checkpoint", name, module,
+                       scales == nullptr ? "scales" : "biases");
+    if (cols % p->group_size != 0)
+      return invalid_argument("tensor '{}': {} columns are not a multiple of group_size {}", name, cols,
+                              p->group_size);
+    std::vector<int64_t> packed = want, grouped = want;
+    packed.back() = cols * p->bits / 32;
+    grouped.back() = cols / p->group_size;
+    if (t.dtype != DType::kU32 || t.shape != packed)
+      return invalid_argument("{}: tensor '{}' is {} {}, expected U32 {} ({} at {} bits, packed 32/{} per word)",
+                              t.file, name, dtype_name(t.dtype), t.shape_str(), shape_str(packed), meaning, p->bits,
+                              p->bits);
+    for (const format::TensorView* aux : {scales, biases}) {
+      if (aux->dtype != DType::kBF16 && aux->dtype != DType::kF16 && aux->dtype != DType::kF32)
+        return unsupported("{}: tensor '{}' is {} (MLX scales and biases: BF16, F16 or F32)", aux->file, aux->name,
+                           dtype_name(aux->dtype));
+      if (aux->shape != grouped || aux->dtype != scales->dtype)
+        return invalid_argument("{}: tensor '{}' is {} {}, expected {} {} (one per group of {})", aux->file,
+                                aux->name, dtype_name(aux->dtype), aux->shape_str(), dtype_name(scales->dtype),
+                                shape_str(grouped), p->group_size);
+    }
+    m.kind = format::QuantKind::kMlxAffine;
+    m.bits = p->bits;
+    m.group_size = p->group_size;
+    m.scales = scales->data;
+    m.biases = biases->data;
+    m.scale_dtype = scales->dtype;
+    return m;
+  }
+
+  // A packed weight: kept packed where the backend reads it so, else dequantized once and handed over as F32
+  // (the backend converts it to its compute dtype).
+  Status make_quant(const format::QuantMatrix& m, const std::string& name, backend::Tensor* out) {
+    tensors_++;
+    parameters_ += m.rows * m.cols;
+    bytes_ += m.bytes();
+    const DType target = m.kind == format::QuantKind::kMlxAffine ? m.scale_dtype : DType::kF16;
+    bytes_by_dtype_[target] += m.bytes();
+    std::string what = format::quant_kind_name(m.kind);
+    if (m.kind == format::QuantKind::kMlxAffine) what = fmt::format("mlx-affine {}-bit g{}", m.bits, m.group_size);
+    out_->quant_use[what].tensors++;
+    out_->quant_use[what].bytes += m.bytes();
+    out_->quant.push_back(m);
+    if (backend_->keeps_quantized()) {
+      auto r = backend_->quant_weight(out_->quant.back());
+      if (!r.ok()) return r.status().with_context(name);
+      *out = *r;
+      return Status();
+    }
+    std::vector<float> host(static_cast<size_t>(m.rows * m.cols));
+    for (int64_t r = 0; r < m.rows; r++) format::dequantize_row(m, r, host.data() + r * m.cols);
+    auto r = backend_->weight(DType::kF32, m.rows, m.cols, host.data());
+    if (!r.ok()) return r.status().with_context(name);
+    *out = *r;
+    return Status();
+  }
+
   Status make(const format::TensorView& t, int64_t rows, int64_t cols, backend::Tensor* out,
               int64_t count_numel = -1) {
     tensors_++;
@@ -137,6 +254,7 @@ class Binder {
   backend::Backend* backend_;
   ModelWeights* out_;
   uint64_t rng_;
+  const Quantization* quantization_;
   uint64_t parameters_ = 0;
   uint64_t tensors_ = 0;
   uint64_t bytes_ = 0;
@@ -223,9 +341,20 @@ Status bind_all(const ModelConfig& c, const ShardLayout& s, Binder& b, ModelWeig
     L.moe.experts.resize(E);
     // Hub checkpoints store one tensor per expert; transformers 5 may also hold them fused.
     const bool fused = b.has(m + "experts.gate_up_proj") && !b.has(m + "experts.0.gate_proj.weight");
+    // mlx-lm (and keel's GGUF names) stack each projection's experts: switch_mlp.{gate,up,down}_proj [E, ...].
+    const bool stacked = b.has(m + "switch_mlp.gate_proj.weight");
     for (int e = 0; e < E; e++) {
       if (tp && !s.owns_expert(e)) continue;  // another rank's: left empty, skipped by the backend's moe()
       backend::ExpertWeights& ex = L.moe.experts[e];
+      if (stacked) {
+        const std::string sw = m + "switch_mlp.";
+        const char* in = "num_experts x moe_intermediate_size x hidden_size";
+        KEEL_RETURN_IF_ERROR(b.bind_expert_slice(sw + "gate_proj.weight", E, I, H, e, 0, I, in, &ex.gate));
+        KEEL_RETURN_IF_ERROR(b.bind_expert_slice(sw + "up_proj.weight", E, I, H, e, 0, I, in, &ex.up));
+        KEEL_RETURN_IF_ERROR(b.bind_expert_slice(sw + "down_proj.weight", E, H, I, e, 0, H,
+                                                 "num_experts x hidden_size x moe_intermediate_size", &ex.down));
+        continue;
+      }
       if (fused) {
         const std::string gu = m + "experts.gate_up_proj", dn = m + "experts.down_proj";
         const char* what = "num_experts x 2*moe_intermediate_size x hidden_size";
@@ -252,7 +381,7 @@ Result<ModelWeights> bind_weights(const ModelConfig& config, const format::Weigh
                                   backend::Backend* backend, ShardSpec shard) {
   ModelWeights w;
   KEEL_ASSIGN_OR_RETURN(ShardLayout layout, shard_layout(config, shard));
-  Binder b(&files, backend, &w, 0);
+  Binder b(&files, backend, &w, 0, &config.quantization);
   KEEL_RETURN_IF_ERROR(bind_all(config, layout, b, w));
   return w;
 }

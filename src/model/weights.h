@@ -2,7 +2,10 @@
 // the config before anything runs, and hands them to the backend (a view on CPU, an upload on a GPU).
 #pragma once
 
+#include <deque>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backend/ops.h"
@@ -26,6 +29,15 @@ struct LayerWeights {
 struct ModelWeights {
   // Storage of synthetic weights (the checkpoint's mapping holds real ones).
   std::vector<std::unique_ptr<uint16_t[]>> owned;
+  // Packed weights a backend reads in place (Backend::keeps_quantized): their tensors point here, so the
+  // container never moves an element.
+  std::deque<format::QuantMatrix> quant;
+  // "mlx-affine 4-bit g64" / "Q4_K" -> {tensors, bytes}: what keel info reports.
+  struct QuantUse {
+    uint64_t tensors = 0;
+    uint64_t bytes = 0;
+  };
+  std::map<std::string, QuantUse> quant_use;
   // A pipeline stage holds only its part (shard.h): the embedding on the first stage (and the last when tied),
   // final_norm and lm_head on the last; the others are empty tensors.
   backend::Tensor embed;    // [vocab, hidden]
@@ -33,8 +45,8 @@ struct ModelWeights {
   backend::Tensor final_norm;
   std::vector<LayerWeights> layers;  // the stage's layers, from its first (ShardLayout::layer0)
   uint64_t parameter_count = 0;
-  uint64_t bytes = 0;
-  DType dtype = DType::kF32;  // of the largest share of bytes
+  uint64_t bytes = 0;          // as stored: packed quantized weights count their packed bytes and scales
+  DType dtype = DType::kF32;  // of the largest share of bytes (quantized weights: the dtype they dequantize to)
 };
 
 // `shard`: bind only this pipeline stage's tensors and this tensor-parallel rank's slice of each (shard.h); the

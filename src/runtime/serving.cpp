@@ -104,16 +104,6 @@ Result<std::optional<memory::MemoryReport>> device_memory_report(const backend::
   return std::optional<memory::MemoryReport>(memory::MemoryReport{device->name, device->total_bytes, device->free_bytes});
 }
 
-DType dominant_dtype(const format::WeightFiles& files) {
-  std::map<DType, uint64_t> bytes;
-  for (auto& [name, t] : files.all()) bytes[t->dtype] += t->nbytes();
-  DType best = DType::kF32;
-  uint64_t most = 0;
-  for (auto& [d, n] : bytes)
-    if (n > most) most = n, best = d;
-  return best;
-}
-
 uint64_t saturating_sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 
 // One decode step before the listener opens: buffers that size themselves on first use do so now, and the
@@ -181,7 +171,10 @@ Result<uint64_t> checkpoint_bytes(env::Env* env, const ServeOptions& options, co
     return model::count_weights(config).parameters * dtype_size(DType::kBF16);
   }
   KEEL_ASSIGN_OR_RETURN(format::WeightFiles files, format::WeightFiles::open(env, options.dir));
-  backend.set_weights_dtype(dominant_dtype(files));
+  backend.set_weights_dtype(files.dominant_dtype());
+  // A backend that cannot keep packed weights holds them dequantized, at its compute dtype.
+  if (files.quantized() && !backend.keeps_quantized())
+    return model::count_weights(config).parameters * dtype_size(backend.act_dtype());
   return files.total_bytes();
 }
 

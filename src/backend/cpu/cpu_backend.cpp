@@ -44,8 +44,13 @@ inline float dot_bf16(const float* a, const uint16_t* b, int64_t n) {
   return s;
 }
 
-// Row `r` of a weight as float: a pointer into the weight itself for F32, else converted into `buf`.
+// Row `r` of a weight as float: a pointer into the weight itself for F32, else converted (or dequantized: the
+// exact oracle computes in f32 on the dequantized row) into `buf`.
 inline const float* row_as_float(const Tensor& w, int64_t r, float* buf) {
+  if (w.quant != nullptr) {
+    format::dequantize_row(*w.quant, w.quant_row0 + r, buf);
+    return buf;
+  }
   const uint8_t* base = static_cast<const uint8_t*>(w.data) + r * w.cols * dtype_size(w.dtype);
   if (w.dtype == DType::kF32) return reinterpret_cast<const float*>(base);
   to_float(w.dtype, base, buf, static_cast<size_t>(w.cols));
@@ -64,7 +69,7 @@ void gemm_f32(const float* x, int64_t m, const Tensor& w, const Tensor* bias, fl
   const int64_t n = w.rows, k = w.cols;
 #pragma omp parallel
   {
-    std::vector<float> buf(w.dtype == DType::kF32 ? 0 : static_cast<size_t>(k));
+    std::vector<float> buf(w.dtype == DType::kF32 && w.quant == nullptr ? 0 : static_cast<size_t>(k));
     std::vector<float> bias_row(bias && bias->dtype != DType::kF32 ? static_cast<size_t>(n) : 0);
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < n; j++) {
@@ -96,6 +101,13 @@ void gemv_bf16(const float* x, int64_t m, const Tensor& w, const Tensor* bias, f
 Result<Tensor> CpuBackend::weight(DType dtype, int64_t rows, int64_t cols, const void* host) {
   // The mapping outlives the backend's users (the model owns both), so a view is enough.
   return Tensor{const_cast<void*>(host), dtype, rows, cols};
+}
+
+Result<Tensor> CpuBackend::quant_weight(const format::QuantMatrix& m) {
+  Tensor t{const_cast<uint8_t*>(m.data), m.kind == format::QuantKind::kMlxAffine ? DType::kU32 : DType::kU8, m.rows,
+           m.cols};
+  t.quant = &m;
+  return t;
 }
 
 Result<Tensor> CpuBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
@@ -161,7 +173,8 @@ void CpuBackend::embed(const Tensor& table, const int32_t* tokens, int n, float 
   const size_t row_bytes = d * dtype_size(table.dtype);
   for (int i = 0; i < n; i++) {
     float* o = f32(out) + i * d;
-    to_float(table.dtype, static_cast<const uint8_t*>(table.data) + tokens[i] * row_bytes, o, d);
+    if (table.quant != nullptr) format::dequantize_row(*table.quant, table.quant_row0 + tokens[i], o);
+    else to_float(table.dtype, static_cast<const uint8_t*>(table.data) + tokens[i] * row_bytes, o, d);
     if (scale != 1.0f)
       for (int64_t j = 0; j < d; j++) o[j] *= scale;
   }
@@ -190,7 +203,7 @@ void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& out) {
 
 void CpuBackend::gemm(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) {
   assert(x.cols == w.cols && out.cols == w.rows && out.rows == x.rows);
-  if (w.dtype == DType::kBF16 && x.rows <= 4) {
+  if (w.dtype == DType::kBF16 && w.quant == nullptr && x.rows <= 4) {
     gemv_bf16(f32(x), x.rows, w, bias, f32(out));
     return;
   }

@@ -1,5 +1,6 @@
 // The CPU backend: the reference oracle. Plain loops, fp32 activations and accumulation, weights read in their
-// stored dtype (F32/F16/BF16) straight from the memory-mapped checkpoint, OpenMP across cores.
+// stored dtype (F32/F16/BF16, or packed MLX/GGUF codes dequantized a row at a time) straight from the
+// memory-mapped checkpoint, OpenMP across cores.
 #pragma once
 
 #include <memory>
@@ -14,6 +15,9 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
 
   Result<Tensor> weight(DType dtype, int64_t rows, int64_t cols, const void* host) override;
+  // Quantized weights stay packed in the mapping; gemm and embed dequantize a row at a time in f32.
+  bool keeps_quantized() const override { return true; }
+  Result<Tensor> quant_weight(const format::QuantMatrix& m) override;
   Result<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override;
   Status alloc_kv(const KvLayout& layout) override;
   const KvLayout& kv_layout() const override { return kv_layout_; }
