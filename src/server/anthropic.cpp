@@ -44,17 +44,62 @@ json message_usage(const Completion& c) {
   return u;
 }
 
+// "tool_use" when the model called a tool and stopped by itself.
+const char* stop_reason(const Piece& last, const Completion& c) {
+  if (c.tool_calls() > 0 && last.finish == engine::FinishReason::kStop && last.stop_sequence.empty()) {
+    return "tool_use";
+  }
+  return anthropic_stop_reason(last);
+}
+
+// A call's arguments as the tool_use block's input object ({} for arguments cut off mid-JSON).
+json tool_input(const std::string& arguments) {
+  json input = json::parse(arguments, nullptr, false);
+  return input.is_object() ? input : json::object();
+}
+
+// A Piece's output as events: the parser's, or its plain text.
+std::vector<OutputEvent> events_of(const Piece& piece) {
+  if (!piece.events.empty() || piece.text.empty()) return piece.events;
+  return {OutputEvent{OutputEvent::Kind::kText, piece.text}};
+}
+
 class MessagesWriter : public ResponseWriter {
  public:
   explicit MessagesWriter(ResponseContext ctx) : ctx_(std::move(ctx)) {}
 
   json response(const Piece& all, const Completion& c) const override {
+    json content = json::array();
+    for (const OutputEvent& e : events_of(all)) {
+      switch (e.kind) {
+        case OutputEvent::Kind::kReasoning:
+          content.push_back(json{{"type", "thinking"}, {"thinking", e.text}, {"signature", ""}});
+          break;
+        case OutputEvent::Kind::kText:
+          content.push_back(json{{"type", "text"}, {"text", e.text}});
+          break;
+        case OutputEvent::Kind::kCallBegin:
+          content.push_back(json{{"type", "tool_use"}, {"id", e.id}, {"name", e.name}, {"input", json::object()}});
+          break;
+        case OutputEvent::Kind::kCallArguments:
+          content.back()["partial"] = content.back().value("partial", "") + e.text;
+          break;
+        case OutputEvent::Kind::kCallEnd:
+          break;
+      }
+    }
+    for (json& block : content) {
+      if (!block.contains("partial")) continue;
+      block["input"] = tool_input(block["partial"].get<std::string>());
+      block.erase("partial");
+    }
+    if (content.empty()) content.push_back(json{{"type", "text"}, {"text", ""}});
     return json{{"id", ctx_.id},
                 {"type", "message"},
                 {"role", "assistant"},
                 {"model", ctx_.model},
-                {"content", json::array({json{{"type", "text"}, {"text", all.text}}})},
-                {"stop_reason", anthropic_stop_reason(all)},
+                {"content", std::move(content)},
+                {"stop_reason", stop_reason(all, c)},
                 {"stop_sequence", all.stop_sequence.empty() ? json(nullptr) : json(all.stop_sequence)},
                 {"usage", message_usage(c)}};
   }
@@ -70,24 +115,45 @@ class MessagesWriter : public ResponseWriter {
                  {"stop_reason", nullptr},
                  {"stop_sequence", nullptr},
                  {"usage", std::move(usage)}};
-    std::string out = sse_event("message_start", json{{"type", "message_start"}, {"message", std::move(message)}});
-    out += sse_event("content_block_start", json{{"type", "content_block_start"},
-                                                 {"index", 0},
-                                                 {"content_block", {{"type", "text"}, {"text", ""}}}});
-    out += sse_event("ping", json{{"type", "ping"}});
+    return sse_event("message_start", json{{"type", "message_start"}, {"message", std::move(message)}});
+  }
+
+  // Blocks open when their first event arrives and close when another kind starts (thinking, text, one
+  // tool_use per call), so their indexes count up as the client reads them.
+  std::string stream_piece(const Piece& piece, const Completion& c) const override {
+    std::string out;
+    for (const OutputEvent& e : events_of(piece)) {
+      switch (e.kind) {
+        case OutputEvent::Kind::kReasoning:
+          if (open_ != Block::kThinking) {
+            out += open(Block::kThinking, json{{"type", "thinking"}, {"thinking", ""}, {"signature", ""}});
+          }
+          out += delta(json{{"type", "thinking_delta"}, {"thinking", e.text}});
+          break;
+        case OutputEvent::Kind::kText:
+          if (open_ != Block::kText) out += open(Block::kText, json{{"type", "text"}, {"text", ""}});
+          out += delta(json{{"type", "text_delta"}, {"text", e.text}});
+          break;
+        case OutputEvent::Kind::kCallBegin:
+          out += open(Block::kToolUse,
+                      json{{"type", "tool_use"}, {"id", e.id}, {"name", e.name}, {"input", json::object()}});
+          break;
+        case OutputEvent::Kind::kCallArguments:
+          out += delta(json{{"type", "input_json_delta"}, {"partial_json", e.text}});
+          break;
+        case OutputEvent::Kind::kCallEnd:
+          out += close();
+          break;
+      }
+    }
     return out;
   }
 
-  std::string stream_piece(const Piece& piece, const Completion& c) const override {
-    if (piece.text.empty()) return "";
-    return sse_event("content_block_delta", json{{"type", "content_block_delta"},
-                                                 {"index", 0},
-                                                 {"delta", {{"type", "text_delta"}, {"text", piece.text}}}});
-  }
-
   std::string stream_end(const Piece& last, const Completion& c) const override {
-    std::string out = sse_event("content_block_stop", json{{"type", "content_block_stop"}, {"index", 0}});
-    json delta{{"stop_reason", anthropic_stop_reason(last)},
+    // An answer with no output still has its (empty) text block, as the API sends one.
+    std::string out = index_ < 0 ? open(Block::kText, json{{"type", "text"}, {"text", ""}}) : "";
+    out += close();
+    json delta{{"stop_reason", stop_reason(last, c)},
                {"stop_sequence", last.stop_sequence.empty() ? json(nullptr) : json(last.stop_sequence)}};
     out += sse_event("message_delta", json{{"type", "message_delta"},
                                            {"delta", std::move(delta)},
@@ -101,7 +167,31 @@ class MessagesWriter : public ResponseWriter {
   }
 
  private:
+  enum class Block { kNone, kThinking, kText, kToolUse };
+
+  std::string open(Block kind, json block) const {
+    std::string out = close();
+    open_ = kind;
+    out += sse_event("content_block_start",
+                     json{{"type", "content_block_start"}, {"index", ++index_}, {"content_block", std::move(block)}});
+    // The API's first ping follows the first block's start.
+    if (index_ == 0) out += sse_event("ping", json{{"type", "ping"}});
+    return out;
+  }
+  std::string close() const {
+    if (open_ == Block::kNone) return "";
+    open_ = Block::kNone;
+    return sse_event("content_block_stop", json{{"type", "content_block_stop"}, {"index", index_}});
+  }
+  std::string delta(json d) const {
+    return sse_event("content_block_delta",
+                     json{{"type", "content_block_delta"}, {"index", index_}, {"delta", std::move(d)}});
+  }
+
   ResponseContext ctx_;
+  // Stream state: the writer of one request is called from one thread at a time.
+  mutable Block open_ = Block::kNone;
+  mutable int index_ = -1;
 };
 
 }  // namespace
@@ -157,6 +247,7 @@ Result<GenerationSpec> parse_messages_request(const json& body) {
       spec.tools.push_back(json{{"type", "function"}, {"function", std::move(fn)}});
     }
   }
+  KEEL_RETURN_IF_ERROR(read_anthropic_tool_choice(body, spec.tools, &spec.tool_choice, &spec.parallel_tool_calls));
   if (has(body, "thinking")) {
     const json& th = body["thinking"];
     if (!th.is_object() || !th.contains("type") || !th["type"].is_string()) {

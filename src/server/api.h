@@ -12,6 +12,7 @@
 #include "server/api_error.h"
 #include "server/completion.h"
 #include "server/generator.h"
+#include "server/tool_call_format.h"
 #include "tokenizer/tokenizer.h"
 
 namespace keel::server {
@@ -32,6 +33,10 @@ struct GenerationSpec {
   json tools = nullptr;
   json template_kwargs = nullptr;
   bool add_generation_prompt = true;
+  // tool_choice (OpenAI or Anthropic) and parallel_tool_calls / !disable_parallel_tool_use. kNone turns call
+  // parsing off; kRequired / kNamed are for a grammar to enforce (tool_call_format.h says how a call is written).
+  ToolChoice tool_choice;
+  bool parallel_tool_calls = true;
 
   // /v1/completions: the prompt as text or as ids, and whether to echo it.
   std::string prompt_text;

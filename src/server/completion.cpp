@@ -17,8 +17,16 @@ Completion::~Completion() { cancel(); }
 
 Result<std::shared_ptr<Completion>> Completion::start(Generator* generator, const tokenizer::Tokenizer* tokenizer,
                                                       engine::Request request, std::vector<std::string> stops,
-                                                      std::shared_ptr<Metrics> metrics) {
+                                                      std::shared_ptr<Metrics> metrics,
+                                                      std::unique_ptr<OutputParser> parser) {
   std::shared_ptr<Completion> c(new Completion(generator, tokenizer, std::move(stops)));
+  if (parser) {
+    for (const std::string& marker : parser->special_markers()) {
+      std::optional<int32_t> id = tokenizer->token_to_id(marker);
+      if (id && tokenizer->is_special(*id)) c->kept_special_[*id] = marker;
+    }
+    c->parser_ = std::move(parser);
+  }
   c->prompt_tokens_ = static_cast<int>(request.prompt.size());
   c->want_logprobs_ = request.top_logprobs >= 0;
   // The callback runs on the generator's thread: it timestamps, counts and enqueues, nothing more.
@@ -57,13 +65,18 @@ void Completion::consume(const engine::Event& event, Piece* piece) {
   if (event.token >= 0) {
     completion_tokens_++;
     if (want_logprobs_) piece->logprobs.push_back({event.token, event.chosen.logprob, event.top});
-    StopMatcher::Output out = stop_.feed(decoder_.step(event.token));
-    piece->text += out.text;
-    if (out.matched) {
+    auto kept = kept_special_.find(event.token);
+    StopMatcher::Output out =
+        stop_.feed(kept == kept_special_.end() ? decoder_.step(event.token) : decoder_.flush() + kept->second);
+    deliver(out.text, piece);
+    // A stop string ends the output; so does the first call when parallel calls are off.
+    const bool closed = parser_ && parser_->closed();
+    if (out.matched || closed) {
       finished_ = true;
       piece->finished = true;
       piece->finish = engine::FinishReason::kStop;
-      piece->stop_sequence = out.stop;
+      piece->stop_sequence = out.matched ? out.stop : "";
+      finish_output(piece);
       if (event.finish == engine::FinishReason::kNone) cancel();
       return;
     }
@@ -71,14 +84,15 @@ void Completion::consume(const engine::Event& event, Piece* piece) {
   if (event.finish == engine::FinishReason::kNone) return;
   if (event.finish == engine::FinishReason::kStop || event.finish == engine::FinishReason::kLength) {
     StopMatcher::Output out = stop_.feed(decoder_.flush());
-    piece->text += out.text;
+    deliver(out.text, piece);
     if (out.matched) {
       piece->finish = engine::FinishReason::kStop;
       piece->stop_sequence = out.stop;
     } else {
-      piece->text += stop_.flush();
+      deliver(stop_.flush(), piece);
       piece->finish = event.finish;
     }
+    finish_output(piece);
   } else {
     piece->finish = event.finish;
     piece->error = event.error.empty() ? "generation was cancelled" : event.error;
@@ -86,6 +100,27 @@ void Completion::consume(const engine::Event& event, Piece* piece) {
   finished_ = true;
   piece->finished = true;
   cancel_sent_ = true;  // the generator is done with this request
+}
+
+void Completion::deliver(std::string_view text, Piece* piece) {
+  if (!parser_) {
+    piece->text += text;
+    return;
+  }
+  std::vector<OutputEvent> events = parser_->feed(text);
+  for (const OutputEvent& e : events) {
+    if (e.kind == OutputEvent::Kind::kText) piece->text += e.text;
+  }
+  append_events(&piece->events, std::move(events));
+}
+
+void Completion::finish_output(Piece* piece) {
+  if (!parser_) return;
+  std::vector<OutputEvent> events = parser_->finish();
+  for (const OutputEvent& e : events) {
+    if (e.kind == OutputEvent::Kind::kText) piece->text += e.text;
+  }
+  append_events(&piece->events, std::move(events));
 }
 
 Piece Completion::next(std::chrono::milliseconds timeout) {
@@ -113,6 +148,7 @@ Piece Completion::wait(const std::function<bool()>& abandoned) {
     Piece p = next(kAbandonPoll);
     if (!p.finished && abandoned && !cancel_sent_ && abandoned()) cancel();
     all.text += p.text;
+    append_events(&all.events, std::move(p.events));
     for (auto& e : p.logprobs) all.logprobs.push_back(std::move(e));
     if (p.finished) {
       all.finished = true;

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "server/generator.h"
 #include "server/metrics.h"
+#include "server/output_parser.h"
 #include "server/stop_matcher.h"
 #include "tokenizer/stream_decoder.h"
 #include "tokenizer/tokenizer.h"
@@ -28,7 +30,9 @@ struct LogprobEntry {
 
 // What became ready since the previous call to Completion::next.
 struct Piece {
-  std::string text;
+  std::string text;  // with an output parser: the plain-text part only
+  // With an output parser (chat routes with tools or reasoning): text, reasoning and tool calls in order.
+  std::vector<OutputEvent> events;
   std::vector<LogprobEntry> logprobs;
   bool finished = false;
   // kStop (end of sequence or a stop string), kLength, kCancelled, kError
@@ -41,7 +45,8 @@ class Completion {
  public:
   static Result<std::shared_ptr<Completion>> start(Generator* generator, const tokenizer::Tokenizer* tokenizer,
                                                    engine::Request request, std::vector<std::string> stops,
-                                                   std::shared_ptr<Metrics> metrics);
+                                                   std::shared_ptr<Metrics> metrics,
+                                                   std::unique_ptr<OutputParser> parser = nullptr);
   ~Completion();  // cancels an unfinished generation
 
   // Waits up to `timeout` for events and returns what they produced (maybe nothing, not finished).
@@ -59,6 +64,8 @@ class Completion {
   int completion_tokens() const { return completion_tokens_; }
   // Of prompt_tokens(), those the prefix cache supplied (known from the first event on).
   int cached_tokens() const { return cached_tokens_; }
+  // Tool calls the output parser found so far (0 without one).
+  int tool_calls() const { return parser_ ? parser_->calls() : 0; }
 
   struct Queue {
     std::mutex mu;
@@ -69,12 +76,17 @@ class Completion {
  private:
   Completion(Generator* generator, const tokenizer::Tokenizer* tokenizer, std::vector<std::string> stops);
   void consume(const engine::Event& event, Piece* piece);
+  void deliver(std::string_view text, Piece* piece);  // through the output parser, when there is one
+  void finish_output(Piece* piece);
 
   Generator* generator_;
   const tokenizer::Tokenizer* tokenizer_;
   std::shared_ptr<Queue> queue_;
   tokenizer::StreamDecoder decoder_;
   StopMatcher stop_;
+  std::unique_ptr<OutputParser> parser_;
+  // Special tokens the output parser reads as markers ([TOOL_CALLS]): decoded as their text, not skipped.
+  std::map<int32_t, std::string> kept_special_;
   uint64_t id_ = 0;
   int prompt_tokens_ = 0;
   int completion_tokens_ = 0;

@@ -48,6 +48,27 @@ ApiError too_many_in_flight(int limit) {
       429, fmt::format("too many requests in flight (limit {}, --max-concurrent-requests); retry shortly", limit));
 }
 
+}  // namespace
+
+// Chat routes split the output into text, reasoning and tool calls when the request has tools (and tool_choice
+// is not "none") or the model reasons; otherwise the text goes out as generated.
+std::unique_ptr<OutputParser> Server::output_parser(const GenerationSpec& spec, const std::string& rendered,
+                                                    Route route) const {
+  if (!spec.is_chat) return nullptr;
+  OutputParserOptions o;
+  const bool tools = spec.tools.is_array() && !spec.tools.empty() && spec.tool_choice.mode != ToolChoice::Mode::kNone;
+  o.tools = tools ? model_.tool_call_format.value_or(ToolCallFormat::kNone) : ToolCallFormat::kNone;
+  o.reasoning = model_.reasoning_format.value_or(ReasoningFormat::kNone);
+  if (o.tools == ToolCallFormat::kNone && o.reasoning == ReasoningFormat::kNone) return nullptr;
+  o.starts_in_reasoning = o.reasoning != ReasoningFormat::kNone && prompt_opens_reasoning(rendered);
+  o.parallel_calls = spec.parallel_tool_calls;
+  o.tools_json = spec.tools;
+  o.id_prefix = route == Route::kMessages ? "toolu_" : "call_";
+  return std::make_unique<OutputParser>(std::move(o));
+}
+
+namespace {
+
 ApiError finish_error(const Piece& last) {
   if (last.finish == engine::FinishReason::kCancelled) {
     return ApiError::overloaded(503, "the request was cancelled (the server is shutting down)");
@@ -63,7 +84,7 @@ void Server::completions(const httplib::Request& req, httplib::Response& res) {
 }
 void Server::messages(const httplib::Request& req, httplib::Response& res) { generate(req, res, Route::kMessages); }
 
-Result<std::vector<int32_t>> Server::prompt_ids(const GenerationSpec& spec) const {
+Result<std::vector<int32_t>> Server::prompt_ids(const GenerationSpec& spec, std::string* rendered) const {
   if (spec.is_chat) {
     if (!model_.chat_template) {
       return invalid_argument("messages: the model has no chat template; use /v1/completions with a prompt");
@@ -71,6 +92,7 @@ Result<std::vector<int32_t>> Server::prompt_ids(const GenerationSpec& spec) cons
     Result<std::string> text =
         model_.chat_template->render(spec.messages, spec.tools, spec.add_generation_prompt, spec.template_kwargs);
     if (!text.ok()) return invalid_argument("messages: the chat template failed: {}", text.status().message());
+    if (rendered) *rendered = *text;
     // The template writes the special tokens itself, as apply_chat_template(tokenize=True) does.
     return model_.tokenizer->encode(*text, /*add_special=*/false);
   }
@@ -95,7 +117,8 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
   GenerationSpec& spec = *parsed;
   if (Status s = check_model(spec.model); !s.ok()) return fail(ApiError::not_found(s.message(), "model_not_found"));
 
-  Result<std::vector<int32_t>> prompt = prompt_ids(spec);
+  std::string rendered;
+  Result<std::vector<int32_t>> prompt = prompt_ids(spec, &rendered);
   if (!prompt.ok()) return fail(ApiError::from_status(prompt.status()));
   if (prompt->empty()) return fail(ApiError::bad_request("prompt: empty after tokenization", "prompt"));
 
@@ -129,7 +152,8 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
   if (spec.echo) ctx.echo = spec.prompt_is_ids ? model_.tokenizer->decode(request.prompt, false) : spec.prompt_text;
 
   Result<std::shared_ptr<Completion>> started =
-      Completion::start(model_.generator, model_.tokenizer, std::move(request), std::move(spec.stop), metrics_);
+      Completion::start(model_.generator, model_.tokenizer, std::move(request), std::move(spec.stop), metrics_,
+                        output_parser(spec, rendered, route));
   if (!started.ok()) {
     const Status& s = started.status();
     // Admission's kInvalidArgument is the context check: every other field was checked above.
@@ -178,7 +202,7 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
           if (!send(writer->stream_start(*completion))) return false;
         }
         Piece piece = completion->next(kStreamPoll);
-        if (!piece.text.empty() || !piece.logprobs.empty()) {
+        if (!piece.text.empty() || !piece.logprobs.empty() || !piece.events.empty()) {
           // A failed write means the client went away: returning false ends the stream, and the releaser
           // below cancels the generation.
           if (!send(writer->stream_piece(piece, *completion))) return false;

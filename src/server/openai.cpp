@@ -110,6 +110,39 @@ json usage(const Completion& c) {
 
 json openai_error_chunk(const ApiError& error) { return error.to_json(ApiFlavor::kOpenAI); }
 
+// "tool_calls" when the model called a tool and stopped by itself (a call cut off by max_tokens is "length").
+const char* chat_finish_reason(engine::FinishReason finish, const Completion& c) {
+  if (c.tool_calls() > 0 && finish == engine::FinishReason::kStop) return "tool_calls";
+  return openai_finish_reason(finish);
+}
+
+json tool_call_json(const OutputSummary::Call& call) {
+  return json{{"id", call.id},
+              {"type", "function"},
+              {"function", {{"name", call.name}, {"arguments", call.arguments}}}};
+}
+
+// One streamed delta per event: content, reasoning_content, or a tool_calls entry (id, type and name in a call's
+// first delta, then its arguments in pieces).
+json event_delta(const OutputEvent& e) {
+  switch (e.kind) {
+    case OutputEvent::Kind::kText:
+      return json{{"content", e.text}};
+    case OutputEvent::Kind::kReasoning:
+      return json{{"reasoning_content", e.text}};
+    case OutputEvent::Kind::kCallBegin:
+      return json{{"tool_calls", json::array({json{{"index", e.index},
+                                                   {"id", e.id},
+                                                   {"type", "function"},
+                                                   {"function", {{"name", e.name}, {"arguments", ""}}}}})}};
+    case OutputEvent::Kind::kCallArguments:
+      return json{{"tool_calls", json::array({json{{"index", e.index}, {"function", {{"arguments", e.text}}}}})}};
+    case OutputEvent::Kind::kCallEnd:
+      break;
+  }
+  return nullptr;
+}
+
 // What the chat and completion writers share: the chunk envelope, the final chunk with the finish reason, the
 // optional usage chunk, [DONE], and in-stream errors.
 class OpenAiWriter : public ResponseWriter {
@@ -130,7 +163,7 @@ class OpenAiWriter : public ResponseWriter {
 
   // `choice` is the API's empty final choice; the finish reason (and stop string) are added here.
   std::string stream_end_with(json choice, const Piece& last, const Completion& c) const {
-    choice["finish_reason"] = openai_finish_reason(last.finish);
+    choice["finish_reason"] = chat_finish_reason(last.finish, c);
     if (!last.stop_sequence.empty()) choice["stop_reason"] = last.stop_sequence;
     std::string out = sse_data(chunk(std::move(choice)));
     if (ctx_.include_usage) {
@@ -152,10 +185,20 @@ class ChatWriter : public OpenAiWriter {
   explicit ChatWriter(ResponseContext ctx) : OpenAiWriter(std::move(ctx), "chat.completion.chunk") {}
 
   json response(const Piece& all, const Completion& c) const override {
+    OutputSummary out = summarize(all.events);
+    json message{{"role", "assistant"}, {"content", all.text}};
+    // As OpenAI answers a call: content null unless the model also wrote text.
+    if (!out.calls.empty() && all.text.empty()) message["content"] = nullptr;
+    if (!out.reasoning.empty()) message["reasoning_content"] = out.reasoning;
+    if (!out.calls.empty()) {
+      json calls = json::array();
+      for (const auto& call : out.calls) calls.push_back(tool_call_json(call));
+      message["tool_calls"] = std::move(calls);
+    }
     json choice{{"index", 0},
-                {"message", {{"role", "assistant"}, {"content", all.text}}},
+                {"message", std::move(message)},
                 {"logprobs", ctx_.logprobs ? chat_logprobs(*ctx_.tokenizer, all.logprobs) : json(nullptr)},
-                {"finish_reason", openai_finish_reason(all.finish)}};
+                {"finish_reason", chat_finish_reason(all.finish, c)}};
     if (!all.stop_sequence.empty()) choice["stop_reason"] = all.stop_sequence;
     return json{{"id", ctx_.id},         {"object", "chat.completion"},
                 {"created", ctx_.created}, {"model", ctx_.model},
@@ -169,11 +212,20 @@ class ChatWriter : public OpenAiWriter {
   }
 
   std::string stream_piece(const Piece& piece, const Completion& c) const override {
-    json choice{{"index", 0},
-                {"delta", {{"content", piece.text}}},
-                {"logprobs", piece.logprobs.empty() ? json(nullptr) : chat_logprobs(*ctx_.tokenizer, piece.logprobs)},
-                {"finish_reason", nullptr}};
-    return sse_data(chunk(std::move(choice)));
+    json logprobs = piece.logprobs.empty() ? json(nullptr) : chat_logprobs(*ctx_.tokenizer, piece.logprobs);
+    std::string out;
+    for (const OutputEvent& e : piece.events) {
+      json delta = event_delta(e);
+      if (delta.is_null()) continue;
+      out += sse_data(chunk(json{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", std::move(logprobs)},
+                                 {"finish_reason", nullptr}}));
+      logprobs = nullptr;  // the piece's logprobs ride on its first chunk
+    }
+    if (out.empty() && (piece.events.empty() || !logprobs.is_null())) {
+      out = sse_data(chunk(json{{"index", 0}, {"delta", {{"content", piece.text}}}, {"logprobs", std::move(logprobs)},
+                                {"finish_reason", nullptr}}));
+    }
+    return out;
   }
 
   std::string stream_end(const Piece& last, const Completion& c) const override {
@@ -244,6 +296,7 @@ Result<GenerationSpec> parse_chat_request(const json& body) {
     if (!body["tools"].is_array()) return invalid_argument("tools: expected an array, got {}", describe(body["tools"]));
     spec.tools = body["tools"];
   }
+  KEEL_RETURN_IF_ERROR(read_openai_tool_choice(body, spec.tools, &spec.tool_choice, &spec.parallel_tool_calls));
   if (has(body, "chat_template_kwargs")) {
     if (!body["chat_template_kwargs"].is_object()) {
       return invalid_argument("chat_template_kwargs: expected an object, got {}", describe(body["chat_template_kwargs"]));

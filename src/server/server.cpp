@@ -30,6 +30,9 @@ Server::Server(ServerOptions options, ServedModel model)
       metrics_(std::make_shared<Metrics>()),
       created_(static_cast<int64_t>(std::time(nullptr))),
       rng_(std::random_device{}()) {
+  const std::string source = model_.chat_template ? model_.chat_template->source() : "";
+  if (!model_.tool_call_format) model_.tool_call_format = detect_tool_call_format(source);
+  if (!model_.reasoning_format) model_.reasoning_format = detect_reasoning_format(source);
   // What the transport refuses before any handler runs gets the route's error shape, and is counted.
   http_ = std::make_unique<Transport>(options_.http, [this](const std::string& path, const std::string& message,
                                                            httplib::Response& res) {

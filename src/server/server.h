@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -49,6 +50,10 @@ struct ServedModel {
   Generator* generator = nullptr;
   const tokenizer::Tokenizer* tokenizer = nullptr;
   const ChatTemplate* chat_template = nullptr;       // null: chat routes answer 400
+  // How the model writes tool calls and reasoning (--tool-call-parser, --reasoning-parser); unset: detected from
+  // the chat template's source (tool_call_format.h).
+  std::optional<ToolCallFormat> tool_call_format;
+  std::optional<ReasoningFormat> reasoning_format;
 };
 
 class Server {
@@ -92,8 +97,11 @@ class Server {
 
   void generate(const httplib::Request& req, httplib::Response& res, Route route);
   // Builds the prompt ids of a parsed request (chat template or completion prompt).
-  Result<std::vector<int32_t>> prompt_ids(const GenerationSpec& spec) const;
+  // `rendered` (when given) gets the chat template's output.
+  Result<std::vector<int32_t>> prompt_ids(const GenerationSpec& spec, std::string* rendered = nullptr) const;
   Status check_model(const std::string& requested) const;
+  std::unique_ptr<OutputParser> output_parser(const GenerationSpec& spec, const std::string& rendered,
+                                              Route route) const;
   std::string new_id(const char* prefix);
   json model_card() const;
 

@@ -139,4 +139,10 @@ Result<std::string> ChatTemplate::render(const json& messages, const json& tools
   return out;
 }
 
+std::string ChatTemplate::source() const {
+  auto it = templates_.find("tool_use");
+  if (it == templates_.end()) it = templates_.find("default");
+  return it == templates_.end() ? "" : it->second->source;
+}
+
 }  // namespace keel

@@ -35,6 +35,9 @@ class ChatTemplate {
                              const nlohmann::ordered_json& extra_kwargs = nullptr) const;
 
   const std::map<std::string, std::string>& special_tokens() const { return special_tokens_; }
+  // The template's text ("tool_use" when the model has one, else "default"): what the output parsers' formats
+  // are detected from.
+  std::string source() const;
 
  private:
   struct Named {
