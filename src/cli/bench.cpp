@@ -104,7 +104,7 @@ Result<double> measure_decode(model::Model& m, backend::Backend& b, int batch, i
   const auto& c = m.config();
   const auto& layout = m.kv_layout();
   kv::BlockPool pool(layout.num_blocks, layout.block_size);
-  engine::ModelRunner runner(&m, leader);
+  engine::ModelRunner runner(&m, leader, env::Env::posix());
   std::vector<std::unique_ptr<engine::Sequence>> seqs;
   for (int s = 0; s < batch; s++) {
     std::vector<int32_t> tokens;
@@ -294,7 +294,7 @@ int run_bench(const BenchArgs& a) {
     std::vector<int32_t> seq;
     for (int i = 0; i < prompt; i++) seq.push_back((i * 7919 + 13) % c.vocab_size);
     const auto& layout = m.kv_layout();
-    engine::ModelRunner runner(&m, leader);
+    engine::ModelRunner runner(&m, leader, env::Env::posix());
     double best = 1e30;
     for (int rep = 0; rep < (gpu ? 3 : 1); rep++) {
       kv::BlockPool pool(layout.num_blocks, layout.block_size);
