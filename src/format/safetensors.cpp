@@ -6,6 +6,7 @@
 #include <set>
 
 #include "base/json_parse.h"
+#include "format/gguf.h"
 
 namespace keel::format {
 
@@ -98,6 +99,13 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::parse(std::unique_ptr<
 }
 
 Result<WeightFiles> WeightFiles::open(env::Env* env, const std::string& dir) {
+  if (is_gguf_path(dir) && !env->is_directory(dir)) {
+    WeightFiles wf;
+    KEEL_ASSIGN_OR_RETURN(std::unique_ptr<GgufWeights> gguf, GgufWeights::open(env, dir));
+    wf.gguf_ = std::move(gguf);
+    for (auto& [name, t] : wf.gguf_->tensors()) wf.index_[name] = &t;
+    return wf;
+  }
   std::vector<std::string> paths;
   const std::string index_path = env::join_path(dir, "model.safetensors.index.json");
   const std::string single_path = env::join_path(dir, "model.safetensors");

@@ -43,8 +43,10 @@ class SafetensorsFile {
   std::map<std::string, TensorView> tensors_;
 };
 
+class GgufWeights;
+
 // All tensors of a model directory: model.safetensors, or the shards named by
-// model.safetensors.index.json.
+// model.safetensors.index.json; or of one .gguf file (format/gguf.h), under their Hugging Face names.
 class WeightFiles {
  public:
   static Result<WeightFiles> open(env::Env* env, const std::string& model_dir);
@@ -60,6 +62,7 @@ class WeightFiles {
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::shared_ptr<GgufWeights> gguf_;
   std::map<std::string, const TensorView*> index_;
 };
 

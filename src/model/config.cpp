@@ -7,6 +7,7 @@
 #include "base/dtype.h"
 #include "base/json_parse.h"
 #include "format/quant.h"
+#include "model/gguf_config.h"
 
 namespace keel::model {
 
@@ -422,6 +423,10 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
 }
 
 Result<ModelConfig> load_config(env::Env* env, const std::string& model_dir) {
+  if (format::is_gguf_path(model_dir) && !env->is_directory(model_dir)) {
+    KEEL_ASSIGN_OR_RETURN(auto gguf, format::GgufFile::open(env, model_dir));
+    return config_from_gguf(*gguf);
+  }
   const std::string path = env::join_path(model_dir, "config.json");
   KEEL_ASSIGN_OR_RETURN(std::string text, env->read_file(path));
   return parse_config(text, path);

@@ -116,6 +116,7 @@ Status parse_quantization(const nlohmann::json& j, const std::string& where, Qua
 
 // Parses config.json text; `where` names the file in error messages.
 Result<ModelConfig> parse_config(const std::string& json_text, const std::string& where);
+// `model_dir`'s config.json, or the metadata of a .gguf file given instead of a directory.
 Result<ModelConfig> load_config(env::Env* env, const std::string& model_dir);
 
 }  // namespace keel::model

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "format/gguf.h"
 #include "model/pipeline.h"
 #include "model/rope.h"
 #include "model/vocab_parallel.h"
@@ -23,7 +24,8 @@ Status reserve_weights(const ModelConfig& c, ShardSpec shard, backend::Backend* 
 Result<std::unique_ptr<Model>> Model::load(env::Env* env, const std::string& dir, backend::Backend* backend,
                                            const LoadOptions& options) {
   auto model = std::unique_ptr<Model>(new Model());
-  if (!env->is_directory(dir)) return not_found("{}: not a directory", dir);
+  if (!env->is_directory(dir) && !(format::is_gguf_path(dir) && env->file_exists(dir)))
+    return not_found("{}: not a model directory or a .gguf file", dir);
   KEEL_ASSIGN_OR_RETURN(model->config_, load_config(env, dir));
   model->backend_ = backend;
   model->options_ = options;

@@ -56,24 +56,7 @@ void write_pair(const std::string& name, const Plan& plan, const std::string& qd
     to_float(t.dtype, t.data, f32[n].data(), t.numel());
     shapes[n] = t.shape;
   }
-  // mlx-lm's stacked experts: switch_mlp.P [E, rows, cols] from experts.{e}.P.weight.
-  if (plan.stack_experts) {
-    const std::regex expert(R"((model\.layers\.\d+\.mlp\.)experts\.(\d+)\.(\w+_proj)\.weight)");
-    std::map<std::string, std::map<int, std::string>> groups;
-    for (auto& [n, v] : f32) {
-      std::smatch m;
-      if (std::regex_match(n, m, expert)) groups[m[1].str() + "switch_mlp." + m[3].str() + ".weight"][std::stoi(m[2])] = n;
-    }
-    for (auto& [stacked, parts] : groups) {
-      std::vector<float> all;
-      for (auto& [e, n] : parts) all.insert(all.end(), f32[n].begin(), f32[n].end());
-      std::vector<int64_t> shape = shapes[parts.begin()->second];
-      shape.insert(shape.begin(), static_cast<int64_t>(parts.size()));
-      for (auto& [e, n] : parts) f32.erase(n), shapes.erase(n);
-      f32[stacked] = std::move(all);
-      shapes[stacked] = shape;
-    }
-  }
+  if (plan.stack_experts) testing::stack_experts(f32, shapes);
   std::map<std::string, RawTensor> quantized, reference;
   for (auto& [n, v] : f32) {
     const std::vector<int64_t>& shape = shapes[n];

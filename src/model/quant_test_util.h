@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,27 @@ inline MlxQuantized mlx_quantize(const std::vector<float>& w, std::vector<int64_
   q.scales = RawTensor{"BF16", group_shape, std::string(reinterpret_cast<const char*>(scales.data()), scales.size() * 2)};
   q.biases = RawTensor{"BF16", group_shape, std::string(reinterpret_cast<const char*>(biases.data()), biases.size() * 2)};
   return q;
+}
+
+// mlx-lm's (and GGUF's) stacked experts: mlp.switch_mlp.P.weight [E, rows, cols] from
+// mlp.experts.{e}.P.weight, in place.
+inline void stack_experts(std::map<std::string, std::vector<float>>& f32,
+                          std::map<std::string, std::vector<int64_t>>& shapes) {
+  const std::regex expert(R"((model\.layers\.\d+\.mlp\.)experts\.(\d+)\.(\w+_proj)\.weight)");
+  std::map<std::string, std::map<int, std::string>> groups;
+  for (auto& [n, v] : f32) {
+    std::smatch m;
+    if (std::regex_match(n, m, expert)) groups[m[1].str() + "switch_mlp." + m[3].str() + ".weight"][std::stoi(m[2])] = n;
+  }
+  for (auto& [stacked, parts] : groups) {
+    std::vector<float> all;
+    for (auto& [e, n] : parts) all.insert(all.end(), f32[n].begin(), f32[n].end());
+    std::vector<int64_t> shape = shapes[parts.begin()->second];
+    shape.insert(shape.begin(), static_cast<int64_t>(parts.size()));
+    for (auto& [e, n] : parts) f32.erase(n), shapes.erase(n);
+    f32[stacked] = std::move(all);
+    shapes[stacked] = shape;
+  }
 }
 
 }  // namespace keel::model::testing
