@@ -118,7 +118,7 @@ std::optional<BlockManager::Admission> BlockManager::admit(SequenceBlocks& seq, 
   int cap = 0;
   if (index_) {
     // The last token is always computed: its logits give the next token.
-    cap = (len - 1) / bs;
+    cap = seq.reuse_cached ? (len - 1) / bs : 0;
     extend_hashes(seq, cap);
     hits = index_->lookup(std::span(seq.block_hashes).first(cap));
   }

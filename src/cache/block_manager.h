@@ -52,6 +52,9 @@ struct SequenceBlocks {
   // The first block's parent: zero, or the request's salt key (salt_key(cache_salt)): sequences with different
   // salts share no block.
   BlockHash salt;
+  // false: admitted without any cached prefix, every token computed (prompt logprobs need each position's
+  // logits). Its full blocks are still indexed for others.
+  bool reuse_cached = true;
 };
 
 enum class SsdWritePolicy {

@@ -32,6 +32,10 @@ struct RequestState {
   Request request;
   EventCallback callback;
   std::vector<int32_t> stop_ids;
+  // Request::prompt_logprobs: collected over the prompt's chunks (entry p: prompt token p + 1), handed out with
+  // the first event. A preempted sequence recomputes its prompt; what is already here is not collected twice.
+  std::vector<PromptLogprob> prompt_logprobs;
+  bool prompt_logprobs_sent = false;
 };
 
 }  // namespace
@@ -209,6 +213,8 @@ void Engine::loop() {
 
   std::vector<ChoiceRow> rows;
   std::vector<Choice> choices;
+  std::vector<int> prompt_top;  // per chunk: Request::prompt_logprobs while its prompt logprobs are incomplete
+  std::vector<ChunkPromptLogprobs> prompt_logprobs;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -240,12 +246,16 @@ void Engine::loop() {
         continue;
       }
       for (auto& [id, rc] : incoming_) {
-        auto state = std::make_unique<RequestState>(RequestState{std::move(rc.first), std::move(rc.second), {}});
+        auto state = std::make_unique<RequestState>();
+        state->request = std::move(rc.first);
+        state->callback = std::move(rc.second);
         state->stop_ids = state->request.stop_token_ids;
         if (!state->request.ignore_eos)
           for (int e : model_->config().eos_token_ids) state->stop_ids.push_back(e);
         auto seq = std::make_unique<Sequence>(id, state->request.prompt, model_->kv_layout().block_size);
         seq->salt = cache::salt_key(state->request.cache_salt);
+        seq->prefill_after = state->request.prefill_after;
+        seq->reuse_cached = state->request.prompt_logprobs < 0;
         scheduler_.add(std::move(seq));
         requests[id] = std::move(state);
       }
@@ -267,13 +277,19 @@ void Engine::loop() {
       continue;
     }
     rows.clear();
+    prompt_top.clear();
+    for (const Chunk& c : plan.chunks) {
+      const RequestState& st = *requests.at(c.seq->id);
+      const bool collecting = st.request.prompt_logprobs >= 0 && !st.prompt_logprobs_sent;
+      prompt_top.push_back(collecting ? st.request.prompt_logprobs : -1);
+    }
     for (const Chunk& c : plan.chunks) {
       if (!c.samples()) continue;
       const Request& r = requests.at(c.seq->id)->request;
       rows.push_back({&r.sampling, &c.seq->tokens, c.seq->prompt_len, static_cast<uint64_t>(c.seq->generated()),
                       r.top_logprobs, r.mask.get()});
     }
-    Status s = runner_.step(plan.chunks, rows, &choices);
+    Status s = runner_.step(plan.chunks, rows, &choices, prompt_top, &prompt_logprobs);
     if (!s.ok() && options_.leader != nullptr) {
       fail_group(s);
       break;
@@ -284,6 +300,12 @@ void Engine::loop() {
       continue;
     }
     scheduler_.advance(plan);
+    for (ChunkPromptLogprobs& cp : prompt_logprobs) {
+      RequestState& st = *requests.at(plan.chunks[cp.chunk].seq->id);
+      for (size_t i = 0; i < cp.entries.size(); i++)
+        if (cp.first + static_cast<int>(i) == static_cast<int>(st.prompt_logprobs.size()))
+          st.prompt_logprobs.push_back(std::move(cp.entries[i]));
+    }
 
     size_t row = 0;
     uint64_t prompt_tokens = 0, generated = 0;
@@ -306,6 +328,10 @@ void Engine::loop() {
       e.cached_tokens = seq->cached_tokens;
       e.chosen = choice.chosen;
       e.top = std::move(choice.top);
+      if (st.request.prompt_logprobs >= 0 && !st.prompt_logprobs_sent) {
+        e.prompt_logprobs = std::move(st.prompt_logprobs);
+        st.prompt_logprobs_sent = true;
+      }
       if (std::find(st.stop_ids.begin(), st.stop_ids.end(), tok) != st.stop_ids.end())
         e.finish = FinishReason::kStop;
       else if (seq->generated() >= st.request.max_tokens ||

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <future>
 
 #include "engine/engine_test_util.h"
@@ -370,6 +372,113 @@ TEST(EnginePrefixCache, ASmallHotTierStaysWithinItsCapAndLosesNothing) {
   }
   EXPECT_GT(engine.stats().hot_cache_evictions, 0u);
   EXPECT_EQ(engine.stats().kv_blocks_used, 0);
+}
+
+}  // namespace keel::engine
+
+namespace keel::engine {
+
+using namespace keel::engine::testing;
+
+// n > 1 as the server submits it: the first request, then siblings with prefill_after. The prompt is computed
+// once in full; each sibling computes only what follows the shared full blocks, and answers as if alone.
+TEST(EnginePrefixCache, SiblingsComputeThePromptOnceAndAnswerAsIfAlone) {
+  const std::vector<int32_t> p = prompt(22, 3);  // 5 full blocks of 4 and 2 tokens
+  Loaded l = load(64, /*block_size=*/4);
+  Engine engine(l.model.get(), EngineOptions{});
+  constexpr int kSiblings = 4;
+  Collector c[kSiblings];
+  auto first = engine.submit(greedy(p, 6), c[0].callback());
+  ASSERT_TRUE(first.ok());
+  for (int i = 1; i < kSiblings; i++) {
+    Request r = greedy(p, 6);
+    r.prefill_after = *first;
+    ASSERT_TRUE(engine.submit(std::move(r), c[i].callback()).ok());
+  }
+  for (auto& one : c) ASSERT_TRUE(one.wait());
+  const std::vector<int32_t> reference = alone(p, 6);
+  for (int i = 0; i < kSiblings; i++) EXPECT_EQ(c[i].tokens, reference) << "sibling " << i;
+  EXPECT_EQ(c[0].cached_tokens, 0);
+  for (int i = 1; i < kSiblings; i++) EXPECT_EQ(c[i].cached_tokens, 20);
+  // 22 + 3 * 2 prompt tokens computed, against 4 * 22 = 88 without sharing.
+  EXPECT_EQ(engine.stats().prompt_tokens, 22u + 3u * 2u);
+  EXPECT_EQ(engine.stats().prefix_cache_hit_blocks, 3u * 5u);
+}
+
+TEST(EnginePrefixCache, SampledSiblingsWithTheirOwnSeedsDrawTheirOwnTokens) {
+  const std::vector<int32_t> p = prompt(9, 4);
+  Loaded l = load(64, /*block_size=*/4);
+  Engine engine(l.model.get(), EngineOptions{});
+  constexpr int kSiblings = 3;
+  Collector c[kSiblings];
+  uint64_t first = 0;
+  for (int i = 0; i < kSiblings; i++) {
+    Request r = greedy(p, 12);
+    r.sampling.temperature = 1.5f;
+    r.sampling.seed = 100 + i;
+    r.prefill_after = first;
+    auto id = engine.submit(std::move(r), c[i].callback());
+    ASSERT_TRUE(id.ok());
+    if (i == 0) first = *id;
+  }
+  for (auto& one : c) ASSERT_TRUE(one.wait());
+  EXPECT_NE(c[0].tokens, c[1].tokens);
+  EXPECT_NE(c[1].tokens, c[2].tokens);
+  // Each as its seed draws alone.
+  Request again = greedy(p, 12);
+  again.sampling.temperature = 1.5f;
+  again.sampling.seed = 101;
+  EXPECT_EQ(*engine.generate(std::move(again)), c[1].tokens);
+}
+
+}  // namespace keel::engine
+
+namespace keel::engine {
+
+using namespace keel::engine::testing;
+
+// Prompt logprobs against the oracle: the model's logits over the prompt computed independently (all_logits, a KV
+// pool of its own), log-softmaxed here. The prompt spans two prefill chunks, and a second request for a prompt
+// the prefix cache holds still computes (and reports) every position.
+TEST(Engine, PromptLogprobsEqualTheLogSoftmaxOfTheModelsOwnLogits) {
+  const std::vector<int32_t> p = prompt(100, 6);  // two chunks of the 64-token step budget
+  const int kTop = 3;
+  Loaded oracle_model = load(64);
+  auto logits = all_logits(*oracle_model.model, p);
+  ASSERT_TRUE(logits.ok()) << logits.status().message();
+  const int vocab = oracle_model.model->config().vocab_size;
+
+  Loaded l = load(64);
+  Engine engine(l.model.get(), EngineOptions{});
+  for (int round = 0; round < 2; round++) {
+    std::vector<Event> events;
+    std::promise<void> done;
+    Request r = greedy(p, 2);
+    r.prompt_logprobs = kTop;
+    ASSERT_TRUE(engine.submit(r, [&](const Event& e) {
+      events.push_back(e);
+      if (e.finish != FinishReason::kNone) done.set_value();
+    }).ok());
+    done.get_future().wait();
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_TRUE(events[1].prompt_logprobs.empty()) << "handed out once, with the first event";
+    const std::vector<PromptLogprob>& got = events[0].prompt_logprobs;
+    ASSERT_EQ(got.size(), p.size() - 1) << "round " << round;
+    EXPECT_EQ(events[0].cached_tokens, 0) << "no cached prefix for a request that needs every position";
+    for (size_t i = 0; i + 1 < p.size(); i++) {
+      const float* row = logits->data() + i * static_cast<size_t>(vocab);
+      const float mx = *std::max_element(row, row + vocab);
+      double sum = 0;
+      for (int v = 0; v < vocab; v++) sum += std::exp(static_cast<double>(row[v]) - mx);
+      const double lse = mx + std::log(sum);
+      EXPECT_EQ(got[i].chosen.token, p[i + 1]);
+      EXPECT_NEAR(got[i].chosen.logprob, row[p[i + 1]] - lse, 1e-3) << "position " << i;
+      ASSERT_EQ(got[i].top.size(), static_cast<size_t>(kTop));
+      const int32_t best = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
+      EXPECT_EQ(got[i].top[0].token, best);
+      EXPECT_NEAR(got[i].top[0].logprob, mx - lse, 1e-3);
+    }
+  }
 }
 
 }  // namespace keel::engine

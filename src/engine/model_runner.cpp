@@ -25,20 +25,41 @@ void append_slice(model::Batch& batch, const std::vector<int32_t>& tokens, const
 }  // namespace
 
 Status ModelRunner::step(const std::vector<Chunk>& chunks, std::span<const ChoiceRow> rows,
-                         std::vector<Choice>* out) {
+                         std::vector<Choice>* out, std::span<const int> prompt_top,
+                         std::vector<ChunkPromptLogprobs>* prompt_out) {
   batch_.tokens.clear();
   batch_.meta.positions.clear();
   batch_.meta.slot_mapping.clear();
   batch_.meta.seqs.clear();
   batch_.logit_rows.clear();
-  for (const Chunk& c : chunks) {
+  sample_rows_.clear();
+  prompt_rows_.clear();
+  if (prompt_out != nullptr) prompt_out->clear();
+  for (size_t ci = 0; ci < chunks.size(); ci++) {
+    const Chunk& c = chunks[ci];
+    const int32_t slice_start = static_cast<int32_t>(batch_.tokens.size());
     append_slice(batch_, c.seq->tokens, c.seq->table, c.begin, c.end);
-    if (c.samples()) batch_.logit_rows.push_back(static_cast<int32_t>(batch_.tokens.size() - 1));
+    // Positions before the prompt's last predict prompt tokens; their rows precede the sampling row (ascending).
+    const int predicting = std::min(c.end, c.seq->prompt_len - 1);
+    if (!prompt_top.empty() && prompt_top[ci] >= 0 && prompt_out != nullptr && c.begin < predicting) {
+      prompt_out->push_back(ChunkPromptLogprobs{ci, c.begin, {}});
+      for (int p = c.begin; p < predicting; p++) {
+        prompt_rows_.push_back(batch_.logit_rows.size());
+        batch_.logit_rows.push_back(slice_start + (p - c.begin));
+      }
+    }
+    if (c.samples()) {
+      sample_rows_.push_back(batch_.logit_rows.size());
+      batch_.logit_rows.push_back(static_cast<int32_t>(batch_.tokens.size() - 1));
+    }
   }
-  if (rows.size() != batch_.logit_rows.size())
+  if (rows.size() != sample_rows_.size())
     return internal_error("ModelRunner::step: {} choice rows for {} sampling chunks", rows.size(),
-                          batch_.logit_rows.size());
-  const ChoiceSite site = TokenChooser::site(rows, model_->greedy_on_device(), model_->sample_on_device());
+                          sample_rows_.size());
+  // Prompt logprobs need those rows' logits on the host: the whole step is chosen there.
+  const ChoiceSite site = !prompt_rows_.empty()
+                              ? ChoiceSite::kHost
+                              : TokenChooser::site(rows, model_->greedy_on_device(), model_->sample_on_device());
   draws_.clear();
   if (site == ChoiceSite::kDeviceSample)
     for (const ChoiceRow& r : rows) draws_.push_back(TokenChooser::draw_params(r));
@@ -56,9 +77,22 @@ Status ModelRunner::step(const std::vector<Chunk>& chunks, std::span<const Choic
 
   out->resize(rows.size());
   const int vocab = model_->config().vocab_size;
+  if (!prompt_rows_.empty()) {
+    size_t row = 0;
+    for (ChunkPromptLogprobs& cp : *prompt_out) {
+      const Chunk& c = chunks[cp.chunk];
+      const int predicting = std::min(c.end, c.seq->prompt_len - 1);
+      for (int p = cp.first; p < predicting; p++, row++) {
+        PromptLogprob entry;
+        chooser_.logprobs(logits_.data() + prompt_rows_[row] * static_cast<size_t>(vocab), vocab,
+                          c.seq->tokens[p + 1], prompt_top[cp.chunk], &entry.chosen, &entry.top);
+        cp.entries.push_back(std::move(entry));
+      }
+    }
+  }
   for (size_t i = 0; i < rows.size(); i++) {
     if (site == ChoiceSite::kHost) {
-      (*out)[i] = chooser_.choose(logits_.data() + i * static_cast<size_t>(vocab), vocab, rows[i]);
+      (*out)[i] = chooser_.choose(logits_.data() + sample_rows_[i] * static_cast<size_t>(vocab), vocab, rows[i]);
     } else {
       (*out)[i] = Choice();
       (*out)[i].token = tokens_[i];

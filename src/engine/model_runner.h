@@ -15,6 +15,14 @@
 
 namespace keel::engine {
 
+// The prompt logprobs one chunk computed (Request::prompt_logprobs): entries[i] is prompt token first + i + 1's
+// logprob under the logits at position first + i.
+struct ChunkPromptLogprobs {
+  size_t chunk = 0;
+  int first = 0;
+  std::vector<PromptLogprob> entries;
+};
+
 class ModelRunner {
  public:
   // `leader`: rank 0 of a tensor/pipeline-parallel group (engine/follower.h), or null. Neither is owned.
@@ -24,7 +32,10 @@ class ModelRunner {
   // Runs `chunks` (their KV slots already reserved in each sequence's table). rows[i] says how the i-th chunk
   // that samples (Chunk::samples, in chunk order) chooses its token; out receives one Choice per row. A failure
   // of the plan's broadcast or of the forward leaves `out` unset.
-  Status step(const std::vector<Chunk>& chunks, std::span<const ChoiceRow> rows, std::vector<Choice>* out);
+  // prompt_top (empty, or one per chunk): k >= 0 asks for the logprobs of the prompt tokens the chunk's positions
+  // predict, with the k most likely (those logits then come to the host); prompt_out receives them.
+  Status step(const std::vector<Chunk>& chunks, std::span<const ChoiceRow> rows, std::vector<Choice>* out,
+              std::span<const int> prompt_top = {}, std::vector<ChunkPromptLogprobs>* prompt_out = nullptr);
 
   // Of the last step: the forward's wall time (the device's work and the wait for its tokens) and its tokens.
   double forward_seconds() const { return forward_seconds_; }
@@ -38,6 +49,8 @@ class ModelRunner {
   std::vector<float> logits_;
   std::vector<int32_t> tokens_;
   std::vector<backend::SampleParams> draws_;
+  std::vector<size_t> sample_rows_;  // for each sampling row, its index among the batch's logit rows
+  std::vector<size_t> prompt_rows_;  // for each prompt-logprob position, its index among the batch's logit rows
   double forward_seconds_ = 0;
   env::Env* env_;
 };

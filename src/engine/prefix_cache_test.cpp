@@ -352,3 +352,61 @@ TEST(PrefixCacheHotTier, EvictCachedSendsEveryUnusedBlockDownAndKeepsBlocksInUse
 }
 
 }  // namespace keel::engine
+
+namespace keel::engine {
+
+// n > 1: the siblings of a prompt wait for the first one's prefill, then share its full blocks by refcount and
+// compute only the tokens after them.
+TEST(PrefixCache, SiblingsWaitForTheFirstPrefillThenShareItsFullBlocks) {
+  Scheduler s(/*blocks=*/32, /*block_size=*/4, 8, 100, kModelA);
+  s.add(seq(1, tokens(10, 1)));
+  for (uint64_t id = 2; id <= 4; id++) {
+    auto sibling = seq(id, tokens(10, 1));
+    sibling->prefill_after = 1;
+    s.add(std::move(sibling));
+  }
+  // An unrelated request behind the siblings is not held up by them.
+  s.add(seq(5, tokens(6, 2)));
+  StepPlan p = s.schedule();
+  ASSERT_EQ(p.chunks.size(), 2u);
+  EXPECT_EQ(p.chunks[0].seq->id, 1u);
+  EXPECT_EQ(p.chunks[0].end - p.chunks[0].begin, 10);
+  EXPECT_EQ(p.chunks[1].seq->id, 5u);
+  run(s, p);
+
+  p = s.schedule();
+  int prompt_computed = 0;
+  std::vector<int32_t> first_table = s.find(1)->table.blocks();
+  for (const Chunk& c : p.chunks) {
+    if (c.seq->id < 2 || c.seq->id > 4) continue;
+    // 10 tokens: the 2 full blocks come from the first sibling's prefill, the last 2 tokens are computed.
+    EXPECT_EQ(c.begin, 8);
+    EXPECT_EQ(c.end, 10);
+    EXPECT_EQ(c.seq->cached_tokens, 8);
+    EXPECT_EQ(c.seq->table.blocks()[0], first_table[0]);
+    EXPECT_EQ(c.seq->table.blocks()[1], first_table[1]);
+    prompt_computed += c.end - c.begin;
+  }
+  EXPECT_EQ(prompt_computed, 3 * 2);  // against 3 * 10 without sharing
+  run(s, p);
+  for (uint64_t id = 1; id <= 5; id++) ASSERT_TRUE(s.finish(id));
+  expect_balanced(s);
+}
+
+TEST(PrefixCache, ASiblingWhoseFirstIsGoneIsAdmittedAlone) {
+  Scheduler s(/*blocks=*/32, /*block_size=*/4, 8, 100, kModelA);
+  s.add(seq(1, tokens(10, 1)));
+  auto sibling = seq(2, tokens(10, 1));
+  sibling->prefill_after = 1;
+  s.add(std::move(sibling));
+  ASSERT_TRUE(s.finish(1));  // cancelled before it ran
+  StepPlan p = s.schedule();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(p.chunks[0].seq->id, 2u);
+  EXPECT_EQ(p.chunks[0].begin, 0);
+  run(s, p);
+  ASSERT_TRUE(s.finish(2));
+  expect_balanced(s);
+}
+
+}  // namespace keel::engine

@@ -54,10 +54,19 @@ struct Request {
   std::vector<int32_t> stop_token_ids;  // finish (reason stop) after emitting one of these
   bool ignore_eos = false;              // else the model's eos ids are stop ids too
   int top_logprobs = -1;                // -1: no logprobs; 0: the chosen token's; n: and the n most likely
+  // Prompt logprobs (/v1/completions echo with logprobs): -1 none; k >= 0: the logprob of every prompt token
+  // after the first under the model's distribution at the position before it, and the k most likely there,
+  // handed out with the first event. Such a request computes its whole prompt: no cached prefix is reused.
+  int prompt_logprobs = -1;
   // Mixed into the first block's key (cache::salt_key): requests share cached prefixes only with requests of
   // the same salt. Empty: no salt.
   std::string cache_salt;
   std::shared_ptr<TokenMask> mask;      // null: every token allowed
+  // n > 1 (several completions of one prompt): the id of the request submitted first with the same prompt and
+  // salt. This one waits to be admitted until that one's prompt is computed (or it is gone), so the prefix cache
+  // hands it the prompt's full blocks, shared by refcount, and it computes only the tokens after them (fewer than
+  // a block). 0: none.
+  uint64_t prefill_after = 0;
 };
 
 // The context check, keel's one, run at admission (Engine::submit) before anything is queued or allocated:
@@ -74,6 +83,12 @@ struct TokenLogprob {
   float logprob = 0.0f;
 };
 
+// One prompt token's logprob (Request::prompt_logprobs).
+struct PromptLogprob {
+  TokenLogprob chosen;            // the prompt's token
+  std::vector<TokenLogprob> top;  // the k most likely at its position, most likely first
+};
+
 // What a request's callback receives, on the engine thread; it must return quickly and never block. One event
 // per generated token; the last carries the finish reason (and may carry no token).
 struct Event {
@@ -81,6 +96,9 @@ struct Event {
   int32_t token = -1;  // -1 when the event carries no token (error, cancellation)
   TokenLogprob chosen;
   std::vector<TokenLogprob> top;  // top_logprobs alternatives, most likely first
+  // With Request::prompt_logprobs, on the first event only: prompt tokens 1..n-1 in order (the first token has
+  // no position before it).
+  std::vector<PromptLogprob> prompt_logprobs;
   FinishReason finish = FinishReason::kNone;  // set on the request's last event
   std::string error;                          // with kError
   int prompt_tokens = 0;

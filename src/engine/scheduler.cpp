@@ -56,16 +56,31 @@ StepPlan Scheduler::schedule() {
     i++;
   }
   // Then waiting sequences in arrival order, while they fit.
-  while (!waiting_.empty() && budget > 0 && static_cast<int>(running_.size()) < max_num_seqs_) {
-    Sequence* seq = waiting_.front().get();
+  for (size_t i = 0; i < waiting_.size() && budget > 0 && static_cast<int>(running_.size()) < max_num_seqs_;) {
+    Sequence* seq = waiting_[i].get();
+    if (waits_for_sibling(*seq)) {
+      i++;
+      continue;
+    }
     const int n = admit(seq, budget);
     if (n < 0) break;
     plan.chunks.push_back(Chunk{seq, seq->num_computed, seq->num_computed + n});
     budget -= n;
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+    running_.push_back(std::move(waiting_[i]));
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
   }
   return plan;
+}
+
+bool Scheduler::waits_for_sibling(Sequence& seq) {
+  if (seq.prefill_after == 0) return false;
+  const Sequence* sibling = find(seq.prefill_after);
+  // Gone (finished, cancelled) or done with its prompt: its full blocks are in the prefix index by now.
+  if (sibling == nullptr || sibling->num_computed >= sibling->prompt_len) {
+    seq.prefill_after = 0;
+    return false;
+  }
+  return true;
 }
 
 void Scheduler::advance(const StepPlan& plan) {

@@ -2,7 +2,8 @@
 //
 // Each step fills a token budget: first the running sequences (a decode is one token; a sequence still
 // prefilling takes a chunk), then waiting sequences in arrival order (FIFO: a sequence that does not fit
-// blocks the ones behind it). When the KV pool runs out, the newest running sequence is preempted: its
+// blocks the ones behind it; one whose prefill_after sibling is still computing the shared prompt is passed
+// over, and blocks nothing). When the KV pool runs out, the newest running sequence is preempted: its
 // blocks are freed and it goes back to the front of the queue to be recomputed later, tokens kept, so no
 // request is ever lost.
 //
@@ -33,6 +34,7 @@ struct Sequence : cache::SequenceBlocks {
   int num_computed = 0;  // leading tokens whose KV is in the cache
   int num_preemptions = 0;
   int cached_tokens = 0;  // prompt tokens the first admission found cached (what usage reports)
+  uint64_t prefill_after = 0;  // Request::prefill_after: not admitted while that sequence's prompt is computing
 
   int generated() const { return static_cast<int>(tokens.size()) - prompt_len; }
 };
@@ -99,6 +101,8 @@ class Scheduler {
 
  private:
   void preempt(Sequence* seq);
+  // Whether `seq` waits for its prefill_after sibling, which exists and has not computed its prompt yet.
+  bool waits_for_sibling(Sequence& seq);
   // For a sequence with no blocks: admits it with its cached prefix if the rest of `budget` tokens then fits.
   // Returns the tokens of the planned chunk after the cached prefix, or -1 when it does not fit (nothing taken).
   int admit(Sequence* seq, int budget);

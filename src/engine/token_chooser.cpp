@@ -70,20 +70,26 @@ Choice TokenChooser::choose(const float* logits, int vocab, const ChoiceRow& row
   const float* l = process(logits, vocab, row);
   c.token = backend::sampling::sample_row(l, vocab, draw_params(row), scratch_);
   if (row.top_logprobs < 0) return c;
+  logprobs(logits, vocab, c.token, row.top_logprobs, &c.chosen, &c.top);
+  return c;
+}
+
+void TokenChooser::logprobs(const float* logits, int vocab, int32_t token, int top, TokenLogprob* chosen,
+                            std::vector<TokenLogprob>* top_out) {
   // Log-softmax of the model's raw distribution.
   const float mx = *std::max_element(logits, logits + vocab);
   double sum = 0;
   for (int v = 0; v < vocab; v++) sum += std::exp(static_cast<double>(logits[v]) - mx);
   const float lse = mx + static_cast<float>(std::log(sum));
-  c.chosen = {c.token, logits[c.token] - lse};
+  *chosen = {token, logits[token] - lse};
+  top_out->clear();
   order_.resize(vocab);
   for (int v = 0; v < vocab; v++) order_[v] = v;
-  const int k = std::min(row.top_logprobs, vocab);
+  const int k = std::min(top, vocab);
   std::partial_sort(order_.begin(), order_.begin() + k, order_.end(), [&](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   });
-  for (int i = 0; i < k; i++) c.top.push_back({order_[i], logits[order_[i]] - lse});
-  return c;
+  for (int i = 0; i < k; i++) top_out->push_back({order_[i], logits[order_[i]] - lse});
 }
 
 std::vector<int32_t> TokenChooser::verify(const float* logits, int vocab, const ChoiceRow& row,

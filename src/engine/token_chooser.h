@@ -61,6 +61,10 @@ class TokenChooser {
 
   // Steps 1-4 (and the logprobs) for one row of `vocab` logits.
   Choice choose(const float* logits, int vocab, const ChoiceRow& row);
+  // The logprob of `token` under the raw logits' distribution, and the `top` most likely (most likely first,
+  // the lower id first on ties): what choose() reports, and prompt logprobs.
+  void logprobs(const float* logits, int vocab, int32_t token, int top, TokenLogprob* chosen,
+                std::vector<TokenLogprob>* top_out);
 
   // Speculative decoding: logits holds draft.size() + 1 rows, row i the logits after the row's history followed
   // by draft[0, i). Returns the tokens one-at-a-time choosing gives: draft's longest prefix each of whose tokens
