@@ -30,6 +30,7 @@ struct ServeArgs {
   std::string api_key_file;
   std::string max_body_bytes = "32MB";
   std::string max_body_bytes_in_flight = "32MB";
+  std::string responses_store_max_size = "64MB";
   double request_timeout_s = 10;
 };
 
@@ -47,6 +48,9 @@ Status prepare_http(ServeArgs& a) {
     return invalid_argument("--max-body-bytes-in-flight {} must be at least --max-body-bytes {} (and that above 0)",
                             a.max_body_bytes_in_flight, a.max_body_bytes);
   }
+  auto store = parse_bytes(a.responses_store_max_size);
+  if (!store.ok()) return store.status().with_context("--responses-store-max-size");
+  o.http.responses_store_max_bytes = *store;
   o.http.max_body_bytes = *body;
   o.http.max_body_bytes_in_flight = *in_flight;
   o.http.request_timeout = std::chrono::milliseconds(static_cast<int64_t>(a.request_timeout_s * 1000));
@@ -173,6 +177,12 @@ void add_serve(CLI::App& app, Context& ctx) {
       ->capture_default_str();
   cmd->add_option("--max-body-bytes-in-flight", a.max_body_bytes_in_flight,
                   "Request bodies held at once, all connections together (429 beyond)")
+      ->capture_default_str();
+  cmd->add_option("--responses-store-max-entries", o.http.responses_store_max_entries,
+                  "Responses kept for /v1/responses' previous_response_id (least recently used dropped; 0: none)")
+      ->capture_default_str();
+  cmd->add_option("--responses-store-max-size", a.responses_store_max_size,
+                  "Bytes of JSON those stored responses may take (planned in the http line)")
       ->capture_default_str();
   cmd->add_option("--request-timeout", a.request_timeout_s,
                   "Seconds to receive a whole request, head and body (408 beyond)")

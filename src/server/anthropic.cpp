@@ -32,21 +32,21 @@ Result<std::string> content_text(const json& content, const std::string& where) 
 
 // As Anthropic counts: input_tokens excludes what was read from the cache, so the prompt is
 // input_tokens + cache_read_input_tokens (keel writes no explicit cache entries: creation is always 0).
-json input_usage(const Completion& c) {
-  return json{{"input_tokens", c.prompt_tokens() - c.cached_tokens()},
+json input_usage(const Usage& u) {
+  return json{{"input_tokens", u.prompt_tokens - u.cached_tokens},
               {"cache_creation_input_tokens", 0},
-              {"cache_read_input_tokens", c.cached_tokens()}};
+              {"cache_read_input_tokens", u.cached_tokens}};
 }
 
-json message_usage(const Completion& c) {
-  json u = input_usage(c);
-  u["output_tokens"] = c.completion_tokens();
-  return u;
+json message_usage(const Usage& u) {
+  json out = input_usage(u);
+  out["output_tokens"] = u.completion_tokens;
+  return out;
 }
 
 // "tool_use" when the model called a tool and stopped by itself.
-const char* stop_reason(const Piece& last, const Completion& c) {
-  if (c.tool_calls() > 0 && last.finish == engine::FinishReason::kStop && last.stop_sequence.empty()) {
+const char* stop_reason(const Piece& last) {
+  if (last.tool_calls > 0 && last.finish == engine::FinishReason::kStop && last.stop_sequence.empty()) {
     return "tool_use";
   }
   return anthropic_stop_reason(last);
@@ -68,7 +68,8 @@ class MessagesWriter : public ResponseWriter {
  public:
   explicit MessagesWriter(ResponseContext ctx) : ctx_(std::move(ctx)) {}
 
-  json response(const Piece& all, const Completion& c) const override {
+  json response(const std::vector<Piece>& choices, const Usage& usage) override {
+    const Piece& all = choices.at(0);  // one choice: /v1/messages has no n
     json content = json::array();
     for (const OutputEvent& e : events_of(all)) {
       switch (e.kind) {
@@ -99,13 +100,13 @@ class MessagesWriter : public ResponseWriter {
                 {"role", "assistant"},
                 {"model", ctx_.model},
                 {"content", std::move(content)},
-                {"stop_reason", stop_reason(all, c)},
+                {"stop_reason", stop_reason(all)},
                 {"stop_sequence", all.stop_sequence.empty() ? json(nullptr) : json(all.stop_sequence)},
-                {"usage", message_usage(c)}};
+                {"usage", message_usage(usage)}};
   }
 
-  std::string stream_start(const Completion& c) const override {
-    json usage = input_usage(c);
+  std::string stream_start(const Usage& prompt) override {
+    json usage = input_usage(prompt);
     usage["output_tokens"] = 0;
     json message{{"id", ctx_.id},
                  {"type", "message"},
@@ -120,7 +121,7 @@ class MessagesWriter : public ResponseWriter {
 
   // Blocks open when their first event arrives and close when another kind starts (thinking, text, one
   // tool_use per call), so their indexes count up as the client reads them.
-  std::string stream_piece(const Piece& piece, const Completion& c) const override {
+  std::string stream_piece(const Piece& piece) override {
     std::string out;
     for (const OutputEvent& e : events_of(piece)) {
       switch (e.kind) {
@@ -149,27 +150,29 @@ class MessagesWriter : public ResponseWriter {
     return out;
   }
 
-  std::string stream_end(const Piece& last, const Completion& c) const override {
+  std::string stream_choice_end(const Piece&) override { return ""; }
+
+  std::string stream_end(const Piece& last, const Usage& usage) override {
     // An answer with no output still has its (empty) text block, as the API sends one.
     std::string out = index_ < 0 ? open(Block::kText, json{{"type", "text"}, {"text", ""}}) : "";
     out += close();
-    json delta{{"stop_reason", stop_reason(last, c)},
+    json delta{{"stop_reason", stop_reason(last)},
                {"stop_sequence", last.stop_sequence.empty() ? json(nullptr) : json(last.stop_sequence)}};
     out += sse_event("message_delta", json{{"type", "message_delta"},
                                            {"delta", std::move(delta)},
-                                           {"usage", message_usage(c)}});
+                                           {"usage", message_usage(usage)}});
     out += sse_event("message_stop", json{{"type", "message_stop"}});
     return out;
   }
 
-  std::string stream_error(const ApiError& error) const override {
+  std::string stream_error(const ApiError& error) override {
     return sse_event("error", error.to_json(ApiFlavor::kAnthropic));
   }
 
  private:
   enum class Block { kNone, kThinking, kText, kToolUse };
 
-  std::string open(Block kind, json block) const {
+  std::string open(Block kind, json block) {
     std::string out = close();
     open_ = kind;
     out += sse_event("content_block_start",
@@ -178,7 +181,7 @@ class MessagesWriter : public ResponseWriter {
     if (index_ == 0) out += sse_event("ping", json{{"type", "ping"}});
     return out;
   }
-  std::string close() const {
+  std::string close() {
     if (open_ == Block::kNone) return "";
     open_ = Block::kNone;
     return sse_event("content_block_stop", json{{"type", "content_block_stop"}, {"index", index_}});
@@ -190,8 +193,8 @@ class MessagesWriter : public ResponseWriter {
 
   ResponseContext ctx_;
   // Stream state: the writer of one request is called from one thread at a time.
-  mutable Block open_ = Block::kNone;
-  mutable int index_ = -1;
+  Block open_ = Block::kNone;
+  int index_ = -1;
 };
 
 }  // namespace

@@ -22,6 +22,7 @@ using json = nlohmann::ordered_json;
 struct GenerationSpec {
   std::string model;              // as requested; "" when absent
   engine::Request request;      // prompt, sampling, stop ids, logprobs
+  int n = 1;                      // completions of the prompt (OpenAI routes; see kMaxChoices)
   std::optional<int> max_tokens;  // absent: whatever the context leaves
   std::vector<std::string> stop;
   bool stream = false;
@@ -44,6 +45,16 @@ struct GenerationSpec {
   bool echo = false;
 };
 
+// Most completions one request may ask for (`n`): each is a sequence in the engine.
+constexpr int kMaxChoices = 16;
+
+// Token counts of an answer: the prompt once, the completion tokens of every choice summed.
+struct Usage {
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int cached_tokens = 0;  // of prompt_tokens, those the prefix cache supplied (the first choice's admission)
+};
+
 // What a writer needs to know about the request it answers.
 struct ResponseContext {
   std::string id;       // "chatcmpl-…", "cmpl-…", "msg_…"
@@ -53,18 +64,24 @@ struct ResponseContext {
   bool include_usage = false;
   bool logprobs = false;  // the request asked for logprobs
   std::string echo;     // text sent before the completion (completions' echo)
+  std::vector<int32_t> echo_ids;  // echo with logprobs: the prompt's ids, whose logprobs come first
+  int n = 1;            // choices
 };
 
+// One per request; it may keep state between calls (a stream's sequence numbers, the items it has opened).
 class ResponseWriter {
  public:
   virtual ~ResponseWriter() = default;
-  // The whole answer of a non-streamed request, from the Completion's single, finished Piece.
-  virtual json response(const Piece& all, const Completion& c) const = 0;
-  // SSE bytes: at the start, for each Piece with text or logprobs, at the end, and for an error mid-stream.
-  virtual std::string stream_start(const Completion& c) const = 0;
-  virtual std::string stream_piece(const Piece& piece, const Completion& c) const = 0;
-  virtual std::string stream_end(const Piece& last, const Completion& c) const = 0;
-  virtual std::string stream_error(const ApiError& error) const = 0;
+  // The whole answer of a non-streamed request: choices[i] is choice i's single, finished Piece.
+  virtual json response(const std::vector<Piece>& choices, const Usage& usage) = 0;
+  // SSE bytes, in this order: once at the start (usage: the prompt, known before any token); for each Piece
+  // with text or logprobs (Piece::index names its choice); when a choice finishes; once after every choice
+  // finished (`last`: the choice that finished last); or, instead of the end, an error mid-stream.
+  virtual std::string stream_start(const Usage& usage) = 0;
+  virtual std::string stream_piece(const Piece& piece) = 0;
+  virtual std::string stream_choice_end(const Piece& last) = 0;
+  virtual std::string stream_end(const Piece& last, const Usage& usage) = 0;
+  virtual std::string stream_error(const ApiError& error) = 0;
 };
 
 }  // namespace keel::server

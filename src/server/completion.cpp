@@ -18,8 +18,10 @@ Completion::~Completion() { cancel(); }
 Result<std::shared_ptr<Completion>> Completion::start(Generator* generator, const tokenizer::Tokenizer* tokenizer,
                                                       engine::Request request, std::vector<std::string> stops,
                                                       std::shared_ptr<Metrics> metrics,
-                                                      std::unique_ptr<OutputParser> parser) {
+                                                      std::unique_ptr<OutputParser> parser, int index,
+                                                      std::shared_ptr<Bell> bell) {
   std::shared_ptr<Completion> c(new Completion(generator, tokenizer, std::move(stops)));
+  c->index_ = index;
   if (parser) {
     for (const std::string& marker : parser->special_markers()) {
       std::optional<int32_t> id = tokenizer->token_to_id(marker);
@@ -36,7 +38,7 @@ Result<std::shared_ptr<Completion>> Completion::start(Generator* generator, cons
     bool first = true;
   };
   auto timing = std::make_shared<Timing>();
-  auto callback = [queue = c->queue_, metrics, timing](const engine::Event& event) {
+  auto callback = [queue = c->queue_, metrics, timing, bell](const engine::Event& event) {
     if (event.token >= 0 && metrics) {
       Clock::time_point now = Clock::now();
       if (timing->first) {
@@ -53,6 +55,13 @@ Result<std::shared_ptr<Completion>> Completion::start(Generator* generator, cons
       queue->events.push_back(event);
     }
     queue->cv.notify_one();
+    if (bell) {
+      {
+        std::lock_guard lock(bell->mu);
+        bell->rings++;
+      }
+      bell->cv.notify_all();
+    }
   };
   int prompt_tokens = c->prompt_tokens_;
   KEEL_ASSIGN_OR_RETURN(c->id_, generator->submit(std::move(request), std::move(callback)));
@@ -62,6 +71,7 @@ Result<std::shared_ptr<Completion>> Completion::start(Generator* generator, cons
 
 void Completion::consume(const engine::Event& event, Piece* piece) {
   cached_tokens_ = std::max(cached_tokens_, event.cached_tokens);
+  if (!event.prompt_logprobs.empty()) piece->prompt_logprobs = event.prompt_logprobs;
   if (event.token >= 0) {
     completion_tokens_++;
     if (want_logprobs_) piece->logprobs.push_back({event.token, event.chosen.logprob, event.top});
@@ -116,6 +126,7 @@ void Completion::deliver(std::string_view text, Piece* piece) {
 
 void Completion::finish_output(Piece* piece) {
   if (!parser_) return;
+  piece->tool_calls = parser_->calls();
   std::vector<OutputEvent> events = parser_->finish();
   for (const OutputEvent& e : events) {
     if (e.kind == OutputEvent::Kind::kText) piece->text += e.text;
@@ -125,6 +136,7 @@ void Completion::finish_output(Piece* piece) {
 
 Piece Completion::next(std::chrono::milliseconds timeout) {
   Piece piece;
+  piece.index = index_;
   if (finished_) {
     piece.finished = true;
     return piece;
@@ -144,16 +156,19 @@ Piece Completion::next(std::chrono::milliseconds timeout) {
 
 Piece Completion::wait(const std::function<bool()>& abandoned) {
   Piece all;
+  all.index = index_;
   while (!all.finished) {
     Piece p = next(kAbandonPoll);
     if (!p.finished && abandoned && !cancel_sent_ && abandoned()) cancel();
     all.text += p.text;
     append_events(&all.events, std::move(p.events));
     for (auto& e : p.logprobs) all.logprobs.push_back(std::move(e));
+    if (!p.prompt_logprobs.empty()) all.prompt_logprobs = std::move(p.prompt_logprobs);
     if (p.finished) {
       all.finished = true;
       all.finish = p.finish;
       all.stop_sequence = p.stop_sequence;
+      all.tool_calls = p.tool_calls;
       all.error = p.error;
     }
   }

@@ -30,10 +30,13 @@ struct LogprobEntry {
 
 // What became ready since the previous call to Completion::next.
 struct Piece {
+  int index = 0;  // the choice it belongs to (n > 1)
   std::string text;  // with an output parser: the plain-text part only
   // With an output parser (chat routes with tools or reasoning): text, reasoning and tool calls in order.
   std::vector<OutputEvent> events;
   std::vector<LogprobEntry> logprobs;
+  std::vector<engine::PromptLogprob> prompt_logprobs;  // engine::Request::prompt_logprobs, with the first token
+  int tool_calls = 0;  // on a finished Piece: the calls the output parser found
   bool finished = false;
   // kStop (end of sequence or a stop string), kLength, kCancelled, kError
   engine::FinishReason finish = engine::FinishReason::kNone;
@@ -41,12 +44,31 @@ struct Piece {
   std::string error;              // with kError
 };
 
+// Rung by every event of the completions that share it, so one writer can wait for whichever of n choices
+// has something next.
+struct Bell {
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t rings = 0;
+  uint64_t count() {
+    std::lock_guard lock(mu);
+    return rings;
+  }
+  // Waits until the count differs from `seen` or `timeout` passes.
+  void wait(uint64_t seen, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, timeout, [&] { return rings != seen; });
+  }
+};
+
 class Completion {
  public:
+  // `index`: the choice this completion is (its Pieces carry it). `bell`: rung on every event (may be null).
   static Result<std::shared_ptr<Completion>> start(Generator* generator, const tokenizer::Tokenizer* tokenizer,
                                                    engine::Request request, std::vector<std::string> stops,
                                                    std::shared_ptr<Metrics> metrics,
-                                                   std::unique_ptr<OutputParser> parser = nullptr);
+                                                   std::unique_ptr<OutputParser> parser = nullptr, int index = 0,
+                                                   std::shared_ptr<Bell> bell = nullptr);
   ~Completion();  // cancels an unfinished generation
 
   // Waits up to `timeout` for events and returns what they produced (maybe nothing, not finished).
@@ -60,6 +82,7 @@ class Completion {
 
   bool finished() const { return finished_; }
   uint64_t id() const { return id_; }
+  int index() const { return index_; }
   int prompt_tokens() const { return prompt_tokens_; }
   int completion_tokens() const { return completion_tokens_; }
   // Of prompt_tokens(), those the prefix cache supplied (known from the first event on).
@@ -88,6 +111,7 @@ class Completion {
   // Special tokens the output parser reads as markers ([TOOL_CALLS]): decoded as their text, not skipped.
   std::map<int32_t, std::string> kept_special_;
   uint64_t id_ = 0;
+  int index_ = 0;
   int prompt_tokens_ = 0;
   int completion_tokens_ = 0;
   int cached_tokens_ = 0;

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "server/generator.h"
 
@@ -42,6 +43,7 @@ class FakeGenerator : public Generator {
                                                max_len));
     uint64_t id = next_id_++;
     last_request = request;
+    submitted_.push_back(request);
     active_.push_back(Active{id, std::move(request), std::move(callback)});
     cv_.notify_all();
     return id;
@@ -86,6 +88,11 @@ class FakeGenerator : public Generator {
     std::lock_guard lock(mu_);
     return last_request;
   }
+  // Every request submitted, in order, and the id each got (ids count from 1).
+  std::vector<engine::Request> submitted() const {
+    std::lock_guard lock(mu_);
+    return submitted_;
+  }
 
  private:
   struct Active {
@@ -110,6 +117,14 @@ class FakeGenerator : public Generator {
           const bool at_end = !endless && it->generated >= n;
           e.token = at_end ? eos_id : static_cast<unsigned char>(script[it->generated % n]);
           e.chosen = {e.token, -0.5f};
+          // Prompt logprobs, made up but checkable: prompt token i has logprob -i/10.
+          if (it->generated == 0 && it->request.prompt_logprobs >= 0) {
+            for (size_t i = 1; i < it->request.prompt.size(); ++i) {
+              engine::PromptLogprob p{{it->request.prompt[i], -0.1f * static_cast<float>(i)}, {}};
+              for (int k = 0; k < it->request.prompt_logprobs; ++k) p.top.push_back({p.chosen.token + k, -0.05f - k});
+              e.prompt_logprobs.push_back(std::move(p));
+            }
+          }
           for (int k = 0; k < it->request.top_logprobs; ++k) e.top.push_back({e.token + k, -0.5f - k});
           it->generated++;
           if (at_end && !it->request.ignore_eos) {
@@ -142,6 +157,7 @@ class FakeGenerator : public Generator {
   bool draining_ = false;
   bool stopping_ = false;
   engine::Request last_request;
+  std::vector<engine::Request> submitted_;
   std::set<uint64_t> cancel_calls;
   std::thread thread_;  // last: starts once everything above exists
 };

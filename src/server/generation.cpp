@@ -7,6 +7,7 @@
 #include "server/anthropic.h"
 #include "server/openai.h"
 #include "server/request_fields.h"
+#include "server/responses.h"
 #include "server/server.h"
 
 namespace keel::server {
@@ -24,14 +25,14 @@ class InFlight {
     count_->fetch_add(1);
   }
   ~InFlight() {
-    if (id_ != 0) {
+    {
       std::lock_guard lock(*mu_);
-      active_->erase(id_);
+      for (uint64_t id : ids_) active_->erase(id);
     }
     count_->fetch_sub(1);
   }
-  void set_id(uint64_t id) {
-    id_ = id;
+  void add_id(uint64_t id) {
+    ids_.push_back(id);
     std::lock_guard lock(*mu_);
     active_->insert(id);
   }
@@ -40,7 +41,7 @@ class InFlight {
   std::atomic<int>* count_;
   std::mutex* mu_;
   std::set<uint64_t>* active_;
-  uint64_t id_ = 0;
+  std::vector<uint64_t> ids_;
 };
 
 ApiError too_many_in_flight(int limit) {
@@ -69,6 +70,28 @@ std::unique_ptr<OutputParser> Server::output_parser(const GenerationSpec& spec, 
 
 namespace {
 
+bool failed(const Piece& p) {
+  return p.finish == engine::FinishReason::kCancelled || p.finish == engine::FinishReason::kError;
+}
+
+// The prompt once (every choice has the same one), the completion tokens of all choices.
+Usage usage_of(const std::vector<std::shared_ptr<Completion>>& choices) {
+  Usage u;
+  u.prompt_tokens = choices.at(0)->prompt_tokens();
+  u.cached_tokens = choices.at(0)->cached_tokens();
+  for (const auto& c : choices) u.completion_tokens += c->completion_tokens();
+  return u;
+}
+
+// A stream of n choices as the SSE writer drains it: whichever choice has something goes next.
+struct ChoiceStream {
+  std::vector<std::shared_ptr<Completion>> choices;
+  std::shared_ptr<Bell> bell;
+  std::vector<bool> ended;
+  int left = 0;
+  bool started = false;
+};
+
 ApiError finish_error(const Piece& last) {
   if (last.finish == engine::FinishReason::kCancelled) {
     return ApiError::overloaded(503, "the request was cancelled (the server is shutting down)");
@@ -83,6 +106,28 @@ void Server::completions(const httplib::Request& req, httplib::Response& res) {
   generate(req, res, Route::kCompletions);
 }
 void Server::messages(const httplib::Request& req, httplib::Response& res) { generate(req, res, Route::kMessages); }
+void Server::responses(const httplib::Request& req, httplib::Response& res) {
+  generate(req, res, Route::kResponses);
+}
+
+void Server::get_response(const httplib::Request& req, httplib::Response& res) {
+  const std::string id = req.matches.size() > 1 ? std::string(req.matches[1]) : "";
+  std::optional<StoredResponse> stored = responses_->get(id);
+  if (!stored) {
+    return send_error(res, ApiError::not_found(fmt::format("Response with id '{}' not found.", id)),
+                      ApiFlavor::kOpenAI);
+  }
+  send_json(res, stored->response);
+}
+
+void Server::delete_response(const httplib::Request& req, httplib::Response& res) {
+  const std::string id = req.matches.size() > 1 ? std::string(req.matches[1]) : "";
+  if (!responses_->erase(id)) {
+    return send_error(res, ApiError::not_found(fmt::format("Response with id '{}' not found.", id)),
+                      ApiFlavor::kOpenAI);
+  }
+  send_json(res, json{{"id", id}, {"object", "response"}, {"deleted", true}});
+}
 
 Result<std::vector<int32_t>> Server::prompt_ids(const GenerationSpec& spec, std::string* rendered) const {
   if (spec.is_chat) {
@@ -110,10 +155,28 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
 
   Result<json> body = parse_request_body(req.body);
   if (!body.ok()) return fail(ApiError::from_status(body.status()));
-  Result<GenerationSpec> parsed = route == Route::kChat          ? parse_chat_request(*body)
-                                  : route == Route::kCompletions ? parse_completion_request(*body, model_.tokenizer->vocab_size())
-                                                                 : parse_messages_request(*body);
-  if (!parsed.ok()) return fail(ApiError::from_status(parsed.status()));
+  ResponsesRequest responses;  // the Responses route's request beyond its GenerationSpec
+  auto parse = [&]() -> Result<GenerationSpec> {
+    switch (route) {
+      case Route::kChat: return parse_chat_request(*body);
+      case Route::kCompletions: return parse_completion_request(*body, model_.tokenizer->vocab_size());
+      case Route::kMessages: return parse_messages_request(*body);
+      case Route::kResponses: break;
+    }
+    KEEL_ASSIGN_OR_RETURN(responses, parse_responses_request(*body, *responses_));
+    return std::move(responses.spec);
+  };
+  Result<GenerationSpec> parsed = parse();
+  if (!parsed.ok()) {
+    ApiError error = ApiError::from_status(parsed.status());
+    if (parsed.status().code() == Code::kNotFound) {
+      // OpenAI's answer for an unknown previous_response_id.
+      error.message = parsed.status().message().substr(std::string("previous_response_id: ").size());
+      error.param = "previous_response_id";
+      error.code = "previous_response_not_found";
+    }
+    return fail(error);
+  }
   GenerationSpec& spec = *parsed;
   if (Status s = check_model(spec.model); !s.ok()) return fail(ApiError::not_found(s.message(), "model_not_found"));
 
@@ -150,19 +213,34 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
   ctx.include_usage = spec.include_usage;
   ctx.logprobs = request.top_logprobs >= 0;
   if (spec.echo) ctx.echo = spec.prompt_is_ids ? model_.tokenizer->decode(request.prompt, false) : spec.prompt_text;
+  if (request.prompt_logprobs >= 0) ctx.echo_ids = request.prompt;
 
-  Result<std::shared_ptr<Completion>> started =
-      Completion::start(model_.generator, model_.tokenizer, std::move(request), std::move(spec.stop), metrics_,
-                        output_parser(spec, rendered, route));
-  if (!started.ok()) {
-    const Status& s = started.status();
-    // Admission's kInvalidArgument is the context check: every other field was checked above.
-    if (s.code() == Code::kInvalidArgument) return fail(ApiError::context_length(s.message()));
-    if (s.code() == Code::kResourceExhausted) return fail(ApiError::overloaded(503, s.message()));
-    return fail(ApiError::internal(s.message()));
+  ctx.n = spec.n;
+
+  // n > 1: choice i draws with seed + i (each reproducible alone), and every choice after the first waits for
+  // the first's prefill, so the prefix cache gives it the prompt's full blocks (engine::Request::prefill_after).
+  auto bell = std::make_shared<Bell>();
+  std::vector<std::shared_ptr<Completion>> choices;
+  for (int i = 0; i < spec.n; i++) {
+    engine::Request one = request;
+    one.sampling.seed = request.sampling.seed + static_cast<uint64_t>(i);
+    if (i > 0) {
+      one.prefill_after = choices[0]->id();
+      one.prompt_logprobs = -1;  // choice 0's serve every choice
+    }
+    Result<std::shared_ptr<Completion>> started =
+        Completion::start(model_.generator, model_.tokenizer, std::move(one), spec.stop, metrics_,
+                          output_parser(spec, rendered, route), i, bell);
+    if (!started.ok()) {
+      const Status& s = started.status();
+      // Admission's kInvalidArgument is the context check: every other field was checked above.
+      if (s.code() == Code::kInvalidArgument) return fail(ApiError::context_length(s.message()));
+      if (s.code() == Code::kResourceExhausted) return fail(ApiError::overloaded(503, s.message()));
+      return fail(ApiError::internal(s.message()));
+    }
+    in_flight->add_id((*started)->id());
+    choices.push_back(std::move(*started));
   }
-  std::shared_ptr<Completion> completion = *started;
-  in_flight->set_id(completion->id());
 
   std::shared_ptr<ResponseWriter> writer;
   switch (route) {
@@ -178,43 +256,75 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
       ctx.id = new_id("msg_");
       writer = make_messages_writer(std::move(ctx));
       break;
+    case Route::kResponses:
+      ctx.id = new_id("resp_");
+      writer = make_responses_writer(std::move(ctx), std::move(responses), responses_.get());
+      break;
   }
 
   if (!spec.stream) {
     // A client that hangs up stops its generation (within Completion::kAbandonPoll and one engine step).
-    Piece all = completion->wait([&req] { return req.is_connection_closed(); });
-    if (all.finish == engine::FinishReason::kCancelled || all.finish == engine::FinishReason::kError)
-      return fail(finish_error(all));
-    send_json(res, writer->response(all, *completion));
+    std::vector<Piece> all;
+    for (auto& c : choices) {
+      all.push_back(c->wait([&req] { return req.is_connection_closed(); }));
+      if (failed(all.back())) return fail(finish_error(all.back()));
+    }
+    send_json(res, writer->response(all, usage_of(choices)));
     return;
   }
 
   res.status = 200;
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
-  auto started_stream = std::make_shared<bool>(false);
+  auto stream = std::make_shared<ChoiceStream>();
+  stream->choices = std::move(choices);
+  stream->bell = bell;
+  stream->ended.assign(stream->choices.size(), false);
+  stream->left = static_cast<int>(stream->choices.size());
   res.set_chunked_content_provider(
       "text/event-stream",
-      [completion, writer, started_stream](size_t, httplib::DataSink& sink) {
+      [stream, writer](size_t, httplib::DataSink& sink) {
+        // A failed write means the client went away: returning false ends the stream, and the releaser below
+        // cancels the generation.
         auto send = [&](const std::string& bytes) { return bytes.empty() || sink.write(bytes.data(), bytes.size()); };
-        if (!*started_stream) {
-          *started_stream = true;
-          if (!send(writer->stream_start(*completion))) return false;
+        if (!stream->started) {
+          stream->started = true;
+          Usage prompt;
+          prompt.prompt_tokens = stream->choices[0]->prompt_tokens();
+          if (!send(writer->stream_start(prompt))) return false;
         }
-        Piece piece = completion->next(kStreamPoll);
-        if (!piece.text.empty() || !piece.logprobs.empty() || !piece.events.empty()) {
-          // A failed write means the client went away: returning false ends the stream, and the releaser
-          // below cancels the generation.
-          if (!send(writer->stream_piece(piece, *completion))) return false;
+        const uint64_t seen = stream->bell->count();
+        bool any = false;
+        for (size_t i = 0; i < stream->choices.size(); i++) {
+          if (stream->ended[i]) continue;
+          Piece piece = stream->choices[i]->next(std::chrono::milliseconds(0));
+          if (!piece.text.empty() || !piece.logprobs.empty() || !piece.events.empty() ||
+              !piece.prompt_logprobs.empty()) {
+            any = true;
+            if (!send(writer->stream_piece(piece))) return false;
+          }
+          if (!piece.finished) continue;
+          any = true;
+          if (failed(piece)) {
+            const bool ok = send(writer->stream_error(finish_error(piece)));
+            if (ok) sink.done();
+            return ok;
+          }
+          stream->ended[i] = true;
+          stream->left--;
+          if (!send(writer->stream_choice_end(piece))) return false;
+          if (stream->left == 0) {
+            if (!send(writer->stream_end(piece, usage_of(stream->choices)))) return false;
+            sink.done();
+            return true;
+          }
         }
-        if (!piece.finished) return sink.is_writable();
-        bool ok = piece.finish == engine::FinishReason::kCancelled || piece.finish == engine::FinishReason::kError
-                      ? send(writer->stream_error(finish_error(piece)))
-                      : send(writer->stream_end(piece, *completion));
-        if (ok) sink.done();
-        return ok;
+        if (!any) stream->bell->wait(seen, kStreamPoll);
+        return sink.is_writable();
       },
-      [completion, in_flight](bool) { completion->cancel(); });
+      [stream, in_flight](bool) {
+        for (auto& c : stream->choices) c->cancel();
+      });
 }
 
 void Server::tokenize(const httplib::Request& req, httplib::Response& res) {

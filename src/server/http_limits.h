@@ -33,19 +33,23 @@ struct HttpLimits {
   // Request bodies held in memory at once, all connections together (429 beyond). A body counts from its
   // Content-Length (or each chunk) until its response is written.
   size_t max_body_bytes_in_flight = 32u << 20;
+  // /v1/responses' stored responses (previous_response_id; response_store.h): at most this many, and this many
+  // bytes of their JSON text, least recently used dropped first.
+  size_t responses_store_max_entries = 1024;
+  size_t responses_store_max_bytes = 64u << 20;
 
   // What one open connection holds besides its body: the head, the read buffer, its thread's stack in use.
   size_t connection_bytes() const { return max_header_bytes + (32u << 10); }
   // The most these limits let HTTP hold at once: the memory plan's http line.
   size_t planned_bytes() const {
     return static_cast<size_t>(max_connections + kReservedConnections) * connection_bytes() +
-           max_body_bytes_in_flight * kBodyWorkFactor;
+           max_body_bytes_in_flight * kBodyWorkFactor + responses_store_max_bytes;
   }
   std::string plan_detail() const {
-    return fmt::format("{} connections x {} KiB + {} MiB of bodies in flight x {} (--max-connections, "
-                       "--max-body-bytes-in-flight)",
+    return fmt::format("{} connections x {} KiB + {} MiB of bodies in flight x {} + {} MiB of stored responses "
+                       "(--max-connections, --max-body-bytes-in-flight, --responses-store-max-size)",
                        max_connections + kReservedConnections, connection_bytes() >> 10,
-                       max_body_bytes_in_flight >> 20, kBodyWorkFactor);
+                       max_body_bytes_in_flight >> 20, kBodyWorkFactor, responses_store_max_bytes >> 20);
   }
 };
 

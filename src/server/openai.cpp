@@ -14,9 +14,7 @@ constexpr int kMaxTokensLimit = std::numeric_limits<int32_t>::max();
 // Fields both OpenAI routes read the same way.
 Status read_common(const json& body, GenerationSpec* spec) {
   KEEL_RETURN_IF_ERROR(read_string(body, "model", &spec->model));
-  int n = 1;
-  KEEL_RETURN_IF_ERROR(read_int(body, "n", 1, 128, &n));
-  if (n != 1) return invalid_argument("n: only n=1 is supported, got {}", n);
+  KEEL_RETURN_IF_ERROR(read_int(body, "n", 1, kMaxChoices, &spec->n));
   KEEL_RETURN_IF_ERROR(read_sampling(body, &spec->request.sampling));
   KEEL_RETURN_IF_ERROR(read_stop(body, "stop", &spec->stop));
   if (has(body, "stop_token_ids")) {
@@ -82,38 +80,57 @@ json chat_logprobs(const tokenizer::Tokenizer& tok, const std::vector<LogprobEnt
   return json{{"content", std::move(content)}};
 }
 
+// `prompt` (echo with logprobs): the prompt's tokens come first, the first with null logprobs as OpenAI
+// answers (no position precedes it), text_offset running over the prompt's tokens and on into the completion.
 json completion_logprobs(const tokenizer::Tokenizer& tok, const std::vector<LogprobEntry>& entries,
-                         size_t text_offset) {
+                         size_t text_offset, const std::vector<int32_t>& prompt = {},
+                         const std::vector<engine::PromptLogprob>& prompt_logprobs = {}) {
   json tokens = json::array(), token_logprobs = json::array(), top = json::array(), offsets = json::array();
-  for (const auto& e : entries) {
-    std::string text = tok.decode(std::vector<int32_t>{e.token}, false);
+  auto text_of = [&](int32_t id) { return tok.decode(std::vector<int32_t>{id}, false); };
+  auto add = [&](int32_t token, json logprob, json alternatives) {
+    std::string text = text_of(token);
     tokens.push_back(text);
-    token_logprobs.push_back(e.logprob);
-    json alternatives = json::object();
-    for (const auto& t : e.top) alternatives[tok.decode(std::vector<int32_t>{t.token}, false)] = t.logprob;
+    token_logprobs.push_back(std::move(logprob));
     top.push_back(std::move(alternatives));
     offsets.push_back(text_offset);
     text_offset += text.size();
+  };
+  auto alternatives = [&](const std::vector<engine::TokenLogprob>& list) {
+    json out = json::object();
+    for (const auto& t : list) out[text_of(t.token)] = t.logprob;
+    return out;
+  };
+  if (!prompt.empty()) {
+    text_offset = 0;
+    add(prompt[0], nullptr, nullptr);
+    for (size_t i = 1; i < prompt.size(); i++) {
+      if (i - 1 < prompt_logprobs.size()) {
+        add(prompt[i], prompt_logprobs[i - 1].chosen.logprob, alternatives(prompt_logprobs[i - 1].top));
+      } else {
+        add(prompt[i], nullptr, nullptr);  // never: the engine reports every prompt token after the first
+      }
+    }
   }
+  for (const auto& e : entries) add(e.token, e.logprob, alternatives(e.top));
   return json{{"tokens", std::move(tokens)},
               {"token_logprobs", std::move(token_logprobs)},
               {"top_logprobs", std::move(top)},
               {"text_offset", std::move(offsets)}};
 }
 
-json usage(const Completion& c) {
-  return json{{"prompt_tokens", c.prompt_tokens()},
-              {"completion_tokens", c.completion_tokens()},
-              {"total_tokens", c.prompt_tokens() + c.completion_tokens()},
-              {"prompt_tokens_details", {{"cached_tokens", c.cached_tokens()}}}};
+json usage_json(const Usage& u) {
+  return json{{"prompt_tokens", u.prompt_tokens},
+              {"completion_tokens", u.completion_tokens},
+              {"total_tokens", u.prompt_tokens + u.completion_tokens},
+              {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
 }
 
 json openai_error_chunk(const ApiError& error) { return error.to_json(ApiFlavor::kOpenAI); }
 
 // "tool_calls" when the model called a tool and stopped by itself (a call cut off by max_tokens is "length").
-const char* chat_finish_reason(engine::FinishReason finish, const Completion& c) {
-  if (c.tool_calls() > 0 && finish == engine::FinishReason::kStop) return "tool_calls";
-  return openai_finish_reason(finish);
+const char* chat_finish_reason(const Piece& last) {
+  if (last.tool_calls > 0 && last.finish == engine::FinishReason::kStop) return "tool_calls";
+  return openai_finish_reason(last.finish);
 }
 
 json tool_call_json(const OutputSummary::Call& call) {
@@ -143,14 +160,31 @@ json event_delta(const OutputEvent& e) {
   return nullptr;
 }
 
-// What the chat and completion writers share: the chunk envelope, the final chunk with the finish reason, the
-// optional usage chunk, [DONE], and in-stream errors.
+// What the chat and completion writers share: the chunk envelope, each choice's final chunk with its finish
+// reason, the optional usage chunk, [DONE], and in-stream errors.
 class OpenAiWriter : public ResponseWriter {
  public:
   OpenAiWriter(ResponseContext ctx, const char* chunk_object) : ctx_(std::move(ctx)), chunk_object_(chunk_object) {}
 
-  std::string stream_error(const ApiError& error) const override {
+  std::string stream_error(const ApiError& error) override {
     return sse_data(openai_error_chunk(error)) + sse_done();
+  }
+
+  std::string stream_choice_end(const Piece& last) override {
+    json choice = final_choice(last.index);
+    choice["finish_reason"] = chat_finish_reason(last);
+    if (!last.stop_sequence.empty()) choice["stop_reason"] = last.stop_sequence;
+    return sse_data(chunk(std::move(choice)));
+  }
+
+  std::string stream_end(const Piece&, const Usage& usage) override {
+    std::string out;
+    if (ctx_.include_usage) {
+      json final = chunk(nullptr);
+      final["usage"] = usage_json(usage);
+      out += sse_data(final);
+    }
+    return out + sse_done();
   }
 
  protected:
@@ -161,17 +195,13 @@ class OpenAiWriter : public ResponseWriter {
     return out;
   }
 
-  // `choice` is the API's empty final choice; the finish reason (and stop string) are added here.
-  std::string stream_end_with(json choice, const Piece& last, const Completion& c) const {
-    choice["finish_reason"] = chat_finish_reason(last.finish, c);
-    if (!last.stop_sequence.empty()) choice["stop_reason"] = last.stop_sequence;
-    std::string out = sse_data(chunk(std::move(choice)));
-    if (ctx_.include_usage) {
-      json final = chunk(nullptr);
-      final["usage"] = usage(c);
-      out += sse_data(final);
-    }
-    return out + sse_done();
+  // The API's empty choice that carries a finish reason.
+  virtual json final_choice(int index) const = 0;
+
+  json answer(const char* object, json choices, const Usage& usage) const {
+    return json{{"id", ctx_.id},         {"object", object},
+                {"created", ctx_.created}, {"model", ctx_.model},
+                {"choices", std::move(choices)}, {"usage", usage_json(usage)}};
   }
 
   ResponseContext ctx_;
@@ -184,52 +214,59 @@ class ChatWriter : public OpenAiWriter {
  public:
   explicit ChatWriter(ResponseContext ctx) : OpenAiWriter(std::move(ctx), "chat.completion.chunk") {}
 
-  json response(const Piece& all, const Completion& c) const override {
-    OutputSummary out = summarize(all.events);
-    json message{{"role", "assistant"}, {"content", all.text}};
-    // As OpenAI answers a call: content null unless the model also wrote text.
-    if (!out.calls.empty() && all.text.empty()) message["content"] = nullptr;
-    if (!out.reasoning.empty()) message["reasoning_content"] = out.reasoning;
-    if (!out.calls.empty()) {
-      json calls = json::array();
-      for (const auto& call : out.calls) calls.push_back(tool_call_json(call));
-      message["tool_calls"] = std::move(calls);
+  json response(const std::vector<Piece>& all, const Usage& usage) override {
+    json choices = json::array();
+    for (const Piece& p : all) {
+      OutputSummary out = summarize(p.events);
+      json message{{"role", "assistant"}, {"content", p.text}};
+      // As OpenAI answers a call: content null unless the model also wrote text.
+      if (!out.calls.empty() && p.text.empty()) message["content"] = nullptr;
+      if (!out.reasoning.empty()) message["reasoning_content"] = out.reasoning;
+      if (!out.calls.empty()) {
+        json calls = json::array();
+        for (const auto& call : out.calls) calls.push_back(tool_call_json(call));
+        message["tool_calls"] = std::move(calls);
+      }
+      json choice{{"index", p.index},
+                  {"message", std::move(message)},
+                  {"logprobs", ctx_.logprobs ? chat_logprobs(*ctx_.tokenizer, p.logprobs) : json(nullptr)},
+                  {"finish_reason", chat_finish_reason(p)}};
+      if (!p.stop_sequence.empty()) choice["stop_reason"] = p.stop_sequence;
+      choices.push_back(std::move(choice));
     }
-    json choice{{"index", 0},
-                {"message", std::move(message)},
-                {"logprobs", ctx_.logprobs ? chat_logprobs(*ctx_.tokenizer, all.logprobs) : json(nullptr)},
-                {"finish_reason", chat_finish_reason(all.finish, c)}};
-    if (!all.stop_sequence.empty()) choice["stop_reason"] = all.stop_sequence;
-    return json{{"id", ctx_.id},         {"object", "chat.completion"},
-                {"created", ctx_.created}, {"model", ctx_.model},
-                {"choices", json::array({std::move(choice)})}, {"usage", usage(c)}};
+    return answer("chat.completion", std::move(choices), usage);
   }
 
-  std::string stream_start(const Completion& c) const override {
-    json delta{{"role", "assistant"}, {"content", ""}};
-    return sse_data(chunk(json{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr},
-                               {"finish_reason", nullptr}}));
+  std::string stream_start(const Usage&) override {
+    std::string out;
+    for (int i = 0; i < ctx_.n; i++) {
+      json delta{{"role", "assistant"}, {"content", ""}};
+      out += sse_data(chunk(json{{"index", i}, {"delta", std::move(delta)}, {"logprobs", nullptr},
+                                 {"finish_reason", nullptr}}));
+    }
+    return out;
   }
 
-  std::string stream_piece(const Piece& piece, const Completion& c) const override {
+  std::string stream_piece(const Piece& piece) override {
     json logprobs = piece.logprobs.empty() ? json(nullptr) : chat_logprobs(*ctx_.tokenizer, piece.logprobs);
     std::string out;
     for (const OutputEvent& e : piece.events) {
       json delta = event_delta(e);
       if (delta.is_null()) continue;
-      out += sse_data(chunk(json{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", std::move(logprobs)},
-                                 {"finish_reason", nullptr}}));
+      out += sse_data(chunk(json{{"index", piece.index}, {"delta", std::move(delta)},
+                                 {"logprobs", std::move(logprobs)}, {"finish_reason", nullptr}}));
       logprobs = nullptr;  // the piece's logprobs ride on its first chunk
     }
     if (out.empty() && (piece.events.empty() || !logprobs.is_null())) {
-      out = sse_data(chunk(json{{"index", 0}, {"delta", {{"content", piece.text}}}, {"logprobs", std::move(logprobs)},
-                                {"finish_reason", nullptr}}));
+      out = sse_data(chunk(json{{"index", piece.index}, {"delta", {{"content", piece.text}}},
+                                {"logprobs", std::move(logprobs)}, {"finish_reason", nullptr}}));
     }
     return out;
   }
 
-  std::string stream_end(const Piece& last, const Completion& c) const override {
-    return stream_end_with(json{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr}}, last, c);
+ protected:
+  json final_choice(int index) const override {
+    return json{{"index", index}, {"delta", json::object()}, {"logprobs", nullptr}};
   }
 };
 
@@ -237,32 +274,58 @@ class CompletionWriter : public OpenAiWriter {
  public:
   explicit CompletionWriter(ResponseContext ctx) : OpenAiWriter(std::move(ctx), "text_completion") {}
 
-  json response(const Piece& all, const Completion& c) const override {
-    json choice{{"index", 0},
-                {"text", ctx_.echo + all.text},
-                {"logprobs", ctx_.logprobs ? completion_logprobs(*ctx_.tokenizer, all.logprobs, ctx_.echo.size())
-                                          : json(nullptr)},
-                {"finish_reason", openai_finish_reason(all.finish)}};
-    if (!all.stop_sequence.empty()) choice["stop_reason"] = all.stop_sequence;
-    return json{{"id", ctx_.id},         {"object", "text_completion"},
-                {"created", ctx_.created}, {"model", ctx_.model},
-                {"choices", json::array({std::move(choice)})}, {"usage", usage(c)}};
+  json response(const std::vector<Piece>& all, const Usage& usage) override {
+    json choices = json::array();
+    for (const Piece& p : all) keep_prompt_logprobs(p);
+    for (const Piece& p : all) {
+      json choice{{"index", p.index},
+                  {"text", ctx_.echo + p.text},
+                  {"logprobs", ctx_.logprobs ? completion_logprobs(*ctx_.tokenizer, p.logprobs, ctx_.echo.size(),
+                                                                   ctx_.echo_ids, prompt_logprobs_)
+                                            : json(nullptr)},
+                  {"finish_reason", openai_finish_reason(p.finish)}};
+      if (!p.stop_sequence.empty()) choice["stop_reason"] = p.stop_sequence;
+      choices.push_back(std::move(choice));
+    }
+    return answer("text_completion", std::move(choices), usage);
   }
 
-  std::string stream_start(const Completion& c) const override {
-    if (ctx_.echo.empty()) return "";
-    return sse_data(chunk(json{{"index", 0}, {"text", ctx_.echo}, {"logprobs", nullptr}, {"finish_reason", nullptr}}));
+  std::string stream_start(const Usage&) override {
+    // With prompt logprobs the echo waits for them: they come with the first token.
+    if (ctx_.echo.empty() || !ctx_.echo_ids.empty()) return "";
+    std::string out;
+    for (int i = 0; i < ctx_.n; i++)
+      out += sse_data(chunk(json{{"index", i}, {"text", ctx_.echo}, {"logprobs", nullptr}, {"finish_reason", nullptr}}));
+    return out;
   }
 
-  std::string stream_piece(const Piece& piece, const Completion& c) const override {
+  std::string stream_piece(const Piece& piece) override {
+    std::string out;
+    keep_prompt_logprobs(piece);
+    if (!ctx_.echo_ids.empty() && !prompt_logprobs_.empty() && !echoed_) {
+      echoed_ = true;
+      for (int i = 0; i < ctx_.n; i++) {
+        json lp = completion_logprobs(*ctx_.tokenizer, {}, 0, ctx_.echo_ids, prompt_logprobs_);
+        out += sse_data(chunk(json{{"index", i}, {"text", ctx_.echo}, {"logprobs", std::move(lp)},
+                                   {"finish_reason", nullptr}}));
+      }
+    }
     json lp = piece.logprobs.empty() ? json(nullptr) : completion_logprobs(*ctx_.tokenizer, piece.logprobs, 0);
-    return sse_data(
-        chunk(json{{"index", 0}, {"text", piece.text}, {"logprobs", std::move(lp)}, {"finish_reason", nullptr}}));
+    return out + sse_data(chunk(json{{"index", piece.index}, {"text", piece.text}, {"logprobs", std::move(lp)},
+                                     {"finish_reason", nullptr}}));
   }
 
-  std::string stream_end(const Piece& last, const Completion& c) const override {
-    return stream_end_with(json{{"index", 0}, {"text", ""}, {"logprobs", nullptr}}, last, c);
+ protected:
+  json final_choice(int index) const override { return json{{"index", index}, {"text", ""}, {"logprobs", nullptr}}; }
+
+ private:
+  // Choice 0 alone asks the engine for prompt logprobs (every choice has the same prompt).
+  void keep_prompt_logprobs(const Piece& p) {
+    if (!p.prompt_logprobs.empty()) prompt_logprobs_ = p.prompt_logprobs;
   }
+
+  std::vector<engine::PromptLogprob> prompt_logprobs_;
+  bool echoed_ = false;
 };
 
 }  // namespace
@@ -352,6 +415,8 @@ Result<GenerationSpec> parse_completion_request(const json& body, int32_t vocab)
   int logprobs = -1;
   KEEL_RETURN_IF_ERROR(read_int(body, "logprobs", 0, 20, &logprobs));
   spec.request.top_logprobs = logprobs;
+  // echo with logprobs: the prompt's tokens' logprobs too, as OpenAI's completions answer.
+  if (spec.echo && logprobs >= 0) spec.request.prompt_logprobs = logprobs;
   return spec;
 }
 

@@ -33,6 +33,8 @@ Server::Server(ServerOptions options, ServedModel model)
   const std::string source = model_.chat_template ? model_.chat_template->source() : "";
   if (!model_.tool_call_format) model_.tool_call_format = detect_tool_call_format(source);
   if (!model_.reasoning_format) model_.reasoning_format = detect_reasoning_format(source);
+  responses_ = std::make_unique<ResponseStore>(options_.http.responses_store_max_entries,
+                                               options_.http.responses_store_max_bytes);
   // What the transport refuses before any handler runs gets the route's error shape, and is counted.
   http_ = std::make_unique<Transport>(options_.http, [this](const std::string& path, const std::string& message,
                                                            httplib::Response& res) {
@@ -92,6 +94,8 @@ void Server::add_route(const char* method, const std::string& pattern, ApiFlavor
   };
   if (std::string(method) == "GET") {
     http_->Get(pattern, wrapped);
+  } else if (std::string(method) == "DELETE") {
+    http_->Delete(pattern, wrapped);
   } else {
     http_->Post(pattern, wrapped);
   }
@@ -105,6 +109,9 @@ void Server::install_routes() {
   add_route("POST", "/v1/chat/completions", ApiFlavor::kOpenAI, &Server::chat);
   add_route("POST", "/v1/completions", ApiFlavor::kOpenAI, &Server::completions);
   add_route("POST", "/v1/messages", ApiFlavor::kAnthropic, &Server::messages);
+  add_route("POST", "/v1/responses", ApiFlavor::kOpenAI, &Server::responses);
+  add_route("GET", "/v1/responses/([^/]+)", ApiFlavor::kOpenAI, &Server::get_response);
+  add_route("DELETE", "/v1/responses/([^/]+)", ApiFlavor::kOpenAI, &Server::delete_response);
   add_route("POST", "/tokenize", ApiFlavor::kOpenAI, &Server::tokenize);
   add_route("POST", "/detokenize", ApiFlavor::kOpenAI, &Server::detokenize);
 

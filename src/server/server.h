@@ -21,6 +21,7 @@
 #include "server/api.h"
 #include "server/generator.h"
 #include "server/metrics.h"
+#include "server/response_store.h"
 #include "server/http_limits.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -42,7 +43,7 @@ struct ServerOptions {
   // from before their JSON is parsed until their answer is written; beyond it they get 429 with Retry-After.
   int max_concurrent = 256;
   std::chrono::milliseconds shutdown_grace{30000};  // in-flight requests may finish within this, then are cancelled
-  HttpLimits http;  // connections, request size and time (transport.h)
+  HttpLimits http;  // connections, request size and time (transport.h), the responses store's bounds
 };
 
 struct ServedModel {
@@ -75,7 +76,7 @@ class Server {
   size_t body_bytes_in_flight() const;
 
  private:
-  enum class Route { kChat, kCompletions, kMessages };
+  enum class Route { kChat, kCompletions, kMessages, kResponses };
   using Handler = void (Server::*)(const httplib::Request&, httplib::Response&);
 
   void install_routes();
@@ -92,6 +93,9 @@ class Server {
   void chat(const httplib::Request& req, httplib::Response& res);
   void completions(const httplib::Request& req, httplib::Response& res);
   void messages(const httplib::Request& req, httplib::Response& res);
+  void responses(const httplib::Request& req, httplib::Response& res);
+  void get_response(const httplib::Request& req, httplib::Response& res);
+  void delete_response(const httplib::Request& req, httplib::Response& res);
   void tokenize(const httplib::Request& req, httplib::Response& res);
   void detokenize(const httplib::Request& req, httplib::Response& res);
 
@@ -109,6 +113,7 @@ class Server {
   ServedModel model_;
   std::shared_ptr<Metrics> metrics_;
   std::unique_ptr<Transport> http_;
+  std::unique_ptr<ResponseStore> responses_;
   int listen_fd_ = -1;  // the listening socket, seen through httplib's socket-options hook
   int64_t created_ = 0;
 

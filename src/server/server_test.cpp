@@ -361,7 +361,7 @@ TEST(Server, ErrorsHaveEachAPIsShapeStatusAndField) {
   expect_openai_error(post_json(c, "/v1/chat/completions", chat_body({{"temperature", "hot"}}), &status),
                       "temperature");
   EXPECT_EQ(status, 400);
-  expect_openai_error(post_json(c, "/v1/chat/completions", chat_body({{"n", 2}}), &status), "n");
+  expect_openai_error(post_json(c, "/v1/chat/completions", chat_body({{"n", kMaxChoices + 1}}), &status), "n");
   EXPECT_EQ(status, 400);
   expect_openai_error(post_json(c, "/v1/completions", {{"prompt", "x"}, {"max_tokens", -1}}, &status), "max_tokens");
   EXPECT_EQ(status, 400);
