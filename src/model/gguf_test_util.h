@@ -32,6 +32,20 @@ class GgufWriter {
     std::string raw = len(v.size()) + v;
     kv(key, 8, raw.data(), raw.size());
   }
+  void str_array(const std::string& key, const std::vector<std::string>& v) {
+    std::string raw;
+    put(raw, uint32_t{8});
+    raw += len(v.size());
+    for (const std::string& s : v) raw += len(s.size()) + s;
+    kv(key, 9, raw.data(), raw.size());
+  }
+  void i32_array(const std::string& key, const std::vector<int32_t>& v) {
+    std::string raw;
+    put(raw, uint32_t{5});
+    raw += len(v.size());
+    for (int32_t x : v) put(raw, x);
+    kv(key, 9, raw.data(), raw.size());
+  }
   void tensor(const std::string& name, GgufTensorOut t) { tensors_[name] = std::move(t); }
 
   void write(const std::string& path) const {

@@ -3,6 +3,8 @@
 #include <ctime>
 
 #include "base/json_parse.h"
+#include "format/gguf.h"
+#include "tokenizer/gguf_tokenizer.h"
 
 namespace keel {
 namespace {
@@ -37,6 +39,13 @@ Result<ChatTemplate> ChatTemplate::from_source(const std::string& source,
 }
 
 Result<ChatTemplate> ChatTemplate::load(const std::string& dir, env::Env* env) {
+  if (format::is_gguf_path(dir) && !env->is_directory(dir)) {
+    KEEL_ASSIGN_OR_RETURN(auto gguf, format::GgufFile::open(env, dir));
+    KEEL_ASSIGN_OR_RETURN(tokenizer::GgufTokenizerFiles files, tokenizer::tokenizer_files_from_gguf(*gguf));
+    if (files.chat_template.empty()) return not_found("no chat template: {} has no tokenizer.chat_template", dir);
+    return from_source(files.chat_template, {{"bos_token", files.bos_token}, {"eos_token", files.eos_token}},
+                       dir + ": tokenizer.chat_template", env);
+  }
   ChatTemplate ct;
   ct.env_ = env;
   const std::string config_path = env::join_path(dir, "tokenizer_config.json");

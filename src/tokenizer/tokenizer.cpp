@@ -2,9 +2,11 @@
 
 #include "base/json_parse.h"
 #include "env/env.h"
+#include "format/gguf.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/decoder.h"
+#include "tokenizer/gguf_tokenizer.h"
 #include "tokenizer/normalizer.h"
 #include "tokenizer/post_processor.h"
 #include "tokenizer/pre_tokenizer.h"
@@ -116,6 +118,13 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
 
 Result<Tokenizer> Tokenizer::load(const std::string& dir, env::Env* env) {
   if (env == nullptr) env = env::Env::posix();
+  if (format::is_gguf_path(dir) && !env->is_directory(dir)) {
+    KEEL_ASSIGN_OR_RETURN(auto gguf, format::GgufFile::open(env, dir));
+    KEEL_ASSIGN_OR_RETURN(GgufTokenizerFiles files, tokenizer_files_from_gguf(*gguf));
+    auto tok = from_json(files.tokenizer_json, files.config_json, "");
+    if (!tok.ok()) return Status(tok.status().code(), fmt::format("{} ({})", tok.status().message(), dir));
+    return tok;
+  }
   std::string path = env::join_path(dir, "tokenizer.json");
   if (!env->file_exists(path)) return not_found("no tokenizer.json in the directory ({})", dir);
   KEEL_ASSIGN_OR_RETURN(std::string tokenizer_json, env->read_file(path));
