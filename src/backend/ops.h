@@ -69,6 +69,9 @@ struct SeqSlice {
   int32_t q_len = 0;
   int32_t kv_len = 0;
   std::vector<int32_t> block_table;  // physical block of each logical block
+  // Hybrid models: the sequence's slot in the recurrent-state pool (RecurrentStateLayout). A slice whose first
+  // position is 0 (kv_len == q_len) starts from a zero state; any other continues the slot's state.
+  int32_t state_slot = -1;
 };
 
 struct BatchMeta {
@@ -109,6 +112,35 @@ struct AttentionParams {
 };
 
 enum class GluActivation { kSilu, kGeluTanh };
+
+// Per-sequence recurrent state of a hybrid model's linear-attention layers, reserved once at start like the KV
+// pool: for each of num_layers layers and num_slots slots, conv_floats of conv history and ssm_floats of
+// delta-rule state (F32).
+struct RecurrentStateLayout {
+  int num_layers = 0;
+  int num_slots = 0;
+  int64_t conv_floats = 0;
+  int64_t ssm_floats = 0;
+  uint64_t total_bytes() const {
+    return static_cast<uint64_t>(num_layers) * num_slots * (conv_floats + ssm_floats) * sizeof(float);
+  }
+};
+
+// A Gated DeltaNet layer (Qwen3-Next / Qwen3.5 linear attention), its parts after the input projections.
+struct GatedDeltaNetParams {
+  int num_k_heads = 0;
+  int num_v_heads = 0;  // a multiple of num_k_heads: value head h reads key head h / (num_v_heads / num_k_heads)
+  int k_head_dim = 0;
+  int v_head_dim = 0;
+  int conv_kernel = 0;
+  float norm_eps = 1e-6f;
+};
+struct GatedDeltaNetWeights {
+  Tensor conv;     // [2*key_dim + value_dim, conv_kernel]: depthwise causal conv over q|k|v, then silu
+  Tensor A_log;    // [num_v_heads]: decay g = -exp(A_log) * softplus(a + dt_bias)
+  Tensor dt_bias;  // [num_v_heads]
+  Tensor norm;     // [v_head_dim]: gated RMSNorm weight (plain w, not 1 + w)
+};
 
 struct ExpertWeights {
   Tensor gate;  // [moe_intermediate, hidden]
@@ -235,6 +267,26 @@ class Backend {
   virtual void moe(const Tensor& x, const MoeWeights& w, Tensor& out) = 0;
   // x = cap * tanh(x / cap), in place.
   virtual void softcap(Tensor& x, float cap) = 0;
+
+  // --- Hybrid models (model/gated_deltanet.h). A backend without them says so when the model loads.
+  virtual Status alloc_recurrent_state(const RecurrentStateLayout& layout) {
+    return unsupported("{} backend: hybrid models (Gated DeltaNet layers) are not supported on {} yet; use "
+                       "--backend cpu", name(), name());
+  }
+  // One Gated DeltaNet layer over the batch: qkv [tokens, 2*key_dim + value_dim] (projected, before the conv),
+  // z [tokens, value_dim], b and a [tokens, num_v_heads], all F32; per sequence (its state_slot in `layer`'s
+  // states) the causal conv with its history, silu, L2-normed q and k (q scaled by 1/sqrt(k_head_dim)), beta =
+  // sigmoid(b), the gated delta rule, then RMSNorm(out) * w * silu(z) per value head into out [tokens,
+  // value_dim] (act_dtype). The states end holding the slices' last positions.
+  virtual Status gated_delta_net(int layer, const Tensor& qkv, const Tensor& z, const Tensor& b, const Tensor& a,
+                                 const GatedDeltaNetWeights& w, const GatedDeltaNetParams& p, const BatchMeta& batch,
+                                 Tensor& out) {
+    return unsupported("{} backend: gated_delta_net", name());
+  }
+  // out = x * sigmoid(gate), gate of x's shape or one column per row (broadcast); out may alias x. F32.
+  virtual Status sigmoid_mul(const Tensor& x, const Tensor& gate, Tensor& out) {
+    return unsupported("{} backend: sigmoid_mul", name());
+  }
   // out[i] = x[rows[i]].
   virtual void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, Tensor& out) = 0;
   // out[r] = the index of row r's largest value, the lowest index on ties (greedy sampling); logits F32

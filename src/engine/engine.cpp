@@ -13,7 +13,9 @@ namespace keel::engine {
 namespace {
 
 std::optional<cache::ModelFingerprint> prefix_fingerprint(const model::Model& model, const EngineOptions& o) {
-  if (!o.prefix_caching) return std::nullopt;
+  // A hybrid model's cached prefix would need the recurrent state at the block boundary too, which nothing
+  // snapshots yet: reusing its KV alone would serve a wrong continuation.
+  if (!o.prefix_caching || model.recurrent_state_slots() > 0) return std::nullopt;
   return o.fingerprint.is_zero() ? config_fingerprint(model) : o.fingerprint;
 }
 
@@ -47,6 +49,13 @@ Engine::Engine(model::Model* model, const EngineOptions& options)
                  std::min(options.max_num_batched_tokens, model->max_batch_tokens()),
                  prefix_fingerprint(*model, options)),
       runner_(model, options.leader, options.env != nullptr ? options.env : env::Env::posix()) {
+  if (model->recurrent_state_slots() > 0) {
+    if (options_.prefix_caching)
+      spdlog::info("keel: prefix caching is off for {} (a hybrid model: its recurrent state is not snapshotted at "
+                   "block boundaries yet); the hot and SSD tiers go unused", model->config().architecture);
+    options_.prefix_caching = false;
+    scheduler_.set_state_slots(model->recurrent_state_slots());
+  }
   if (options_.max_model_len <= 0) options_.max_model_len = model->config().max_position_embeddings;
   options_.max_model_len = std::min(options_.max_model_len, model->config().max_position_embeddings);
   stats_.kv_blocks_total = model->kv_layout().num_blocks;

@@ -8,12 +8,13 @@ namespace {
 
 // Tokens [begin, end) of a sequence as the next slice of `batch`.
 void append_slice(model::Batch& batch, const std::vector<int32_t>& tokens, const kv::BlockTable& table, int begin,
-                  int end) {
+                  int end, int state_slot) {
   backend::SeqSlice slice;
   slice.q_start = static_cast<int32_t>(batch.tokens.size());
   slice.q_len = end - begin;
   slice.kv_len = end;
   slice.block_table = table.blocks();
+  slice.state_slot = state_slot;
   for (int p = begin; p < end; p++) {
     batch.tokens.push_back(tokens[p]);
     batch.meta.positions.push_back(p);
@@ -38,7 +39,7 @@ Status ModelRunner::step(const std::vector<Chunk>& chunks, std::span<const Choic
   for (size_t ci = 0; ci < chunks.size(); ci++) {
     const Chunk& c = chunks[ci];
     const int32_t slice_start = static_cast<int32_t>(batch_.tokens.size());
-    append_slice(batch_, c.seq->tokens, c.seq->table, c.begin, c.end);
+    append_slice(batch_, c.seq->tokens, c.seq->table, c.begin, c.end, c.seq->state_slot);
     // Positions before the prompt's last predict prompt tokens; their rows precede the sampling row (ascending).
     const int predicting = std::min(c.end, c.seq->prompt_len - 1);
     if (!prompt_top.empty() && prompt_top[ci] >= 0 && prompt_out != nullptr && c.begin < predicting) {
@@ -115,7 +116,7 @@ Result<std::vector<float>> all_logits(model::Model& model, const std::vector<int
     const int end = std::min<int>(static_cast<int>(tokens.size()), done + model.max_batch_tokens());
     KEEL_RETURN_IF_ERROR(table.append(pool, end - done));
     model::Batch batch;
-    append_slice(batch, tokens, table, done, end);
+    append_slice(batch, tokens, table, done, end, /*state_slot=*/0);  // the pool's first slot, for a hybrid model
     for (int i = 0; i < end - done; i++) batch.logit_rows.push_back(i);
     if (leader != nullptr) KEEL_RETURN_IF_ERROR(leader->forward(batch, false));
     KEEL_RETURN_IF_ERROR(model.forward(batch, &chunk));

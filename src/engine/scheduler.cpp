@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/check.h"
+
 namespace keel::engine {
 
 Scheduler::Scheduler(int num_blocks, int block_size, int max_num_seqs, int max_num_batched_tokens,
@@ -11,6 +13,18 @@ Scheduler::Scheduler(int num_blocks, int block_size, int max_num_seqs, int max_n
       max_num_batched_tokens_(max_num_batched_tokens) {}
 
 void Scheduler::add(std::unique_ptr<Sequence> seq) { waiting_.push_back(std::move(seq)); }
+
+void Scheduler::set_state_slots(int slots) {
+  has_state_slots_ = slots > 0;
+  free_state_slots_.clear();
+  for (int s = slots - 1; s >= 0; s--) free_state_slots_.push_back(s);
+  if (has_state_slots_) max_num_seqs_ = std::min(max_num_seqs_, slots);
+}
+
+void Scheduler::release_state_slot(Sequence* seq) {
+  if (seq->state_slot >= 0) free_state_slots_.push_back(seq->state_slot);
+  seq->state_slot = -1;
+}
 
 int Scheduler::admit(Sequence* seq, int budget) {
   auto admitted = blocks_.admit(*seq, budget);
@@ -22,6 +36,7 @@ int Scheduler::admit(Sequence* seq, int budget) {
 
 void Scheduler::preempt(Sequence* seq) {
   blocks_.free(*seq);
+  release_state_slot(seq);
   seq->num_computed = 0;
   seq->num_preemptions++;
   preemptions_++;
@@ -64,6 +79,12 @@ StepPlan Scheduler::schedule() {
     }
     const int n = admit(seq, budget);
     if (n < 0) break;
+    if (has_state_slots_) {
+      // running_ < max_num_seqs_ <= slots, and every slot not held by a running sequence is free.
+      KEEL_CHECK(!free_state_slots_.empty(), "no free recurrent-state slot for sequence {}", seq->id);
+      seq->state_slot = free_state_slots_.back();
+      free_state_slots_.pop_back();
+    }
     plan.chunks.push_back(Chunk{seq, seq->num_computed, seq->num_computed + n});
     budget -= n;
     running_.push_back(std::move(waiting_[i]));
@@ -94,6 +115,7 @@ bool Scheduler::finish(uint64_t id) {
   auto it = std::find_if(running_.begin(), running_.end(), [&](auto& p) { return p->id == id; });
   if (it != running_.end()) {
     blocks_.free(**it);
+    release_state_slot(it->get());
     running_.erase(it);
     return true;
   }

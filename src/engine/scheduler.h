@@ -35,6 +35,9 @@ struct Sequence : cache::SequenceBlocks {
   int num_preemptions = 0;
   int cached_tokens = 0;  // prompt tokens the first admission found cached (what usage reports)
   uint64_t prefill_after = 0;  // Request::prefill_after: not admitted while that sequence's prompt is computing
+  // Hybrid models: the slot of the model's recurrent-state pool this sequence holds while it runs (-1: none).
+  // Given at admission, returned at preemption (recompute starts from position 0, a zero state) and finish.
+  int state_slot = -1;
 
   int generated() const { return static_cast<int>(tokens.size()) - prompt_len; }
 };
@@ -76,6 +79,10 @@ class Scheduler {
   // device. For benchmarks and tests.
   int evict_cached() { return blocks_.evict_cached(); }
 
+  // A hybrid model's recurrent-state pool of `slots` (Model::recurrent_state_slots()): every running sequence holds
+  // one, so at most `slots` run at once. Before the first add().
+  void set_state_slots(int slots);
+
   void add(std::unique_ptr<Sequence> seq);
   // Plans one step and reserves its KV slots. After the forward pass, call `advance` with the plan.
   StepPlan schedule();
@@ -113,6 +120,9 @@ class Scheduler {
   std::vector<std::unique_ptr<Sequence>> running_;  // arrival order: newest last
   std::deque<std::unique_ptr<Sequence>> waiting_;
   uint64_t preemptions_ = 0;
+  std::vector<int> free_state_slots_;  // empty without a recurrent-state pool
+  bool has_state_slots_ = false;
+  void release_state_slot(Sequence* seq);
 };
 
 }  // namespace keel::engine

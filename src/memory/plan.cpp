@@ -75,8 +75,8 @@ uint64_t activation_bytes(const ModelShape& s, int64_t tokens, int64_t logit_row
   const uint64_t q = static_cast<uint64_t>(s.num_heads) * s.head_dim, kv = static_cast<uint64_t>(s.num_kv_heads) * s.head_dim;
   // Per token, always f32: x, o, mlp (hidden each), q, k, v, gate, up; in the backend's activation dtype: h
   // (hidden), attention output (q), activated MLP (intermediate).
-  const uint64_t f32 = 3ull * s.hidden_size + q + 2 * kv + 2ull * s.intermediate_size;
-  const uint64_t act = static_cast<uint64_t>(s.hidden_size) + q + s.intermediate_size;
+  const uint64_t f32 = 3ull * s.hidden_size + q + 2 * kv + 2ull * s.intermediate_size + s.hybrid_f32_cols;
+  const uint64_t act = static_cast<uint64_t>(s.hidden_size) + q + s.intermediate_size + s.hybrid_act_cols;
   // Per logit row: the logits (f32) and the head's input logit_in (activation dtype).
   const uint64_t row = 4ull * s.vocab_size + static_cast<uint64_t>(s.hidden_size) * s.activation_dtype_bytes;
   return (f32 * 4 + act * s.activation_dtype_bytes) * static_cast<uint64_t>(tokens) +
@@ -128,13 +128,15 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
       in.ssd_queue_blocks > 0 ? static_cast<uint64_t>(in.ssd_queue_blocks + 1) * p.kv_bytes_per_block : 0;
 
   p.http_bytes = in.http_bytes;
+  p.recurrent_state_bytes = in.recurrent_state_bytes_per_seq * static_cast<uint64_t>(p.max_logit_rows);
 
   // Without a device the hot tier, the SSD write queue and HTTP share host RAM with everything else.
   const uint64_t hot_in_main = device ? 0 : p.hot_tier_bytes;
   const uint64_t queue_in_main = device ? 0 : p.ssd_queue_bytes;
   const uint64_t http_in_main = device ? 0 : p.http_bytes;
   const uint64_t fixed =
-      p.weight_bytes + p.activation_bytes + p.overhead_bytes + hot_in_main + queue_in_main + http_in_main;
+      p.weight_bytes + p.activation_bytes + p.overhead_bytes + hot_in_main + queue_in_main + http_in_main +
+      p.recurrent_state_bytes;
   const int64_t blocks_per_seq = ceil_div(in.max_model_len, in.block_size);
   const int64_t wanted_blocks = std::min<int64_t>(blocks_per_seq * in.max_num_seqs, INT_MAX);
   const uint64_t one_seq = static_cast<uint64_t>(blocks_per_seq) * p.kv_bytes_per_block;
@@ -146,6 +148,7 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
     if (hot_in_main > 0) terms += " + hot tier " + format_bytes(hot_in_main);
     if (queue_in_main > 0) terms += " + SSD write queue " + format_bytes(queue_in_main);
     if (http_in_main > 0) terms += " + http " + format_bytes(http_in_main);
+    if (p.recurrent_state_bytes > 0) terms += " + recurrent state " + format_bytes(p.recurrent_state_bytes);
     terms += " + overhead " + format_bytes(p.overhead_bytes);
     terms += fmt::format(" + KV for one {}-token sequence {}", in.max_model_len, format_bytes(one_seq));
     std::string advice = p.weight_bytes + p.overhead_bytes > p.main_budget
@@ -184,6 +187,10 @@ Result<Plan> make_plan(const PlanInputs& in, const MemoryReport& host, const std
        fmt::format("{} blocks x {} tokens = {} tokens, {}/block; {} of {} wanted (--max-num-seqs {} x {})",
                    p.kv_blocks, in.block_size, p.kv_capacity_tokens(), format_bytes(p.kv_bytes_per_block),
                    p.kv_blocks, wanted_blocks, in.max_num_seqs, in.max_model_len)});
+  if (p.recurrent_state_bytes > 0)
+    p.lines.push_back({"recurrent state", main, p.recurrent_state_bytes,
+                       fmt::format("{} sequences x {} (conv and delta-rule state of the linear-attention layers)",
+                                   p.max_logit_rows, format_bytes(in.recurrent_state_bytes_per_seq))});
   p.lines.push_back({"hot tier", device ? host.name : main, p.hot_tier_bytes, "--hot-cache-max-size"});
   if (p.ssd_queue_bytes > 0)
     p.lines.push_back({"ssd queue", device ? host.name : main, p.ssd_queue_bytes,

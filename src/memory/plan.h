@@ -24,6 +24,9 @@ struct ModelShape {
   int vocab_size = 0;
   int kv_dtype_bytes = 4;          // bytes per KV element (f32 on the CPU backend)
   int activation_dtype_bytes = 4;  // bytes per element of Backend::act_dtype() buffers (f32 on the CPU backend)
+  // Hybrid models' scratch per token (model/gated_deltanet.h's HybridWorkspace): f32 and activation-dtype columns.
+  int hybrid_f32_cols = 0;
+  int hybrid_act_cols = 0;
 
   // K and V of one token across all layers.
   uint64_t kv_bytes_per_token() const {
@@ -61,6 +64,9 @@ struct PlanInputs {
   // The runtime beside the tensors (allocator slack, tokenizer, HTTP buffers; on a GPU the CUDA context and
   // the cuBLAS workspace). Counted in the same memory as the weights.
   uint64_t overhead_bytes = kDefaultOverheadBytes;
+  // Hybrid models: one sequence's recurrent state over all linear-attention layers (conv history and delta-rule
+  // state); the pool holds one per sequence a step can sample (max_logit_rows), as Model::init_buffers does.
+  uint64_t recurrent_state_bytes_per_seq = 0;
 };
 
 struct PlanLine {
@@ -85,6 +91,7 @@ struct Plan {
   uint64_t kv_bytes = 0;
   uint64_t hot_tier_bytes = 0;
   uint64_t ssd_queue_bytes = 0;  // (ssd_queue_blocks + 1) x kv_bytes_per_block
+  uint64_t recurrent_state_bytes = 0;  // max_logit_rows x recurrent_state_bytes_per_seq
   uint64_t http_bytes = 0;
   uint64_t overhead_bytes = 0;
 

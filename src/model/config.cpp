@@ -8,6 +8,7 @@
 #include "base/json_parse.h"
 #include "format/quant.h"
 #include "model/gguf_config.h"
+#include "model/hybrid_config.h"
 
 namespace keel::model {
 
@@ -21,6 +22,9 @@ const char* arch_name(Arch arch) {
     case Arch::kQwen3: return "qwen3";
     case Arch::kQwen3Moe: return "qwen3_moe";
     case Arch::kGemma3: return "gemma3";
+    case Arch::kQwen3Next: return "qwen3_next";
+    case Arch::kQwen3_5: return "qwen3_5";
+    case Arch::kQwen3_5Moe: return "qwen3_5_moe";
   }
   return "?";
 }
@@ -151,9 +155,11 @@ Result<Arch> parse_arch(const json& j, const std::string& where, std::string* ar
   if (a == "Qwen3ForCausalLM" || (a.empty() && model_type == "qwen3")) return Arch::kQwen3;
   if (a == "Qwen3MoeForCausalLM" || (a.empty() && model_type == "qwen3_moe")) return Arch::kQwen3Moe;
   if (a == "Gemma3ForCausalLM" || (a.empty() && model_type == "gemma3_text")) return Arch::kGemma3;
+  if (std::optional<Arch> hybrid = hybrid_arch(a, model_type)) return *hybrid;
   return unsupported(
       "{}: architecture '{}' (model_type '{}') is not supported; expected one of LlamaForCausalLM, "
-      "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, Gemma3ForCausalLM",
+      "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, Gemma3ForCausalLM, "
+      "Qwen3NextForCausalLM, Qwen3_5ForConditionalGeneration, Qwen3_5MoeForConditionalGeneration",
       where, a, model_type);
 }
 
@@ -218,6 +224,7 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
     // mlx-vlm keeps the quantization beside text_config: it applies to the language model's weights too.
     for (const char* key : {"quantization", "quantization_config"})
       if (j.contains(key) && !inner.contains(key)) inner[key] = j[key];
+    lift_multimodal_fields(j, inner);
     j = inner;
   }
   Fields f(j, where);
@@ -225,10 +232,15 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
   KEEL_ASSIGN_OR_RETURN(c.arch, parse_arch(j, where, &c.architecture));
   KEEL_RETURN_IF_ERROR(parse_quantization(j, where, &c.quantization));
   const bool gemma = c.arch == Arch::kGemma3;
+  const bool hybrid = is_hybrid_arch(c.arch);
 
   KEEL_RETURN_IF_ERROR(f.get_int("vocab_size", &c.vocab_size, true));
   KEEL_RETURN_IF_ERROR(f.get_int("hidden_size", &c.hidden_size, true));
-  KEEL_RETURN_IF_ERROR(f.get_int("intermediate_size", &c.intermediate_size, true));
+  // Qwen3.5-MoE has no dense MLP (its config has no intermediate_size): its shared expert's width stands in.
+  if (c.arch == Arch::kQwen3_5Moe)
+    KEEL_RETURN_IF_ERROR(f.get_int("shared_expert_intermediate_size", &c.intermediate_size, true));
+  else
+    KEEL_RETURN_IF_ERROR(f.get_int("intermediate_size", &c.intermediate_size, true));
   KEEL_RETURN_IF_ERROR(f.get_int("num_hidden_layers", &c.num_layers, true));
   KEEL_RETURN_IF_ERROR(f.get_int("num_attention_heads", &c.num_heads, true));
   c.num_kv_heads = c.num_heads;
@@ -255,7 +267,7 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
   if (!f.has("head_dim") && c.hidden_size % c.num_heads != 0)
     return invalid_argument("{}: hidden_size={} is not a multiple of num_attention_heads={} and no head_dim is given",
                             where, c.hidden_size, c.num_heads);
-  c.head_dim = gemma ? 256 : c.hidden_size / c.num_heads;
+  c.head_dim = gemma || hybrid ? 256 : c.hidden_size / c.num_heads;
   KEEL_RETURN_IF_ERROR(f.get_int("head_dim", &c.head_dim, false));
   if (c.head_dim <= 0 || c.head_dim % 2 != 0)
     return invalid_argument("{}: head_dim={} must be positive and even", where, c.head_dim);
@@ -274,7 +286,8 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
     default: c.qkv_bias = c.o_bias = attention_bias; break;
   }
   if (c.arch != Arch::kLlama) c.mlp_bias = false;
-  c.qk_norm = c.arch == Arch::kQwen3 || c.arch == Arch::kQwen3Moe || gemma;
+  c.qk_norm = c.arch == Arch::kQwen3 || c.arch == Arch::kQwen3Moe || gemma || hybrid;
+  c.norm_add_one = hybrid;  // zero-centered RMSNorm weights (Gemma3RMSNorm), except the gated one
 
   // Activation.
   std::string act = gemma ? "gelu_pytorch_tanh" : "silu";
@@ -299,7 +312,7 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
 
   // RoPE: 5.x rope_parameters (flat or per layer type) or 4.x rope_theta + rope_scaling.
   const double default_theta = gemma ? 1000000.0 : 10000.0;
-  double partial = 1.0;
+  double partial = hybrid ? 0.25 : 1.0;  // Qwen3NextConfig's default
   KEEL_RETURN_IF_ERROR(f.get_double("partial_rotary_factor", &partial, false));
   c.rope.theta = default_theta;
   c.rope.partial_rotary_factor = partial;
@@ -344,10 +357,13 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
                               c.num_layers, lt.dump());
     for (int i = 0; i < c.num_layers; i++) {
       if (lt[i] == "sliding_attention") c.layers[i].sliding = true;
+      else if (hybrid && lt[i] == "linear_attention") c.layers[i].linear = true;
       else if (lt[i] != "full_attention")
         return unsupported("{}: layer_types[{}]={} (expected full_attention or sliding_attention)", where, i,
                            lt[i].dump());
     }
+  } else if (hybrid) {
+    KEEL_RETURN_IF_ERROR(hybrid_layer_pattern(j, where, &c));
   } else if (gemma) {
     int pattern = 6;
     KEEL_RETURN_IF_ERROR(f.get_int("sliding_window_pattern", &pattern, false));
@@ -370,13 +386,14 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
   if (!any_sliding) c.sliding_window = 0;
 
   // MoE.
-  if (c.arch == Arch::kQwen3Moe) {
+  if (c.arch == Arch::kQwen3Moe || c.arch == Arch::kQwen3Next || c.arch == Arch::kQwen3_5Moe) {
+    c.norm_topk_prob = hybrid;  // Qwen3NextConfig's default; Qwen3.5-MoE's router always renormalizes
     KEEL_RETURN_IF_ERROR(f.get_int("num_experts", &c.num_experts, false));
     if (c.num_experts == 0) KEEL_RETURN_IF_ERROR(f.get_int("num_local_experts", &c.num_experts, false));
     if (c.num_experts <= 0) return f.missing("num_experts");
     KEEL_RETURN_IF_ERROR(f.get_int("num_experts_per_tok", &c.num_experts_per_tok, true));
     KEEL_RETURN_IF_ERROR(f.get_int("moe_intermediate_size", &c.moe_intermediate_size, true));
-    KEEL_RETURN_IF_ERROR(f.get_bool("norm_topk_prob", &c.norm_topk_prob));
+    if (c.arch != Arch::kQwen3_5Moe) KEEL_RETURN_IF_ERROR(f.get_bool("norm_topk_prob", &c.norm_topk_prob));
     int sparse_step = 1;
     KEEL_RETURN_IF_ERROR(f.get_int("decoder_sparse_step", &sparse_step, false));
     if (c.num_experts_per_tok <= 0 || c.num_experts_per_tok > c.num_experts)
@@ -397,7 +414,10 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
       }
     }
     for (int i = 0; i < c.num_layers; i++) c.layers[i].moe = !dense_only[i] && (i + 1) % sparse_step == 0;
+    if (c.arch == Arch::kQwen3_5Moe)  // every layer, whatever a config says of sparse steps
+      for (auto& l : c.layers) l.moe = true;
   }
+  if (hybrid) KEEL_RETURN_IF_ERROR(parse_hybrid_fields(j, where, &c));
 
   // Special tokens.
   KEEL_RETURN_IF_ERROR(f.get_int("bos_token_id", &c.bos_token_id, false));

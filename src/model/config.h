@@ -16,7 +16,8 @@
 
 namespace keel::model {
 
-enum class Arch { kLlama, kMistral, kQwen2, kQwen3, kQwen3Moe, kGemma3 };
+// kQwen3Next, kQwen3_5, kQwen3_5Moe: hybrid models (model/hybrid_config.h), most layers Gated DeltaNet.
+enum class Arch { kLlama, kMistral, kQwen2, kQwen3, kQwen3Moe, kGemma3, kQwen3Next, kQwen3_5, kQwen3_5Moe };
 enum class RopeType { kDefault, kLinear, kDynamic, kLlama3, kYarn };
 enum class Activation { kSilu, kGeluTanh };
 
@@ -44,6 +45,26 @@ struct RopeConfig {
 struct LayerSpec {
   bool sliding = false;  // attends to the last `sliding_window` positions only
   bool moe = false;      // sparse MoE MLP instead of the dense one
+  bool linear = false;   // Gated DeltaNet linear attention (a recurrent state) instead of attention (hybrid models)
+};
+
+// The Gated DeltaNet layers of a hybrid model (Qwen3-Next, Qwen3.5): projections to q/k (num_k_heads x
+// k_head_dim each), v and z (num_v_heads x v_head_dim), b and a (num_v_heads), a causal depthwise conv over q|k|v
+// and the gated delta rule's state of num_v_heads x k_head_dim x v_head_dim per sequence.
+struct LinearAttnConfig {
+  int num_k_heads = 0;
+  int num_v_heads = 0;
+  int k_head_dim = 0;
+  int v_head_dim = 0;
+  int conv_kernel = 0;
+  bool fused_qkvz = false;  // qwen3_next's in_proj_qkvz / in_proj_ba, interleaved per key-head group
+
+  int key_dim() const { return num_k_heads * k_head_dim; }
+  int value_dim() const { return num_v_heads * v_head_dim; }
+  int conv_dim() const { return 2 * key_dim() + value_dim(); }
+  // Floats of one sequence's state in one layer: the conv's last conv_kernel-1 inputs and the delta-rule state.
+  int64_t conv_state_floats() const { return static_cast<int64_t>(conv_kernel - 1) * conv_dim(); }
+  int64_t ssm_state_floats() const { return static_cast<int64_t>(num_v_heads) * k_head_dim * v_head_dim; }
 };
 
 // MLX affine quantization as config.json states it (mlx-lm writes `quantization` and a copy as
@@ -98,6 +119,13 @@ struct ModelConfig {
   int num_experts_per_tok = 0;
   int moe_intermediate_size = 0;
   bool norm_topk_prob = false;
+  int shared_expert_intermediate_size = 0;  // >0: a shared expert beside the routed ones, gated by a sigmoid
+
+  // Hybrid models.
+  LinearAttnConfig linear;
+  bool attn_output_gate = false;  // q_proj is doubled: per head q then a gate; out = attn * sigmoid(gate)
+  // Where the language model's tensors start: "model." ("model.language_model." in a multimodal checkpoint).
+  std::string weight_prefix = "model.";
 
   Quantization quantization;
 
@@ -105,6 +133,12 @@ struct ModelConfig {
   int bos_token_id = -1;
   std::vector<int> eos_token_ids;
 
+  bool hybrid() const { return linear.num_v_heads > 0; }
+  int num_linear_layers() const {
+    int n = 0;
+    for (auto& l : layers) n += l.linear;
+    return n;
+  }
   int rotary_dim() const { return static_cast<int>(head_dim * rope.partial_rotary_factor); }
   int q_size() const { return num_heads * head_dim; }
   int kv_size() const { return num_kv_heads * head_dim; }

@@ -62,6 +62,9 @@ Status Model::init_shard() {
   if (pipe_ != nullptr) spec.stage = pipe_->rank(), spec.stages = pipe_->size();
   if (options_.micro_batches < 0)
     return invalid_argument("micro_batches={} must be >= 0 (0: one per pipeline stage)", options_.micro_batches);
+  if (config_.hybrid() && (comm_ != nullptr || pipe_ != nullptr))
+    return unsupported("{} (a hybrid model) with tensor or pipeline parallelism is not supported yet",
+                       config_.architecture);
   KEEL_ASSIGN_OR_RETURN(shard_, shard_layout(config_, spec));
   local_ = local_config(config_, shard_);
   return Status();
@@ -77,7 +80,8 @@ Status Model::init_buffers() {
   if (options_.max_logit_rows < 0)
     return invalid_argument("max_logit_rows={} must be >= 0 (0: max_batch_tokens)", options_.max_logit_rows);
   const int64_t L = max_logit_rows_ = options_.max_logit_rows > 0 ? std::min<int64_t>(options_.max_logit_rows, T) : T;
-  const int64_t inter = c.intermediate_size;
+  // A hybrid MoE's shared expert runs in the dense MLP's scratch.
+  const int64_t inter = std::max(c.intermediate_size, c.shared_expert_intermediate_size);
   const DType act = backend_->act_dtype();
   auto alloc = [&](int64_t cols, Tensor* t, DType dtype = DType::kF32) -> Status {
     KEEL_ASSIGN_OR_RETURN(*t, backend_->alloc(dtype, T, cols));
@@ -115,8 +119,16 @@ Status Model::init_buffers() {
     // The last stage's gathered tensor-parallel logits of a micro-batch, before they go to their rows.
     if (shard_.head && comm_ != nullptr) pipe_logits_.resize(L * static_cast<int64_t>(c.vocab_size));
   }
+  // Linear-attention layers keep a recurrent state instead of KV.
+  kv_layer_.assign(c.num_layers, -1);
+  state_layer_.assign(c.num_layers, -1);
+  int kv_layers = 0, state_layers = 0;
+  for (int i = 0; i < c.num_layers; i++) {
+    if (c.layers[i].linear) state_layer_[i] = state_layers++;
+    else kv_layer_[i] = kv_layers++;
+  }
   backend::KvLayout kv;
-  kv.num_layers = c.num_layers;
+  kv.num_layers = kv_layers;
   kv.block_size = options_.block_size;
   kv.num_kv_heads = c.num_kv_heads;
   kv.head_dim = c.head_dim;
@@ -124,6 +136,12 @@ Status Model::init_buffers() {
   kv.num_blocks = options_.kv_blocks > 0 ? options_.kv_blocks
                                          : (c.max_position_embeddings + kv.block_size - 1) / kv.block_size;
   KEEL_RETURN_IF_ERROR(backend_->alloc_kv(kv));
+  if (c.hybrid()) {
+    if (options_.state_slots < 0) return invalid_argument("state_slots={} must be >= 0", options_.state_slots);
+    state_slots_ = options_.state_slots > 0 ? options_.state_slots : static_cast<int>(L);
+    KEEL_RETURN_IF_ERROR(backend_->alloc_recurrent_state(recurrent_state_layout(c, state_slots_)));
+    KEEL_RETURN_IF_ERROR(alloc_hybrid_workspace(c, *backend_, T, &hybrid_ws_));
+  }
 
   backend::ForwardLimits limits;
   limits.max_tokens = options_.max_batch_tokens;
@@ -157,8 +175,12 @@ Status Model::init_buffers() {
   return Status();
 }
 
+uint64_t Model::recurrent_state_bytes() const {
+  return state_slots_ > 0 ? recurrent_state_layout(local_, state_slots_).total_bytes() : 0;
+}
+
 uint64_t Model::kv_bytes_per_token() const {
-  return 2ull * local_.num_layers * local_.num_kv_heads * local_.head_dim * dtype_size(kv_layout().dtype);
+  return 2ull * kv_layout().num_layers * local_.num_kv_heads * local_.head_dim * dtype_size(kv_layout().dtype);
 }
 
 // Sums a row-parallel layer's partial output over the ranks: in place on the device with a device communicator
@@ -230,6 +252,10 @@ Status Model::check_batch(const Batch& batch) const {
     return invalid_argument("forward: {} logit rows exceed max_logit_rows={}", n, max_logit_rows_);
   for (int32_t r : batch.logit_rows)
     if (r < 0 || r >= T) return internal_error("forward: logit row {} outside the batch of {}", r, T);
+  if (state_slots_ > 0)
+    for (auto& s : batch.meta.seqs)
+      if (s.state_slot < 0 || s.state_slot >= state_slots_)
+        return internal_error("forward: recurrent-state slot {} outside the pool of {}", s.state_slot, state_slots_);
   return Status();
 }
 
@@ -280,30 +306,39 @@ Status Model::run_layers(const backend::BatchMeta& meta, const std::vector<int32
     if (li == 0) B.rms_norm(x, L.input_norm, c.rms_norm_eps, c.norm_add_one, h);
     else B.add_rms_norm(x, mlp, L.input_norm, c.rms_norm_eps, c.norm_add_one, h);
     auto bias = [](const Tensor& b) { return b.empty() ? nullptr : &b; };
-    const backend::Backend::Projection qkv[3] = {
-        {&L.q, bias(L.q_bias), &q}, {&L.k, bias(L.k_bias), &k}, {&L.v, bias(L.v_bias), &v}};
-    B.gemm_many(h, qkv, 3);
-    if (c.qk_norm) {
-      Tensor qh = q.reshaped(c.head_dim), kh = k.reshaped(c.head_dim);
-      B.rms_norm(qh, L.q_norm, c.rms_norm_eps, c.norm_add_one, qh);
-      B.rms_norm(kh, L.k_norm, c.rms_norm_eps, c.norm_add_one, kh);
-    }
-    if (dynamic_rope_) {
-      apply_rope(q, spec.sliding);
-      apply_rope(k, spec.sliding);
-      B.write_kv(li, k, v, meta);
+    if (spec.linear) {
+      KEEL_RETURN_IF_ERROR(gated_deltanet_block(B, c, L, state_layer_[li], h, meta, hybrid_ws_, o));
     } else {
-      B.rope_write_kv(li, q, k, v, c.head_dim, c.rotary_dim(), meta, spec.sliding ? rope_local_ : rope_global_);
+      const backend::Backend::Projection qkv[3] = {
+          {&L.q, bias(L.q_bias), &q}, {&L.k, bias(L.k_bias), &k}, {&L.v, bias(L.v_bias), &v}};
+      B.gemm_many(h, qkv, 3);
+      if (c.qk_norm) {
+        Tensor qh = q.reshaped(c.head_dim), kh = k.reshaped(c.head_dim);
+        B.rms_norm(qh, L.q_norm, c.rms_norm_eps, c.norm_add_one, qh);
+        B.rms_norm(kh, L.k_norm, c.rms_norm_eps, c.norm_add_one, kh);
+      }
+      if (dynamic_rope_) {
+        apply_rope(q, spec.sliding);
+        apply_rope(k, spec.sliding);
+        B.write_kv(kv_layer_[li], k, v, meta);
+      } else {
+        B.rope_write_kv(kv_layer_[li], q, k, v, c.head_dim, c.rotary_dim(), meta, spec.sliding ? rope_local_ : rope_global_);
+      }
+      backend::AttentionParams ap;
+      ap.num_heads = c.num_heads;
+      ap.num_kv_heads = c.num_kv_heads;
+      ap.head_dim = c.head_dim;
+      ap.scale = c.attn_scale;
+      ap.sliding_window = spec.sliding ? c.sliding_window : 0;
+      ap.softcap = c.attn_softcap;
+      B.attention(kv_layer_[li], q, meta, ap, attn);
+      if (!L.attn_gate.empty()) {
+        Tensor gate = hybrid_ws_.gate.row_slice(0, T);
+        B.gemm(h, L.attn_gate, nullptr, gate);
+        KEEL_RETURN_IF_ERROR(B.sigmoid_mul(attn, gate, attn));
+      }
+      B.gemm(attn, L.o, bias(L.o_bias), o);
     }
-    backend::AttentionParams ap;
-    ap.num_heads = c.num_heads;
-    ap.num_kv_heads = c.num_kv_heads;
-    ap.head_dim = c.head_dim;
-    ap.scale = c.attn_scale;
-    ap.sliding_window = spec.sliding ? c.sliding_window : 0;
-    ap.softcap = c.attn_softcap;
-    B.attention(li, q, meta, ap, attn);
-    B.gemm(attn, L.o, bias(L.o_bias), o);
     KEEL_RETURN_IF_ERROR(all_reduce(o));
     if (c.sandwich_norms) B.rms_norm(o, L.post_attn_norm, c.rms_norm_eps, c.norm_add_one, o);
 
@@ -312,6 +347,8 @@ Status Model::run_layers(const backend::BatchMeta& meta, const std::vector<int32
     B.add_rms_norm(x, o, ffn_norm, c.rms_norm_eps, c.norm_add_one, h);
     if (spec.moe) {
       B.moe(h, L.moe, mlp);
+      if (!L.shared_gate.empty())
+        KEEL_RETURN_IF_ERROR(add_shared_expert(B, c, L, h, ws_.gate.data, ws_.up.data, ws_.act.data, hybrid_ws_, mlp));
     } else {
       Tensor gate = ws_.gate.row_slice(0, T), up = ws_.up.row_slice(0, T), act = ws_.act.row_slice(0, T);
       if (L.gate_bias.empty() && L.up_bias.empty()) {

@@ -11,6 +11,7 @@
 #include "env/env.h"
 #include "format/safetensors.h"
 #include "model/config.h"
+#include "model/gated_deltanet.h"
 #include "model/weights.h"
 
 namespace keel::model {
@@ -38,6 +39,9 @@ struct LoadOptions {
   // every stage forms one pipeline. Null: one stage.
   dist::Communicator* pipeline = nullptr;
   int micro_batches = 0;  // pipelined forwards cut the batch into this many micro-batches (0: one per stage)
+  // Hybrid models: sequences whose recurrent state the pool holds at once (0: the resolved max_logit_rows, one
+  // per sequence a step can sample). Every running sequence holds a slot (SeqSlice::state_slot).
+  int state_slots = 0;
 };
 
 class Model {
@@ -81,6 +85,10 @@ class Model {
 
   // KV bytes per token over all layers, in the backend's KV dtype.
   uint64_t kv_bytes_per_token() const;
+  // Hybrid models: slots of the recurrent-state pool (0 for a model without linear-attention layers) and its
+  // bytes.
+  int recurrent_state_slots() const { return state_slots_; }
+  uint64_t recurrent_state_bytes() const;
 
  private:
   Model() = default;
@@ -121,6 +129,11 @@ class Model {
   int64_t max_table_entries_ = 0;
   int64_t max_logit_rows_ = 0;  // options_.max_logit_rows, resolved
   uint64_t forwards_ = 0;
+  // Per layer of the stage: its index among the layers with KV (attention) or among the linear-attention layers
+  // with recurrent state; -1 where it has none.
+  std::vector<int> kv_layer_, state_layer_;
+  int state_slots_ = 0;
+  HybridWorkspace hybrid_ws_;
 
   struct Workspace {
     // F32: the residual stream x, q/k/v, GEMM outputs (o, gate, up, mlp), logits.

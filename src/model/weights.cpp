@@ -4,6 +4,10 @@
 #include <cstring>
 #include <map>
 
+#include <spdlog/spdlog.h>
+
+#include "model/hybrid_weights.h"
+
 namespace keel::model {
 
 namespace {
@@ -90,6 +94,40 @@ class Binder {
     slice.shape = {rows, cols};
     // Counted slice by slice: the slices of all experts add up to the fused tensor.
     return make(slice, rows, cols, out);
+  }
+
+  // A tensor stored as `shape` viewed as [rows, cols] (the same elements).
+  Status bind_viewed(const std::string& name, const std::vector<int64_t>& shape, int64_t rows, int64_t cols,
+                     const char* meaning, backend::Tensor* out) {
+    if (files_ == nullptr) return synthesize(name, rows, cols, out);
+    const format::TensorView* t = files_->find(name);
+    if (t == nullptr) return not_found("tensor '{}' ({}) is missing from the checkpoint", name, meaning);
+    if (t->shape != shape || t->quant != format::QuantKind::kNone)
+      return invalid_argument("{}: tensor '{}' has shape {}, expected {} elements as {} ({})", t->file, name,
+                              t->shape_str(), rows * cols, meaning, dtype_name(t->dtype));
+    return make(*t, rows, cols, out);
+  }
+
+  // Rows perm[0], perm[1], ... of a [rows, cols] tensor, copied in its dtype into memory the weights own.
+  Status bind_permuted(const std::string& name, int64_t rows, int64_t cols, const std::vector<int64_t>& perm,
+                       const char* meaning, backend::Tensor* out) {
+    if (files_ == nullptr) return synthesize(name, rows, cols, out);
+    const format::TensorView* t = files_->find(name);
+    if (t == nullptr) return not_found("tensor '{}' ({}) is missing from the checkpoint", name, meaning);
+    if (is_quantized(name, *t))
+      return unsupported("tensor '{}': a quantized tensor whose rows keel reorders (per-head interleaved) is not "
+                         "supported yet", name);
+    if (t->shape != std::vector<int64_t>{rows, cols} || static_cast<int64_t>(perm.size()) != rows)
+      return invalid_argument("{}: tensor '{}' has shape {}, expected [{}, {}] ({})", t->file, name, t->shape_str(),
+                              rows, cols, meaning);
+    const size_t row_bytes = cols * dtype_size(t->dtype);
+    auto buf = std::make_unique<uint16_t[]>((rows * row_bytes + 1) / 2);
+    auto* dst = reinterpret_cast<uint8_t*>(buf.get());
+    for (int64_t r = 0; r < rows; r++) std::memcpy(dst + r * row_bytes, t->data + perm[r] * row_bytes, row_bytes);
+    format::TensorView copy = *t;
+    copy.data = dst;
+    out_->owned.push_back(std::move(buf));
+    return make(copy, rows, cols, out);
   }
 
   bool has(const std::string& name) const { return files_ != nullptr && files_->find(name) != nullptr; }
@@ -261,6 +299,32 @@ class Binder {
   std::map<DType, uint64_t> bytes_by_dtype_;
 };
 
+// model/hybrid_weights.h's view of the binder.
+class HybridBinder final : public TensorBinder {
+ public:
+  explicit HybridBinder(Binder& b) : b_(b) {}
+  Status bind(const std::string& name, int64_t rows, int64_t cols, const char* meaning,
+              backend::Tensor* out) override {
+    return b_.bind(name, rows, cols, meaning, out);
+  }
+  Status bind_viewed(const std::string& name, const std::vector<int64_t>& shape, int64_t rows, int64_t cols,
+                     const char* meaning, backend::Tensor* out) override {
+    return b_.bind_viewed(name, shape, rows, cols, meaning, out);
+  }
+  Status bind_permuted(const std::string& name, int64_t rows, int64_t cols, const std::vector<int64_t>& perm,
+                       const char* meaning, backend::Tensor* out) override {
+    return b_.bind_permuted(name, rows, cols, perm, meaning, out);
+  }
+  Status bind_expert_slice(const std::string& name, int experts, int64_t full_rows, int64_t cols, int e,
+                           int64_t row0, int64_t rows, const char* meaning, backend::Tensor* out) override {
+    return b_.bind_expert_slice(name, experts, full_rows, cols, e, row0, rows, meaning, out);
+  }
+  bool has(const std::string& name) const override { return b_.has(name); }
+
+ private:
+  Binder& b_;
+};
+
 // `c` is the full model's config; `s` says which slice of each tensor this rank binds (all of it unsharded).
 Status bind_all(const ModelConfig& c, const ShardLayout& s, Binder& b, ModelWeights& w) {
   const int64_t H = c.hidden_size, D = c.head_dim, Q = c.q_size(), KV = c.kv_size();
@@ -274,9 +338,9 @@ Status bind_all(const ModelConfig& c, const ShardLayout& s, Binder& b, ModelWeig
   // the head is tied to it.
   if (s.embed || (s.head && c.tie_word_embeddings))
     KEEL_RETURN_IF_ERROR(
-        b.bind("model.embed_tokens.weight", c.vocab_size, H, "vocab_size x hidden_size", &w.embed, vocab));
+        b.bind(c.weight_prefix + "embed_tokens.weight", c.vocab_size, H, "vocab_size x hidden_size", &w.embed, vocab));
   if (s.head) {
-    KEEL_RETURN_IF_ERROR(b.bind("model.norm.weight", H, 0, "hidden_size", &w.final_norm));
+    KEEL_RETURN_IF_ERROR(b.bind(c.weight_prefix + "norm.weight", H, 0, "hidden_size", &w.final_norm));
     if (c.tie_word_embeddings) {
       w.lm_head = tp ? w.embed.row_slice(0, s.vocab) : w.embed;
     } else {
@@ -290,7 +354,12 @@ Status bind_all(const ModelConfig& c, const ShardLayout& s, Binder& b, ModelWeig
   w.layers.resize(s.layers);
   for (int i = s.layer0; i < s.layer0 + s.layers; i++) {
     LayerWeights& L = w.layers[i - s.layer0];
-    const std::string p = fmt::format("model.layers.{}.", i);
+    const std::string p = fmt::format("{}layers.{}.", c.weight_prefix, i);
+    if (c.hybrid()) {
+      HybridBinder hybrid(b);
+      KEEL_RETURN_IF_ERROR(bind_hybrid_layer(c, i, p, hybrid, L));
+      continue;
+    }
     KEEL_RETURN_IF_ERROR(b.bind(p + "input_layernorm.weight", H, 0, "hidden_size", &L.input_norm));
     KEEL_RETURN_IF_ERROR(b.bind(p + "post_attention_layernorm.weight", H, 0, "hidden_size", &L.post_attn_norm));
     if (c.sandwich_norms) {
@@ -383,6 +452,12 @@ Result<ModelWeights> bind_weights(const ModelConfig& config, const format::Weigh
   KEEL_ASSIGN_OR_RETURN(ShardLayout layout, shard_layout(config, shard));
   Binder b(&files, backend, &w, 0, &config.quantization);
   KEEL_RETURN_IF_ERROR(bind_all(config, layout, b, w));
+  // A multimodal checkpoint's vision tower: keel serves text only, so its tensors stay unread.
+  if (config.weight_prefix != "model.") {
+    size_t vision = 0;
+    for (const auto& [name, view] : files.all()) vision += name.rfind("model.visual.", 0) == 0;
+    if (vision > 0) spdlog::info("keel: {} vision tower tensors (model.visual.*) skipped: text input only", vision);
+  }
   return w;
 }
 

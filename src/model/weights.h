@@ -24,6 +24,11 @@ struct LayerWeights {
   backend::Tensor gate, up, down;  // dense MLP
   backend::Tensor gate_bias, up_bias, down_bias;
   backend::MoeWeights moe;  // sparse MLP (layer spec moe)
+  // Hybrid models (model/hybrid_weights.h).
+  backend::Tensor attn_gate;  // gated full attention: q_proj's gate rows [num_heads*head_dim, hidden]
+  backend::Tensor lin_qkv, lin_z, lin_b, lin_a, lin_out;  // Gated DeltaNet projections (layer spec linear)
+  backend::GatedDeltaNetWeights lin;
+  backend::Tensor shared_gate, shared_up, shared_down, shared_expert_gate;  // the MoE's shared expert
 };
 
 struct ModelWeights {

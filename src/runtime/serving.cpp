@@ -209,7 +209,8 @@ Result<memory::Plan> plan_memory(env::Env* env, Serving::Parts& parts) {
   memory::PlanInputs inputs;
   inputs.model = parts.name;
   inputs.weight_bytes = weight_bytes;
-  inputs.shape.num_layers = config.num_layers;
+  // Only attention layers hold KV; a hybrid model's linear-attention layers hold a recurrent state instead.
+  inputs.shape.num_layers = config.num_layers - config.num_linear_layers();
   inputs.shape.num_heads = config.num_heads;
   inputs.shape.num_kv_heads = config.num_kv_heads;
   inputs.shape.head_dim = config.head_dim;
@@ -217,6 +218,14 @@ Result<memory::Plan> plan_memory(env::Env* env, Serving::Parts& parts) {
   inputs.shape.intermediate_size =
       config.intermediate_size > 0 ? config.intermediate_size : config.moe_intermediate_size;
   inputs.shape.vocab_size = config.vocab_size;
+  if (config.hybrid()) {
+    const model::LinearAttnConfig& l = config.linear;
+    inputs.shape.intermediate_size = std::max(config.intermediate_size, config.shared_expert_intermediate_size);
+    inputs.shape.hybrid_f32_cols = l.conv_dim() + l.value_dim() + 2 * l.num_v_heads + config.q_size() +
+                                   (config.shared_expert_intermediate_size > 0 ? config.hidden_size + 1 : 0);
+    inputs.shape.hybrid_act_cols = l.value_dim();
+    inputs.recurrent_state_bytes_per_seq = model::recurrent_state_layout(config, 1).total_bytes();
+  }
   inputs.shape.kv_dtype_bytes = static_cast<int>(dtype_size(backend.kv_dtype()));
   inputs.shape.activation_dtype_bytes = static_cast<int>(dtype_size(backend.act_dtype()));
   if (options.rank) KEEL_RETURN_IF_ERROR(plan_one_shard(parts, weight_bytes, inputs));
@@ -293,11 +302,15 @@ Status load_model_into_plan(env::Env* env, Serving::Parts& parts) {
   const bool weights_on_backend = backend.name() != "cpu";
   // On a device, forward scratch and graph workspaces sit beside the activations; the plan's overhead line is
   // what sets them aside.
-  const uint64_t activations = saturating_sub(held, kv_bytes + (weights_on_backend ? weights : 0));
+  const uint64_t activations =
+      saturating_sub(held, kv_bytes + model.recurrent_state_bytes() + (weights_on_backend ? weights : 0));
   const uint64_t activations_planned = plan.activation_bytes + (weights_on_backend ? plan.overhead_bytes : 0);
   KEEL_RETURN_IF_ERROR(reserve(parts, "weights", plan.weight_bytes, weights, model.weights().dtype));
   KEEL_RETURN_IF_ERROR(reserve(parts, "activations", activations_planned, activations, backend.act_dtype()));
   KEEL_RETURN_IF_ERROR(reserve(parts, "kv_pool", plan.kv_bytes, kv_bytes, kv.dtype));
+  if (model.recurrent_state_bytes() > 0)
+    KEEL_RETURN_IF_ERROR(reserve(parts, "recurrent_state", plan.recurrent_state_bytes, model.recurrent_state_bytes(),
+                                 DType::kF32));
   if (Status s = parts.governor->check_within_plan(); !s.ok()) warn(options, s.message());
   return Status();
 }

@@ -63,13 +63,13 @@ def build(name):
             rope_parameters=dict(rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.5)))
         return transformers.Qwen3NextForCausalLM, cfg
     if name == "qwen3_5":
-        text = text_base(intermediate_size=96, rope_parameters=MROPE,
+        text = text_base(intermediate_size=96, rope_parameters=MROPE, tie_word_embeddings=True,
                          layer_types=["linear_attention"] * 3 + ["full_attention"])
         cfg = transformers.Qwen3_5Config(text_config=text, vision_config=VISION, tie_word_embeddings=True)
         return transformers.Qwen3_5ForConditionalGeneration, cfg
     if name == "qwen3_5_moe":
         text = text_base(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
-                         shared_expert_intermediate_size=48, rope_parameters=MROPE,
+                         shared_expert_intermediate_size=48, rope_parameters=MROPE, tie_word_embeddings=False,
                          layer_types=["linear_attention"] * 3 + ["full_attention"])
         cfg = transformers.Qwen3_5MoeConfig(text_config=text, vision_config=VISION, tie_word_embeddings=False)
         return transformers.Qwen3_5MoeForConditionalGeneration, cfg

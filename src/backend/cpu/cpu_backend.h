@@ -41,6 +41,16 @@ class CpuBackend final : public Backend {
   void glu(const Tensor& gate, const Tensor& up, GluActivation act, Tensor& out) override;
   void moe(const Tensor& x, const MoeWeights& w, Tensor& out) override;
   void softcap(Tensor& x, float cap) override;
+  // cpu_gated_deltanet.cpp: the recurrent form, token by token (exact in f32).
+  Status alloc_recurrent_state(const RecurrentStateLayout& layout) override;
+  Status gated_delta_net(int layer, const Tensor& qkv, const Tensor& z, const Tensor& b, const Tensor& a,
+                         const GatedDeltaNetWeights& w, const GatedDeltaNetParams& p, const BatchMeta& batch,
+                         Tensor& out) override;
+  Status sigmoid_mul(const Tensor& x, const Tensor& gate, Tensor& out) override;
+  // One slot's state of one linear-attention layer, for tests.
+  const float* ssm_state(int layer, int slot) const {
+    return ssm_state_.data() + (static_cast<size_t>(layer) * state_layout_.num_slots + slot) * state_layout_.ssm_floats;
+  }
   void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, Tensor& out) override;
   // The reference (backend/sampling.h) itself, one row per thread.
   void sample_rows(const Tensor& logits, const SampleParams* params, int rows, int32_t* out) override;
@@ -53,6 +63,8 @@ class CpuBackend final : public Backend {
   std::vector<std::unique_ptr<float[]>> buffers_;
   std::vector<std::vector<float>> k_cache_, v_cache_;
   KvLayout kv_layout_;
+  RecurrentStateLayout state_layout_;
+  std::vector<float> conv_state_, ssm_state_;  // [layer][slot][floats]
   uint64_t bytes_allocated_ = 0;
   uint64_t allocations_ = 0;
   // MoE scratch, grown on first use and reused.
