@@ -165,3 +165,29 @@ TEST(ServeHttp, AbandonedCompletionsStopEarlyAndReturnTheirBlocks) {
 }
 
 }  // namespace
+
+TEST(ServeHttp, OutputParsersComeFromTheChatTemplateOrTheFlags) {
+  {
+    // The demo model's template is ChatML with no tool syntax and no <think>: the defaults.
+    ServeProcess serve(kSmall, log_path("parsers_auto"));
+    ASSERT_GT(serve.wait_listening(), 0) << serve.log_text();
+    EXPECT_NE(serve.log_text().find("tool calls: hermes, reasoning: none (from the chat template)"), std::string::npos)
+        << serve.log_text();
+    EXPECT_EQ(serve.terminate(), 0);
+  }
+  {
+    ServeProcess serve(with(kSmall, {"--tool-call-parser", "qwen3_coder", "--reasoning-parser", "think"}),
+                       log_path("parsers_flag"));
+    ASSERT_GT(serve.wait_listening(), 0) << serve.log_text();
+    EXPECT_NE(serve.log_text().find("tool calls: qwen3_coder, reasoning: think"), std::string::npos)
+        << serve.log_text();
+    EXPECT_EQ(serve.log_text().find("from the chat template"), std::string::npos) << serve.log_text();
+    EXPECT_EQ(serve.terminate(), 0);
+  }
+  ServeProcess bad(with(kSmall, {"--tool-call-parser", "hermes2"}), log_path("parsers_bad"));
+  EXPECT_EQ(bad.wait_listening(), 0);
+  EXPECT_NE(bad.log_text().find("--tool-call-parser hermes2: unknown parser (expected auto or one of none, hermes, "
+                                "qwen3_coder, llama3_json, mistral, gemma3)"),
+            std::string::npos)
+      << bad.log_text();
+}

@@ -190,6 +190,13 @@ void add_serve(CLI::App& app, Context& ctx) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--served-model-name", o.served_model_name, "Model name in the API (default: the directory name)");
   cmd->add_option("--backend", o.backend, "auto|cpu|cuda")->capture_default_str();
+  cmd->add_option("--tool-call-parser", o.tool_call_parser,
+                  "How the model writes tool calls: auto (from the chat template) | hermes | qwen3_coder | "
+                  "llama3_json | mistral | gemma3 | none")
+      ->capture_default_str();
+  cmd->add_option("--reasoning-parser", o.reasoning_parser,
+                  "How the model writes reasoning: auto (think when the chat template has <think>) | think | none")
+      ->capture_default_str();
   add_memory_flags(cmd, o);
   add_dist_flags(cmd, o.dist);
   cmd->add_flag("--strict-platform", a.strict_platform,

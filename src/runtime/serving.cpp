@@ -129,6 +129,12 @@ bool is_synthetic(const ServeOptions& options) { return !options.synthetic.empty
 
 // MODEL_DIR or --synthetic, not both; neither: the bundled demo model.
 Status choose_model(ServeOptions& options) {
+  if (options.tool_call_parser != "auto") {
+    KEEL_RETURN_IF_ERROR(server::parse_tool_call_format(options.tool_call_parser).status());
+  }
+  if (options.reasoning_parser != "auto") {
+    KEEL_RETURN_IF_ERROR(server::parse_reasoning_format(options.reasoning_parser).status());
+  }
   if (is_synthetic(options) && !options.dir.empty())
     return invalid_argument("--synthetic {} and MODEL_DIR {}: give one or the other", options.synthetic, options.dir);
   if (is_synthetic(options) && !options.ssd_cache_dir.empty())
@@ -410,10 +416,15 @@ Status bind_server(Serving::Parts& parts) {
   server_options.api_key = options.api_key;
   server_options.max_concurrent = options.max_concurrent_requests;
   server_options.http = options.http;
-  parts.http = std::make_unique<server::Server>(
-      server_options,
-      server::ServedModel{parts.name, parts.generator.get(), &*parts.tokenizer, parts.chat_template.get()});
+  server::ServedModel model{parts.name, parts.generator.get(), &*parts.tokenizer, parts.chat_template.get()};
+  // Names were checked by choose_model; "auto" leaves the formats to the server, which reads the template.
+  if (options.tool_call_parser != "auto") model.tool_call_format = *server::parse_tool_call_format(options.tool_call_parser);
+  if (options.reasoning_parser != "auto") model.reasoning_format = *server::parse_reasoning_format(options.reasoning_parser);
+  parts.http = std::make_unique<server::Server>(server_options, std::move(model));
   KEEL_ASSIGN_OR_RETURN(parts.port, parts.http->bind());
+  say(options, fmt::format("tool calls: {}, reasoning: {}{}", server::tool_call_format_name(parts.http->tool_call_format()),
+                           server::reasoning_format_name(parts.http->reasoning_format()),
+                           options.tool_call_parser == "auto" ? " (from the chat template)" : ""));
   return Status();
 }
 

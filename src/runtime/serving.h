@@ -24,6 +24,9 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port
   std::string api_key, served_model_name, backend = "cpu";
+  // How the model writes tool calls and reasoning (server/tool_call_format.h): a parser's name, or "auto" to
+  // pick it from the chat template.
+  std::string tool_call_parser = "auto", reasoning_parser = "auto";
   int max_concurrent_requests = 256;  // requests parsing or generating at once (429 beyond)
   server::HttpLimits http;            // connections, request size and time (server/http_limits.h)
   int max_model_len = 0;  // 0: the model's context

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <set>
@@ -24,6 +25,8 @@ class FakeGenerator : public Generator {
   bool endless = false;  // repeat the script until max_tokens (or cancel)
   std::chrono::milliseconds step_delay{0};
   int cached_tokens = 0;  // reported on every event, capped at the prompt's length
+  // When set, picks each request's script from the request (a conversation's next turn); else `script`.
+  std::function<std::string(const engine::Request&)> script_for;
 
   FakeGenerator() : thread_([this] { loop(); }) {}
   ~FakeGenerator() override {
@@ -44,7 +47,8 @@ class FakeGenerator : public Generator {
     uint64_t id = next_id_++;
     last_request = request;
     submitted_.push_back(request);
-    active_.push_back(Active{id, std::move(request), std::move(callback)});
+    std::string text = script_for ? script_for(request) : script;
+    active_.push_back(Active{id, std::move(request), std::move(callback), 0, std::move(text)});
     cv_.notify_all();
     return id;
   }
@@ -100,6 +104,7 @@ class FakeGenerator : public Generator {
     engine::Request request;
     engine::EventCallback callback;
     int generated = 0;
+    std::string script;
   };
 
   void loop() {
@@ -113,9 +118,10 @@ class FakeGenerator : public Generator {
         if (cancelled_.count(it->id)) {
           e.finish = engine::FinishReason::kCancelled;
         } else {
-          const int n = static_cast<int>(script.size());
+          const std::string& text = it->script;
+          const int n = static_cast<int>(text.size());
           const bool at_end = !endless && it->generated >= n;
-          e.token = at_end ? eos_id : static_cast<unsigned char>(script[it->generated % n]);
+          e.token = at_end ? eos_id : static_cast<unsigned char>(text[it->generated % n]);
           e.chosen = {e.token, -0.5f};
           // Prompt logprobs, made up but checkable: prompt token i has logprob -i/10.
           if (it->generated == 0 && it->request.prompt_logprobs >= 0) {

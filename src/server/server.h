@@ -53,8 +53,8 @@ struct ServedModel {
   const ChatTemplate* chat_template = nullptr;       // null: chat routes answer 400
   // How the model writes tool calls and reasoning (--tool-call-parser, --reasoning-parser); unset: detected from
   // the chat template's source (tool_call_format.h).
-  std::optional<ToolCallFormat> tool_call_format;
-  std::optional<ReasoningFormat> reasoning_format;
+  std::optional<ToolCallFormat> tool_call_format = std::nullopt;
+  std::optional<ReasoningFormat> reasoning_format = std::nullopt;
 };
 
 class Server {
@@ -71,6 +71,9 @@ class Server {
   void shutdown();
 
   const Metrics& metrics() const { return *metrics_; }
+  // The output formats in use, chosen by flag or detected from the chat template.
+  ToolCallFormat tool_call_format() const { return *model_.tool_call_format; }
+  ReasoningFormat reasoning_format() const { return *model_.reasoning_format; }
   int in_flight() const { return in_flight_.load(); }
   int open_connections() const;
   size_t body_bytes_in_flight() const;
