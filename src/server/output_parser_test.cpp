@@ -3,6 +3,7 @@
 #include "server/output_parser.h"
 
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -276,6 +277,33 @@ TEST(OutputParser, RenderedCallsParseBackInEveryFormat) {
     EXPECT_EQ(s.calls[0].name, "get_weather");
     EXPECT_EQ(json::parse(s.calls[0].arguments), args) << tool_call_format_name(f);
     EXPECT_EQ(s.text, "") << tool_call_format_name(f);
+  }
+}
+
+// Markup fragments in random order, for every format: whatever the mix, no crash, and split anywhere it gives the
+// same events as whole.
+TEST(OutputParser, RandomMarkupSoupIsSplitInvariant) {
+  const std::vector<std::string> fragments = {
+      "<tool_call>", "</tool_call>", "{", "}", "[", "]", "\"name\"", ": ", "\"get_time\"", ", ", "\"arguments\"",
+      "\"tz\"", "1", "<think>", "</think>", "[TOOL_CALLS]", "get_time", "[ARGS]", "<function=", "get_time>",
+      "<parameter=", "tz>", "</parameter>", "</function>", "```tool_code", "```", "get_time(tz='UTC')", ";",
+      "<|python_tag|>", " ", "\n", "x", "\xC3\xBC", "\\\""};
+  std::mt19937 rng(7);
+  for (ToolCallFormat f : {ToolCallFormat::kHermes, ToolCallFormat::kQwen3Coder, ToolCallFormat::kLlama3Json,
+                           ToolCallFormat::kMistral, ToolCallFormat::kGemma3}) {
+    auto o = options(f, ReasoningFormat::kThink);
+    for (int n = 0; n < 60; ++n) {
+      std::string text;
+      for (int k = 0, len = 1 + static_cast<int>(rng() % 24); k < len; ++k) text += fragments[rng() % fragments.size()];
+      std::vector<OutputEvent> whole = run(o, {text});
+      std::vector<std::string> bytes;
+      for (char c : text) bytes.emplace_back(1, c);
+      EXPECT_EQ(run(o, bytes), whole) << tool_call_format_name(f) << ": " << text;
+      size_t a = rng() % (text.size() + 1), b = rng() % (text.size() + 1);
+      if (a > b) std::swap(a, b);
+      EXPECT_EQ(run(o, {text.substr(0, a), text.substr(a, b - a), text.substr(b)}), whole)
+          << tool_call_format_name(f) << ": " << text;
+    }
   }
 }
 
