@@ -21,6 +21,19 @@ TEST(ServeSynthetic, BenchServeRunsEveryRequestThroughHttp) {
   EXPECT_EQ(j["output_tokens"], 12);  // ignore_eos: exactly output_len each
 }
 
+// A hybrid model through the plan (its recurrent-state line reserved against what the model holds: a drift would
+// refuse to start), the engine's state slots and HTTP.
+TEST(ServeSynthetic, BenchServeRunsAHybridModel) {
+  CliRun r = run_keel("bench serve --synthetic qwen3-next-tiny --num-prompts 3 --concurrency 2 --input-len 8 "
+                      "--output-len 4 --max-num-seqs 4 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["completed"], 3);
+  EXPECT_EQ(j["failed"], 0);
+  EXPECT_EQ(j["output_tokens"], 12);
+  EXPECT_NE(r.err.find("prefix caching is off for Qwen3NextForCausalLM"), std::string::npos) << r.err;
+}
+
 TEST(ServeSynthetic, BadShapesAndConflictingFlagsAreClearErrors) {
   CliRun r = run_keel("serve --synthetic llama-7q --port 0");
   EXPECT_EQ(r.exit_code, 1);

@@ -106,10 +106,14 @@ Result<double> measure_decode(model::Model& m, backend::Backend& b, int batch, i
   kv::BlockPool pool(layout.num_blocks, layout.block_size);
   engine::ModelRunner runner(&m, leader, env::Env::posix());
   std::vector<std::unique_ptr<engine::Sequence>> seqs;
+  // A hybrid model's sequences each hold a slot of its recurrent-state pool, as the engine's do.
+  if (m.recurrent_state_slots() > 0 && batch > m.recurrent_state_slots())
+    return invalid_argument("batch {} exceeds the model's {} recurrent-state slots", batch, m.recurrent_state_slots());
   for (int s = 0; s < batch; s++) {
     std::vector<int32_t> tokens;
     for (int i = 0; i < prompt; i++) tokens.push_back((i * 7919 + s * 104729 + 13) % c.vocab_size);
     seqs.push_back(std::make_unique<engine::Sequence>(s, std::move(tokens), layout.block_size));
+    seqs.back()->state_slot = s;
     KEEL_RETURN_IF_ERROR(prefill(runner, m, pool, *seqs.back()));
   }
   GreedyRows greedy(batch);
@@ -299,6 +303,7 @@ int run_bench(const BenchArgs& a) {
     for (int rep = 0; rep < (gpu ? 3 : 1); rep++) {
       kv::BlockPool pool(layout.num_blocks, layout.block_size);
       engine::Sequence sequence(0, seq, layout.block_size);
+      sequence.state_slot = 0;
       lm.backend->synchronize();
       auto t0 = std::chrono::steady_clock::now();
       if (Status s = prefill(runner, m, pool, sequence); !s.ok()) return report(s);

@@ -28,10 +28,35 @@ ModelConfig dense(Arch arch, const char* architecture, int vocab, int hidden, in
   return c;
 }
 
+// A hybrid model (Qwen3-Next / Qwen3.5-MoE shape): three linear-attention layers in four, the fourth gated full
+// attention with a quarter of head_dim rotary; MoE with a shared expert on every layer.
+ModelConfig hybrid_moe(Arch arch, const char* architecture, int vocab, int hidden, int layers, int experts, int top_k,
+                       int expert_inter, int heads, int kv_heads, int head_dim, LinearAttnConfig linear) {
+  ModelConfig c = dense(arch, architecture, vocab, hidden, expert_inter, layers, heads, kv_heads, head_dim, 10000000.0);
+  c.qk_norm = true;
+  c.norm_add_one = true;
+  c.attn_output_gate = true;
+  c.rope.partial_rotary_factor = 0.25;
+  c.rope_local = c.rope;
+  c.linear = linear;
+  c.linear.fused_qkvz = arch == Arch::kQwen3Next;
+  c.num_experts = experts;
+  c.num_experts_per_tok = top_k;
+  c.moe_intermediate_size = expert_inter;
+  c.shared_expert_intermediate_size = expert_inter;
+  c.norm_topk_prob = true;
+  for (int i = 0; i < layers; i++) {
+    c.layers[i].moe = true;
+    c.layers[i].linear = (i + 1) % 4 != 0;
+  }
+  return c;
+}
+
 }  // namespace
 
 std::vector<std::string> synthetic_names() {
-  return {"llama-tiny", "llama-100m", "llama3-8b", "llama3-70b", "qwen3-8b", "qwen3-30b-a3b"};
+  return {"llama-tiny", "llama-100m", "llama3-8b", "llama3-70b", "qwen3-8b", "qwen3-30b-a3b",
+          "qwen3-next-tiny", "qwen3.5-35b-a3b", "qwen3-next-80b-a3b"};
 }
 
 Result<ModelConfig> synthetic_config(const std::string& name) {
@@ -60,6 +85,16 @@ Result<ModelConfig> synthetic_config(const std::string& name) {
     for (auto& l : c.layers) l.moe = true;
     return c;
   }
+  // Hybrid shapes (CPU backend only for now: docs/MODELS.md). -tiny is for tests of the serving path.
+  if (name == "qwen3-next-tiny")
+    return hybrid_moe(Arch::kQwen3Next, "Qwen3NextForCausalLM", 4096, 128, 4, 8, 2, 64, 4, 2, 64,
+                      LinearAttnConfig{2, 4, 32, 32, 4, false});
+  if (name == "qwen3.5-35b-a3b")
+    return hybrid_moe(Arch::kQwen3_5Moe, "Qwen3_5MoeForConditionalGeneration", 248320, 2048, 40, 256, 8, 512, 16, 2,
+                      256, LinearAttnConfig{16, 32, 128, 128, 4, false});
+  if (name == "qwen3-next-80b-a3b")
+    return hybrid_moe(Arch::kQwen3Next, "Qwen3NextForCausalLM", 151936, 2048, 48, 512, 10, 512, 16, 2, 256,
+                      LinearAttnConfig{16, 32, 128, 128, 4, false});
   std::string known;
   for (auto& n : synthetic_names()) known += (known.empty() ? "" : ", ") + n;
   return invalid_argument("--synthetic {}: unknown shape (expected one of {})", name, known);
