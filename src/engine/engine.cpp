@@ -56,6 +56,7 @@ Engine::Engine(model::Model* model, const EngineOptions& options)
     options_.prefix_caching = false;
     scheduler_.set_state_slots(model->recurrent_state_slots());
   }
+  scheduler_.set_max_logit_rows(model->max_logit_rows());
   if (options_.max_model_len <= 0) options_.max_model_len = model->config().max_position_embeddings;
   options_.max_model_len = std::min(options_.max_model_len, model->config().max_position_embeddings);
   stats_.kv_blocks_total = model->kv_layout().num_blocks;
@@ -264,7 +265,8 @@ void Engine::loop() {
         auto seq = std::make_unique<Sequence>(id, state->request.prompt, model_->kv_layout().block_size);
         seq->salt = cache::salt_key(state->request.cache_salt);
         seq->prefill_after = state->request.prefill_after;
-        seq->reuse_cached = state->request.prompt_logprobs < 0;
+        seq->prompt_logits = state->request.prompt_logprobs >= 0;
+        seq->reuse_cached = !seq->prompt_logits;
         scheduler_.add(std::move(seq));
         requests[id] = std::move(state);
       }

@@ -410,3 +410,40 @@ TEST(PrefixCache, ASiblingWhoseFirstIsGoneIsAdmittedAlone) {
 }
 
 }  // namespace keel::engine
+
+namespace keel::engine {
+
+// A prompt-logprobs sequence asks for a logit row per prompt position: its chunks are cut so that a step never
+// asks for more rows than the model's logits buffer holds (4 here, as a plan with --max-num-seqs 4 sizes it),
+// with a row left for each other running sequence.
+TEST(PrefixCache, PromptLogitsChunksFitTheLogitRows) {
+  Scheduler s(/*blocks=*/32, /*block_size=*/4, 8, 100, kModelA);
+  s.set_max_logit_rows(4);
+  s.add(seq(1, tokens(5, 3)));  // decoding by the time the other prefills
+  prefill_and_finish(s, 1);
+  s.add(seq(2, tokens(5, 3)));
+  StepPlan p = s.schedule();
+  run(s, p);
+  auto logits = seq(3, tokens(14, 4));
+  logits->prompt_logits = true;
+  logits->reuse_cached = false;
+  s.add(std::move(logits));
+  int computed = 0;
+  for (int step = 0; step < 20 && computed < 14; step++) {
+    p = s.schedule();
+    int rows = 0;
+    for (const Chunk& c : p.chunks) {
+      rows += c.samples() ? 1 : 0;
+      if (c.seq->prompt_logits) {
+        rows += std::max(0, std::min(c.end, c.seq->prompt_len - 1) - c.begin);
+        computed = c.end;
+      }
+    }
+    EXPECT_LE(rows, 4) << "step " << step;
+    run(s, p);
+  }
+  EXPECT_EQ(computed, 14);
+  EXPECT_EQ(s.find(3)->cached_tokens, 0);
+}
+
+}  // namespace keel::engine

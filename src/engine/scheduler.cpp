@@ -1,6 +1,7 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <climits>
 
 #include "base/check.h"
 
@@ -45,14 +46,35 @@ void Scheduler::preempt(Sequence* seq) {
   running_.erase(it);
 }
 
+namespace {
+
+// The logit rows tokens [begin, end) of `seq` take: its sampling row, and with prompt logits one per prompt
+// position that predicts a prompt token.
+int logit_rows(const Sequence& seq, int begin, int end) {
+  const int sample = end == static_cast<int>(seq.tokens.size()) ? 1 : 0;
+  return sample + (seq.prompt_logits ? std::max(0, std::min(end, seq.prompt_len - 1) - begin) : 0);
+}
+
+}  // namespace
+
 StepPlan Scheduler::schedule() {
   StepPlan plan;
   int budget = max_num_batched_tokens_;
+  int rows_left = max_logit_rows_ > 0 ? max_logit_rows_ : INT_MAX;
   // Running sequences first, oldest first.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Sequence* seq = running_[i].get();
     const int remaining = static_cast<int>(seq->tokens.size()) - seq->num_computed;
-    const int n = std::min(remaining, budget);
+    int n = std::min(remaining, budget);
+    if (seq->prompt_logits && seq->num_computed < seq->prompt_len) {
+      // Its prompt rows fit in what is left after a row for each later running sequence (rows(n) <= n).
+      const int later = static_cast<int>(running_.size() - i - 1);
+      n = std::min(n, rows_left - later);
+      if (n <= 0) {
+        i++;
+        continue;
+      }
+    }
     // Free blocks by preempting the newest running sequences until this one fits.
     bool self_preempted = false;
     while (!blocks_.can_append(*seq, n)) {
@@ -68,16 +90,18 @@ StepPlan Scheduler::schedule() {
     blocks_.append(*seq, n);
     plan.chunks.push_back(Chunk{seq, seq->num_computed, seq->num_computed + n});
     budget -= n;
+    rows_left -= logit_rows(*seq, seq->num_computed, seq->num_computed + n);
     i++;
   }
   // Then waiting sequences in arrival order, while they fit.
-  for (size_t i = 0; i < waiting_.size() && budget > 0 && static_cast<int>(running_.size()) < max_num_seqs_;) {
+  for (size_t i = 0; i < waiting_.size() && budget > 0 && rows_left > 0 &&
+                     static_cast<int>(running_.size()) < max_num_seqs_;) {
     Sequence* seq = waiting_[i].get();
     if (waits_for_sibling(*seq)) {
       i++;
       continue;
     }
-    const int n = admit(seq, budget);
+    const int n = admit(seq, seq->prompt_logits ? std::min(budget, rows_left) : budget);
     if (n < 0) break;
     if (has_state_slots_) {
       // running_ < max_num_seqs_ <= slots, and every slot not held by a running sequence is free.
@@ -87,6 +111,7 @@ StepPlan Scheduler::schedule() {
     }
     plan.chunks.push_back(Chunk{seq, seq->num_computed, seq->num_computed + n});
     budget -= n;
+    rows_left -= logit_rows(*seq, seq->num_computed, seq->num_computed + n);
     running_.push_back(std::move(waiting_[i]));
     waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
   }

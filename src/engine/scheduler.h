@@ -38,6 +38,7 @@ struct Sequence : cache::SequenceBlocks {
   // Hybrid models: the slot of the model's recurrent-state pool this sequence holds while it runs (-1: none).
   // Given at admission, returned at preemption (recompute starts from position 0, a zero state) and finish.
   int state_slot = -1;
+  bool prompt_logits = false;  // Request::prompt_logprobs: every prompt position it computes is a logit row
 
   int generated() const { return static_cast<int>(tokens.size()) - prompt_len; }
 };
@@ -82,6 +83,9 @@ class Scheduler {
   // A hybrid model's recurrent-state pool of `slots` (Model::recurrent_state_slots()): every running sequence holds
   // one, so at most `slots` run at once. Before the first add().
   void set_state_slots(int slots);
+  // Logit rows one step may ask for (the model's logits buffer; 0: no limit). Each sampling chunk takes one; a
+  // prompt_logits sequence's prefill chunks take one per prompt position and are cut to what is left.
+  void set_max_logit_rows(int rows) { max_logit_rows_ = rows; }
 
   void add(std::unique_ptr<Sequence> seq);
   // Plans one step and reserves its KV slots. After the forward pass, call `advance` with the plan.
@@ -117,6 +121,7 @@ class Scheduler {
   cache::BlockManager blocks_;
   int max_num_seqs_;
   int max_num_batched_tokens_;
+  int max_logit_rows_ = 0;
   std::vector<std::unique_ptr<Sequence>> running_;  // arrival order: newest last
   std::deque<std::unique_ptr<Sequence>> waiting_;
   uint64_t preemptions_ = 0;

@@ -59,6 +59,8 @@ class Model {
   const backend::Backend& backend() const { return *backend_; }
   backend::Backend& backend() { return *backend_; }
   int max_batch_tokens() const { return options_.max_batch_tokens; }
+  // Rows of logits one forward can return (LoadOptions::max_logit_rows, resolved).
+  int max_logit_rows() const { return static_cast<int>(max_logit_rows_); }
 
   // Runs the batch; `logits` receives [batch.logit_rows.size(), vocab] float32, row-major. Pipelined, every
   // stage runs the same batch and every stage receives the logits.
