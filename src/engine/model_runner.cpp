@@ -65,6 +65,13 @@ Status ModelRunner::step(const std::vector<Chunk>& chunks, std::span<const Choic
   if (site == ChoiceSite::kDeviceSample)
     for (const ChoiceRow& r : rows) draws_.push_back(TokenChooser::draw_params(r));
 
+  // A masked row is chosen on the host; its mask needs only the tokens generated so far, so it is filled while
+  // the forward runs.
+  rows_.assign(rows.begin(), rows.end());
+  const bool masked = std::any_of(rows_.begin(), rows_.end(), [](const ChoiceRow& r) { return r.mask != nullptr; });
+  const int vocab = model_->config().vocab_size;
+  if (masked) masks_.start(rows_, vocab);
+
   const uint64_t start = env_->now_micros();
   const bool greedy = site == ChoiceSite::kDeviceGreedy;
   Status s = leader_ != nullptr ? leader_->forward(batch_, greedy) : Status();
@@ -74,10 +81,13 @@ Status ModelRunner::step(const std::vector<Chunk>& chunks, std::span<const Choic
                                             : model_->forward(batch_, &logits_);
   }
   forward_seconds_ = static_cast<double>(env_->now_micros() - start) * 1e-6;
+  if (masked) {
+    masks_.wait();
+    for (size_t i = 0; i < rows_.size(); i++) rows_[i].mask_bits = masks_.bits(i);
+  }
   KEEL_RETURN_IF_ERROR(s);
 
   out->resize(rows.size());
-  const int vocab = model_->config().vocab_size;
   if (!prompt_rows_.empty()) {
     size_t row = 0;
     for (ChunkPromptLogprobs& cp : *prompt_out) {
@@ -93,7 +103,7 @@ Status ModelRunner::step(const std::vector<Chunk>& chunks, std::span<const Choic
   }
   for (size_t i = 0; i < rows.size(); i++) {
     if (site == ChoiceSite::kHost) {
-      (*out)[i] = chooser_.choose(logits_.data() + sample_rows_[i] * static_cast<size_t>(vocab), vocab, rows[i]);
+      (*out)[i] = chooser_.choose(logits_.data() + sample_rows_[i] * static_cast<size_t>(vocab), vocab, rows_[i]);
     } else {
       (*out)[i] = Choice();
       (*out)[i].token = tokens_[i];

@@ -8,9 +8,10 @@
 #include <vector>
 
 #include "engine/follower.h"
-#include "env/env.h"
+#include "engine/mask_filler.h"
 #include "engine/scheduler.h"
 #include "engine/token_chooser.h"
+#include "env/env.h"
 #include "model/model.h"
 
 namespace keel::engine {
@@ -39,12 +40,16 @@ class ModelRunner {
 
   // Of the last step: the forward's wall time (the device's work and the wait for its tokens) and its tokens.
   double forward_seconds() const { return forward_seconds_; }
+  // Of the last step with grammar masks: the time filling them took (overlapped with the forward).
+  double mask_seconds() const { return masks_.fill_seconds(); }
   size_t batch_tokens() const { return batch_.tokens.size(); }
 
  private:
   model::Model* model_;
   StepLeader* leader_;
   TokenChooser chooser_;
+  MaskFiller masks_;
+  std::vector<ChoiceRow> rows_;  // the step's rows, with the masks' bits once filled
   model::Batch batch_;
   std::vector<float> logits_;
   std::vector<int32_t> tokens_;

@@ -37,15 +37,21 @@ struct SamplingParams {
 };
 
 // A constraint on which tokens may come next (a grammar, a JSON schema): before each of its request's choices
-// the token chooser asks it for the row's mask, and a token it disallows is never chosen. Called on the engine
-// thread, once per generated token.
+// the token chooser gets the row's mask from it, and a token it disallows is never chosen. fill runs once per
+// generated token, on the engine's mask thread while the step's forward runs (ModelRunner), or on the engine
+// thread when speculative verification needs the mask after each draft token; never twice at once for one request.
 class TokenMask {
  public:
   virtual ~TokenMask() = default;
-  // allowed has vocab entries, all 1 on entry; set 0 for every token that may not follow `generated` (the
-  // tokens this request has generated so far). A mask that allows nothing leaves the row unmasked.
-  virtual void fill(std::span<const int32_t> generated, std::vector<uint8_t>& allowed) = 0;
+  // allowed: one bit per token, (vocab + 31) / 32 words, bit t % 32 of word t / 32 set when token t may follow
+  // `generated` (the tokens this request has generated so far; the previous call's plus one, as a rule, but a
+  // preempted or speculating request may go back). fill writes every word. A mask that allows nothing leaves the
+  // row unmasked.
+  virtual void fill(std::span<const int32_t> generated, std::span<uint32_t> allowed) = 0;
 };
+
+// Words of a TokenMask's bitset for `vocab` tokens.
+inline size_t mask_words(int vocab) { return (static_cast<size_t>(vocab) + 31) / 32; }
 
 struct Request {
   std::vector<int32_t> prompt;

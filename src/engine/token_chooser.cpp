@@ -54,13 +54,22 @@ const float* TokenChooser::process(const float* logits, int vocab, const ChoiceR
     }
   }
   if (row.mask != nullptr) {
-    allowed_.assign(vocab, 1);
-    const std::span<const int32_t> generated(row.history->data() + row.prompt_len,
-                                             row.history->size() - static_cast<size_t>(row.prompt_len));
-    row.mask->fill(generated, allowed_);
-    if (std::find(allowed_.begin(), allowed_.end(), uint8_t{1}) != allowed_.end())
-      for (int v = 0; v < vocab; v++)
-        if (allowed_[v] == 0) processed_[v] = -INFINITY;
+    const size_t words = mask_words(vocab);
+    const uint32_t* bits = row.mask_bits;
+    if (bits == nullptr) {
+      allowed_.assign(words, 0);
+      const std::span<const int32_t> generated(row.history->data() + row.prompt_len,
+                                               row.history->size() - static_cast<size_t>(row.prompt_len));
+      row.mask->fill(generated, allowed_);
+      bits = allowed_.data();
+    }
+    if (std::any_of(bits, bits + words, [](uint32_t w) { return w != 0; }))
+      for (size_t w = 0; w < words; w++) {
+        if (bits[w] == ~0u) continue;  // a word of allowed tokens: most of the vocabulary inside a JSON string
+        const int end = std::min<int>(vocab, static_cast<int>(w * 32 + 32));
+        for (int v = static_cast<int>(w * 32); v < end; v++)
+          if (((bits[w] >> (v % 32)) & 1u) == 0) processed_[v] = -INFINITY;
+      }
   }
   return processed_.data();
 }
@@ -98,6 +107,7 @@ std::vector<int32_t> TokenChooser::verify(const float* logits, int vocab, const 
   ChoiceRow at = row;
   at.history = &verify_history_;
   at.top_logprobs = -1;
+  at.mask_bits = nullptr;  // bits filled ahead are the first position's; each draft position asks the mask
   std::vector<int32_t> out;
   for (size_t i = 0; i <= draft.size(); i++) {
     const int32_t token = choose(logits + i * static_cast<size_t>(vocab), vocab, at).token;

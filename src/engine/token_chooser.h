@@ -5,7 +5,7 @@
 //   1. logit_bias: l[t] += bias for each (t, bias);
 //   2. penalties over the history: repetition (HF: a positive logit divided by it, a negative one multiplied),
 //      then l[t] -= frequency_penalty * count(t) + presence_penalty for every token t the history holds;
-//   3. the mask (Request::mask, a grammar's hook): a token it disallows gets -inf;
+//   3. the mask (Request::mask, a grammar's hook, a bitset): a token it disallows gets -inf;
 //   4. the draw of backend/sampling.h numbered by the tokens the sequence has generated so far (greedy at
 //      temperature 0): the same token on every backend, alone or in any batch, for a given seed.
 // Logprobs are of the model's own distribution (log-softmax of the raw logits), before 1-3.
@@ -35,6 +35,9 @@ struct ChoiceRow {
   uint64_t counter = 0;   // the draw's number: the tokens the sequence has generated so far
   int top_logprobs = -1;  // as Request::top_logprobs
   TokenMask* mask = nullptr;
+  // mask's bits for this choice when already filled (ModelRunner fills them while the forward runs); null: the
+  // chooser asks mask itself.
+  const uint32_t* mask_bits = nullptr;
 };
 
 struct Choice {
@@ -77,7 +80,7 @@ class TokenChooser {
   const float* process(const float* logits, int vocab, const ChoiceRow& row);
 
   std::vector<float> processed_;
-  std::vector<uint8_t> allowed_;
+  std::vector<uint32_t> allowed_;
   std::vector<int32_t> counts_;
   std::vector<int32_t> order_;
   std::vector<int32_t> verify_history_;

@@ -190,10 +190,10 @@ TEST(TokenChooser, LogitBiasShiftsTheDistributionByItsFactor) {
 class OnlyThese : public TokenMask {
  public:
   explicit OnlyThese(std::vector<int32_t> ids) : ids_(std::move(ids)) {}
-  void fill(std::span<const int32_t> generated, std::vector<uint8_t>& allowed) override {
+  void fill(std::span<const int32_t> generated, std::span<uint32_t> allowed) override {
     seen.assign(generated.begin(), generated.end());
-    std::fill(allowed.begin(), allowed.end(), 0);
-    for (int32_t id : ids_) allowed[id] = 1;
+    std::fill(allowed.begin(), allowed.end(), 0u);
+    for (int32_t id : ids_) allowed[id / 32] |= 1u << (id % 32);
   }
   std::vector<int32_t> seen;
 
@@ -223,6 +223,33 @@ TEST(TokenChooser, AMaskBansEveryTokenItDisallowsBeforeTheChoice) {
   OnlyThese none({});
   const ChoiceRow unmasked{&p, &history, 2, 0, -1, &none};
   EXPECT_EQ(s.choose(kLogits.data(), 8, unmasked).token, 1);
+}
+
+TEST(TokenChooser, BitsFilledAheadAreUsedInsteadOfAskingTheMask) {
+  SamplingParams p;
+  p.temperature = 0;
+  OnlyThese mask({1});  // would allow the best token
+  const std::vector<int32_t> history = {7, 2};
+  const uint32_t bits = 1u << 6;  // what ModelRunner filled: token 6 alone
+  const ChoiceRow row{&p, &history, 1, 0, -1, &mask, &bits};
+  TokenChooser s;
+  EXPECT_EQ(s.choose(kLogits.data(), 8, row).token, 6);
+  EXPECT_TRUE(mask.seen.empty());
+}
+
+TEST(TokenChooser, AMaskOverAVocabularyOfManyWordsBansEveryDisallowedToken) {
+  // 100 tokens: four words, the last partial; ids 31, 32, 64 and 99 sit on word edges.
+  std::vector<float> logits(100);
+  for (int v = 0; v < 100; v++) logits[v] = static_cast<float>(v);  // the best is the highest id
+  SamplingParams p;
+  p.temperature = 0;
+  const std::vector<int32_t> history = {1};
+  TokenChooser s;
+  for (std::vector<int32_t> ids : {std::vector<int32_t>{31}, {32}, {0, 64}, {99}, {5, 31, 32, 63}}) {
+    OnlyThese mask(ids);
+    const ChoiceRow row{&p, &history, 1, 0, -1, &mask};
+    EXPECT_EQ(s.choose(logits.data(), 100, row).token, ids.back());
+  }
 }
 
 TEST(TokenChooser, PlainRowsAreChosenOnTheDeviceWhereTheModelCan) {

@@ -4,6 +4,7 @@
 
 #include "server/request_fields.h"
 #include "server/sse.h"
+#include "server/structured_output.h"
 
 namespace keel::server {
 

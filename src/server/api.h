@@ -19,6 +19,16 @@ namespace keel::server {
 
 using json = nlohmann::ordered_json;
 
+// What a request's output must be, enforced by a grammar (server/structured_output.h): OpenAI's response_format
+// json_object / json_schema, or a forced tool call (tool_choice required / a named function; Anthropic any / tool).
+struct OutputConstraint {
+  enum class Kind { kJsonObject, kJsonSchema, kToolCall };
+  Kind kind = Kind::kJsonObject;
+  json schema;        // kJsonSchema
+  std::string where;  // the field that holds the schema, for errors ("response_format.json_schema.schema")
+  std::vector<std::string> tool_names;  // kToolCall: a call may name any of these (of GenerationSpec::tools)
+};
+
 struct GenerationSpec {
   std::string model;              // as requested; "" when absent
   engine::Request request;      // prompt, sampling, stop ids, logprobs
@@ -38,6 +48,7 @@ struct GenerationSpec {
   // parsing off; kRequired / kNamed are for a grammar to enforce (tool_call_format.h says how a call is written).
   ToolChoice tool_choice;
   bool parallel_tool_calls = true;
+  std::optional<OutputConstraint> constraint;  // absent: free text
 
   // /v1/completions: the prompt as text or as ids, and whether to echo it.
   std::string prompt_text;

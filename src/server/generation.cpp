@@ -9,6 +9,7 @@
 #include "server/request_fields.h"
 #include "server/responses.h"
 #include "server/server.h"
+#include "server/structured_output.h"
 
 namespace keel::server {
 
@@ -145,6 +146,27 @@ Result<std::vector<int32_t>> Server::prompt_ids(const GenerationSpec& spec, std:
   return model_.tokenizer->encode(spec.prompt_text, /*add_special=*/true);
 }
 
+grammar::GrammarCompiler& Server::grammar_compiler() {
+  std::call_once(grammar_once_, [this] {
+    // The special tokens the model's tool calls are written with (Mistral's [TOOL_CALLS]) may be forced.
+    const ToolCallFormat format = model_.tool_call_format.value_or(ToolCallFormat::kNone);
+    grammar_ = std::make_unique<grammar::GrammarCompiler>(*model_.tokenizer, model_.tokenizer->eos_ids(),
+                                                          tool_call_syntax(format).special_markers);
+  });
+  return *grammar_;
+}
+
+Status Server::apply_constraint(GenerationSpec& spec) {
+  apply_tool_choice(&spec);
+  if (!spec.constraint) return Status();
+  grammar::ToolCallForm form;
+  if (spec.constraint->kind == OutputConstraint::Kind::kToolCall) {
+    KEEL_ASSIGN_OR_RETURN(form, tool_call_form(model_.tool_call_format.value_or(ToolCallFormat::kHermes)));
+  }
+  KEEL_ASSIGN_OR_RETURN(spec.request.mask, constraint_mask(*spec.constraint, spec.tools, form, grammar_compiler()));
+  return Status();
+}
+
 void Server::generate(const httplib::Request& req, httplib::Response& res, Route route) {
   const ApiFlavor flavor = route == Route::kMessages ? ApiFlavor::kAnthropic : ApiFlavor::kOpenAI;
   auto fail = [&](const ApiError& e) { send_error(res, e, flavor); };
@@ -196,6 +218,8 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
           fmt::format("logit_bias: token id {} is outside the vocabulary [0, {})", token, vocab), "logit_bias"));
     }
   }
+
+  if (Status s = apply_constraint(spec); !s.ok()) return fail(ApiError::from_status(s));
 
   engine::Request request = std::move(spec.request);
   // Without a seed a request draws one: identical prompts must not sample identical completions (sampling is a

@@ -4,6 +4,7 @@
 
 #include "server/request_fields.h"
 #include "server/sse.h"
+#include "server/structured_output.h"
 
 namespace keel::server {
 
@@ -367,12 +368,8 @@ Result<GenerationSpec> parse_chat_request(const json& body) {
     spec.template_kwargs = body["chat_template_kwargs"];
   }
   KEEL_RETURN_IF_ERROR(read_bool(body, "add_generation_prompt", &spec.add_generation_prompt));
-  if (has(body, "response_format")) {
-    const json& rf = body["response_format"];
-    if (!rf.is_object() || !rf.contains("type") || rf["type"] != "text") {
-      return invalid_argument("response_format: only {{\"type\": \"text\"}} is supported");
-    }
-  }
+  if (has(body, "response_format"))
+    KEEL_RETURN_IF_ERROR(read_response_format(body["response_format"], "response_format", &spec));
   KEEL_RETURN_IF_ERROR(read_common(body, &spec));
   bool logprobs = false;
   KEEL_RETURN_IF_ERROR(read_bool(body, "logprobs", &logprobs));
@@ -405,6 +402,8 @@ Result<GenerationSpec> parse_completion_request(const json& body, int32_t vocab)
                             "got {}", describe(prompt));
   }
   KEEL_RETURN_IF_ERROR(read_common(body, &spec));
+  if (has(body, "response_format"))
+    KEEL_RETURN_IF_ERROR(read_response_format(body["response_format"], "response_format", &spec));
   KEEL_RETURN_IF_ERROR(read_bool(body, "echo", &spec.echo));
   int best_of = 1;
   KEEL_RETURN_IF_ERROR(read_int(body, "best_of", 1, 128, &best_of));

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "grammar/grammar.h"
 #include "server/api.h"
 #include "server/generator.h"
 #include "server/metrics.h"
@@ -110,6 +111,11 @@ class Server {
   std::unique_ptr<OutputParser> output_parser(const GenerationSpec& spec, const std::string& rendered,
                                               Route route) const;
   std::string new_id(const char* prefix);
+  // The served vocabulary's grammar compiler (structured output), built on first use: xgrammar's tables of a
+  // 151k vocabulary take ~150 ms, which a server that never sees a schema should not pay.
+  grammar::GrammarCompiler& grammar_compiler();
+  // Sets spec.request.mask from spec.constraint (a 400 for a schema keel cannot enforce).
+  Status apply_constraint(GenerationSpec& spec);
   json model_card() const;
 
   ServerOptions options_;
@@ -126,6 +132,8 @@ class Server {
   std::set<uint64_t> active_;  // generator ids of in-flight requests, cancelled at the end of the grace period
   std::mt19937_64 rng_;
   std::once_flag shutdown_once_;
+  std::once_flag grammar_once_;
+  std::unique_ptr<grammar::GrammarCompiler> grammar_;
 };
 
 }  // namespace keel::server

@@ -29,6 +29,15 @@ class ByteLevel : public Decoder {
     }
     tokens.assign(1, utf8_lossy(bytes));
   }
+  void raw_bytes(std::string& token) const override {
+    std::string bytes;
+    for (size_t i = 0; i < token.size();) {
+      int b = char_to_byte(next_char(token, i));
+      if (b < 0) return;  // not of the byte alphabet: its own UTF-8, as decode_chain takes it
+      bytes += static_cast<char>(b);
+    }
+    token = std::move(bytes);
+  }
 };
 
 class Metaspace : public Decoder {
@@ -50,6 +59,18 @@ class Metaspace : public Decoder {
       }
       tokens[k] = std::move(out);
     }
+  }
+  void raw_bytes(std::string& token) const override {
+    std::string out;
+    for (size_t i = 0; i < token.size();) {
+      if (token.compare(i, replacement_.size(), replacement_) == 0) {
+        out += ' ';
+        i += replacement_.size();
+      } else {
+        out += token[i++];
+      }
+    }
+    token = std::move(out);
   }
 
  private:
@@ -109,6 +130,9 @@ class ByteFallback : public Decoder {
     flush();
     tokens = std::move(out);
   }
+  void raw_bytes(std::string& token) const override {
+    if (int value = byte_value(token); value >= 0) token.assign(1, static_cast<char>(value));
+  }
 
  private:
   static int hex(char c) {
@@ -136,6 +160,8 @@ class Fuse : public Decoder {
 class Strip : public Decoder {
  public:
   Strip(char32_t content, size_t start, size_t stop) : content_(content), start_(start), stop_(stop) {}
+  // After Fuse (SentencePiece's decoders) it strips the text's ends, never a token inside it.
+  void raw_bytes(std::string& token) const override {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (std::string& t : tokens) {
       std::vector<char32_t> chars;
@@ -162,6 +188,9 @@ class Sequence : public Decoder {
   explicit Sequence(std::vector<std::unique_ptr<Decoder>> items) : items_(std::move(items)) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (const auto& d : items_) d->decode_chain(tokens);
+  }
+  void raw_bytes(std::string& token) const override {
+    for (const auto& d : items_) d->raw_bytes(token);
   }
 
  private:

@@ -211,6 +211,22 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
   return out;
 }
 
+std::string Tokenizer::token_bytes(int32_t id) const {
+  const Impl& m = *impl_;
+  std::string bytes;
+  if (const AddedToken* t = m.added.by_id(id)) {
+    // Special tokens as written; others go through the decoder as decode() takes them (Gemma's "▁▁▁▁").
+    if (t->special) return t->content;
+    bytes = t->content;
+  } else if (const std::string* s = m.model->id_to_token(id)) {
+    bytes = *s;
+  } else {
+    return "";
+  }
+  if (m.decoder) m.decoder->raw_bytes(bytes);
+  return bytes;
+}
+
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
   if (auto id = impl_->added.by_content(token)) return id;
   return impl_->model->token_to_id(token);

@@ -38,6 +38,11 @@ class Tokenizer {
   // Unknown ids are skipped, as HF does. `skip_special` drops special added tokens.
   std::string decode(std::span<const int32_t> ids, bool skip_special) const;
 
+  // The bytes token `id` adds to a text after other tokens, unrepaired (Decoder::raw_bytes): byte-level
+  // characters as their bytes, <0xXX> as its byte, SentencePiece's ▁ as a space; a special token's content as written.
+  // "" for an unknown id. What grammars match tokens against (grammar/).
+  std::string token_bytes(int32_t id) const;
+
   std::optional<int32_t> token_to_id(std::string_view token) const;
   std::optional<std::string> id_to_token(int32_t id) const;
   // One past the largest id the tokenizer knows (vocab and added tokens).

@@ -102,6 +102,26 @@ TEST_P(Golden, StreamingDecodeConcatenatesToTheFullDecode) {
   }
 }
 
+// token_bytes (what grammars match tokens against): a text's tokens' bytes, joined, are HF's decode of them
+// wherever that decode is valid UTF-8 (byte-level tokens may split a character; joined they must not).
+TEST_P(Golden, TokenBytesJoinToTheDecodedText) {
+  const Tokenizer* tok = shared_tokenizer(GetParam());
+  ASSERT_NE(tok, nullptr);
+  json g = goldens(GetParam());
+  size_t checked = 0;
+  for (const json& c : g["cases"]) {
+    const std::string decoded = c["decoded"];
+    if (decoded.find("\xEF\xBF\xBD") != std::string::npos) continue;  // U+FFFD: invalid bytes repaired by decode
+    std::string joined;
+    for (int32_t id : c["ids_special"].get<std::vector<int32_t>>()) joined += tok->token_bytes(id);
+    // A SentencePiece decoder strips the text's leading space; token_bytes is of tokens inside a text.
+    if (!decoded.starts_with(" ") && joined.starts_with(" ")) joined.erase(0, 1);
+    EXPECT_EQ(joined, decoded) << show(c["text"]);
+    checked++;
+  }
+  EXPECT_GT(checked, 50u);
+}
+
 INSTANTIATE_TEST_SUITE_P(RealTokenizers, Golden, ::testing::Values("qwen3", "llama3", "gemma3"),
                          [](const auto& info) { return info.param; });
 
