@@ -174,6 +174,29 @@ TEST_F(StructuredOutput, CompletionsTakeAResponseFormatToo) {
   expect_person(choice["text"]);
 }
 
+TEST_F(StructuredOutput, TheResponsesApiTakesTheSchemaAsTextFormat) {
+  auto res = post("/v1/responses", {{"input", "Tell me about a person, as JSON."}, {"max_output_tokens", 400},
+                                    {"temperature", 0.8}, {"seed", 4},
+                                    {"text", {{"format", {{"type", "json_schema"}, {"name", "person"},
+                                                          {"strict", true}, {"schema", kPerson}}}}}});
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const json answer = json::parse(res->body);
+  EXPECT_EQ(answer["status"], "completed") << answer;
+  std::string text;
+  for (const json& item : answer["output"])
+    if (item["type"] == "message") text += item["content"][0]["text"].get<std::string>();
+  expect_person(text);
+  json unique = kPerson;
+  unique["properties"]["tags"]["uniqueItems"] = true;
+  auto refused = post("/v1/responses", {{"input", "hi"},
+                                        {"text", {{"format", {{"type", "json_schema"}, {"name", "p"},
+                                                              {"schema", unique}}}}}});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400) << refused->body;
+  EXPECT_EQ(json::parse(refused->body)["error"]["param"], "text.format.schema") << refused->body;
+}
+
 const json kTools = json::parse(R"([
   {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object",
     "properties": {"city": {"type": "string", "maxLength": 12}, "unit": {"enum": ["celsius", "fahrenheit"]}},

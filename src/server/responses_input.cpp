@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "server/request_fields.h"
+#include "server/structured_output.h"
 #include "server/responses.h"
 
 namespace keel::server {
@@ -189,22 +190,14 @@ Status read_tool_choice(const json& body, ResponsesRequest* out) {
   return Status();
 }
 
-Status read_text_format(const json& body) {
+// text.format: chat's response_format in the Responses API's flat shape ({"type": "json_schema", "name", "schema",
+// "strict"}), enforced by the same grammar.
+Status read_text_format(const json& body, GenerationSpec* spec) {
   if (!has(body, "text")) return Status();
   const json& text = body["text"];
   if (!text.is_object()) return invalid_argument("text: expected an object, got {}", describe(text));
   if (!has(text, "format")) return Status();
-  const json& format = text["format"];
-  std::string type;
-  if (!format.is_object() || !format.contains("type") || !format["type"].is_string()) {
-    return invalid_argument("text.format.type: expected \"text\", \"json_schema\" or \"json_object\"");
-  }
-  type = format["type"].get<std::string>();
-  if (type == "text") return Status();
-  if (type == "json_schema" || type == "json_object") {
-    return invalid_argument("text.format.type: \"{}\" needs constrained decoding, which this build lacks", type);
-  }
-  return invalid_argument("text.format.type: expected \"text\", \"json_schema\" or \"json_object\", got \"{}\"", type);
+  return read_response_format(text["format"], "text.format", spec);
 }
 
 }  // namespace
@@ -245,7 +238,7 @@ Result<ResponsesRequest> parse_responses_request(const json& body, ResponseStore
 
   if (has(body, "tools")) KEEL_RETURN_IF_ERROR(read_tools(body["tools"], &out));
   KEEL_RETURN_IF_ERROR(read_tool_choice(body, &out));
-  KEEL_RETURN_IF_ERROR(read_text_format(body));
+  KEEL_RETURN_IF_ERROR(read_text_format(body, &spec));
   if (has(body, "reasoning")) {
     const json& reasoning = body["reasoning"];
     if (!reasoning.is_object()) return invalid_argument("reasoning: expected an object, got {}", describe(reasoning));
