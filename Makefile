@@ -7,7 +7,7 @@ DEB_PACKAGES := build-essential cmake ninja-build pkg-config nlohmann-json3-dev 
   libbenchmark-dev libzstd-dev libssl-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps configure build test test-asan test-tsan fuzz serve bench clean tokenizers soak node-llama-cpp
+.PHONY: deps configure build test test-asan test-tsan test-agents fuzz serve bench clean tokenizers soak node-llama-cpp
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -64,6 +64,11 @@ fuzz: deps tokenizers
 	  -DKEEL_CUDA=off -DKEEL_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
 	nice -n 19 cmake --build build-fuzz -j $(JOBS) --target keel_fuzzers
 	nice -n 19 tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Real coding agents (Claude Code, Codex CLI, OpenCode; versions pinned in tests/agents/package.json, installed
+# there on first use) against keel serve on the demo model, offline (docs/TESTING.md).
+test-agents: build
+	tests/agents/run.sh $(BUILD)/keel
 
 serve: build
 	$(BUILD)/keel serve --host 127.0.0.1 --port 8080

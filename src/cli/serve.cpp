@@ -188,7 +188,14 @@ void add_serve(CLI::App& app, Context& ctx) {
                   "Seconds to receive a whole request, head and body (408 beyond)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--served-model-name", o.served_model_name, "Model name in the API (default: the directory name)");
+  cmd->add_option("--served-model-name", o.served_model_names,
+                  "Model name in the API (default: the directory name); repeat for aliases requests may use")
+      ->take_all()
+      ->allow_extra_args(false);
+  cmd->add_option("--sse-keepalive", o.sse_keepalive_s,
+                  "Seconds a stream may stay silent (a long prefill) before an SSE comment keeps it alive; 0: never")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--backend", o.backend, "auto|cpu|cuda")->capture_default_str();
   cmd->add_option("--tool-call-parser", o.tool_call_parser,
                   "How the model writes tool calls: auto (from the chat template) | hermes | qwen3_coder | "

@@ -162,7 +162,7 @@ Status fit_context(const model::ModelConfig& config, ServeOptions& options) {
 
 // --served-model-name, else the synthetic shape, else the directory's name.
 std::string served_name(const ServeOptions& options) {
-  if (!options.served_model_name.empty()) return options.served_model_name;
+  if (!options.served_model_names.empty()) return options.served_model_names.front();
   if (is_synthetic(options)) return "synthetic-" + options.synthetic;
   const std::filesystem::path dir = std::filesystem::path(options.dir).lexically_normal();
   if (!dir.filename().empty()) return dir.filename().string();
@@ -416,10 +416,12 @@ Status bind_server(Serving::Parts& parts) {
   server_options.api_key = options.api_key;
   server_options.max_concurrent = options.max_concurrent_requests;
   server_options.http = options.http;
+  server_options.sse_keepalive = std::chrono::seconds(options.sse_keepalive_s);
   server::ServedModel model{parts.name, parts.generator.get(), &*parts.tokenizer, parts.chat_template.get()};
   // Names were checked by choose_model; "auto" leaves the formats to the server, which reads the template.
   if (options.tool_call_parser != "auto") model.tool_call_format = *server::parse_tool_call_format(options.tool_call_parser);
   if (options.reasoning_parser != "auto") model.reasoning_format = *server::parse_reasoning_format(options.reasoning_parser);
+  for (size_t i = 1; i < options.served_model_names.size(); ++i) model.aliases.push_back(options.served_model_names[i]);
   parts.http = std::make_unique<server::Server>(server_options, std::move(model));
   KEEL_ASSIGN_OR_RETURN(parts.port, parts.http->bind());
   say(options, fmt::format("tool calls: {}, reasoning: {}{}", server::tool_call_format_name(parts.http->tool_call_format()),

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "runtime/launcher.h"
@@ -23,7 +24,12 @@ struct ServeOptions {
   std::string synthetic;
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port
-  std::string api_key, served_model_name, backend = "cpu";
+  std::string api_key, backend = "cpu";
+  // --served-model-name, repeatable: the first is the name /v1/models lists first and answers carry by default;
+  // every one is accepted in requests (and listed), so a client that insists on its own model name (Claude Code's
+  // claude-opus-..., Codex's gpt-...) can be served under it. Empty: the directory's name.
+  std::vector<std::string> served_model_names;
+  int sse_keepalive_s = 10;  // --sse-keepalive: seconds of silence before a stream gets ": keep-alive" (0: never)
   // How the model writes tool calls and reasoning (server/tool_call_format.h): a parser's name, or "auto" to
   // pick it from the chat template.
   std::string tool_call_parser = "auto", reasoning_parser = "auto";

@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "server/anthropic_input.h"
 #include "server/request_fields.h"
 #include "server/sse.h"
 #include "server/structured_output.h"
@@ -9,27 +10,6 @@
 namespace keel::server {
 
 namespace {
-
-// Anthropic content: a string or an array of blocks; only text blocks are supported (joined).
-Result<std::string> content_text(const json& content, const std::string& where) {
-  if (content.is_string()) return content.get<std::string>();
-  if (!content.is_array()) {
-    return invalid_argument("{}: expected a string or an array of content blocks, got {}", where, describe(content));
-  }
-  std::string text;
-  for (size_t i = 0; i < content.size(); ++i) {
-    const json& block = content[i];
-    std::string at = fmt::format("{}[{}]", where, i);
-    if (!block.is_object()) return invalid_argument("{}: expected an object, got {}", at, describe(block));
-    if (!block.contains("type") || !block["type"].is_string()) return invalid_argument("{}.type: expected a string", at);
-    if (block["type"] != "text") {
-      return invalid_argument("{}.type: only \"text\" blocks are supported, got {}", at, block["type"].dump());
-    }
-    if (!block.contains("text") || !block["text"].is_string()) return invalid_argument("{}.text: expected a string", at);
-    text += block["text"].get<std::string>();
-  }
-  return text;
-}
 
 // As Anthropic counts: input_tokens excludes what was read from the cache, so the prompt is
 // input_tokens + cache_read_input_tokens (keel writes no explicit cache entries: creation is always 0).
@@ -215,50 +195,8 @@ Result<GenerationSpec> parse_messages_request(const json& body) {
   KEEL_RETURN_IF_ERROR(read_int(body, "max_tokens", 1, std::numeric_limits<int32_t>::max(), &max_tokens));
   spec.max_tokens = max_tokens;
 
-  if (has(body, "system")) {
-    KEEL_ASSIGN_OR_RETURN(std::string system, content_text(body["system"], "system"));
-    spec.messages.push_back(json{{"role", "system"}, {"content", system}});
-  }
-  if (!has(body, "messages")) return invalid_argument("messages: required");
-  const json& messages = body["messages"];
-  if (!messages.is_array() || messages.empty()) {
-    return invalid_argument("messages: expected a non-empty array of messages, got {}", describe(messages));
-  }
-  for (size_t i = 0; i < messages.size(); ++i) {
-    const json& m = messages[i];
-    std::string at = fmt::format("messages[{}]", i);
-    if (!m.is_object()) return invalid_argument("{}: expected an object, got {}", at, describe(m));
-    if (!m.contains("role") || !m["role"].is_string() || (m["role"] != "user" && m["role"] != "assistant")) {
-      return invalid_argument("{}.role: expected \"user\" or \"assistant\"", at);
-    }
-    if (!m.contains("content")) return invalid_argument("{}.content: required", at);
-    KEEL_ASSIGN_OR_RETURN(std::string text, content_text(m["content"], at + ".content"));
-    spec.messages.push_back(json{{"role", m["role"]}, {"content", text}});
-  }
-  if (has(body, "tools")) {
-    const json& tools = body["tools"];
-    if (!tools.is_array()) return invalid_argument("tools: expected an array, got {}", describe(tools));
-    // Chat templates expect OpenAI's function shape.
-    spec.tools = json::array();
-    for (size_t i = 0; i < tools.size(); ++i) {
-      const json& t = tools[i];
-      if (!t.is_object() || !t.contains("name") || !t["name"].is_string()) {
-        return invalid_argument("tools[{}].name: expected a string", i);
-      }
-      json fn{{"name", t["name"]}};
-      if (t.contains("description")) fn["description"] = t["description"];
-      if (t.contains("input_schema")) fn["parameters"] = t["input_schema"];
-      spec.tools.push_back(json{{"type", "function"}, {"function", std::move(fn)}});
-    }
-  }
+  KEEL_RETURN_IF_ERROR(read_anthropic_prompt(body, &spec));
   KEEL_RETURN_IF_ERROR(read_anthropic_tool_choice(body, spec.tools, &spec.tool_choice, &spec.parallel_tool_calls));
-  if (has(body, "thinking")) {
-    const json& th = body["thinking"];
-    if (!th.is_object() || !th.contains("type") || !th["type"].is_string()) {
-      return invalid_argument("thinking.type: expected \"enabled\" or \"disabled\"");
-    }
-    spec.template_kwargs = json{{"enable_thinking", th["type"] == "enabled"}};
-  }
   auto& s = spec.request.sampling;
   KEEL_RETURN_IF_ERROR(read_float(body, "temperature", 0.0, 1.0, &s.temperature));
   KEEL_RETURN_IF_ERROR(read_float(body, "top_p", 0.0, 1.0, &s.top_p));
@@ -275,6 +213,14 @@ Result<GenerationSpec> parse_messages_request(const json& body) {
   if (has(body, "metadata") && !body["metadata"].is_object()) {
     return invalid_argument("metadata: expected an object, got {}", describe(body["metadata"]));
   }
+  return spec;
+}
+
+Result<GenerationSpec> parse_count_tokens_request(const json& body) {
+  GenerationSpec spec;
+  spec.is_chat = true;
+  KEEL_RETURN_IF_ERROR(read_string(body, "model", &spec.model));
+  KEEL_RETURN_IF_ERROR(read_anthropic_prompt(body, &spec));
   return spec;
 }
 

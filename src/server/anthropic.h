@@ -10,6 +10,8 @@
 namespace keel::server {
 
 Result<GenerationSpec> parse_messages_request(const json& body);
+// /v1/messages/count_tokens: the prompt fields of a messages request (max_tokens and sampling are not needed).
+Result<GenerationSpec> parse_count_tokens_request(const json& body);
 std::unique_ptr<ResponseWriter> make_messages_writer(ResponseContext ctx);
 
 // "end_turn", "max_tokens" or "stop_sequence".

@@ -24,6 +24,7 @@ class FakeGenerator : public Generator {
   int max_len = 4096;
   bool endless = false;  // repeat the script until max_tokens (or cancel)
   std::chrono::milliseconds step_delay{0};
+  std::chrono::milliseconds first_token_delay{0};  // a prefill: a request's first token comes this long after submit
   int cached_tokens = 0;  // reported on every event, capped at the prompt's length
   // When set, picks each request's script from the request (a conversation's next turn); else `script`.
   std::function<std::string(const engine::Request&)> script_for;
@@ -48,7 +49,8 @@ class FakeGenerator : public Generator {
     last_request = request;
     submitted_.push_back(request);
     std::string text = script_for ? script_for(request) : script;
-    active_.push_back(Active{id, std::move(request), std::move(callback), 0, std::move(text)});
+    active_.push_back(Active{id, std::move(request), std::move(callback), 0, std::move(text),
+                             std::chrono::steady_clock::now() + first_token_delay});
     cv_.notify_all();
     return id;
   }
@@ -105,6 +107,7 @@ class FakeGenerator : public Generator {
     engine::EventCallback callback;
     int generated = 0;
     std::string script;
+    std::chrono::steady_clock::time_point first_token_at;
   };
 
   void loop() {
@@ -112,7 +115,13 @@ class FakeGenerator : public Generator {
     while (true) {
       cv_.wait(lock, [&] { return stopping_ || !active_.empty(); });
       if (stopping_) break;
+      bool prefilling = false;
       for (auto it = active_.begin(); it != active_.end();) {
+        if (it->generated == 0 && !cancelled_.count(it->id) && std::chrono::steady_clock::now() < it->first_token_at) {
+          prefilling = true;
+          ++it;
+          continue;
+        }
         engine::Event e;
         e.cached_tokens = std::min(cached_tokens, static_cast<int>(it->request.prompt.size()));
         if (cancelled_.count(it->id)) {
@@ -142,6 +151,7 @@ class FakeGenerator : public Generator {
         it->callback(e);
         it = e.finish == engine::FinishReason::kNone ? std::next(it) : active_.erase(it);
       }
+      if (prefilling) cv_.wait_for(lock, std::chrono::milliseconds(5));
       if (step_delay.count() > 0) {
         lock.unlock();
         std::this_thread::sleep_for(step_delay);

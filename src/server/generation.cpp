@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include "server/anthropic.h"
+#include "server/chat_messages.h"
 #include "server/openai.h"
 #include "server/request_fields.h"
 #include "server/responses.h"
@@ -136,7 +137,7 @@ Result<std::vector<int32_t>> Server::prompt_ids(const GenerationSpec& spec, std:
       return invalid_argument("messages: the model has no chat template; use /v1/completions with a prompt");
     }
     Result<std::string> text =
-        model_.chat_template->render(spec.messages, spec.tools, spec.add_generation_prompt, spec.template_kwargs);
+        render_chat(*model_.chat_template, spec.messages, spec.tools, spec.add_generation_prompt, spec.template_kwargs);
     if (!text.ok()) return invalid_argument("messages: the chat template failed: {}", text.status().message());
     if (rendered) *rendered = *text;
     // The template writes the special tokens itself, as apply_chat_template(tokenize=True) does.
@@ -200,17 +201,19 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
     return fail(error);
   }
   GenerationSpec& spec = *parsed;
-  if (Status s = check_model(spec.model); !s.ok()) return fail(ApiError::not_found(s.message(), "model_not_found"));
+  Result<std::string> model_name = check_model(spec.model);
+  if (!model_name.ok()) return fail(ApiError::not_found(model_name.status().message(), "model_not_found"));
 
   std::string rendered;
   Result<std::vector<int32_t>> prompt = prompt_ids(spec, &rendered);
   if (!prompt.ok()) return fail(ApiError::from_status(prompt.status()));
   if (prompt->empty()) return fail(ApiError::bad_request("prompt: empty after tokenization", "prompt"));
 
-  // Without max_tokens a request gets what the context leaves (at least 1: a prompt that fills the context is
-  // then refused by the context check at admission, with the numbers).
-  const int left = model_.generator->max_model_len() - static_cast<int>(prompt->size());
-  const int max_tokens = spec.max_tokens.value_or(std::max(1, left));
+  // max_tokens is a cap, not a demand: agents send 32,000 or 128,000 whatever the model's context. A request gets at
+  // most what the context leaves after its prompt and finishes with `length` there; a prompt that leaves nothing
+  // asks for 1, which the context check at admission refuses with the numbers.
+  const int left = std::max(1, model_.generator->max_model_len() - static_cast<int>(prompt->size()));
+  const int max_tokens = std::min(spec.max_tokens.value_or(left), left);
   for (auto [token, bias] : spec.request.sampling.logit_bias) {
     if (token >= model_.tokenizer->vocab_size()) {
       const int vocab = model_.tokenizer->vocab_size();
@@ -231,7 +234,7 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
   request.prompt = std::move(*prompt);
   request.max_tokens = max_tokens;
   ResponseContext ctx;
-  ctx.model = model_.name;
+  ctx.model = *model_name;
   ctx.created = static_cast<int64_t>(std::time(nullptr));
   ctx.tokenizer = model_.tokenizer;
   ctx.include_usage = spec.include_usage;
@@ -305,12 +308,18 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
   stream->bell = bell;
   stream->ended.assign(stream->choices.size(), false);
   stream->left = static_cast<int>(stream->choices.size());
+  auto last_write = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+  const std::chrono::milliseconds keepalive = options_.sse_keepalive;
   res.set_chunked_content_provider(
       "text/event-stream",
-      [stream, writer](size_t, httplib::DataSink& sink) {
+      [stream, writer, last_write, keepalive](size_t, httplib::DataSink& sink) {
         // A failed write means the client went away: returning false ends the stream, and the releaser below
         // cancels the generation.
-        auto send = [&](const std::string& bytes) { return bytes.empty() || sink.write(bytes.data(), bytes.size()); };
+        auto send = [&](const std::string& bytes) {
+          if (bytes.empty()) return true;
+          *last_write = std::chrono::steady_clock::now();
+          return sink.write(bytes.data(), bytes.size());
+        };
         if (!stream->started) {
           stream->started = true;
           Usage prompt;
@@ -343,7 +352,14 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
             return true;
           }
         }
-        if (!any) stream->bell->wait(seen, kStreamPoll);
+        if (!any) {
+          stream->bell->wait(seen, kStreamPoll);
+          // Nothing sent for a while (a long prefill): a comment line, which SSE parsers skip.
+          if (keepalive.count() > 0 && std::chrono::steady_clock::now() - *last_write >= keepalive &&
+              !send(": keep-alive\n\n")) {
+            return false;
+          }
+        }
         return sink.is_writable();
       },
       [stream, in_flight](bool) {
@@ -359,7 +375,9 @@ void Server::tokenize(const httplib::Request& req, httplib::Response& res) {
   if (!body.ok()) return fail(ApiError::from_status(body.status()));
   std::string model;
   if (Status s = read_string(*body, "model", &model); !s.ok()) return fail(ApiError::from_status(s));
-  if (Status s = check_model(model); !s.ok()) return fail(ApiError::not_found(s.message(), "model_not_found"));
+  if (Result<std::string> m = check_model(model); !m.ok()) {
+    return fail(ApiError::not_found(m.status().message(), "model_not_found"));
+  }
 
   std::vector<int32_t> ids;
   if (has(*body, "messages")) {
@@ -386,6 +404,24 @@ void Server::tokenize(const httplib::Request& req, httplib::Response& res) {
   res.set_content(std::move(out), "application/json");
 }
 
+// The prompt of a /v1/messages request, rendered and tokenized as generate() does: its length is the input_tokens
+// that request reports (plus cache_read_input_tokens when the prefix cache supplied some).
+void Server::count_tokens(const httplib::Request& req, httplib::Response& res) {
+  auto fail = [&](const ApiError& e) { send_error(res, e, ApiFlavor::kAnthropic); };
+  InFlight in_flight(&in_flight_, &mu_, &active_);
+  if (in_flight_ > options_.max_concurrent) return fail(too_many_in_flight(options_.max_concurrent));
+  Result<json> body = parse_request_body(req.body);
+  if (!body.ok()) return fail(ApiError::from_status(body.status()));
+  Result<GenerationSpec> spec = parse_count_tokens_request(*body);
+  if (!spec.ok()) return fail(ApiError::from_status(spec.status()));
+  if (Result<std::string> m = check_model(spec->model); !m.ok()) {
+    return fail(ApiError::not_found(m.status().message(), "model_not_found"));
+  }
+  Result<std::vector<int32_t>> ids = prompt_ids(*spec);
+  if (!ids.ok()) return fail(ApiError::from_status(ids.status()));
+  send_json(res, json{{"input_tokens", ids->size()}});
+}
+
 void Server::detokenize(const httplib::Request& req, httplib::Response& res) {
   auto fail = [&](const ApiError& e) { send_error(res, e, ApiFlavor::kOpenAI); };
   InFlight in_flight(&in_flight_, &mu_, &active_);
@@ -394,7 +430,9 @@ void Server::detokenize(const httplib::Request& req, httplib::Response& res) {
   if (!body.ok()) return fail(ApiError::from_status(body.status()));
   std::string model;
   if (Status s = read_string(*body, "model", &model); !s.ok()) return fail(ApiError::from_status(s));
-  if (Status s = check_model(model); !s.ok()) return fail(ApiError::not_found(s.message(), "model_not_found"));
+  if (Result<std::string> m = check_model(model); !m.ok()) {
+    return fail(ApiError::not_found(m.status().message(), "model_not_found"));
+  }
   if (!has(*body, "tokens")) return fail(ApiError::bad_request("tokens: required", "tokens"));
   std::vector<int32_t> ids;
   if (Status s = read_token_ids((*body)["tokens"], "tokens", model_.tokenizer->vocab_size(), &ids); !s.ok()) {

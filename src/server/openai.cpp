@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "server/chat_messages.h"
 #include "server/request_fields.h"
 #include "server/sse.h"
 #include "server/structured_output.h"
@@ -38,28 +39,6 @@ Status read_common(const json& body, GenerationSpec* spec) {
     spec->max_tokens = max_tokens;
   }
   return Status();
-}
-
-// OpenAI content: a string, null, or an array of {"type": "text", "text": ...} parts (joined).
-Result<json> normalize_content(const json& content, const std::string& where) {
-  if (content.is_string() || content.is_null()) return content;
-  if (!content.is_array()) {
-    return invalid_argument("{}: expected a string or an array of content parts, got {}", where, describe(content));
-  }
-  std::string text;
-  for (size_t i = 0; i < content.size(); ++i) {
-    const json& part = content[i];
-    std::string at = fmt::format("{}[{}]", where, i);
-    if (!part.is_object()) return invalid_argument("{}: expected an object, got {}", at, describe(part));
-    std::string type;
-    KEEL_RETURN_IF_ERROR(read_string(part, "type", &type).with_context(at));
-    if (type != "text") return invalid_argument("{}.type: only \"text\" parts are supported, got \"{}\"", at, type);
-    if (!part.contains("text") || !part["text"].is_string()) {
-      return invalid_argument("{}.text: expected a string", at);
-    }
-    text += part["text"].get<std::string>();
-  }
-  return json(text);
 }
 
 json logprob_token(const tokenizer::Tokenizer& tok, int32_t id, float logprob) {
@@ -339,23 +318,7 @@ Result<GenerationSpec> parse_chat_request(const json& body) {
   GenerationSpec spec;
   spec.is_chat = true;
   if (!has(body, "messages")) return invalid_argument("messages: required");
-  const json& messages = body["messages"];
-  if (!messages.is_array() || messages.empty()) {
-    return invalid_argument("messages: expected a non-empty array of messages, got {}", describe(messages));
-  }
-  for (size_t i = 0; i < messages.size(); ++i) {
-    const json& m = messages[i];
-    std::string at = fmt::format("messages[{}]", i);
-    if (!m.is_object()) return invalid_argument("{}: expected an object, got {}", at, describe(m));
-    if (!m.contains("role") || !m["role"].is_string()) return invalid_argument("{}.role: expected a string", at);
-    json message = m;
-    if (m.contains("content")) {
-      KEEL_ASSIGN_OR_RETURN(message["content"], normalize_content(m["content"], at + ".content"));
-    } else if (!m.contains("tool_calls")) {
-      return invalid_argument("{}.content: required", at);
-    }
-    spec.messages.push_back(std::move(message));
-  }
+  KEEL_ASSIGN_OR_RETURN(spec.messages, template_messages_from_openai(body["messages"]));
   if (has(body, "tools")) {
     if (!body["tools"].is_array()) return invalid_argument("tools: expected an array, got {}", describe(body["tools"]));
     spec.tools = body["tools"];

@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <csignal>
 #include <ctime>
 #include <thread>
@@ -112,6 +113,7 @@ void Server::install_routes() {
   add_route("POST", "/v1/responses", ApiFlavor::kOpenAI, &Server::responses);
   add_route("GET", "/v1/responses/([^/]+)", ApiFlavor::kOpenAI, &Server::get_response);
   add_route("DELETE", "/v1/responses/([^/]+)", ApiFlavor::kOpenAI, &Server::delete_response);
+  add_route("POST", "/v1/messages/count_tokens", ApiFlavor::kAnthropic, &Server::count_tokens);
   add_route("POST", "/tokenize", ApiFlavor::kOpenAI, &Server::tokenize);
   add_route("POST", "/detokenize", ApiFlavor::kOpenAI, &Server::detokenize);
 
@@ -186,13 +188,17 @@ std::string Server::new_id(const char* prefix) {
   return fmt::format("{}{:016x}{:08x}", prefix, rng_(), static_cast<uint32_t>(rng_()));
 }
 
-Status Server::check_model(const std::string& requested) const {
-  if (requested.empty() || requested == model_.name) return Status();
+Result<std::string> Server::check_model(const std::string& requested) const {
+  if (requested.empty()) return model_.name;
+  if (requested == model_.name ||
+      std::find(model_.aliases.begin(), model_.aliases.end(), requested) != model_.aliases.end()) {
+    return requested;
+  }
   return not_found("model '{}' not found; this server serves '{}'", requested, model_.name);
 }
 
-json Server::model_card() const {
-  return json{{"id", model_.name},
+json Server::model_card(const std::string& id) const {
+  return json{{"id", id},
               {"object", "model"},
               {"created", created_},
               {"owned_by", "keel"},
@@ -214,18 +220,21 @@ void Server::metrics_text(const httplib::Request&, httplib::Response& res) {
 }
 
 void Server::list_models(const httplib::Request&, httplib::Response& res) {
-  send_json(res, json{{"object", "list"}, {"data", json::array({model_card()})}});
+  json data = json::array({model_card(model_.name)});
+  for (const std::string& alias : model_.aliases) data.push_back(model_card(alias));
+  send_json(res, json{{"object", "list"}, {"data", std::move(data)}});
 }
 
 void Server::get_model(const httplib::Request& req, httplib::Response& res) {
   std::string id = req.matches.size() > 1 ? std::string(req.matches[1]) : "";
-  if (id != model_.name) {
+  Result<std::string> found = id.empty() ? Result<std::string>(not_found("model '' not found")) : check_model(id);
+  if (!found.ok()) {
     send_error(res, ApiError::not_found(fmt::format("model '{}' not found; this server serves '{}'", id, model_.name),
                                         "model_not_found"),
                ApiFlavor::kOpenAI);
     return;
   }
-  send_json(res, model_card());
+  send_json(res, model_card(*found));
 }
 
 }  // namespace keel::server

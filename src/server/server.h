@@ -16,6 +16,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "grammar/grammar.h"
@@ -44,6 +45,9 @@ struct ServerOptions {
   // from before their JSON is parsed until their answer is written; beyond it they get 429 with Retry-After.
   int max_concurrent = 256;
   std::chrono::milliseconds shutdown_grace{30000};  // in-flight requests may finish within this, then are cancelled
+  // A stream that has sent nothing for this long (a long prefill before the first token) gets an SSE comment line,
+  // ": keep-alive", so proxies and clients with idle timeouts keep waiting. 0: never.
+  std::chrono::milliseconds sse_keepalive{10000};
   HttpLimits http;  // connections, request size and time (transport.h), the responses store's bounds
 };
 
@@ -56,6 +60,7 @@ struct ServedModel {
   // the chat template's source (tool_call_format.h).
   std::optional<ToolCallFormat> tool_call_format = std::nullopt;
   std::optional<ReasoningFormat> reasoning_format = std::nullopt;
+  std::vector<std::string> aliases = {};             // more names requests may use (--served-model-name repeated)
 };
 
 class Server {
@@ -100,6 +105,7 @@ class Server {
   void responses(const httplib::Request& req, httplib::Response& res);
   void get_response(const httplib::Request& req, httplib::Response& res);
   void delete_response(const httplib::Request& req, httplib::Response& res);
+  void count_tokens(const httplib::Request& req, httplib::Response& res);
   void tokenize(const httplib::Request& req, httplib::Response& res);
   void detokenize(const httplib::Request& req, httplib::Response& res);
 
@@ -107,7 +113,8 @@ class Server {
   // Builds the prompt ids of a parsed request (chat template or completion prompt).
   // `rendered` (when given) gets the chat template's output.
   Result<std::vector<int32_t>> prompt_ids(const GenerationSpec& spec, std::string* rendered = nullptr) const;
-  Status check_model(const std::string& requested) const;
+  // The requested model is this server's (its name, an alias, or ""): the name to answer with.
+  Result<std::string> check_model(const std::string& requested) const;
   std::unique_ptr<OutputParser> output_parser(const GenerationSpec& spec, const std::string& rendered,
                                               Route route) const;
   std::string new_id(const char* prefix);
@@ -116,7 +123,7 @@ class Server {
   grammar::GrammarCompiler& grammar_compiler();
   // Sets spec.request.mask from spec.constraint (a 400 for a schema keel cannot enforce).
   Status apply_constraint(GenerationSpec& spec);
-  json model_card() const;
+  json model_card(const std::string& id) const;
 
   ServerOptions options_;
   ServedModel model_;

@@ -380,26 +380,35 @@ TEST(Server, ErrorsHaveEachAPIsShapeStatusAndField) {
   expect_openai_error(res->body);
 }
 
-TEST(Server, ContextGuardRefusesWithTheNumbers) {
+TEST(Server, MaxTokensIsCappedByTheContextAndAPromptTooLongIsRefusedWithTheNumbers) {
   TestServer s;
   s.generator.max_len = 64;
+  s.generator.endless = true;
   auto c = s.client();
   int status = 0;
-  std::string body = post_json(c, "/v1/completions", {{"prompt", "abcd"}, {"max_tokens", 100}}, &status);
+  // Agents send max_tokens far beyond a local model's context: it is a cap, and the context is the lower one.
+  json j = json::parse(post_json(c, "/v1/completions", {{"prompt", "abcd"}, {"max_tokens", 100}}, &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(s.generator.last().max_tokens, 60);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 60);
+  j = json::parse(post_json(c, "/v1/messages", {{"max_tokens", 128000}, {"messages", {{{"role", "user"}, {"content", "x"}}}}},
+                            &status));
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["stop_reason"], "max_tokens");
+  EXPECT_EQ(j["usage"]["input_tokens"].get<int>() + j["usage"]["output_tokens"].get<int>(), 64);
+  // A prompt that leaves no room is refused by the engine's admission check (engine::check_context), numbers and all.
+  std::string body = post_json(c, "/v1/completions", {{"prompt", std::string(80, 'a')}, {"max_tokens", 10}}, &status);
   EXPECT_EQ(status, 400);
-  json j = json::parse(body);
+  j = json::parse(body);
   EXPECT_EQ(j["error"]["code"], "context_length_exceeded");
-  // The engine's admission check (engine::check_context) writes the message; the server adds no check of its own.
   EXPECT_EQ(j["error"]["message"],
-            "This model's maximum context length is 64 tokens. However, you requested 104 tokens (4 in the prompt, "
-            "100 for the completion). Please reduce the length of the prompt or max_tokens.");
+            "This model's maximum context length is 64 tokens. However, you requested 81 tokens (80 in the prompt, "
+            "1 for the completion). Please reduce the length of the prompt or max_tokens.");
   body = post_json(c, "/v1/messages",
-                   {{"max_tokens", 100}, {"messages", {{{"role", "user"}, {"content", "x"}}}}}, &status);
+                   {{"max_tokens", 100}, {"messages", {{{"role", "user"}, {"content", std::string(80, 'a')}}}}}, &status);
   EXPECT_EQ(status, 400);
   expect_anthropic_error(body, "invalid_request_error");
-  body = post_json(c, "/v1/completions", {{"prompt", std::string(80, 'a')}}, &status);
-  EXPECT_EQ(status, 400);
-  EXPECT_EQ(json::parse(body)["error"]["code"], "context_length_exceeded");
   // Without max_tokens a prompt that fills the context asks for one token, and is refused with its numbers.
   const json messages = {{{"role", "user"}, {"content", std::string(70, 'a')}}};
   body = post_json(c, "/v1/chat/completions", chat_body({{"messages", messages}}), &status);

@@ -91,11 +91,13 @@ inline std::string raw_exchange(int port, const std::string& bytes, size_t read_
 // A running server; stops (and joins) on destruction.
 class TestServer {
  public:
-  explicit TestServer(ServerOptions options = {})
+  explicit TestServer(ServerOptions options = {}, std::vector<std::string> aliases = {})
       : tokenizer_(test_tokenizer()), template_(test_chat_template()) {
     options.port = 0;
     options.shutdown_grace = std::chrono::milliseconds(2000);
-    server_ = std::make_unique<Server>(options, ServedModel{"test-model", &generator, &tokenizer_, &template_});
+    ServedModel served{"test-model", &generator, &tokenizer_, &template_};
+    served.aliases = std::move(aliases);
+    server_ = std::make_unique<Server>(options, std::move(served));
     auto port = server_->bind();
     if (!port.ok()) ADD_FAILURE() << port.status().message();
     port_ = port.ok() ? *port : 0;

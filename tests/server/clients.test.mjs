@@ -29,9 +29,11 @@ async function streamedChat(params) {
   return { text, finish, role, usage };
 }
 
-test('models lists the served model', async () => {
+test('models lists the served model and its alias; both are accepted', async () => {
   const list = await openai.models.list();
-  assert.deepEqual(list.data.map((m) => m.id), [model]);
+  assert.deepEqual(list.data.map((m) => m.id), [model, 'keel-alias']);
+  const r = await openai.chat.completions.create({ model: 'keel-alias', messages, max_tokens: 2 });
+  assert.equal(r.model, 'keel-alias');
 });
 
 test('chat completion: text, finish reason and usage', async () => {
@@ -102,21 +104,28 @@ test('stop strings cut the text before the stop, streamed or not', async () => {
   assert.equal(finish, 'stop');
 });
 
-test('context guard: 400 context_length_exceeded with the numbers', async () => {
+test('context guard: max_tokens is capped by the context; a prompt too long is a 400 with the numbers', async () => {
+  // Agents send max_tokens of 32,000 or more whatever the model: it is a cap, and the context is the lower one.
+  const capped = await openai.chat.completions.create({ model, messages, max_tokens: 1000000, temperature: 0, ignore_eos: true });
+  assert.equal(capped.choices[0].finish_reason, 'length');
+  const models = await openai.models.list();
+  assert.equal(capped.usage.total_tokens, models.data[0].max_model_len);
+  const long = [{ role: 'user', content: 'Tell me about the sea. '.repeat(2000) }];
   await assert.rejects(
-    openai.chat.completions.create({ model, messages, max_tokens: 1000000 }),
+    openai.chat.completions.create({ model, messages: long, max_tokens: 10 }),
     (err) => {
       assert.equal(err.status, 400);
       assert.equal(err.code, 'context_length_exceeded');
-      assert.match(err.message, /maximum context length is \d+ tokens/);
-      assert.match(err.message, /1000000/);
+      assert.match(err.message, /maximum context length is \d+ tokens. However, you requested \d+ tokens \(\d+ in the prompt, 1 for the completion\)/);
       return true;
     },
   );
   await assert.rejects(
-    anthropic.messages.create({ model, max_tokens: 4000, messages }),  // above the context, below the SDK's own limit
+    anthropic.messages.create({ model, max_tokens: 4000, messages: long }),
     (err) => err.status === 400 && err.error?.error?.type === 'invalid_request_error',
   );
+  const m = await anthropic.messages.create({ model, max_tokens: 4000, messages, temperature: 0 });
+  assert.ok(['end_turn', 'max_tokens'].includes(m.stop_reason));
 });
 
 test('unknown model: 404', async () => {

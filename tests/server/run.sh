@@ -13,7 +13,7 @@ if [ ! -d node_modules/openai ] || [ ! -d node_modules/@anthropic-ai/sdk ]; then
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp)
-"$keel" serve $model_dir --host 127.0.0.1 --port "$port" --api-key test-key --served-model-name keel-test \
+"$keel" serve $model_dir --host 127.0.0.1 --port "$port" --api-key test-key --served-model-name keel-test --served-model-name keel-alias \
   ${KEEL_SERVE_ARGS:---max-num-seqs 8} >"$log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; rm -f "$log"; }
