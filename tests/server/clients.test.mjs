@@ -106,10 +106,20 @@ test('stop strings cut the text before the stop, streamed or not', async () => {
 
 test('context guard: max_tokens is capped by the context; a prompt too long is a 400 with the numbers', async () => {
   // Agents send max_tokens of 32,000 or more whatever the model: it is a cap, and the context is the lower one.
-  const capped = await openai.chat.completions.create({ model, messages, max_tokens: 1000000, temperature: 0, ignore_eos: true });
+  // A prompt that leaves ~100 tokens of the context: the answer stops there, with `length`.
+  const contextLen = (await openai.models.list()).data[0].max_model_len;
+  const tokenize = async (body) => (await (await fetch(`${baseURL}/tokenize`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify({ model, ...body }),
+  })).json()).count;
+  const perRepeat = (await tokenize({ prompt: 'Tell me about the sea. '.repeat(100), add_special_tokens: false })) / 100;
+  const near = [{ role: 'user', content: 'Tell me about the sea. '.repeat(Math.floor((contextLen - 120) / perRepeat)) }];
+  const promptTokens = await tokenize({ messages: near });
+  assert.ok(contextLen - promptTokens > 0 && contextLen - promptTokens < 300, `${promptTokens} of ${contextLen}`);
+  const capped = await openai.chat.completions.create({ model, messages: near, max_tokens: 1000000, temperature: 0, ignore_eos: true });
   assert.equal(capped.choices[0].finish_reason, 'length');
-  const models = await openai.models.list();
-  assert.equal(capped.usage.total_tokens, models.data[0].max_model_len);
+  assert.equal(capped.usage.total_tokens, contextLen);
   const long = [{ role: 'user', content: 'Tell me about the sea. '.repeat(2000) }];
   await assert.rejects(
     openai.chat.completions.create({ model, messages: long, max_tokens: 10 }),
