@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <vector>
 
 #include "keel_cli.h"
 #include "keel_serve.h"
@@ -57,15 +58,16 @@ TEST(OneEnginePath, TheContextCheckAtAdmissionGivesTheNumbersToCliAndHttp) {
       << r.err;
   EXPECT_EQ(r.out, "");
 
-  // keel serve: --max-model-len 512 (the test server's), the same check and the same words.
+  // keel serve: --max-model-len 512 (the test server's), the same check and the same words. HTTP caps max_tokens
+  // at what the context leaves (agents send 32,000 whatever the model), so it is a prompt alone too long there.
   Server server("");
   ASSERT_TRUE(server.ready()) << server.stderr_text();
-  const json refused = complete(server, {{"prompt", {1, 2, 3}}, {"max_tokens", 1000}});
+  const json refused = complete(server, {{"prompt", std::vector<int>(600, 3)}, {"max_tokens", 1000}});
   ASSERT_TRUE(refused.contains("error")) << refused.dump();
   EXPECT_EQ(refused["error"]["code"], "context_length_exceeded");
   EXPECT_EQ(refused["error"]["message"],
-            "This model's maximum context length is 512 tokens. However, you requested 1003 tokens (3 in the prompt, "
-            "1000 for the completion). Please reduce the length of the prompt or max_tokens.");
+            "This model's maximum context length is 512 tokens. However, you requested 601 tokens (600 in the prompt, "
+            "1 for the completion). Please reduce the length of the prompt or max_tokens.");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // fields the response object repeats.
 #include <limits>
 
+#include "server/chat_messages.h"
 #include "server/request_fields.h"
 #include "server/structured_output.h"
 #include "server/responses.h"
@@ -234,7 +235,8 @@ Result<ResponsesRequest> parse_responses_request(const json& body, ResponseStore
   Result<json> messages = to_messages(out.conversation, instructions);
   if (!messages.ok()) return messages.status();
   if (messages->empty()) return invalid_argument("input: no messages");
-  spec.messages = std::move(*messages);
+  // As the chat route gives them to the template: function_call arguments parsed into a mapping (chat_messages.h).
+  KEEL_ASSIGN_OR_RETURN(spec.messages, template_messages_from_openai(*messages));
 
   if (has(body, "tools")) KEEL_RETURN_IF_ERROR(read_tools(body["tools"], &out));
   KEEL_RETURN_IF_ERROR(read_tool_choice(body, &out));
