@@ -95,6 +95,8 @@ for agent in "$@"; do
 model = "$name"
 model_provider = "keel"
 check_for_update_on_startup = false
+# keel runs no hosted tools: Codex would otherwise send web_search, which /v1/responses refuses.
+web_search = "disabled"
 
 [model_providers.keel]
 name = "keel"
