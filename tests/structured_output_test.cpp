@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <regex>
+#include <set>
 #include <string>
 
 #include "serve_process.h"
@@ -146,6 +147,28 @@ TEST_F(StructuredOutput, AStreamedAnswerFollowsTheSchemaToo) {
                                           {"response_format", schema_format(kPerson)}});
   EXPECT_EQ(finish, "stop");
   expect_person(content);
+}
+
+// n > 1: every sampled choice is schema-valid. Each has its own matcher (Server::new_mask); a shared one still
+// gives valid output, as a matcher re-syncs to whichever history it is asked about, but replays a sibling's
+// tokens at every step.
+TEST_F(StructuredOutput, EveryOfNSampledChoicesFollowsTheSchema) {
+  json body = {{"max_tokens", 400}, {"temperature", 1.0}, {"seed", 5}, {"n", 3},
+               {"response_format", schema_format(kPerson)}};
+  body["messages"] = json::array({{{"role", "user"}, {"content", "Tell me about a person, as JSON."}}});
+  auto res = post("/v1/chat/completions", body);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const json choices = json::parse(res->body)["choices"];
+  ASSERT_EQ(choices.size(), 3u);
+  std::set<std::string> distinct;
+  for (const json& choice : choices) {
+    SCOPED_TRACE(choice.dump());
+    EXPECT_EQ(choice["finish_reason"], "stop");
+    expect_person(choice["message"]["content"]);
+    distinct.insert(choice["message"]["content"].get<std::string>());
+  }
+  EXPECT_GT(distinct.size(), 1u);  // sampled with seeds 5, 6, 7
 }
 
 TEST_F(StructuredOutput, JsonObjectGivesAnObject) {

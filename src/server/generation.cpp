@@ -160,12 +160,16 @@ grammar::GrammarCompiler& Server::grammar_compiler() {
 Status Server::apply_constraint(GenerationSpec& spec) {
   apply_tool_choice(&spec);
   if (!spec.constraint) return Status();
+  KEEL_ASSIGN_OR_RETURN(spec.request.mask, new_mask(spec));
+  return Status();
+}
+
+Result<std::shared_ptr<engine::TokenMask>> Server::new_mask(const GenerationSpec& spec) {
   grammar::ToolCallForm form;
   if (spec.constraint->kind == OutputConstraint::Kind::kToolCall) {
     KEEL_ASSIGN_OR_RETURN(form, tool_call_form(model_.tool_call_format.value_or(ToolCallFormat::kHermes)));
   }
-  KEEL_ASSIGN_OR_RETURN(spec.request.mask, constraint_mask(*spec.constraint, spec.tools, form, grammar_compiler()));
-  return Status();
+  return constraint_mask(*spec.constraint, spec.tools, form, grammar_compiler());
 }
 
 void Server::generate(const httplib::Request& req, httplib::Response& res, Route route) {
@@ -254,6 +258,13 @@ void Server::generate(const httplib::Request& req, httplib::Response& res, Route
     if (i > 0) {
       one.prefill_after = choices[0]->id();
       one.prompt_logprobs = -1;  // choice 0's serve every choice
+      // A mask is a matcher that follows one sequence: shared, it would roll back and replay a sibling's tokens at
+      // every step. The compiled grammar is cached, so this is a new matcher, not a new compile.
+      if (spec.constraint) {
+        Result<std::shared_ptr<engine::TokenMask>> mask = new_mask(spec);
+        if (!mask.ok()) return fail(ApiError::from_status(mask.status()));
+        one.mask = std::move(*mask);
+      }
     }
     Result<std::shared_ptr<Completion>> started =
         Completion::start(model_.generator, model_.tokenizer, std::move(one), spec.stop, metrics_,

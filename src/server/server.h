@@ -123,6 +123,8 @@ class Server {
   grammar::GrammarCompiler& grammar_compiler();
   // Sets spec.request.mask from spec.constraint (a 400 for a schema keel cannot enforce).
   Status apply_constraint(GenerationSpec& spec);
+  // A fresh matcher for spec.constraint (set): one per sequence, as n > 1 choices each need their own.
+  Result<std::shared_ptr<engine::TokenMask>> new_mask(const GenerationSpec& spec);
   json model_card(const std::string& id) const;
 
   ServerOptions options_;
