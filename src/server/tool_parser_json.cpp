@@ -75,6 +75,16 @@ size_t send_text_until(CallSink* sink, std::string* buffer, std::initializer_lis
 
 // ---- JsonCallReader ----
 
+void abandon_json_call(CallSink* sink, std::unique_ptr<JsonCallReader>& reader, std::string& raw) {
+  if (reader->emitted()) {
+    reader->finish();
+  } else {
+    sink->text(raw);
+  }
+  raw.clear();
+  reader.reset();
+}
+
 JsonCallReader::JsonCallReader(CallSink* sink, int call_depth, bool strict)
     : sink_(sink), scanner_(call_depth), strict_(strict) {}
 
@@ -215,13 +225,7 @@ class HermesParser : public ToolCallParser {
   // Not a call after all: the markup and what was read of it are text, and reading goes on from the byte that
   // broke it. A call already announced ends with the arguments sent.
   void fall_back() {
-    if (reader_->emitted()) {
-      reader_->finish();
-    } else {
-      sink_->text(raw_);
-    }
-    raw_.clear();
-    reader_.reset();
+    abandon_json_call(sink_, reader_, raw_);
     state_ = State::kText;
   }
 

@@ -157,13 +157,7 @@ class MistralParser : public ToolCallParser {
   }
 
   void fall_back() {
-    if (reader_->emitted()) {
-      reader_->finish();
-    } else {
-      sink_->text(raw_);
-    }
-    raw_.clear();
-    reader_.reset();
+    abandon_json_call(sink_, reader_, raw_);
     state_ = State::kText;
   }
 

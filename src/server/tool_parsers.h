@@ -112,4 +112,8 @@ class JsonCallReader {
   int closed_seen_ = 0;
 };
 
+// A JSON call that broke partway: one already announced to the sink ends with the arguments sent; else the markup
+// and what was read of it (`raw`) go out as text. Clears `raw` and `reader`; the caller goes back to reading text.
+void abandon_json_call(CallSink* sink, std::unique_ptr<JsonCallReader>& reader, std::string& raw);
+
 }  // namespace keel::server
