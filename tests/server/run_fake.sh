@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the official clients' tool round trips (tools.test.mjs) against fake_serve: keel's HTTP server over a
+# Runs the official clients' tool round trips (tools.fake.mjs) against fake_serve: keel's HTTP server over a
 # scripted generator (tests/server/fake_serve.cpp). Installs the npm clients if needed, as run.sh does.
 # Usage: tests/server/run_fake.sh FAKE_SERVE_BINARY
 set -euo pipefail
@@ -23,7 +23,7 @@ for _ in $(seq 1 100); do
 done
 [ -n "$port" ] || { cat "$log"; echo "fake_serve did not listen"; exit 1; }
 rc=0
-KEEL_URL="http://127.0.0.1:$port" node --test "$here"/tools.test.mjs || rc=$?
+KEEL_URL="http://127.0.0.1:$port" node --test "$here"/tools.fake.mjs || rc=$?
 kill -TERM "$server"
 wait "$server" || { cat "$log"; echo "fake_serve failed"; rc=1; }
 trap - EXIT
