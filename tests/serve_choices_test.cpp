@@ -51,7 +51,7 @@ TEST(ServeChoices, EchoedPromptLogprobsMatchTransformersLogits) {
   const size_t checked = golden["steps"].size() - 1;
   for (size_t i = 0; i < checked; i++) ids.push_back(golden["greedy_ids"][i]);
 
-  ServeProcess serve({"--port", "0", "--backend", "cpu", "--max-num-seqs", "4"}, "/tmp/keel_serve_choices_echo.log");
+  ServeProcess serve({"--port", "0", "--backend", "cpu", "--max-num-seqs", "4"}, "/tmp/keel_serve_choices_echo." + std::to_string(getpid()) + ".log");
   const int port = serve.wait_listening();
   ASSERT_GT(port, 0) << serve.log_text();
   json r = post(port, "/v1/completions",
@@ -82,7 +82,7 @@ TEST(ServeChoices, EchoedPromptLogprobsMatchTransformersLogits) {
 }
 
 TEST(ServeChoices, NChoicesShareThePromptsBlocksAndAgreeAtTemperatureZero) {
-  ServeProcess serve({"--port", "0", "--backend", "cpu", "--max-num-seqs", "8"}, "/tmp/keel_serve_choices_n.log");
+  ServeProcess serve({"--port", "0", "--backend", "cpu", "--max-num-seqs", "8"}, "/tmp/keel_serve_choices_n." + std::to_string(getpid()) + ".log");
   const int port = serve.wait_listening();
   ASSERT_GT(port, 0) << serve.log_text();
   // 60 words: well over a few 16-token blocks.

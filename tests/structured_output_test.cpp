@@ -21,8 +21,10 @@ using json = nlohmann::ordered_json;
 class StructuredOutput : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    // ctest runs each case as its own process, two at a time: a log (where the port is read from) per process,
+    // else a case can read a neighbour's port and talk to a server that is shutting down.
     serve_ = new ServeProcess({"--port", "0", "--backend", "cpu", "--max-num-seqs", "4"},
-                              "/tmp/keel_structured_output.log");
+                              "/tmp/keel_structured_output." + std::to_string(getpid()) + ".log");
     port_ = serve_->wait_listening();
   }
   static void TearDownTestSuite() {
