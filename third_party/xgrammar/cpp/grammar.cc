@@ -78,6 +78,12 @@ Grammar Grammar::FromLark(
   return LarkToGrammar(lark_string, tokenizer_info, named_grammars);
 }
 
+Grammar Grammar::FromLark(
+    const std::string& lark_string, const std::optional<TokenizerInfo>& tokenizer_info
+) {
+  return FromLark(lark_string, tokenizer_info, std::vector<NamedGrammar>{});
+}
+
 std::variant<Grammar, StructuralTagError> Grammar::FromStructuralTag(
     const std::string& structural_tag_json, const std::optional<TokenizerInfo>& tokenizer_info
 ) {

@@ -141,8 +141,13 @@ class Grammar {
    */
   static Grammar FromLark(
       const std::string& lark_string,
-      const std::optional<TokenizerInfo>& tokenizer_info = std::nullopt,
-      const std::vector<NamedGrammar>& named_grammars = {}
+      const std::optional<TokenizerInfo>& tokenizer_info,
+      const std::vector<NamedGrammar>& named_grammars
+  );
+  // keel: an overload instead of `named_grammars = {}`, whose default argument clang instantiates while
+  // NamedGrammar is still incomplete (make fuzz failed to build).
+  static Grammar FromLark(
+      const std::string& lark_string, const std::optional<TokenizerInfo>& tokenizer_info = std::nullopt
   );
 
   /*!
